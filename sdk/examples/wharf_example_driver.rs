@@ -1,0 +1,170 @@
+//! An example third-party network driver: `ptp`, point-to-point veth links without a bridge.
+//!
+//! Each endpoint gets its own veth pair. The host end carries the network's gateway address
+//! as a /32 (or /128) and a host route to the endpoint; the sandbox end gets the endpoint's
+//! address and a default route through the gateway. It shows every part of a driver: option
+//! validation, private state, plans with inverses, and the export macro.
+//!
+//! Build it with `cargo build -p wharf-sdk --examples`, copy
+//! `target/debug/examples/libwharf_example_driver.so` into a plugin directory owned by root
+//! and not group- or world-writable, and restart wharfd.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::net::IpAddr;
+use wharf_sdk::{
+    export_plugin, next_interface_name, CreateNetwork, DeleteNetwork, DriverError, DriverResult, EndpointInfo,
+    EndpointRequest, HostFacts, JoinInfo, LinkKind, LinkSpec, Netns, NetworkDriver, NetworkSpec, Outcome, Plan,
+    RouteSpec, Step,
+};
+
+/// The driver. It keeps nothing of its own: everything it needs arrives in each request.
+#[derive(Default)]
+pub struct Ptp;
+
+/// What the driver remembers about a network between calls.
+#[derive(Serialize, Deserialize, Default)]
+struct NetworkState {
+    mtu: u32,
+}
+
+/// What the driver remembers about an endpoint between calls.
+#[derive(Serialize, Deserialize, Default)]
+struct EndpointState {
+    host_if: String,
+    sandbox_if: String,
+}
+
+const MTU_OPTION: &str = "com.docker.network.driver.mtu";
+
+fn parse_mtu(network: &NetworkSpec, facts: &HostFacts) -> DriverResult<u32> {
+    match network.options.get(MTU_OPTION) {
+        None => Ok(facts.mtu()),
+        Some(v) => match v.parse::<u32>() {
+            Ok(m) if (68..=65535).contains(&m) => Ok(m),
+            _ => Err(DriverError::invalid_option(MTU_OPTION, format!("{v:?} is not an MTU between 68 and 65535"))),
+        },
+    }
+}
+
+fn state<T: for<'de> Deserialize<'de> + Default>(value: &Value) -> T {
+    serde_json::from_value(value.clone()).unwrap_or_default()
+}
+
+fn host_prefix(ip: IpAddr) -> ipnet::IpNet {
+    ipnet::IpNet::from(ip)
+}
+
+impl Ptp {
+    fn join_plan(req: &EndpointRequest, ep: &EndpointState, mtu: u32) -> (Plan, JoinInfo) {
+        let sandbox = Netns::Path(req.sandbox.netns.clone());
+        let mut plan = Plan::new();
+        let mut link = LinkSpec::new(
+            ep.host_if.clone(),
+            LinkKind::Veth {
+                peer: ep.sandbox_if.clone(),
+                peer_netns: sandbox.clone(),
+                peer_mac: req.endpoint.mac.clone(),
+            },
+        );
+        link.mtu = Some(mtu);
+        link.up = true;
+        plan.push(Step::link_add(Netns::Host, link));
+        let mut info = JoinInfo { interface: Some(ep.sandbox_if.clone()), ..Default::default() };
+        let pools = req.network.ipv4.iter().chain(&req.network.ipv6);
+        for (addr, pool) in [req.endpoint.ipv4, req.endpoint.ipv6].into_iter().flatten().zip(pools) {
+            let Some(gw) = pool.gateway else { continue };
+            plan.push(Step::addr_add(Netns::Host, ep.host_if.clone(), host_prefix(gw)));
+            plan.push(Step::route_add(
+                Netns::Host,
+                RouteSpec {
+                    destination: host_prefix(addr.addr()),
+                    gateway: None,
+                    device: Some(ep.host_if.clone()),
+                    metric: None,
+                },
+            ));
+            plan.push(Step::addr_add(sandbox.clone(), ep.sandbox_if.clone(), host_prefix(addr.addr())));
+            plan.push(Step::route_add(
+                sandbox.clone(),
+                RouteSpec {
+                    destination: host_prefix(gw),
+                    gateway: None,
+                    device: Some(ep.sandbox_if.clone()),
+                    metric: None,
+                },
+            ));
+            let default: ipnet::IpNet =
+                if gw.is_ipv4() { "0.0.0.0/0".parse().unwrap() } else { "::/0".parse().unwrap() };
+            let route = RouteSpec {
+                destination: default,
+                gateway: Some(gw),
+                device: Some(ep.sandbox_if.clone()),
+                metric: None,
+            };
+            info.routes.push(route.clone());
+            plan.push(Step::route_add(sandbox.clone(), route));
+            if gw.is_ipv4() {
+                info.gateway_v4 = Some(gw);
+            } else {
+                info.gateway_v6 = Some(gw);
+            }
+        }
+        (plan, info)
+    }
+}
+
+impl NetworkDriver for Ptp {
+    fn name(&self) -> &str {
+        "ptp"
+    }
+
+    fn validate(&self, network: &NetworkSpec, facts: &HostFacts) -> DriverResult<()> {
+        if let Some(bad) = network.options.keys().find(|k| k.as_str() != MTU_OPTION) {
+            return Err(DriverError::unknown_option("ptp", bad));
+        }
+        parse_mtu(network, facts).map(|_| ())
+    }
+
+    fn create_network(&self, req: CreateNetwork) -> DriverResult<Outcome<()>> {
+        let mtu = parse_mtu(&req.network, &req.facts)?;
+        let state = serde_json::to_value(NetworkState { mtu }).map_err(|e| DriverError::internal(e.to_string()))?;
+        Ok(Outcome::new((), Plan::new(), state))
+    }
+
+    fn delete_network(&self, _req: DeleteNetwork) -> DriverResult<Outcome<()>> {
+        Ok(Outcome::default())
+    }
+
+    fn create_endpoint(&self, req: EndpointRequest) -> DriverResult<Outcome<EndpointInfo>> {
+        let ep = EndpointState {
+            host_if: format!("ptp{}", &req.endpoint.id[..req.endpoint.id.len().min(11)]),
+            sandbox_if: next_interface_name("eth", &req.sandbox.interfaces),
+        };
+        let info = EndpointInfo { mac: req.endpoint.mac.clone() };
+        let state = serde_json::to_value(ep).map_err(|e| DriverError::internal(e.to_string()))?;
+        Ok(Outcome::new(info, Plan::new(), state))
+    }
+
+    fn delete_endpoint(&self, _req: EndpointRequest) -> DriverResult<Outcome<()>> {
+        Ok(Outcome::default())
+    }
+
+    fn join(&self, req: EndpointRequest) -> DriverResult<Outcome<JoinInfo>> {
+        let net: NetworkState = state(&req.network_state);
+        let mut ep: EndpointState = state(&req.endpoint_state);
+        ep.sandbox_if = next_interface_name("eth", &req.sandbox.interfaces);
+        let (plan, info) = Ptp::join_plan(&req, &ep, net.mtu);
+        let state = serde_json::to_value(ep).map_err(|e| DriverError::internal(e.to_string()))?;
+        Ok(Outcome::new(info, plan, state))
+    }
+
+    fn leave(&self, req: EndpointRequest) -> DriverResult<Outcome<()>> {
+        let net: NetworkState = state(&req.network_state);
+        let ep: EndpointState = state(&req.endpoint_state);
+        let (plan, _) = Ptp::join_plan(&req, &ep, net.mtu);
+        Ok(Outcome::new((), plan.inverse(), req.endpoint_state))
+    }
+}
+
+export_plugin!(network Ptp);

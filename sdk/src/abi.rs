@@ -1,0 +1,626 @@
+//! The stable C boundary between core and a plugin library.
+//!
+//! A plugin `.so` exports one symbol, [`SYMBOL`] (`wharf_plugin_v1`), a function returning a
+//! pointer to a [`PluginTable`]. The table is `#[repr(C)]`; messages cross it as versioned
+//! JSON, so a plugin built by another rustc, or written in C, works. Memory is freed by the
+//! side that allocated it: a response buffer comes from the plugin and goes back to the
+//! plugin's `free`.
+//!
+//! Plugin authors do not use this module directly: [`crate::export_plugin!`] writes the
+//! exporting side, and core uses [`PluginClient`] for the calling side.
+
+use crate::error::{DriverError, DriverResult};
+use crate::facts::HostFacts;
+use crate::network::{
+    CreateNetwork, DeleteNetwork, EndpointInfo, EndpointRequest, JoinInfo, NetworkCapabilities, NetworkDriver,
+    NetworkSpec, Outcome,
+};
+use crate::volume::{VolumeCapabilities, VolumeDriver, VolumeInfo, VolumeRequest};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use std::ffi::{c_char, c_void, CStr, CString};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// The ABI version this SDK speaks.
+pub const ABI_VERSION: u32 = 1;
+
+/// The symbol every plugin library exports.
+pub const SYMBOL: &[u8] = b"wharf_plugin_v1";
+
+/// The version of the JSON messages.
+pub const MESSAGE_VERSION: u32 = 1;
+
+/// `call` succeeded; the buffer holds the JSON response.
+pub const STATUS_OK: i32 = 0;
+/// The driver returned an error; the buffer holds a JSON [`DriverError`].
+pub const STATUS_ERROR: i32 = 1;
+/// The driver panicked; the buffer holds a JSON [`DriverError`].
+pub const STATUS_PANIC: i32 = 2;
+
+/// Kind code of a network driver in [`DriverEntry::kind`].
+pub const KIND_NETWORK: u32 = 1;
+/// Kind code of a volume driver in [`DriverEntry::kind`].
+pub const KIND_VOLUME: u32 = 2;
+
+/// Bytes owned by the plugin that returned them.
+#[repr(C)]
+#[derive(Debug)]
+pub struct Buffer {
+    /// Start of the bytes.
+    pub ptr: *mut u8,
+    /// Number of bytes.
+    pub len: usize,
+    /// Allocated capacity, needed to free them.
+    pub cap: usize,
+}
+
+impl Buffer {
+    const EMPTY: Buffer = Buffer { ptr: std::ptr::null_mut(), len: 0, cap: 0 };
+
+    fn from_vec(v: Vec<u8>) -> Buffer {
+        let mut v = std::mem::ManuallyDrop::new(v);
+        Buffer { ptr: v.as_mut_ptr(), len: v.len(), cap: v.capacity() }
+    }
+}
+
+/// One driver a plugin exports.
+#[repr(C)]
+#[derive(Debug)]
+pub struct DriverEntry {
+    /// NUL-terminated driver name.
+    pub name: *const c_char,
+    /// [`KIND_NETWORK`] or [`KIND_VOLUME`].
+    pub kind: u32,
+}
+
+/// Handle a request: `driver` indexes the table's drivers; `request` is a JSON [`Envelope`].
+/// Writes the response to `out` and returns a `STATUS_*` code.
+pub type CallFn =
+    unsafe extern "C" fn(instance: *mut c_void, driver: usize, request: *const u8, len: usize, out: *mut Buffer) -> i32;
+/// Free a buffer the plugin returned.
+pub type FreeFn = unsafe extern "C" fn(buffer: Buffer);
+/// Release the instance. Core never unloads a library, so it never calls this while the
+/// library's drivers are registered.
+pub type DestroyFn = unsafe extern "C" fn(instance: *mut c_void);
+
+/// The table a plugin exports. `abi_version` and `size` come first and never move, so core
+/// can refuse a table of another version before reading anything else.
+#[repr(C)]
+#[derive(Debug)]
+pub struct PluginTable {
+    /// The ABI version the plugin speaks.
+    pub abi_version: u32,
+    /// `size_of::<PluginTable>()` as the plugin saw it.
+    pub size: u32,
+    /// Opaque instance passed to every function.
+    pub instance: *mut c_void,
+    /// Number of entries in `drivers`.
+    pub driver_count: usize,
+    /// The exported drivers.
+    pub drivers: *const DriverEntry,
+    /// Handle a request.
+    pub call: CallFn,
+    /// Free a response buffer.
+    pub free: FreeFn,
+    /// Release the instance.
+    pub destroy: DestroyFn,
+}
+
+/// The signature of [`SYMBOL`].
+pub type EntryFn = unsafe extern "C" fn() -> *const PluginTable;
+
+/// A request as it crosses the boundary.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Envelope<C> {
+    /// Message version; see [`MESSAGE_VERSION`].
+    #[serde(default)]
+    pub version: u32,
+    /// The call.
+    pub call: C,
+}
+
+/// Calls on a network driver.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "method", content = "params", rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum NetworkCall {
+    Capabilities,
+    Validate { network: NetworkSpec, facts: HostFacts },
+    CreateNetwork(CreateNetwork),
+    DeleteNetwork(DeleteNetwork),
+    CreateEndpoint(EndpointRequest),
+    DeleteEndpoint(EndpointRequest),
+    Join(EndpointRequest),
+    Leave(EndpointRequest),
+}
+
+/// Calls on a volume driver.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "method", content = "params", rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum VolumeCall {
+    Capabilities,
+    Validate(VolumeRequest),
+    Create(VolumeRequest),
+    Remove(VolumeRequest),
+    Mount(VolumeRequest),
+    Unmount(VolumeRequest),
+    Path(VolumeRequest),
+    Get(VolumeRequest),
+    List(Vec<VolumeRequest>),
+}
+
+/// A driver of either kind, as a plugin exports it.
+pub enum Driver {
+    /// A network driver.
+    Network(Box<dyn NetworkDriver>),
+    /// A volume driver.
+    Volume(Box<dyn VolumeDriver>),
+}
+
+impl Driver {
+    /// Wrap a network driver.
+    pub fn network(d: impl NetworkDriver + 'static) -> Driver {
+        Driver::Network(Box::new(d))
+    }
+
+    /// Wrap a volume driver.
+    pub fn volume(d: impl VolumeDriver + 'static) -> Driver {
+        Driver::Volume(Box::new(d))
+    }
+
+    fn name(&self) -> &str {
+        match self {
+            Driver::Network(d) => d.name(),
+            Driver::Volume(d) => d.name(),
+        }
+    }
+
+    fn kind(&self) -> u32 {
+        match self {
+            Driver::Network(_) => KIND_NETWORK,
+            Driver::Volume(_) => KIND_VOLUME,
+        }
+    }
+
+    fn dispatch(&self, request: &[u8]) -> DriverResult<Vec<u8>> {
+        match self {
+            Driver::Network(d) => {
+                let env: Envelope<NetworkCall> = decode(request)?;
+                match env.call {
+                    NetworkCall::Capabilities => encode(&d.capabilities()),
+                    NetworkCall::Validate { network, facts } => encode(&d.validate(&network, &facts)?),
+                    NetworkCall::CreateNetwork(r) => encode(&d.create_network(r)?),
+                    NetworkCall::DeleteNetwork(r) => encode(&d.delete_network(r)?),
+                    NetworkCall::CreateEndpoint(r) => encode(&d.create_endpoint(r)?),
+                    NetworkCall::DeleteEndpoint(r) => encode(&d.delete_endpoint(r)?),
+                    NetworkCall::Join(r) => encode(&d.join(r)?),
+                    NetworkCall::Leave(r) => encode(&d.leave(r)?),
+                }
+            }
+            Driver::Volume(d) => {
+                let env: Envelope<VolumeCall> = decode(request)?;
+                match env.call {
+                    VolumeCall::Capabilities => encode(&d.capabilities()),
+                    VolumeCall::Validate(r) => encode(&d.validate(&r)?),
+                    VolumeCall::Create(r) => encode(&d.create(r)?),
+                    VolumeCall::Remove(r) => encode(&d.remove(r)?),
+                    VolumeCall::Mount(r) => encode(&d.mount(r)?),
+                    VolumeCall::Unmount(r) => encode(&d.unmount(r)?),
+                    VolumeCall::Path(r) => encode(&d.path(r)?),
+                    VolumeCall::Get(r) => encode(&d.get(r)?),
+                    VolumeCall::List(r) => encode(&d.list(r)?),
+                }
+            }
+        }
+    }
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> DriverResult<T> {
+    serde_json::from_slice(bytes).map_err(|e| DriverError::invalid(format!("malformed plugin message: {e}")))
+}
+
+fn encode<T: Serialize>(value: &T) -> DriverResult<Vec<u8>> {
+    serde_json::to_vec(value).map_err(|e| DriverError::internal(format!("cannot encode plugin message: {e}")))
+}
+
+/// The exporting side of a plugin library: its drivers and the table pointing at them.
+/// Built once by [`crate::export_plugin!`] and kept for the life of the process.
+pub struct Exported {
+    drivers: Vec<Driver>,
+    _names: Vec<CString>,
+    entries: Vec<DriverEntry>,
+    table: PluginTable,
+}
+
+// SAFETY: the raw pointers in `entries` and `table` point into `_names`, `entries` and the
+// `Exported` itself, which are never mutated after `new` and live as long as it does; the
+// drivers are `Send + Sync` by their traits.
+unsafe impl Send for Exported {}
+// SAFETY: as above; nothing is mutated after construction.
+unsafe impl Sync for Exported {}
+
+impl Exported {
+    /// Build the export table for `drivers`. The result must not move once `table` has been
+    /// called, so it is boxed here.
+    pub fn new(drivers: Vec<Driver>) -> Box<Exported> {
+        let names: Vec<CString> =
+            drivers.iter().map(|d| CString::new(d.name()).unwrap_or_else(|_| c"invalid-name".to_owned())).collect();
+        let entries =
+            names.iter().zip(&drivers).map(|(n, d)| DriverEntry { name: n.as_ptr(), kind: d.kind() }).collect();
+        let mut exported = Box::new(Exported {
+            drivers,
+            _names: names,
+            entries,
+            table: PluginTable {
+                abi_version: ABI_VERSION,
+                size: std::mem::size_of::<PluginTable>() as u32,
+                instance: std::ptr::null_mut(),
+                driver_count: 0,
+                drivers: std::ptr::null(),
+                call: exported_call,
+                free: exported_free,
+                destroy: exported_destroy,
+            },
+        });
+        exported.table.driver_count = exported.entries.len();
+        exported.table.drivers = exported.entries.as_ptr();
+        exported.table.instance = &*exported as *const Exported as *mut c_void;
+        exported
+    }
+
+    /// The table to hand to core.
+    pub fn table(&self) -> *const PluginTable {
+        &self.table
+    }
+}
+
+fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic".to_string()
+    }
+}
+
+unsafe extern "C" fn exported_call(
+    instance: *mut c_void,
+    driver: usize,
+    request: *const u8,
+    len: usize,
+    out: *mut Buffer,
+) -> i32 {
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        // SAFETY: `instance` is the pointer `Exported::new` stored in the table, to a boxed
+        // `Exported` that lives for the rest of the process.
+        let exported = unsafe { &*(instance as *const Exported) };
+        let bytes = if len == 0 {
+            &[][..]
+        } else {
+            // SAFETY: the caller passes `len` readable bytes at `request`.
+            unsafe { std::slice::from_raw_parts(request, len) }
+        };
+        match exported.drivers.get(driver) {
+            Some(d) => d.dispatch(bytes),
+            None => Err(DriverError::invalid(format!("plugin has no driver number {driver}"))),
+        }
+    }));
+    let (status, body) = match result {
+        Ok(Ok(body)) => (STATUS_OK, body),
+        Ok(Err(e)) => (STATUS_ERROR, serde_json::to_vec(&e).unwrap_or_default()),
+        Err(payload) => {
+            let e = DriverError::internal(format!("driver panicked: {}", panic_message(&*payload)));
+            (STATUS_PANIC, serde_json::to_vec(&e).unwrap_or_default())
+        }
+    };
+    if !out.is_null() {
+        // SAFETY: the caller passes a valid pointer to a `Buffer` it owns.
+        unsafe { out.write(Buffer::from_vec(body)) };
+    }
+    status
+}
+
+unsafe extern "C" fn exported_free(buffer: Buffer) {
+    if !buffer.ptr.is_null() {
+        // SAFETY: every non-null buffer handed out came from `Buffer::from_vec` in this
+        // library, with this pointer, length and capacity.
+        drop(unsafe { Vec::from_raw_parts(buffer.ptr, buffer.len, buffer.cap) });
+    }
+}
+
+unsafe extern "C" fn exported_destroy(_instance: *mut c_void) {
+    // The instance is a process-wide static; there is nothing to release.
+}
+
+/// Write the exported symbol of a plugin library.
+///
+/// Each argument is `network EXPR` or `volume EXPR`, where `EXPR` builds a driver:
+///
+/// ```ignore
+/// wharf_sdk::export_plugin!(network MyDriver::default());
+/// wharf_sdk::export_plugin!(volume LocalDriver::new(), volume BindDriver::new());
+/// ```
+///
+/// The library's crate type must be `cdylib`. Drivers are built on the first call to the
+/// symbol; a panic while building them makes the symbol return null, which core refuses.
+#[macro_export]
+macro_rules! export_plugin {
+    ($($kind:ident $driver:expr),+ $(,)?) => {
+        /// The plugin entry point core looks up.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn wharf_plugin_v1() -> *const $crate::abi::PluginTable {
+            static EXPORTED: ::std::sync::OnceLock<::std::boxed::Box<$crate::abi::Exported>> =
+                ::std::sync::OnceLock::new();
+            let built = ::std::panic::catch_unwind(|| {
+                EXPORTED
+                    .get_or_init(|| $crate::abi::Exported::new(vec![$($crate::abi::Driver::$kind($driver)),+]))
+                    .table()
+            });
+            built.unwrap_or(::std::ptr::null())
+        }
+    };
+}
+
+/// One driver of a loaded table, as core sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TableDriver {
+    /// Driver name.
+    pub name: String,
+    /// [`KIND_NETWORK`] or [`KIND_VOLUME`].
+    pub kind: u32,
+}
+
+/// The calling side of the boundary: one driver in a plugin table.
+#[derive(Clone)]
+pub struct PluginClient {
+    table: &'static PluginTable,
+    index: usize,
+    name: String,
+}
+
+// SAFETY: the ABI requires a plugin's `call` and `free` to be callable from any thread at
+// once (drivers are `Send + Sync`, and `export_plugin!` keeps no per-call state); the table
+// itself is never written after the plugin returns it.
+unsafe impl Send for PluginClient {}
+// SAFETY: as above.
+unsafe impl Sync for PluginClient {}
+
+impl std::fmt::Debug for PluginClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PluginClient").field("name", &self.name).field("index", &self.index).finish()
+    }
+}
+
+impl PluginClient {
+    /// Read the driver list of a table whose `abi_version` and `size` the caller checked.
+    ///
+    /// # Safety
+    /// `table` must point to a valid [`PluginTable`] of [`ABI_VERSION`] that stays valid for
+    /// the rest of the process (its library is never unloaded).
+    pub unsafe fn drivers(table: &'static PluginTable) -> Result<Vec<TableDriver>, String> {
+        if table.driver_count > 0 && table.drivers.is_null() {
+            return Err("the plugin table lists drivers but has no driver array".into());
+        }
+        let mut out = Vec::with_capacity(table.driver_count);
+        for i in 0..table.driver_count {
+            // SAFETY: the caller guarantees `drivers` has `driver_count` entries.
+            let entry = unsafe { &*table.drivers.add(i) };
+            if entry.name.is_null() {
+                return Err(format!("driver number {i} has no name"));
+            }
+            // SAFETY: the name is a NUL-terminated string owned by the plugin.
+            let name = unsafe { CStr::from_ptr(entry.name) }
+                .to_str()
+                .map_err(|_| format!("driver number {i} has a name that is not UTF-8"))?;
+            out.push(TableDriver { name: name.to_string(), kind: entry.kind });
+        }
+        Ok(out)
+    }
+
+    /// A client for driver number `index` of `table`.
+    ///
+    /// # Safety
+    /// As for [`PluginClient::drivers`], and `index` must be below `driver_count`.
+    pub unsafe fn new(table: &'static PluginTable, index: usize, name: String) -> Self {
+        PluginClient { table, index, name }
+    }
+
+    /// Send one JSON request and return the raw status and response bytes.
+    pub fn call_raw(&self, request: &[u8]) -> (i32, Vec<u8>) {
+        let mut out = Buffer::EMPTY;
+        // SAFETY: the table is valid for the life of the process (see `new`); `request` is a
+        // live slice; `out` is a valid buffer the plugin fills and we free through `free`.
+        let status =
+            unsafe { (self.table.call)(self.table.instance, self.index, request.as_ptr(), request.len(), &mut out) };
+        let bytes = if out.ptr.is_null() {
+            Vec::new()
+        } else {
+            // SAFETY: the plugin wrote `len` initialised bytes at `ptr`.
+            let copy = unsafe { std::slice::from_raw_parts(out.ptr, out.len) }.to_vec();
+            // SAFETY: the buffer came from this table's `call`; it goes back to its `free`.
+            unsafe { (self.table.free)(out) };
+            copy
+        };
+        (status, bytes)
+    }
+
+    fn call<C: Serialize, R: DeserializeOwned>(&self, call: C) -> DriverResult<R> {
+        let request = serde_json::to_vec(&Envelope { version: MESSAGE_VERSION, call })
+            .map_err(|e| DriverError::internal(format!("cannot encode request for driver {:?}: {e}", self.name)))?;
+        let (status, bytes) = self.call_raw(&request);
+        if status == STATUS_OK {
+            serde_json::from_slice(&bytes)
+                .map_err(|e| DriverError::internal(format!("driver {:?} sent a malformed response: {e}", self.name)))
+        } else {
+            Err(serde_json::from_slice(&bytes).unwrap_or_else(|_| {
+                DriverError::internal(format!(
+                    "driver {:?} failed with status {status} and no readable error",
+                    self.name
+                ))
+            }))
+        }
+    }
+}
+
+impl NetworkDriver for PluginClient {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn capabilities(&self) -> NetworkCapabilities {
+        self.call(NetworkCall::Capabilities).unwrap_or_default()
+    }
+    fn validate(&self, network: &NetworkSpec, facts: &HostFacts) -> DriverResult<()> {
+        self.call(NetworkCall::Validate { network: network.clone(), facts: facts.clone() })
+    }
+    fn create_network(&self, req: CreateNetwork) -> DriverResult<Outcome<()>> {
+        self.call(NetworkCall::CreateNetwork(req))
+    }
+    fn delete_network(&self, req: DeleteNetwork) -> DriverResult<Outcome<()>> {
+        self.call(NetworkCall::DeleteNetwork(req))
+    }
+    fn create_endpoint(&self, req: EndpointRequest) -> DriverResult<Outcome<EndpointInfo>> {
+        self.call(NetworkCall::CreateEndpoint(req))
+    }
+    fn delete_endpoint(&self, req: EndpointRequest) -> DriverResult<Outcome<()>> {
+        self.call(NetworkCall::DeleteEndpoint(req))
+    }
+    fn join(&self, req: EndpointRequest) -> DriverResult<Outcome<JoinInfo>> {
+        self.call(NetworkCall::Join(req))
+    }
+    fn leave(&self, req: EndpointRequest) -> DriverResult<Outcome<()>> {
+        self.call(NetworkCall::Leave(req))
+    }
+}
+
+impl VolumeDriver for PluginClient {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn capabilities(&self) -> VolumeCapabilities {
+        self.call(VolumeCall::Capabilities).unwrap_or_default()
+    }
+    fn validate(&self, req: &VolumeRequest) -> DriverResult<()> {
+        self.call(VolumeCall::Validate(req.clone()))
+    }
+    fn create(&self, req: VolumeRequest) -> DriverResult<Outcome<VolumeInfo>> {
+        self.call(VolumeCall::Create(req))
+    }
+    fn remove(&self, req: VolumeRequest) -> DriverResult<Outcome<()>> {
+        self.call(VolumeCall::Remove(req))
+    }
+    fn mount(&self, req: VolumeRequest) -> DriverResult<Outcome<VolumeInfo>> {
+        self.call(VolumeCall::Mount(req))
+    }
+    fn unmount(&self, req: VolumeRequest) -> DriverResult<Outcome<()>> {
+        self.call(VolumeCall::Unmount(req))
+    }
+    fn path(&self, req: VolumeRequest) -> DriverResult<String> {
+        self.call(VolumeCall::Path(req))
+    }
+    fn get(&self, req: VolumeRequest) -> DriverResult<VolumeInfo> {
+        self.call(VolumeCall::Get(req))
+    }
+    fn list(&self, reqs: Vec<VolumeRequest>) -> DriverResult<Vec<VolumeInfo>> {
+        self.call(VolumeCall::List(reqs))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::Plan;
+    use serde_json::Value;
+
+    struct Flaky;
+
+    impl NetworkDriver for Flaky {
+        fn name(&self) -> &str {
+            "flaky"
+        }
+        fn validate(&self, network: &NetworkSpec, _: &HostFacts) -> DriverResult<()> {
+            match network.options.keys().next() {
+                Some(k) => Err(DriverError::unknown_option("flaky", k)),
+                None => Ok(()),
+            }
+        }
+        fn create_network(&self, req: CreateNetwork) -> DriverResult<Outcome<()>> {
+            if req.network.name == "boom" {
+                panic!("boom requested");
+            }
+            Ok(Outcome::new((), Plan::new(), Value::String(req.network.name)))
+        }
+        fn delete_network(&self, _: DeleteNetwork) -> DriverResult<Outcome<()>> {
+            Ok(Outcome::default())
+        }
+        fn create_endpoint(&self, _: EndpointRequest) -> DriverResult<Outcome<EndpointInfo>> {
+            Ok(Outcome::default())
+        }
+        fn delete_endpoint(&self, _: EndpointRequest) -> DriverResult<Outcome<()>> {
+            Ok(Outcome::default())
+        }
+        fn join(&self, _: EndpointRequest) -> DriverResult<Outcome<JoinInfo>> {
+            Ok(Outcome::default())
+        }
+        fn leave(&self, _: EndpointRequest) -> DriverResult<Outcome<()>> {
+            Ok(Outcome::default())
+        }
+    }
+
+    fn client() -> PluginClient {
+        let exported: &'static Exported = Box::leak(Exported::new(vec![Driver::network(Flaky)]));
+        // SAFETY: the table is leaked, so it lives for the rest of the test process.
+        let table = unsafe { &*exported.table() };
+        let drivers = unsafe { PluginClient::drivers(table) }.unwrap();
+        assert_eq!(drivers, vec![TableDriver { name: "flaky".into(), kind: KIND_NETWORK }]);
+        unsafe { PluginClient::new(table, 0, "flaky".into()) }
+    }
+
+    #[test]
+    fn calls_round_trip_through_the_table() {
+        let c = client();
+        let req =
+            CreateNetwork { network: NetworkSpec { name: "n1".into(), ..Default::default() }, ..Default::default() };
+        let out = NetworkDriver::create_network(&c, req).unwrap();
+        assert_eq!(out.state, Value::String("n1".into()));
+    }
+
+    #[test]
+    fn a_panic_becomes_an_error_and_the_next_call_works() {
+        let c = client();
+        let boom =
+            CreateNetwork { network: NetworkSpec { name: "boom".into(), ..Default::default() }, ..Default::default() };
+        let err = NetworkDriver::create_network(&c, boom).unwrap_err();
+        assert!(err.message.contains("driver panicked: boom requested"), "{err}");
+        let ok =
+            CreateNetwork { network: NetworkSpec { name: "fine".into(), ..Default::default() }, ..Default::default() };
+        assert!(NetworkDriver::create_network(&c, ok).is_ok());
+    }
+
+    #[test]
+    fn a_driver_error_keeps_the_option_name() {
+        let c = client();
+        let mut network = NetworkSpec::default();
+        network.options.insert("bogus".into(), "1".into());
+        let err = NetworkDriver::validate(&c, &network, &HostFacts::default()).unwrap_err();
+        assert_eq!(err.option.as_deref(), Some("bogus"));
+    }
+
+    #[test]
+    fn malformed_requests_are_errors_not_crashes() {
+        let c = client();
+        let (status, body) = c.call_raw(b"{not json");
+        assert_eq!(status, STATUS_ERROR);
+        let e: DriverError = serde_json::from_slice(&body).unwrap();
+        assert!(e.message.contains("malformed"));
+    }
+
+    #[test]
+    fn newer_messages_with_unknown_fields_are_accepted() {
+        let c = client();
+        let req = br#"{"version":2,"call":{"method":"create_network","params":{"network":{"name":"x","future_field":[1]},"also_new":{}}}}"#;
+        let (status, body) = c.call_raw(req);
+        assert_eq!(status, STATUS_OK, "{}", String::from_utf8_lossy(&body));
+    }
+}

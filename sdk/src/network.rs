@@ -1,0 +1,270 @@
+//! Network drivers: the [`NetworkDriver`] trait and the messages its methods take and return.
+
+use crate::error::DriverResult;
+use crate::facts::HostFacts;
+use crate::plan::{Plan, Protocol, RouteSpec};
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+
+/// Where a driver's networks are visible.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// One host.
+    #[default]
+    Local,
+    /// Every host sharing the cluster store.
+    Global,
+}
+
+impl Scope {
+    /// `local` or `global`, as Docker spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Local => "local",
+            Scope::Global => "global",
+        }
+    }
+}
+
+/// What a network driver needs from core.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NetworkCapabilities {
+    /// Local or global scope.
+    pub scope: Scope,
+    /// Whether core's IPAM assigns subnets and endpoint addresses.
+    pub uses_ipam: bool,
+    /// Whether endpoints get an interface in the sandbox (false for `host` and `none`).
+    pub connects_sandboxes: bool,
+}
+
+impl Default for NetworkCapabilities {
+    fn default() -> Self {
+        NetworkCapabilities { scope: Scope::Local, uses_ipam: true, connects_sandboxes: true }
+    }
+}
+
+/// One address pool of a network, as IPAM settled it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Subnet {
+    /// The subnet.
+    pub subnet: IpNet,
+    /// The gateway address in it, if the network has one.
+    #[serde(default)]
+    pub gateway: Option<IpAddr>,
+}
+
+impl Subnet {
+    /// The gateway with the subnet's prefix length, as an interface address.
+    pub fn gateway_cidr(&self) -> Option<IpNet> {
+        self.gateway.and_then(|g| IpNet::new(g, self.subnet.prefix_len()).ok())
+    }
+}
+
+/// A network as the driver sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct NetworkSpec {
+    /// 64-hex network id.
+    pub id: String,
+    /// Network name.
+    pub name: String,
+    /// Driver options (`-o key=value`).
+    pub options: BTreeMap<String, String>,
+    /// IPv4 pools.
+    pub ipv4: Vec<Subnet>,
+    /// IPv6 pools.
+    pub ipv6: Vec<Subnet>,
+    /// Whether IPv6 is enabled.
+    pub enable_ipv6: bool,
+    /// Whether the network is internal (no egress).
+    pub internal: bool,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+impl NetworkSpec {
+    /// The first 12 hex digits of the id, as used in device names.
+    pub fn short_id(&self) -> &str {
+        &self.id[..self.id.len().min(12)]
+    }
+}
+
+/// A port to publish at connect: `host_ip:host_port[-host_port_end] -> port/protocol`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct PortBinding {
+    /// Transport protocol.
+    pub protocol: Protocol,
+    /// Port inside the sandbox.
+    pub port: u16,
+    /// Host address; none means every address.
+    pub host_ip: Option<IpAddr>,
+    /// First host port; 0 lets the driver choose.
+    pub host_port: u16,
+    /// Last host port of a range; 0 means the same as `host_port`.
+    pub host_port_end: u16,
+}
+
+/// An endpoint: one network attachment of one sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct EndpointSpec {
+    /// 64-hex endpoint id.
+    pub id: String,
+    /// The network's id.
+    pub network_id: String,
+    /// IPv4 address with the subnet's prefix length, when IPAM gave one.
+    pub ipv4: Option<IpNet>,
+    /// IPv6 address with prefix length.
+    pub ipv6: Option<IpNet>,
+    /// MAC address the caller asked for.
+    pub mac: Option<String>,
+    /// DNS aliases.
+    pub aliases: Vec<String>,
+    /// Ports to publish.
+    pub ports: Vec<PortBinding>,
+    /// Endpoint driver options (`com.docker.network.endpoint.*`).
+    pub options: BTreeMap<String, String>,
+}
+
+/// A sandbox: the network namespace an endpoint joins.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct SandboxSpec {
+    /// Sandbox id.
+    pub id: String,
+    /// Sandbox name.
+    pub name: String,
+    /// Path of the namespace file.
+    pub netns: String,
+    /// Interface names wharf's endpoints already use in this sandbox.
+    pub interfaces: Vec<String>,
+}
+
+/// A driver's answer together with the plan to carry out and its new private state.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Outcome<T> {
+    /// The answer.
+    pub response: T,
+    /// Kernel operations core must carry out.
+    pub plan: Plan,
+    /// The driver's new private state for the object; core stores it and hands it back.
+    pub state: Value,
+}
+
+impl<T> Outcome<T> {
+    /// An outcome with a response, a plan and state.
+    pub fn new(response: T, plan: Plan, state: Value) -> Self {
+        Outcome { response, plan, state }
+    }
+}
+
+/// Ask the driver to create a network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct CreateNetwork {
+    /// The network.
+    pub network: NetworkSpec,
+    /// Host facts.
+    pub facts: HostFacts,
+}
+
+/// Ask the driver to delete a network; `state` is what it returned at create.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct DeleteNetwork {
+    /// The network.
+    pub network: NetworkSpec,
+    /// The network's private state.
+    pub state: Value,
+    /// Host facts.
+    pub facts: HostFacts,
+}
+
+/// Ask the driver to create, delete, join or leave with an endpoint.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct EndpointRequest {
+    /// The network.
+    pub network: NetworkSpec,
+    /// The network's private state.
+    pub network_state: Value,
+    /// The endpoint.
+    pub endpoint: EndpointSpec,
+    /// The endpoint's private state (null before create).
+    pub endpoint_state: Value,
+    /// The sandbox (for join and leave).
+    pub sandbox: SandboxSpec,
+    /// Host facts.
+    pub facts: HostFacts,
+}
+
+/// What create-endpoint tells core about the endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct EndpointInfo {
+    /// MAC address the endpoint will have.
+    pub mac: Option<String>,
+}
+
+/// What join tells core about the endpoint's interface in the sandbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct JoinInfo {
+    /// Interface name inside the sandbox.
+    pub interface: Option<String>,
+    /// IPv4 gateway.
+    pub gateway_v4: Option<IpAddr>,
+    /// IPv6 gateway.
+    pub gateway_v6: Option<IpAddr>,
+    /// Routes installed in the sandbox.
+    pub routes: Vec<RouteSpec>,
+    /// DNS servers for the sandbox.
+    pub dns: Vec<IpAddr>,
+    /// Host ports actually bound, in the order of the endpoint's port bindings.
+    pub ports: Vec<PortBinding>,
+}
+
+/// A network driver. Methods decide; they never touch the kernel.
+///
+/// A method gets everything it needs in its request (the object, its private state and the
+/// host facts) and returns an [`Outcome`]. Core carries out the plan, rolls it back on
+/// failure, and stores the new state only if the plan succeeded. Drivers are called from
+/// several threads, so they take `&self` and keep no mutable state of their own.
+pub trait NetworkDriver: Send + Sync {
+    /// The driver's name, as users pass it to `--driver`.
+    fn name(&self) -> &str;
+
+    /// Scope and IPAM use.
+    fn capabilities(&self) -> NetworkCapabilities {
+        NetworkCapabilities::default()
+    }
+
+    /// Check the network's driver options; an error names the bad option. Called before
+    /// anything is stored or changed.
+    fn validate(&self, network: &NetworkSpec, facts: &HostFacts) -> DriverResult<()>;
+
+    /// Plan the creation of a network.
+    fn create_network(&self, req: CreateNetwork) -> DriverResult<Outcome<()>>;
+
+    /// Plan the deletion of a network. Its endpoints are gone already.
+    fn delete_network(&self, req: DeleteNetwork) -> DriverResult<Outcome<()>>;
+
+    /// Plan the creation of an endpoint. The state returned becomes the endpoint's.
+    fn create_endpoint(&self, req: EndpointRequest) -> DriverResult<Outcome<EndpointInfo>>;
+
+    /// Plan the deletion of an endpoint that has left its sandbox.
+    fn delete_endpoint(&self, req: EndpointRequest) -> DriverResult<Outcome<()>>;
+
+    /// Plan how an endpoint joins a sandbox.
+    fn join(&self, req: EndpointRequest) -> DriverResult<Outcome<JoinInfo>>;
+
+    /// Plan how an endpoint leaves its sandbox.
+    fn leave(&self, req: EndpointRequest) -> DriverResult<Outcome<()>>;
+}

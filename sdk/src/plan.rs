@@ -1,0 +1,649 @@
+//! The plan language: the typed kernel operations a driver asks core to carry out.
+//!
+//! A driver never touches the kernel. It returns a [`Plan`], an ordered list of [`Step`]s;
+//! each step holds the operation to perform and the operation that undoes it. Every
+//! operation is idempotent ("ensure present" / "ensure absent"), so core can replay a plan
+//! after a crash or roll it back step by step without knowing what a driver meant.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use std::net::IpAddr;
+
+/// Which network namespace an operation runs in.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Netns {
+    /// The namespace wharfd itself runs in (the "host").
+    #[default]
+    Host,
+    /// A namespace named by a file, such as `/run/netns/NAME` or `/proc/PID/ns/net`.
+    Path(String),
+}
+
+/// The mode of a macvlan link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum MacvlanMode {
+    /// Endpoints on one parent talk to each other through the parent.
+    #[default]
+    Bridge,
+    /// Endpoints on one parent cannot talk to each other.
+    Private,
+    /// Traffic between endpoints is hairpinned by the upstream switch.
+    Vepa,
+    /// The single endpoint takes over the parent.
+    Passthru,
+}
+
+/// The kind of link to create, with its kind-specific settings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkKind {
+    /// A Linux bridge.
+    Bridge,
+    /// A veth pair. The link is created in the step's namespace; its peer is created
+    /// directly inside `peer_netns`, named `peer`.
+    Veth {
+        /// Name of the peer end.
+        peer: String,
+        /// Namespace the peer end is created in.
+        peer_netns: Netns,
+        /// MAC address of the peer end.
+        #[serde(default)]
+        peer_mac: Option<String>,
+    },
+    /// A VXLAN device.
+    Vxlan {
+        /// VXLAN network identifier.
+        vni: u32,
+        /// UDP destination port.
+        port: u16,
+        /// Local underlay address.
+        #[serde(default)]
+        local: Option<IpAddr>,
+        /// Underlay device.
+        #[serde(default)]
+        underlay: Option<String>,
+        /// Whether the device learns remote MACs from traffic.
+        #[serde(default)]
+        learning: bool,
+    },
+    /// A macvlan link on `parent`.
+    Macvlan {
+        /// Parent link, in the step's namespace.
+        parent: String,
+        /// Macvlan mode.
+        mode: MacvlanMode,
+        /// Namespace to move the new link into, already named `name` there.
+        #[serde(default)]
+        target_netns: Option<Netns>,
+    },
+    /// An 802.1Q sub-interface of `parent`.
+    Vlan {
+        /// Parent link.
+        parent: String,
+        /// VLAN id, 1 to 4094.
+        id: u16,
+    },
+    /// A dummy link.
+    Dummy,
+}
+
+/// A link to create.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LinkSpec {
+    /// Interface name (at most 15 bytes).
+    pub name: String,
+    /// Kind and kind-specific settings.
+    pub kind: LinkKind,
+    /// MTU; for a veth pair it applies to both ends.
+    #[serde(default)]
+    pub mtu: Option<u32>,
+    /// MAC address, `aa:bb:cc:dd:ee:ff`.
+    #[serde(default)]
+    pub mac: Option<String>,
+    /// Bridge to enslave the link to.
+    #[serde(default)]
+    pub master: Option<String>,
+    /// Whether to bring the link up (for a veth pair: both ends).
+    #[serde(default)]
+    pub up: bool,
+}
+
+impl LinkSpec {
+    /// A link named `name` of `kind`, down, with kernel defaults.
+    pub fn new(name: impl Into<String>, kind: LinkKind) -> Self {
+        LinkSpec { name: name.into(), kind, mtu: None, mac: None, master: None, up: false }
+    }
+}
+
+/// One change to an existing link.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LinkChange {
+    /// Set the link up.
+    Up,
+    /// Set the link down.
+    Down,
+    /// Set the MTU.
+    Mtu(u32),
+    /// Enslave to a bridge.
+    Master(String),
+    /// Release from its bridge.
+    NoMaster,
+    /// Set the MAC address.
+    Mac(String),
+    /// Rename the link.
+    Rename(String),
+}
+
+/// A route.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RouteSpec {
+    /// Destination prefix; `0.0.0.0/0` or `::/0` for a default route.
+    pub destination: IpNet,
+    /// Next hop.
+    #[serde(default)]
+    pub gateway: Option<IpAddr>,
+    /// Output device.
+    #[serde(default)]
+    pub device: Option<String>,
+    /// Route metric.
+    #[serde(default)]
+    pub metric: Option<u32>,
+}
+
+/// A transport protocol of a published port.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    /// TCP.
+    #[default]
+    Tcp,
+    /// UDP.
+    Udp,
+    /// SCTP.
+    Sctp,
+}
+
+impl Protocol {
+    /// The lower-case protocol name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+            Protocol::Sctp => "sctp",
+        }
+    }
+}
+
+/// How a network's gateway forwards traffic (Docker's `gateway_mode_ipv4/6`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum GatewayMode {
+    /// Masquerade egress; reach endpoints only through published ports.
+    #[default]
+    Nat,
+    /// No masquerade; endpoints are routable.
+    Routed,
+    /// No forwarding in or out.
+    Isolated,
+}
+
+/// A firewall fact: an element of one of wharf's own nftables sets or maps.
+///
+/// Drivers never write rules. They declare facts; core's firewall keeps one fixed ruleset
+/// in its own table whose sets and maps these facts fill, so a change costs the same with one
+/// network or a thousand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum FirewallFact {
+    /// A network bridge and how traffic through it is treated.
+    Network {
+        /// The bridge device.
+        bridge: String,
+        /// The network's subnets.
+        subnets: Vec<IpNet>,
+        /// Masquerade traffic leaving the subnets to other interfaces.
+        masquerade: bool,
+        /// Allow endpoints on this bridge to talk to each other.
+        icc: bool,
+        /// No traffic in or out of the network.
+        internal: bool,
+        /// IPv4 gateway mode.
+        #[serde(default)]
+        gateway_mode_v4: GatewayMode,
+        /// IPv6 gateway mode.
+        #[serde(default)]
+        gateway_mode_v6: GatewayMode,
+        /// Source address for masqueraded IPv4 traffic (`host_binding_ipv4`), when set.
+        #[serde(default)]
+        snat_v4: Option<IpAddr>,
+    },
+    /// A published port: traffic to `host_ip:host_port` goes to `address:port`.
+    Port {
+        /// Transport protocol.
+        protocol: Protocol,
+        /// Host address to match; none means every address of the family of `address`.
+        #[serde(default)]
+        host_ip: Option<IpAddr>,
+        /// Host port.
+        host_port: u16,
+        /// Endpoint address.
+        address: IpAddr,
+        /// Endpoint port.
+        port: u16,
+        /// Bridge the endpoint sits on.
+        bridge: String,
+    },
+}
+
+/// One kernel operation. Every operation is idempotent.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "op")]
+pub enum Op {
+    /// Does nothing; the inverse of an operation that needs no undo.
+    Noop,
+    /// Ensure a link exists as specified.
+    LinkAdd {
+        /// Namespace of the link.
+        netns: Netns,
+        /// The link.
+        link: LinkSpec,
+    },
+    /// Ensure a link is absent (a veth peer goes with it).
+    LinkDel {
+        /// Namespace of the link.
+        netns: Netns,
+        /// Link name.
+        name: String,
+    },
+    /// Change an existing link.
+    LinkSet {
+        /// Namespace of the link.
+        netns: Netns,
+        /// Link name.
+        name: String,
+        /// The change.
+        change: LinkChange,
+    },
+    /// Ensure an address is on a link.
+    AddrAdd {
+        /// Namespace of the link.
+        netns: Netns,
+        /// Link name.
+        link: String,
+        /// Address with prefix length.
+        address: IpNet,
+    },
+    /// Ensure an address is not on a link.
+    AddrDel {
+        /// Namespace of the link.
+        netns: Netns,
+        /// Link name.
+        link: String,
+        /// Address with prefix length.
+        address: IpNet,
+    },
+    /// Ensure a route exists.
+    RouteAdd {
+        /// Namespace of the route.
+        netns: Netns,
+        /// The route.
+        route: RouteSpec,
+    },
+    /// Ensure a route is absent.
+    RouteDel {
+        /// Namespace of the route.
+        netns: Netns,
+        /// The route.
+        route: RouteSpec,
+    },
+    /// Ensure a permanent neighbour entry.
+    NeighAdd {
+        /// Namespace.
+        netns: Netns,
+        /// Device.
+        device: String,
+        /// Neighbour address.
+        address: IpAddr,
+        /// Neighbour MAC.
+        mac: String,
+    },
+    /// Ensure a neighbour entry is absent.
+    NeighDel {
+        /// Namespace.
+        netns: Netns,
+        /// Device.
+        device: String,
+        /// Neighbour address.
+        address: IpAddr,
+    },
+    /// Ensure a forwarding-database entry on a bridge port or VXLAN device.
+    FdbAdd {
+        /// Namespace.
+        netns: Netns,
+        /// Device.
+        device: String,
+        /// MAC address.
+        mac: String,
+        /// Remote VTEP, for VXLAN.
+        #[serde(default)]
+        destination: Option<IpAddr>,
+    },
+    /// Ensure a forwarding-database entry is absent.
+    FdbDel {
+        /// Namespace.
+        netns: Netns,
+        /// Device.
+        device: String,
+        /// MAC address.
+        mac: String,
+        /// Remote VTEP, for VXLAN.
+        #[serde(default)]
+        destination: Option<IpAddr>,
+    },
+    /// Set a sysctl, e.g. `net.ipv4.ip_forward`, in a namespace.
+    Sysctl {
+        /// Namespace.
+        netns: Netns,
+        /// Dotted key.
+        key: String,
+        /// Value to write.
+        value: String,
+    },
+    /// Ensure a firewall fact is present.
+    FirewallAdd {
+        /// The fact.
+        fact: FirewallFact,
+    },
+    /// Ensure a firewall fact is absent.
+    FirewallDel {
+        /// The fact.
+        fact: FirewallFact,
+    },
+    /// Ensure a filesystem is mounted at `target`.
+    Mount {
+        /// Source device, directory or remote share.
+        source: String,
+        /// Mount point.
+        target: String,
+        /// Filesystem type; `none` with `bind` in `options` for a bind mount.
+        fstype: String,
+        /// Comma-separated mount options as `mount -o` takes them.
+        #[serde(default)]
+        options: String,
+    },
+    /// Ensure nothing is mounted at `target`.
+    Unmount {
+        /// Mount point.
+        target: String,
+    },
+    /// Ensure a directory exists with this ownership and mode.
+    DirCreate {
+        /// Path.
+        path: String,
+        /// Permission bits.
+        #[serde(default)]
+        mode: Option<u32>,
+        /// Owner.
+        #[serde(default)]
+        uid: Option<u32>,
+        /// Group.
+        #[serde(default)]
+        gid: Option<u32>,
+    },
+    /// Ensure a directory and everything in it is absent.
+    DirRemove {
+        /// Path.
+        path: String,
+    },
+    /// Ensure a sparse file of `size` bytes holding an empty filesystem of `fstype` exists.
+    ImageCreate {
+        /// Path of the image file.
+        path: String,
+        /// Size in bytes.
+        size: u64,
+        /// Filesystem to make in it.
+        fstype: String,
+    },
+    /// Ensure a file is absent.
+    FileRemove {
+        /// Path.
+        path: String,
+    },
+}
+
+impl Op {
+    /// The namespace the operation runs in, for operations that have one.
+    pub fn netns(&self) -> Option<&Netns> {
+        match self {
+            Op::LinkAdd { netns, .. }
+            | Op::LinkDel { netns, .. }
+            | Op::LinkSet { netns, .. }
+            | Op::AddrAdd { netns, .. }
+            | Op::AddrDel { netns, .. }
+            | Op::RouteAdd { netns, .. }
+            | Op::RouteDel { netns, .. }
+            | Op::NeighAdd { netns, .. }
+            | Op::NeighDel { netns, .. }
+            | Op::FdbAdd { netns, .. }
+            | Op::FdbDel { netns, .. }
+            | Op::Sysctl { netns, .. } => Some(netns),
+            _ => None,
+        }
+    }
+
+    /// A one-line description naming the object, for logs and errors.
+    pub fn describe(&self) -> String {
+        fn ns(n: &Netns) -> String {
+            match n {
+                Netns::Host => String::new(),
+                Netns::Path(p) => format!(" in netns {p}"),
+            }
+        }
+        match self {
+            Op::Noop => "nothing".into(),
+            Op::LinkAdd { netns, link } => format!("create link {}{}", link.name, ns(netns)),
+            Op::LinkDel { netns, name } => format!("delete link {name}{}", ns(netns)),
+            Op::LinkSet { netns, name, change } => format!("set link {name} {change:?}{}", ns(netns)),
+            Op::AddrAdd { netns, link, address } => format!("add address {address} to {link}{}", ns(netns)),
+            Op::AddrDel { netns, link, address } => format!("remove address {address} from {link}{}", ns(netns)),
+            Op::RouteAdd { netns, route } => format!("add route to {}{}", route.destination, ns(netns)),
+            Op::RouteDel { netns, route } => format!("delete route to {}{}", route.destination, ns(netns)),
+            Op::NeighAdd { netns, device, address, .. } => format!("add neighbour {address} on {device}{}", ns(netns)),
+            Op::NeighDel { netns, device, address } => format!("delete neighbour {address} on {device}{}", ns(netns)),
+            Op::FdbAdd { netns, device, mac, .. } => format!("add fdb {mac} on {device}{}", ns(netns)),
+            Op::FdbDel { netns, device, mac, .. } => format!("delete fdb {mac} on {device}{}", ns(netns)),
+            Op::Sysctl { netns, key, value } => format!("set sysctl {key}={value}{}", ns(netns)),
+            Op::FirewallAdd { fact } => format!("add firewall fact {}", fact_name(fact)),
+            Op::FirewallDel { fact } => format!("remove firewall fact {}", fact_name(fact)),
+            Op::Mount { target, fstype, .. } => format!("mount {fstype} at {target}"),
+            Op::Unmount { target } => format!("unmount {target}"),
+            Op::DirCreate { path, .. } => format!("create directory {path}"),
+            Op::DirRemove { path } => format!("remove directory {path}"),
+            Op::ImageCreate { path, .. } => format!("create image {path}"),
+            Op::FileRemove { path } => format!("remove file {path}"),
+        }
+    }
+}
+
+fn fact_name(fact: &FirewallFact) -> String {
+    match fact {
+        FirewallFact::Network { bridge, .. } => format!("network {bridge}"),
+        FirewallFact::Port { protocol, host_ip, host_port, .. } => match host_ip {
+            Some(ip) => format!("port {ip}:{host_port}/{}", protocol.as_str()),
+            None => format!("port {host_port}/{}", protocol.as_str()),
+        },
+    }
+}
+
+/// One step of a plan: an operation and the operation that undoes it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Step {
+    /// What to do.
+    #[serde(rename = "do")]
+    pub op: Op,
+    /// What undoes it.
+    pub undo: Op,
+}
+
+impl Step {
+    /// A step with an explicit inverse.
+    pub fn new(op: Op, undo: Op) -> Self {
+        Step { op, undo }
+    }
+
+    /// The same step run backwards: undo becomes do.
+    pub fn inverse(&self) -> Step {
+        Step { op: self.undo.clone(), undo: self.op.clone() }
+    }
+
+    /// Create a link; undo deletes it.
+    pub fn link_add(netns: Netns, link: LinkSpec) -> Self {
+        let undo = Op::LinkDel { netns: netns.clone(), name: link.name.clone() };
+        Step::new(Op::LinkAdd { netns, link }, undo)
+    }
+
+    /// Add an address; undo removes it.
+    pub fn addr_add(netns: Netns, link: impl Into<String>, address: IpNet) -> Self {
+        let link = link.into();
+        let undo = Op::AddrDel { netns: netns.clone(), link: link.clone(), address };
+        Step::new(Op::AddrAdd { netns, link, address }, undo)
+    }
+
+    /// Add a route; undo deletes it.
+    pub fn route_add(netns: Netns, route: RouteSpec) -> Self {
+        let undo = Op::RouteDel { netns: netns.clone(), route: route.clone() };
+        Step::new(Op::RouteAdd { netns, route }, undo)
+    }
+
+    /// Bring a link up; undo brings it down.
+    pub fn link_up(netns: Netns, name: impl Into<String>) -> Self {
+        let name = name.into();
+        let undo = Op::LinkSet { netns: netns.clone(), name: name.clone(), change: LinkChange::Down };
+        Step::new(Op::LinkSet { netns, name, change: LinkChange::Up }, undo)
+    }
+
+    /// Set a sysctl; undo writes `previous`, or does nothing when `previous` is `None`.
+    pub fn sysctl(netns: Netns, key: impl Into<String>, value: impl Into<String>, previous: Option<String>) -> Self {
+        let key = key.into();
+        let undo = match previous {
+            Some(value) => Op::Sysctl { netns: netns.clone(), key: key.clone(), value },
+            None => Op::Noop,
+        };
+        Step::new(Op::Sysctl { netns, key, value: value.into() }, undo)
+    }
+
+    /// Add a firewall fact; undo removes it.
+    pub fn firewall_add(fact: FirewallFact) -> Self {
+        Step::new(Op::FirewallAdd { fact: fact.clone() }, Op::FirewallDel { fact })
+    }
+
+    /// Create a directory; undo removes it.
+    pub fn dir_create(path: impl Into<String>, mode: Option<u32>, uid: Option<u32>, gid: Option<u32>) -> Self {
+        let path = path.into();
+        Step::new(Op::DirCreate { path: path.clone(), mode, uid, gid }, Op::DirRemove { path })
+    }
+
+    /// Mount a filesystem; undo unmounts it.
+    pub fn mount(
+        source: impl Into<String>,
+        target: impl Into<String>,
+        fstype: impl Into<String>,
+        options: impl Into<String>,
+    ) -> Self {
+        let target = target.into();
+        let undo = Op::Unmount { target: target.clone() };
+        Step::new(Op::Mount { source: source.into(), target, fstype: fstype.into(), options: options.into() }, undo)
+    }
+}
+
+/// An ordered list of steps. Core runs them in order and, if one fails, runs the undo of
+/// every completed step in reverse order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Plan {
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+}
+
+impl Plan {
+    /// An empty plan.
+    pub fn new() -> Self {
+        Plan::default()
+    }
+
+    /// Append a step.
+    pub fn push(&mut self, step: Step) -> &mut Self {
+        self.steps.push(step);
+        self
+    }
+
+    /// Append every step of `other`.
+    pub fn extend(&mut self, other: Plan) -> &mut Self {
+        self.steps.extend(other.steps);
+        self
+    }
+
+    /// The plan that takes away what this plan made: every step inverted, in reverse order.
+    pub fn inverse(&self) -> Plan {
+        Plan { steps: self.steps.iter().rev().map(Step::inverse).collect() }
+    }
+
+    /// Whether the plan has no steps.
+    pub fn is_empty(&self) -> bool {
+        self.steps.is_empty()
+    }
+
+    /// The operations to perform, in order.
+    pub fn ops(&self) -> impl Iterator<Item = &Op> {
+        self.steps.iter().map(|s| &s.op)
+    }
+}
+
+impl FromIterator<Step> for Plan {
+    fn from_iter<I: IntoIterator<Item = Step>>(iter: I) -> Self {
+        Plan { steps: iter.into_iter().collect() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inverse_reverses_order_and_swaps_each_step() {
+        let mut plan = Plan::new();
+        plan.push(Step::link_add(Netns::Host, LinkSpec::new("br0", LinkKind::Bridge)));
+        plan.push(Step::addr_add(Netns::Host, "br0", "10.0.0.1/24".parse().unwrap()));
+        let inv = plan.inverse();
+        assert_eq!(inv.steps.len(), 2);
+        assert!(matches!(&inv.steps[0].op, Op::AddrDel { link, .. } if link == "br0"));
+        assert!(matches!(&inv.steps[1].op, Op::LinkDel { name, .. } if name == "br0"));
+        assert_eq!(inv.inverse(), plan);
+    }
+
+    #[test]
+    fn plan_round_trips_through_json() {
+        let mut plan = Plan::new();
+        plan.push(Step::link_add(
+            Netns::Host,
+            LinkSpec::new(
+                "veth1",
+                LinkKind::Veth { peer: "eth0".into(), peer_netns: Netns::Path("/run/netns/a".into()), peer_mac: None },
+            ),
+        ));
+        plan.push(Step::sysctl(Netns::Host, "net.ipv4.ip_forward", "1", None));
+        let json = serde_json::to_string(&plan).unwrap();
+        let back: Plan = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, plan);
+    }
+
+    #[test]
+    fn unknown_fields_are_ignored() {
+        let json = r#"{"steps":[{"do":{"op":"noop","future":1},"undo":{"op":"noop"},"extra":true}],"v2":null}"#;
+        let plan: Plan = serde_json::from_str(json).unwrap();
+        assert_eq!(plan.steps.len(), 1);
+    }
+}

@@ -1,0 +1,93 @@
+//! Volume drivers: the [`VolumeDriver`] trait and its messages.
+
+use crate::error::DriverResult;
+use crate::facts::HostFacts;
+use crate::network::{Outcome, Scope};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// What a volume driver declares about itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct VolumeCapabilities {
+    /// Local or global scope.
+    pub scope: Scope,
+}
+
+/// A volume as the driver sees it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct VolumeSpec {
+    /// Volume name.
+    pub name: String,
+    /// Driver options (`-o key=value`).
+    pub options: BTreeMap<String, String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A request about one volume. `state` is what the driver returned last for it (null
+/// before create); `mount_id` names the caller of mount and unmount.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct VolumeRequest {
+    /// The volume.
+    pub volume: VolumeSpec,
+    /// The driver's private state for it.
+    pub state: Value,
+    /// Who mounts or unmounts.
+    pub mount_id: String,
+    /// Host facts.
+    pub facts: HostFacts,
+}
+
+/// What a driver tells core about a volume.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct VolumeInfo {
+    /// Where the volume's data can be found on the host.
+    pub mountpoint: String,
+    /// Driver-specific status, shown by inspect.
+    pub status: BTreeMap<String, Value>,
+}
+
+/// A volume driver. Like [`crate::NetworkDriver`], it decides and returns plans.
+///
+/// Core counts mount references: `mount` is called only when the first user mounts the
+/// volume and `unmount` only when the last one leaves.
+pub trait VolumeDriver: Send + Sync {
+    /// The driver's name.
+    fn name(&self) -> &str;
+
+    /// Scope.
+    fn capabilities(&self) -> VolumeCapabilities {
+        VolumeCapabilities::default()
+    }
+
+    /// Check options before anything is created; an error names the bad option.
+    fn validate(&self, req: &VolumeRequest) -> DriverResult<()>;
+
+    /// Plan the creation of a volume.
+    fn create(&self, req: VolumeRequest) -> DriverResult<Outcome<VolumeInfo>>;
+
+    /// Plan the removal of a volume and its data.
+    fn remove(&self, req: VolumeRequest) -> DriverResult<Outcome<()>>;
+
+    /// Plan making the volume's data available at its mountpoint (first user).
+    fn mount(&self, req: VolumeRequest) -> DriverResult<Outcome<VolumeInfo>>;
+
+    /// Plan taking the volume's data away from its mountpoint (last user gone).
+    fn unmount(&self, req: VolumeRequest) -> DriverResult<Outcome<()>>;
+
+    /// The volume's mountpoint.
+    fn path(&self, req: VolumeRequest) -> DriverResult<String>;
+
+    /// The volume's mountpoint and status.
+    fn get(&self, req: VolumeRequest) -> DriverResult<VolumeInfo>;
+
+    /// Mountpoint and status of every volume in `reqs`, in the same order.
+    fn list(&self, reqs: Vec<VolumeRequest>) -> DriverResult<Vec<VolumeInfo>> {
+        reqs.into_iter().map(|r| self.get(r)).collect()
+    }
+}
