@@ -1,0 +1,141 @@
+//! Sandbox operations: create, remove. A sandbox is a network namespace, either made by
+//! wharf (a named namespace under the netns directory) or handed over by a runtime.
+
+use super::{new_id, now, valid_name, Engine};
+use crate::error::{Error, Result};
+use crate::model::Sandbox;
+use crate::store::Table;
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// Resolver lines for a sandbox: the host's nameservers, search and options, leaving out
+/// loopback nameservers (unreachable from a sandbox), with Docker's fallback servers when
+/// nothing is left.
+pub fn sandbox_resolv_conf(host: &str) -> String {
+    let mut out = String::new();
+    let mut servers = 0;
+    for line in host.lines() {
+        let mut words = line.split_whitespace();
+        match words.next() {
+            Some("nameserver") => {
+                let addr = words.next().unwrap_or_default();
+                let loopback = addr.parse::<std::net::IpAddr>().map(|a| a.is_loopback()).unwrap_or(true);
+                if !loopback {
+                    out.push_str(&format!("nameserver {addr}\n"));
+                    servers += 1;
+                }
+            }
+            Some("search") | Some("options") | Some("domain") => {
+                out.push_str(line.trim());
+                out.push('\n');
+            }
+            _ => {}
+        }
+    }
+    if servers == 0 {
+        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    }
+    out
+}
+
+impl Engine {
+    /// Create a sandbox: a new persistent named namespace, or register `netns` (a path
+    /// such as `/proc/PID/ns/net`) a runtime made.
+    pub fn sandbox_create(&self, name: &str, netns: Option<&str>, labels: BTreeMap<String, String>) -> Result<Sandbox> {
+        let mut state = self.lock();
+        if !valid_name(name) {
+            return Err(Error::InvalidArgument(format!(
+                "invalid sandbox name {name:?}: it must match [a-zA-Z0-9][a-zA-Z0-9_.-]*"
+            )));
+        }
+        if state.sandboxes.values().any(|s| s.name == name) {
+            return Err(Error::Conflict(format!("sandbox with name {name} already exists")));
+        }
+        let (path, owned) = match netns {
+            Some(p) => {
+                self.exec
+                    .check_netns(Path::new(p))
+                    .map_err(|e| Error::InvalidArgument(format!("sandbox {name}: {p} is not a network namespace: {e}")))?;
+                (p.to_string(), false)
+            }
+            None => {
+                let path = self
+                    .exec
+                    .create_netns(&self.settings.netns_dir, name)
+                    .map_err(|e| Error::Internal(format!("sandbox {name}: {e}")))?;
+                (path.display().to_string(), true)
+            }
+        };
+        let sandbox = Sandbox { id: new_id(), name: name.to_string(), netns: path, owned, created: now(), labels };
+        let stored = self.write_resolv_conf(&sandbox).and_then(|_| {
+            self.store.write(|t| t.put(Table::Sandboxes, &sandbox.id, &sandbox))
+        });
+        if let Err(e) = stored {
+            self.discard_sandbox_files(&sandbox);
+            return Err(e);
+        }
+        state.sandboxes.insert(sandbox.id.clone(), sandbox.clone());
+        tracing::info!(sandbox = %sandbox.name, netns = %sandbox.netns, "sandbox created");
+        Ok(sandbox)
+    }
+
+    fn write_resolv_conf(&self, sandbox: &Sandbox) -> Result<()> {
+        let host = std::fs::read_to_string(&self.settings.host_resolv_conf).unwrap_or_default();
+        let dir = self.settings.netns_etc_dir.join(&sandbox.name);
+        std::fs::create_dir_all(&dir)
+            .and_then(|_| std::fs::write(dir.join("resolv.conf"), sandbox_resolv_conf(&host)))
+            .map_err(|e| Error::Internal(format!("sandbox {}: writing {}/resolv.conf: {e}", sandbox.name, dir.display())))
+    }
+
+    fn discard_sandbox_files(&self, sandbox: &Sandbox) {
+        let _ = std::fs::remove_dir_all(self.settings.netns_etc_dir.join(&sandbox.name));
+        if sandbox.owned {
+            if let Err(e) = self.exec.remove_netns(Path::new(&sandbox.netns)) {
+                tracing::warn!(sandbox = %sandbox.name, error = %e, "could not remove namespace");
+            }
+        }
+    }
+
+    /// Remove a sandbox. While it is connected this is refused unless `force`, which
+    /// disconnects it from every network first.
+    pub fn sandbox_remove(&self, key: &str, force: bool) -> Result<()> {
+        let mut state = self.lock();
+        let sandbox = state.sandbox(key)?.clone();
+        let endpoints: Vec<_> = state.endpoints_of_sandbox(&sandbox.id).cloned().collect();
+        if !endpoints.is_empty() && !force {
+            return Err(Error::Forbidden(format!(
+                "sandbox {} is connected to {} network(s); disconnect it first or use --force",
+                sandbox.name,
+                endpoints.len()
+            )));
+        }
+        for e in &endpoints {
+            self.disconnect_locked(&mut state, e)?;
+        }
+        self.store.write(|t| t.delete(Table::Sandboxes, &sandbox.id))?;
+        state.sandboxes.remove(&sandbox.id);
+        self.discard_sandbox_files(&sandbox);
+        tracing::info!(sandbox = %sandbox.name, "sandbox removed");
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::sandbox_resolv_conf;
+
+    #[test]
+    fn loopback_nameservers_are_dropped_and_fallbacks_added() {
+        let host = "nameserver 127.0.0.53\nsearch example.org\noptions edns0\n";
+        let out = sandbox_resolv_conf(host);
+        assert!(out.contains("search example.org"));
+        assert!(out.contains("nameserver 8.8.8.8"));
+        assert!(!out.contains("127.0.0.53"));
+    }
+
+    #[test]
+    fn real_nameservers_are_kept() {
+        let out = sandbox_resolv_conf("nameserver 10.0.0.2\n# comment\n");
+        assert_eq!(out, "nameserver 10.0.0.2\n");
+    }
+}

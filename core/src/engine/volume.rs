@@ -1,0 +1,230 @@
+//! Volume operations with Docker's semantics: idempotent create, anonymous volumes,
+//! reference-counted mounts, removal of unused volumes, prune.
+
+use super::{new_id, now, valid_name, Engine, State};
+use crate::error::{Error, Result};
+use crate::model::{Volume, ANONYMOUS_LABEL};
+use crate::store::Table;
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use wharf_sdk::{VolumeDriver, VolumeRequest, VolumeSpec};
+
+/// A volume create request.
+#[derive(Debug, Clone, Default)]
+pub struct VolumeCreateRequest {
+    /// Name; empty makes an anonymous volume.
+    pub name: String,
+    /// Driver; empty means `local`.
+    pub driver: String,
+    /// Driver options.
+    pub options: BTreeMap<String, String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// What prune removed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PruneReport {
+    /// Names removed.
+    pub removed: Vec<String>,
+    /// Bytes freed.
+    pub space_reclaimed: u64,
+}
+
+/// Whether `name` is a valid volume name: `[a-zA-Z0-9][a-zA-Z0-9_.-]+`.
+pub fn valid_volume_name(name: &str) -> bool {
+    name.len() >= 2 && valid_name(name)
+}
+
+/// Bytes used by the files under `path`, not following symlinks or crossing into other
+/// filesystems' mounts beyond what `read_dir` shows.
+pub fn disk_usage(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+    if !meta.is_dir() {
+        return meta.blocks() * 512;
+    }
+    let children = std::fs::read_dir(path).into_iter().flatten().flatten();
+    meta.blocks() * 512 + children.map(|e| disk_usage(&e.path())).sum::<u64>()
+}
+
+impl Engine {
+    fn volume_driver(&self, name: &str) -> Result<Arc<dyn VolumeDriver>> {
+        self.registry.volume(name).ok_or_else(|| Error::NotFound(format!("plugin {name:?} not found")))
+    }
+
+    fn volume_request(&self, state: &mut State, v: &Volume, mount_id: &str) -> VolumeRequest {
+        let mut facts = state.facts.clone().unwrap_or_default();
+        facts.volumes_dir = self.settings.volumes_dir.display().to_string();
+        facts.bind_allowed_bases = self.settings.bind_allowed_bases.clone();
+        VolumeRequest {
+            volume: VolumeSpec { name: v.name.clone(), options: v.options.clone(), labels: v.labels.clone() },
+            state: v.state.clone(),
+            mount_id: mount_id.to_string(),
+            facts,
+        }
+    }
+
+    /// Create a volume. The same name with the same driver returns the existing volume.
+    pub fn volume_create(&self, req: VolumeCreateRequest) -> Result<Volume> {
+        let mut state = self.lock();
+        let driver_name = if req.driver.is_empty() { "local".to_string() } else { req.driver.clone() };
+        let mut labels = req.labels.clone();
+        let name = if req.name.is_empty() {
+            labels.insert(ANONYMOUS_LABEL.to_string(), String::new());
+            new_id()
+        } else {
+            req.name.clone()
+        };
+        if !valid_volume_name(&name) {
+            return Err(Error::InvalidArgument(format!(
+                "invalid volume name {name:?}: it must match [a-zA-Z0-9][a-zA-Z0-9_.-]+"
+            )));
+        }
+        if let Some(existing) = state.volumes.get(&name) {
+            if existing.driver != driver_name {
+                return Err(Error::Conflict(format!(
+                    "volume {name} already exists with driver {}, not {driver_name}",
+                    existing.driver
+                )));
+            }
+            return Ok(existing.clone());
+        }
+        let driver = self.volume_driver(&driver_name)?;
+        let mut volume = Volume {
+            name: name.clone(),
+            driver: driver_name.clone(),
+            created: now(),
+            options: req.options.clone(),
+            labels,
+            ..Default::default()
+        };
+        let request = self.volume_request(&mut state, &volume, "");
+        driver.validate(&request).map_err(|e| Error::driver(&driver_name, e))?;
+        let out = driver.create(request).map_err(|e| Error::driver(&driver_name, e))?;
+        volume.mountpoint = out.response.mountpoint;
+        volume.status = out.response.status;
+        volume.state = out.state;
+        self.apply(&format!("volume {name}"), &out.plan, |t| t.put(Table::Volumes, &name, &volume))?;
+        state.volumes.insert(name, volume.clone());
+        Ok(volume)
+    }
+
+    /// Every volume.
+    pub fn volumes(&self) -> Vec<Volume> {
+        self.lock().volumes.values().cloned().collect()
+    }
+
+    /// One volume by name.
+    pub fn volume(&self, name: &str) -> Result<Volume> {
+        self.lock().volumes.get(name).cloned().ok_or_else(|| Error::NotFound(format!("volume {name} not found")))
+    }
+
+    /// Remove a volume. One in use is refused unless `force`, which unmounts it first.
+    pub fn volume_remove(&self, name: &str, force: bool) -> Result<()> {
+        let mut state = self.lock();
+        let volume = match state.volumes.get(name) {
+            Some(v) => v.clone(),
+            None if force => return Ok(()),
+            None => return Err(Error::NotFound(format!("volume {name} not found"))),
+        };
+        self.remove_volume_locked(&mut state, volume, force)
+    }
+
+    fn remove_volume_locked(&self, state: &mut State, mut volume: Volume, force: bool) -> Result<()> {
+        let driver = self.volume_driver(&volume.driver)?;
+        if !volume.mounts.is_empty() {
+            if !force {
+                return Err(Error::Conflict(format!(
+                    "remove {}: volume is in use by {}",
+                    volume.name,
+                    volume.mounts.iter().cloned().collect::<Vec<_>>().join(", ")
+                )));
+            }
+            let out = driver
+                .unmount(self.volume_request(state, &volume, ""))
+                .map_err(|e| Error::driver(&volume.driver, e))?;
+            volume.mounts.clear();
+            let name = volume.name.clone();
+            self.apply(&format!("volume {name}"), &out.plan, |t| t.put(Table::Volumes, &name, &volume))?;
+            state.volumes.insert(name, volume.clone());
+        }
+        let out = driver.remove(self.volume_request(state, &volume, "")).map_err(|e| Error::driver(&volume.driver, e))?;
+        self.apply(&format!("volume {}", volume.name), &out.plan, |t| t.delete(Table::Volumes, &volume.name))?;
+        state.volumes.remove(&volume.name);
+        tracing::info!(volume = %volume.name, "volume removed");
+        Ok(())
+    }
+
+    /// Take a mount reference for `id`; the first one mounts the volume. Returns the
+    /// mountpoint.
+    pub fn volume_mount(&self, name: &str, id: &str) -> Result<String> {
+        let mut state = self.lock();
+        if id.is_empty() {
+            return Err(Error::InvalidArgument("mount needs a non-empty ID".into()));
+        }
+        let mut volume = state.volumes.get(name).cloned().ok_or_else(|| Error::NotFound(format!("volume {name} not found")))?;
+        if volume.mounts.contains(id) {
+            return Ok(volume.mountpoint);
+        }
+        let mut plan = wharf_sdk::Plan::new();
+        if volume.mounts.is_empty() {
+            let driver = self.volume_driver(&volume.driver)?;
+            let out = driver.mount(self.volume_request(&mut state, &volume, id)).map_err(|e| Error::driver(&volume.driver, e))?;
+            if !out.response.mountpoint.is_empty() {
+                volume.mountpoint = out.response.mountpoint;
+            }
+            volume.state = if out.state.is_null() { volume.state } else { out.state };
+            plan = out.plan;
+        }
+        volume.mounts.insert(id.to_string());
+        self.apply(&format!("volume {name}"), &plan, |t| t.put(Table::Volumes, name, &volume))?;
+        let mountpoint = volume.mountpoint.clone();
+        state.volumes.insert(name.to_string(), volume);
+        Ok(mountpoint)
+    }
+
+    /// Drop the mount reference of `id`; the last one unmounts the volume.
+    pub fn volume_unmount(&self, name: &str, id: &str) -> Result<()> {
+        let mut state = self.lock();
+        let mut volume = state.volumes.get(name).cloned().ok_or_else(|| Error::NotFound(format!("volume {name} not found")))?;
+        if !volume.mounts.remove(id) {
+            return Err(Error::Conflict(format!("volume {name} is not mounted by {id:?}")));
+        }
+        let mut plan = wharf_sdk::Plan::new();
+        if volume.mounts.is_empty() {
+            let driver = self.volume_driver(&volume.driver)?;
+            let out = driver.unmount(self.volume_request(&mut state, &volume, id)).map_err(|e| Error::driver(&volume.driver, e))?;
+            volume.state = if out.state.is_null() { volume.state } else { out.state };
+            plan = out.plan;
+        }
+        self.apply(&format!("volume {name}"), &plan, |t| t.put(Table::Volumes, name, &volume))?;
+        state.volumes.insert(name.to_string(), volume);
+        Ok(())
+    }
+
+    /// Remove unused volumes: anonymous ones only, or all when `all`, among those `keep`
+    /// selects.
+    pub fn volume_prune(&self, all: bool, keep: impl Fn(&Volume) -> bool) -> Result<PruneReport> {
+        let mut state = self.lock();
+        let candidates: Vec<Volume> = state
+            .volumes
+            .values()
+            .filter(|v| v.mounts.is_empty() && (all || v.anonymous()) && keep(v))
+            .cloned()
+            .collect();
+        let mut report = PruneReport::default();
+        for v in candidates {
+            let size = if v.driver == "local" { disk_usage(Path::new(&v.mountpoint)) } else { 0 };
+            match self.remove_volume_locked(&mut state, v.clone(), false) {
+                Ok(()) => {
+                    report.removed.push(v.name);
+                    report.space_reclaimed += size;
+                }
+                Err(e) => tracing::warn!(volume = %v.name, error = %e, "prune could not remove volume"),
+            }
+        }
+        Ok(report)
+    }
+}

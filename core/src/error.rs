@@ -1,0 +1,92 @@
+//! The engine's one error type. Every variant names the object it concerns; the API maps
+//! variants to Docker's status codes in one place (`Error::status`).
+
+use crate::executor::PlanError;
+use wharf_sdk::{DriverError, ErrorKind};
+
+/// An engine error.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A request field is invalid (400).
+    #[error("{0}")]
+    InvalidArgument(String),
+    /// The named object does not exist (404).
+    #[error("{0}")]
+    NotFound(String),
+    /// The request collides with an existing object (409).
+    #[error("{0}")]
+    Conflict(String),
+    /// The request is not allowed in the current state (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// A driver refused or failed.
+    #[error("{driver}: {error}")]
+    Driver {
+        /// Driver name.
+        driver: String,
+        /// Its error.
+        error: DriverError,
+    },
+    /// Carrying out a plan failed; completed steps were rolled back.
+    #[error("{object}: {error}")]
+    Plan {
+        /// What the plan was for.
+        object: String,
+        /// The failed step.
+        error: PlanError,
+    },
+    /// The state store failed.
+    #[error("state store: {0}")]
+    Store(String),
+    /// Anything else (500).
+    #[error("{0}")]
+    Internal(String),
+}
+
+/// The result type of engine operations.
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// The HTTP status code Docker gives for this error.
+    pub fn status(&self) -> u16 {
+        match self {
+            Error::InvalidArgument(_) => 400,
+            Error::NotFound(_) => 404,
+            Error::Conflict(_) => 409,
+            Error::Forbidden(_) => 403,
+            Error::Driver { error, .. } => match error.kind {
+                ErrorKind::InvalidArgument => 400,
+                ErrorKind::NotFound => 404,
+                ErrorKind::Conflict => 409,
+                ErrorKind::Forbidden => 403,
+                ErrorKind::Internal => 500,
+            },
+            Error::Plan { .. } | Error::Store(_) | Error::Internal(_) => 500,
+        }
+    }
+
+    /// A driver error from `driver`.
+    pub fn driver(driver: &str, error: DriverError) -> Self {
+        Error::Driver { driver: driver.to_string(), error }
+    }
+}
+
+macro_rules! store_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Store(e.to_string())
+            }
+        }
+    )*};
+}
+
+store_error!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    serde_json::Error
+);

@@ -1,0 +1,15 @@
+//! wharf-core: the engine behind `wharfd` and `wharf`.
+//!
+//! A request flows one way: API handler → [`engine`] → driver (returns a plan) →
+//! [`executor`] (kernel) → [`store`].
+
+pub mod drivers;
+pub mod engine;
+pub mod error;
+pub mod executor;
+pub mod firewall;
+pub mod ipam;
+pub mod model;
+pub mod netns;
+pub mod registry;
+pub mod store;

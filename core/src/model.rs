@@ -1,0 +1,162 @@
+//! The objects the engine keeps: networks, endpoints, sandboxes and volumes, as stored.
+
+use ipnet::IpNet;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::{BTreeMap, BTreeSet};
+use std::net::IpAddr;
+use wharf_sdk::{JoinInfo, PortBinding};
+
+/// One address pool of a network and its allocations.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Pool {
+    /// The subnet.
+    pub subnet: Option<IpNet>,
+    /// Sub-range dynamic addresses come from.
+    pub ip_range: Option<IpNet>,
+    /// Gateway address.
+    pub gateway: Option<IpAddr>,
+    /// Auxiliary addresses, reserved by name.
+    pub aux: BTreeMap<String, IpAddr>,
+    /// Addresses handed out.
+    pub allocated: BTreeSet<IpAddr>,
+    /// Where the next dynamic search starts, so a freed address is not reused at once.
+    pub cursor: Option<IpAddr>,
+}
+
+/// A network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Network {
+    /// 64-hex id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Driver name.
+    pub driver: String,
+    /// `local` or `global`.
+    pub scope: String,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// No egress.
+    pub internal: bool,
+    /// Sandboxes may attach at will.
+    pub attachable: bool,
+    /// IPv4 enabled.
+    pub enable_ipv4: bool,
+    /// IPv6 enabled.
+    pub enable_ipv6: bool,
+    /// Driver options.
+    pub options: BTreeMap<String, String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// IPAM driver options.
+    pub ipam_options: BTreeMap<String, String>,
+    /// IPv4 pools.
+    pub ipv4: Vec<Pool>,
+    /// IPv6 pools.
+    pub ipv6: Vec<Pool>,
+    /// Created by wharf itself (`host`, `none`, `bridge`); cannot be removed.
+    pub predefined: bool,
+    /// The driver's private state.
+    pub state: Value,
+    /// The plan that created the network in the kernel, re-applied to reconcile.
+    pub plan: wharf_sdk::Plan,
+}
+
+/// An endpoint: a sandbox's attachment to a network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Endpoint {
+    /// 64-hex id.
+    pub id: String,
+    /// Network id.
+    pub network_id: String,
+    /// Sandbox id.
+    pub sandbox_id: String,
+    /// IPv4 address with prefix.
+    pub ipv4: Option<IpNet>,
+    /// IPv6 address with prefix.
+    pub ipv6: Option<IpNet>,
+    /// Whether the addresses were asked for (static) rather than allocated.
+    pub static_ipv4: bool,
+    /// Whether the IPv6 address was asked for.
+    pub static_ipv6: bool,
+    /// MAC address.
+    pub mac: Option<String>,
+    /// DNS aliases.
+    pub aliases: Vec<String>,
+    /// Published ports as requested.
+    pub ports: Vec<PortBinding>,
+    /// Endpoint driver options.
+    pub options: BTreeMap<String, String>,
+    /// What the driver said at join.
+    pub join: JoinInfo,
+    /// The driver's private state.
+    pub state: Value,
+    /// The plan that connected the endpoint, re-applied to reconcile.
+    pub plan: wharf_sdk::Plan,
+}
+
+/// A sandbox: a network namespace wharf wires into networks.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Sandbox {
+    /// 64-hex id.
+    pub id: String,
+    /// Name.
+    pub name: String,
+    /// Path of the namespace file.
+    pub netns: String,
+    /// Whether wharf made the namespace (and removes it).
+    pub owned: bool,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A volume.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct Volume {
+    /// Name.
+    pub name: String,
+    /// Driver name.
+    pub driver: String,
+    /// Creation time, RFC 3339.
+    pub created: String,
+    /// Driver options.
+    pub options: BTreeMap<String, String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+    /// Where the data is.
+    pub mountpoint: String,
+    /// Ids currently holding a mount reference.
+    pub mounts: BTreeSet<String>,
+    /// The driver's private state.
+    pub state: Value,
+    /// Driver status, as last reported.
+    pub status: BTreeMap<String, Value>,
+}
+
+/// The label that marks an anonymous volume.
+pub const ANONYMOUS_LABEL: &str = "com.docker.volume.anonymous";
+
+impl Volume {
+    /// Whether the volume was created without a name.
+    pub fn anonymous(&self) -> bool {
+        self.labels.contains_key(ANONYMOUS_LABEL)
+    }
+}
+
+/// A plan being carried out, written before its first step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct JournalEntry {
+    /// What the plan is for.
+    pub object: String,
+    /// The plan.
+    pub plan: wharf_sdk::Plan,
+}

@@ -1,0 +1,145 @@
+//! The state store: one redb file holding every object as JSON, keyed by id or name.
+//!
+//! Only the engine touches the store. A change that spans several objects is one write
+//! transaction ([`Store::write`]), so a crash leaves either all of it or none.
+
+use crate::error::Result;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::path::Path;
+
+/// The tables of the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Table {
+    /// Networks by id.
+    Networks,
+    /// Endpoints by id.
+    Endpoints,
+    /// Sandboxes by id.
+    Sandboxes,
+    /// Volumes by name.
+    Volumes,
+    /// Plans being carried out, by operation id.
+    Journal,
+    /// Engine metadata by key.
+    Meta,
+}
+
+impl Table {
+    const ALL: [Table; 6] =
+        [Table::Networks, Table::Endpoints, Table::Sandboxes, Table::Volumes, Table::Journal, Table::Meta];
+
+    fn def(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
+        TableDefinition::new(match self {
+            Table::Networks => "networks",
+            Table::Endpoints => "endpoints",
+            Table::Sandboxes => "sandboxes",
+            Table::Volumes => "volumes",
+            Table::Journal => "journal",
+            Table::Meta => "meta",
+        })
+    }
+}
+
+/// The store.
+pub struct Store {
+    db: Database,
+}
+
+impl Store {
+    /// Open or create the store at `path`.
+    pub fn open(path: &Path) -> Result<Store> {
+        let db = Database::create(path)?;
+        let txn = db.begin_write()?;
+        for t in Table::ALL {
+            txn.open_table(t.def())?;
+        }
+        txn.commit()?;
+        Ok(Store { db })
+    }
+
+    /// Every value of `table`, in key order.
+    pub fn list<T: DeserializeOwned>(&self, table: Table) -> Result<Vec<(String, T)>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(table.def())?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), serde_json::from_slice(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// The value at `key` in `table`.
+    pub fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(table.def())?;
+        Ok(match t.get(key)? {
+            Some(v) => Some(serde_json::from_slice(v.value())?),
+            None => None,
+        })
+    }
+
+    /// Run `f` in one write transaction and commit it if `f` succeeds.
+    pub fn write<R>(&self, f: impl FnOnce(&mut Txn<'_>) -> Result<R>) -> Result<R> {
+        let txn = self.db.begin_write()?;
+        let r = f(&mut Txn { txn: &txn })?;
+        txn.commit()?;
+        Ok(r)
+    }
+}
+
+/// An open write transaction.
+pub struct Txn<'a> {
+    txn: &'a WriteTransaction,
+}
+
+impl Txn<'_> {
+    /// Store `value` at `key`.
+    pub fn put<T: Serialize>(&mut self, table: Table, key: &str, value: &T) -> Result<()> {
+        let bytes = serde_json::to_vec(value)?;
+        self.txn.open_table(table.def())?.insert(key, bytes.as_slice())?;
+        Ok(())
+    }
+
+    /// Remove `key`; absent is fine.
+    pub fn delete(&mut self, table: Table, key: &str) -> Result<()> {
+        self.txn.open_table(table.def())?.remove(key)?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::error::Error;
+    use crate::model::Network;
+
+    #[test]
+    fn values_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            let n = Network { id: "abc".into(), name: "n1".into(), ..Default::default() };
+            store.write(|t| t.put(Table::Networks, &n.id, &n)).unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        let n: Network = store.get(Table::Networks, "abc").unwrap().unwrap();
+        assert_eq!(n.name, "n1");
+        assert_eq!(store.list::<Network>(Table::Networks).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_failed_transaction_changes_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("s.redb")).unwrap();
+        let r: Result<()> = store.write(|t| {
+            t.put(Table::Meta, "k", &1)?;
+            Err(Error::Internal("stop".into()))
+        });
+        assert!(r.is_err());
+        assert_eq!(store.get::<i32>(Table::Meta, "k").unwrap(), None);
+    }
+}
