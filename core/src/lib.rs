@@ -3,6 +3,9 @@
 //! A request flows one way: API handler → [`engine`] → driver (returns a plan) →
 //! [`executor`] (kernel) → [`store`].
 
+pub mod api;
+pub mod client;
+pub mod config;
 pub mod drivers;
 pub mod engine;
 pub mod error;

@@ -182,12 +182,8 @@ impl Engine {
         req: &NetworkCreateRequest,
         host_routes: &[IpNet],
     ) -> Result<()> {
-        let mut used: Vec<IpNet> = state
-            .networks
-            .values()
-            .flat_map(|n| n.ipv4.iter().chain(&n.ipv6))
-            .filter_map(|p| p.subnet)
-            .collect();
+        let mut used: Vec<IpNet> =
+            state.networks.values().flat_map(|n| n.ipv4.iter().chain(&n.ipv6)).filter_map(|p| p.subnet).collect();
         for p in &req.pools {
             let Some(subnet) = p.subnet else {
                 return Err(Error::InvalidArgument("an IPAM config entry needs a subnet".into()));
@@ -199,7 +195,9 @@ impl Engine {
                 return Err(Error::InvalidArgument(format!("subnet {subnet} is IPv4 but IPv4 is disabled")));
             }
             if let Some(other) = used.iter().find(|u| overlaps(u, &subnet)) {
-                return Err(Error::Forbidden(format!("subnet {subnet} overlaps with subnet {other} of another network")));
+                return Err(Error::Forbidden(format!(
+                    "subnet {subnet} overlaps with subnet {other} of another network"
+                )));
             }
             if let Some(route) = host_routes.iter().find(|r| overlaps(r, &subnet)) {
                 return Err(Error::Forbidden(format!("subnet {subnet} overlaps with the host route to {route}")));
@@ -291,7 +289,8 @@ impl Engine {
             )));
         }
         let exclusive = |n: &str| SINGLETON_DRIVERS.contains(&n) || n == "none";
-        let others_exclusive = existing.iter().any(|e| state.networks.get(&e.network_id).is_some_and(|n| exclusive(&n.driver)));
+        let others_exclusive =
+            existing.iter().any(|e| state.networks.get(&e.network_id).is_some_and(|n| exclusive(&n.driver)));
         if !existing.is_empty() && (exclusive(&network.driver) || others_exclusive) {
             return Err(Error::Forbidden(format!(
                 "sandbox {} cannot be connected to network {}: the host and none networks cannot be combined with others",
@@ -299,7 +298,10 @@ impl Engine {
             )));
         }
         if !req.ports.is_empty() && network.internal {
-            return Err(Error::InvalidArgument(format!("network {} is internal: ports cannot be published", network.name)));
+            return Err(Error::InvalidArgument(format!(
+                "network {} is internal: ports cannot be published",
+                network.name
+            )));
         }
         if let Some(mac) = &req.mac {
             if !valid_mac(mac) {
@@ -385,11 +387,8 @@ impl Engine {
         let mut state = self.lock();
         let network = state.network(network)?.clone();
         let sandbox = state.sandbox(sandbox)?.clone();
-        let endpoint = state
-            .endpoints_of_sandbox(&sandbox.id)
-            .find(|e| e.network_id == network.id)
-            .cloned()
-            .ok_or_else(|| {
+        let endpoint =
+            state.endpoints_of_sandbox(&sandbox.id).find(|e| e.network_id == network.id).cloned().ok_or_else(|| {
                 Error::NotFound(format!("sandbox {} is not connected to network {}", sandbox.name, network.name))
             })?;
         self.disconnect_locked(&mut state, &endpoint)

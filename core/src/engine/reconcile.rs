@@ -61,7 +61,8 @@ impl Engine {
     /// Make the kernel match the store.
     pub(super) fn reconcile(&self) -> Result<()> {
         let mut state = self.lock();
-        let facts = self.exec.host_facts().map_err(|e| crate::error::Error::Internal(format!("reading host facts: {e}")))?;
+        let facts =
+            self.exec.host_facts().map_err(|e| crate::error::Error::Internal(format!("reading host facts: {e}")))?;
         self.revive_sandboxes(&mut state)?;
         for n in state.networks.values() {
             self.reapply(&format!("network {}", n.name), &n.plan, &facts);
@@ -109,7 +110,13 @@ impl Engine {
             }
             let stale: Vec<Endpoint> = state.endpoints_of_sandbox(&sb.id).cloned().collect();
             for e in stale {
-                let host_side: Plan = e.plan.inverse().steps.into_iter().filter(|s| s.op.netns() != Some(&Netns::Path(sb.netns.clone()))).collect();
+                let host_side: Plan = e
+                    .plan
+                    .inverse()
+                    .steps
+                    .into_iter()
+                    .filter(|s| s.op.netns() != Some(&Netns::Path(sb.netns.clone())))
+                    .collect();
                 for op in host_side.ops() {
                     if let Err(err) = self.exec.apply(op) {
                         tracing::warn!("reconcile: {} failed: {err}", op.describe());
@@ -128,7 +135,11 @@ impl Engine {
                     })?;
                 }
                 state.endpoints.remove(&e.id);
-                tracing::info!("reconcile: dropped endpoint of sandbox {} whose namespace {} is gone", sb.name, sb.netns);
+                tracing::info!(
+                    "reconcile: dropped endpoint of sandbox {} whose namespace {} is gone",
+                    sb.name,
+                    sb.netns
+                );
             }
         }
         Ok(())
@@ -137,9 +148,7 @@ impl Engine {
     fn firewall_reload_locked(&self, state: &State) -> Result<()> {
         let plans = state.networks.values().map(|n| &n.plan).chain(state.endpoints.values().map(|e| &e.plan));
         let facts = firewall_facts(plans);
-        self.exec
-            .firewall_reload(&facts)
-            .map_err(|e| crate::error::Error::Internal(format!("firewall reload: {e}")))
+        self.exec.firewall_reload(&facts).map_err(|e| crate::error::Error::Internal(format!("firewall reload: {e}")))
     }
 
     /// Re-create wharf's firewall tables from the store.
@@ -155,8 +164,18 @@ impl Engine {
     pub(super) fn ensure_predefined(&self) -> Result<()> {
         let mut state = self.lock();
         let mut wanted = vec![
-            NetworkCreateRequest { name: "none".into(), driver: "null".into(), enable_ipv4: Some(false), ..Default::default() },
-            NetworkCreateRequest { name: "host".into(), driver: "host".into(), enable_ipv4: Some(false), ..Default::default() },
+            NetworkCreateRequest {
+                name: "none".into(),
+                driver: "null".into(),
+                enable_ipv4: Some(false),
+                ..Default::default()
+            },
+            NetworkCreateRequest {
+                name: "host".into(),
+                driver: "host".into(),
+                enable_ipv4: Some(false),
+                ..Default::default()
+            },
         ];
         if let Some(b) = &self.settings.default_bridge {
             if self.registry.network("bridge").is_some() {
@@ -201,7 +220,8 @@ mod tests {
     #[test]
     fn missing_detects_absent_links_and_addresses() {
         let facts = HostFacts::default();
-        let op = Op::LinkAdd { netns: Netns::Host, link: wharf_sdk::LinkSpec::new("br-x", wharf_sdk::LinkKind::Bridge) };
+        let op =
+            Op::LinkAdd { netns: Netns::Host, link: wharf_sdk::LinkSpec::new("br-x", wharf_sdk::LinkKind::Bridge) };
         assert_eq!(missing(&op, &facts).as_deref(), Some("re-created link br-x"));
     }
 }

@@ -53,9 +53,9 @@ impl Engine {
         }
         let (path, owned) = match netns {
             Some(p) => {
-                self.exec
-                    .check_netns(Path::new(p))
-                    .map_err(|e| Error::InvalidArgument(format!("sandbox {name}: {p} is not a network namespace: {e}")))?;
+                self.exec.check_netns(Path::new(p)).map_err(|e| {
+                    Error::InvalidArgument(format!("sandbox {name}: {p} is not a network namespace: {e}"))
+                })?;
                 (p.to_string(), false)
             }
             None => {
@@ -67,9 +67,9 @@ impl Engine {
             }
         };
         let sandbox = Sandbox { id: new_id(), name: name.to_string(), netns: path, owned, created: now(), labels };
-        let stored = self.write_resolv_conf(&sandbox).and_then(|_| {
-            self.store.write(|t| t.put(Table::Sandboxes, &sandbox.id, &sandbox))
-        });
+        let stored = self
+            .write_resolv_conf(&sandbox)
+            .and_then(|_| self.store.write(|t| t.put(Table::Sandboxes, &sandbox.id, &sandbox)));
         if let Err(e) = stored {
             self.discard_sandbox_files(&sandbox);
             return Err(e);
@@ -84,7 +84,9 @@ impl Engine {
         let dir = self.settings.netns_etc_dir.join(&sandbox.name);
         std::fs::create_dir_all(&dir)
             .and_then(|_| std::fs::write(dir.join("resolv.conf"), sandbox_resolv_conf(&host)))
-            .map_err(|e| Error::Internal(format!("sandbox {}: writing {}/resolv.conf: {e}", sandbox.name, dir.display())))
+            .map_err(|e| {
+                Error::Internal(format!("sandbox {}: writing {}/resolv.conf: {e}", sandbox.name, dir.display()))
+            })
     }
 
     fn discard_sandbox_files(&self, sandbox: &Sandbox) {

@@ -327,7 +327,10 @@ fn volume_semantics() {
     assert_eq!(e.volume_create(VolumeCreateRequest { name: "v1".into(), ..Default::default() }).unwrap(), v);
     let other = VolumeCreateRequest { name: "v1".into(), driver: "other".into(), ..Default::default() };
     assert_eq!(e.volume_create(other).unwrap_err().status(), 409);
-    assert_eq!(e.volume_create(VolumeCreateRequest { name: "../x".into(), ..Default::default() }).unwrap_err().status(), 400);
+    assert_eq!(
+        e.volume_create(VolumeCreateRequest { name: "../x".into(), ..Default::default() }).unwrap_err().status(),
+        400
+    );
     let anon = e.volume_create(VolumeCreateRequest::default()).unwrap();
     assert_eq!(anon.name.len(), 64);
     assert!(anon.anonymous());

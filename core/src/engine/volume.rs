@@ -150,7 +150,8 @@ impl Engine {
             self.apply(&format!("volume {name}"), &out.plan, |t| t.put(Table::Volumes, &name, &volume))?;
             state.volumes.insert(name, volume.clone());
         }
-        let out = driver.remove(self.volume_request(state, &volume, "")).map_err(|e| Error::driver(&volume.driver, e))?;
+        let out =
+            driver.remove(self.volume_request(state, &volume, "")).map_err(|e| Error::driver(&volume.driver, e))?;
         self.apply(&format!("volume {}", volume.name), &out.plan, |t| t.delete(Table::Volumes, &volume.name))?;
         state.volumes.remove(&volume.name);
         tracing::info!(volume = %volume.name, "volume removed");
@@ -164,14 +165,17 @@ impl Engine {
         if id.is_empty() {
             return Err(Error::InvalidArgument("mount needs a non-empty ID".into()));
         }
-        let mut volume = state.volumes.get(name).cloned().ok_or_else(|| Error::NotFound(format!("volume {name} not found")))?;
+        let mut volume =
+            state.volumes.get(name).cloned().ok_or_else(|| Error::NotFound(format!("volume {name} not found")))?;
         if volume.mounts.contains(id) {
             return Ok(volume.mountpoint);
         }
         let mut plan = wharf_sdk::Plan::new();
         if volume.mounts.is_empty() {
             let driver = self.volume_driver(&volume.driver)?;
-            let out = driver.mount(self.volume_request(&mut state, &volume, id)).map_err(|e| Error::driver(&volume.driver, e))?;
+            let out = driver
+                .mount(self.volume_request(&mut state, &volume, id))
+                .map_err(|e| Error::driver(&volume.driver, e))?;
             if !out.response.mountpoint.is_empty() {
                 volume.mountpoint = out.response.mountpoint;
             }
@@ -188,14 +192,17 @@ impl Engine {
     /// Drop the mount reference of `id`; the last one unmounts the volume.
     pub fn volume_unmount(&self, name: &str, id: &str) -> Result<()> {
         let mut state = self.lock();
-        let mut volume = state.volumes.get(name).cloned().ok_or_else(|| Error::NotFound(format!("volume {name} not found")))?;
+        let mut volume =
+            state.volumes.get(name).cloned().ok_or_else(|| Error::NotFound(format!("volume {name} not found")))?;
         if !volume.mounts.remove(id) {
             return Err(Error::Conflict(format!("volume {name} is not mounted by {id:?}")));
         }
         let mut plan = wharf_sdk::Plan::new();
         if volume.mounts.is_empty() {
             let driver = self.volume_driver(&volume.driver)?;
-            let out = driver.unmount(self.volume_request(&mut state, &volume, id)).map_err(|e| Error::driver(&volume.driver, e))?;
+            let out = driver
+                .unmount(self.volume_request(&mut state, &volume, id))
+                .map_err(|e| Error::driver(&volume.driver, e))?;
             volume.state = if out.state.is_null() { volume.state } else { out.state };
             plan = out.plan;
         }
