@@ -3,7 +3,7 @@
 
 use wharf_sdk::{
     CreateNetwork, DeleteNetwork, DriverError, DriverResult, EndpointInfo, EndpointRequest, HostFacts, JoinInfo,
-    LinkChange, NetworkCapabilities, NetworkDriver, NetworkSpec, Netns, Op, Outcome, Plan, Step,
+    LinkChange, Netns, NetworkCapabilities, NetworkDriver, NetworkSpec, Op, Outcome, Plan, Step,
 };
 
 fn no_options(driver: &str, network: &NetworkSpec) -> DriverResult<()> {

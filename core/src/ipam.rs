@@ -114,10 +114,13 @@ impl Pool {
         }
         for (name, a) in &aux {
             if !subnet.contains(a) {
-                return Err(Error::InvalidArgument(format!("auxiliary address {name}={a} is not inside subnet {subnet}")));
+                return Err(Error::InvalidArgument(format!(
+                    "auxiliary address {name}={a} is not inside subnet {subnet}"
+                )));
             }
         }
-        let mut pool = Pool { subnet: Some(subnet), ip_range: ip_range.map(|r| r.trunc()), gateway, aux, ..Default::default() };
+        let mut pool =
+            Pool { subnet: Some(subnet), ip_range: ip_range.map(|r| r.trunc()), gateway, aux, ..Default::default() };
         if pool.gateway.is_none() && want_gateway {
             let (first, last) = host_bounds(&subnet);
             let gw = (first..=last).find(|v| !pool.aux.values().any(|a| to_u128(*a) == *v));

@@ -12,7 +12,7 @@ pub mod error;
 pub mod executor;
 pub mod firewall;
 pub mod ipam;
+pub mod kernel;
 pub mod model;
-pub mod netns;
 pub mod registry;
 pub mod store;

@@ -138,7 +138,8 @@ impl Registry {
     /// Load every `*.so` in `dir`, in name order. Refusals are logged and returned; the
     /// drivers of the other files are registered.
     pub fn load_dir(&mut self, dir: &Path) -> Vec<LoadError> {
-        let mut files: Vec<PathBuf> = match std::fs::read_dir(dir) {
+        let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
             Ok(rd) => rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "so")).collect(),
             Err(_) => return Vec::new(),
         };

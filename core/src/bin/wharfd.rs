@@ -8,8 +8,8 @@ use std::sync::Arc;
 use wharf_core::config::{Config, FirewallBackend};
 use wharf_core::drivers::{Host, Null};
 use wharf_core::engine::{DefaultBridge, Engine, Settings};
-use wharf_core::executor::kernel::Kernel;
-use wharf_core::firewall::{nftables::Nftables, Firewall, NoFirewall};
+use wharf_core::kernel::Kernel;
+use wharf_core::firewall::{Firewall, NoFirewall};
 use wharf_core::registry::{Registry, Source};
 use wharf_core::store::Store;
 
@@ -93,15 +93,18 @@ fn registry(c: &Config) -> Registry {
 fn run(flags: Flags) -> Result<(), String> {
     let c = config(flags)?;
     let filter = tracing_subscriber::EnvFilter::try_new(&c.log_level).map_err(|e| format!("log level: {e}"))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr)
+        .init();
 
     std::fs::create_dir_all(&c.root).map_err(|e| format!("root {}: {e}", c.root.display()))?;
     let volumes_dir = c.root.join("volumes");
     std::fs::create_dir_all(&volumes_dir).map_err(|e| format!("{}: {e}", volumes_dir.display()))?;
     let registry = registry(&c);
     let firewall: Arc<dyn Firewall> = match c.firewall {
-        FirewallBackend::Nftables => Arc::new(Nftables::new().map_err(|e| format!("firewall: {e}"))?),
-        FirewallBackend::None => Arc::new(NoFirewall),
+        FirewallBackend::Nftables | FirewallBackend::None => Arc::new(NoFirewall),
     };
     let exec = Arc::new(Kernel::new(firewall).map_err(|e| format!("executor: {e}"))?);
     let store_path = c.root.join("state.redb");

@@ -1,0 +1,242 @@
+//! The kernel executor: carries out plan operations on the real kernel through netlink
+//! (rtnetlink), the firewall backend, mount(2) and the filesystem.
+//!
+//! Netlink work for a namespace runs on that namespace's worker thread (see [`worker`]);
+//! the host namespace's worker lives as long as the executor, sandbox workers are cached
+//! and exit when idle, so they never keep a removed namespace alive for long.
+
+pub mod mount;
+pub mod netlink;
+pub mod worker;
+
+use crate::executor::{ExecError, Executor};
+use crate::firewall::Firewall;
+use nix::mount::{mount as sys_mount, umount2, MntFlags, MsFlags};
+use nix::sched::{unshare, CloneFlags};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use wharf_sdk::{FirewallFact, HostFacts, LinkChange, LinkKind, Netns, Op};
+use worker::{netns_inode, Ctx, Worker};
+
+/// How long an idle sandbox worker lives.
+const IDLE: Duration = Duration::from_secs(2);
+
+/// `NSFS_MAGIC` from `<linux/magic.h>`.
+const NSFS_MAGIC: i64 = 0x6e73_6673;
+
+/// The kernel executor.
+pub struct Kernel {
+    host: Worker,
+    sandboxes: Mutex<HashMap<String, Arc<Worker>>>,
+    firewall: Arc<dyn Firewall>,
+}
+
+impl Kernel {
+    /// An executor in the calling thread's network namespace, using `firewall`.
+    pub fn new(firewall: Arc<dyn Firewall>) -> Result<Kernel, ExecError> {
+        Ok(Kernel { host: Worker::spawn(None, None)?, sandboxes: Mutex::new(HashMap::new()), firewall })
+    }
+
+    fn sandbox_worker(&self, path: &str, fresh: bool) -> Result<Arc<Worker>, ExecError> {
+        let inode = netns_inode(Path::new(path))?;
+        let mut cache = self.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
+        if !fresh {
+            if let Some(w) = cache.get(path).filter(|w| w.inode == inode) {
+                return Ok(w.clone());
+            }
+        }
+        let w = Arc::new(Worker::spawn(Some(Path::new(path)), Some(IDLE))?);
+        cache.insert(path.to_string(), w.clone());
+        Ok(w)
+    }
+
+    /// Run `f` on the worker of `netns`. A cached sandbox worker that exited while idle is
+    /// replaced once.
+    fn on<T: Send + 'static>(&self, netns: &Netns, f: impl Fn(&Ctx) -> T + Send + Sync + 'static) -> Result<T, ExecError> {
+        match netns {
+            Netns::Host => self.host.run(f),
+            Netns::Path(p) => {
+                let f = Arc::new(f);
+                let g = f.clone();
+                match self.sandbox_worker(p, false)?.run(move |c| g(c)) {
+                    Ok(v) => Ok(v),
+                    Err(_) => self.sandbox_worker(p, true)?.run(move |c| f(c)),
+                }
+            }
+        }
+    }
+
+    fn forget_worker(&self, path: &str) {
+        self.sandboxes.lock().unwrap_or_else(|p| p.into_inner()).remove(path);
+    }
+
+    fn netlink(&self, op: &Op) -> Result<(), ExecError> {
+        let netns = op.netns().cloned().unwrap_or_default();
+        if let Op::LinkAdd { link, .. } = op {
+            if let Some(target) = link_target(&link.kind) {
+                return self.link_add_across(&netns, target, link.clone());
+            }
+        }
+        let op = op.clone();
+        self.on(&netns, move |ctx| {
+            let h = &ctx.handle;
+            ctx.block_on(async {
+                match &op {
+                    Op::LinkAdd { link, .. } => netlink::link_add(h, link, None).await,
+                    Op::LinkDel { name, .. } => netlink::link_del(h, name).await,
+                    Op::LinkSet { name, change, .. } => netlink::link_set(h, name, change).await,
+                    Op::AddrAdd { link, address, .. } => netlink::addr_add(h, link, *address).await,
+                    Op::AddrDel { link, address, .. } => netlink::addr_del(h, link, *address).await,
+                    Op::RouteAdd { route, .. } => netlink::route_add(h, route).await,
+                    Op::RouteDel { route, .. } => netlink::route_del(h, route).await,
+                    Op::NeighAdd { device, address, mac, .. } => netlink::neigh_add(h, device, *address, mac).await,
+                    Op::NeighDel { device, address, .. } => netlink::neigh_del(h, device, *address).await,
+                    Op::FdbAdd { device, mac, destination, .. } => netlink::fdb_add(h, device, mac, *destination).await,
+                    Op::FdbDel { device, mac, destination, .. } => netlink::fdb_del(h, device, mac, *destination).await,
+                    Op::Sysctl { key, value, .. } => sysctl(key, value),
+                    other => Err(ExecError::new(format!("{} is not a netlink operation", other.describe()))),
+                }
+            })
+        })?
+    }
+
+    /// Create a veth whose peer, or a macvlan that, lives in another namespace: the link is
+    /// made from `netns` with the target namespace's file, and the far end is then brought
+    /// up from inside its own namespace.
+    fn link_add_across(&self, netns: &Netns, target: &Netns, link: wharf_sdk::LinkSpec) -> Result<(), ExecError> {
+        let target_path = match target {
+            Netns::Path(p) => Some(p.clone()),
+            Netns::Host => None,
+        };
+        let far_name = match &link.kind {
+            LinkKind::Veth { peer, .. } => peer.clone(),
+            _ => link.name.clone(),
+        };
+        let up = link.up;
+        let creating = link.clone();
+        self.on(netns, move |ctx| {
+            let file = match &target_path {
+                Some(p) => Some(std::fs::File::open(p).map_err(|e| ExecError::new(format!("netns {p}: {e}")))?),
+                None => None,
+            };
+            ctx.block_on(netlink::link_add(&ctx.handle, &creating, file.as_ref()))
+        })??;
+        if up {
+            let far = far_name.clone();
+            self.on(target, move |ctx| ctx.block_on(netlink::link_set(&ctx.handle, &far, &LinkChange::Up)))??;
+        }
+        Ok(())
+    }
+}
+
+/// The namespace a link's far end is created in, when it is not the step's own.
+fn link_target(kind: &LinkKind) -> Option<&Netns> {
+    match kind {
+        LinkKind::Veth { peer_netns, .. } => Some(peer_netns),
+        LinkKind::Macvlan { target_netns: Some(t), .. } => Some(t),
+        _ => None,
+    }
+}
+
+/// Write a sysctl from the current thread (so per-namespace keys hit its namespace).
+fn sysctl(key: &str, value: &str) -> Result<(), ExecError> {
+    if key.split('.').any(|p| p.is_empty() || p == ".." || p.contains('/')) {
+        return Err(ExecError::new(format!("invalid sysctl key {key:?}")));
+    }
+    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    std::fs::write(&path, value).map_err(|e| ExecError::new(format!("sysctl {key}={value}: {e}")))
+}
+
+impl Executor for Kernel {
+    fn apply(&self, op: &Op) -> Result<(), ExecError> {
+        match op {
+            Op::Noop => Ok(()),
+            Op::FirewallAdd { fact } => self.firewall.add(fact),
+            Op::FirewallDel { fact } => self.firewall.remove(fact),
+            Op::Mount { source, target, fstype, options } => mount::mount_fs(source, target, fstype, options),
+            Op::Unmount { target } => mount::unmount_fs(target),
+            Op::DirCreate { path, mode, uid, gid } => mount::dir_create(path, *mode, *uid, *gid),
+            Op::DirRemove { path } => mount::dir_remove(path),
+            Op::ImageCreate { path, size, fstype } => mount::image_create(path, *size, fstype),
+            Op::FileRemove { path } => mount::file_remove(path),
+            _ => self.netlink(op),
+        }
+    }
+
+    fn host_facts(&self) -> Result<HostFacts, ExecError> {
+        self.host.run(|ctx| ctx.block_on(netlink::host_facts(&ctx.handle)))?
+    }
+
+    fn create_netns(&self, dir: &Path, name: &str) -> Result<PathBuf, ExecError> {
+        create_named(dir, name)?;
+        let path = dir.join(name);
+        let p = path.display().to_string();
+        let lo = Op::LinkSet { netns: Netns::Path(p.clone()), name: "lo".into(), change: LinkChange::Up };
+        if let Err(e) = self.netlink(&lo) {
+            self.forget_worker(&p);
+            let _ = remove_named(&path);
+            return Err(e);
+        }
+        Ok(path)
+    }
+
+    fn remove_netns(&self, path: &Path) -> Result<(), ExecError> {
+        self.forget_worker(&path.display().to_string());
+        remove_named(path)
+    }
+
+    fn check_netns(&self, path: &Path) -> Result<(), ExecError> {
+        let st = nix::sys::statfs::statfs(path).map_err(|e| ExecError::new(format!("{}: {e}", path.display())))?;
+        if st.filesystem_type().0 as i64 != NSFS_MAGIC {
+            return Err(ExecError::new(format!("{} is not a namespace file", path.display())));
+        }
+        Ok(())
+    }
+
+    fn firewall_reload(&self, facts: &[FirewallFact]) -> Result<(), ExecError> {
+        self.firewall.reload(facts)
+    }
+}
+
+/// Make a persistent named network namespace at `dir/name`, as `ip netns add` does: a new
+/// namespace made on a short-lived thread, bind-mounted onto an empty file.
+pub fn create_named(dir: &Path, name: &str) -> Result<(), ExecError> {
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(ExecError::new(format!("invalid namespace name {name:?}")));
+    }
+    std::fs::create_dir_all(dir).map_err(|e| ExecError::new(format!("{}: {e}", dir.display())))?;
+    let path = dir.join(name);
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| ExecError::new(format!("namespace file {}: {e}", path.display())))?;
+    let target = path.clone();
+    let made = std::thread::spawn(move || -> Result<(), ExecError> {
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| ExecError::new(format!("new network namespace: {e}")))?;
+        sys_mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+            .map_err(|e| ExecError::new(format!("bind namespace to {}: {e}", target.display())))
+    })
+    .join()
+    .map_err(|_| ExecError::new("namespace thread panicked"))?;
+    if let Err(e) = made {
+        let _ = std::fs::remove_file(&path);
+        return Err(e);
+    }
+    Ok(())
+}
+
+/// Remove a named namespace: detach its bind mount and delete the file. Absent is fine.
+pub fn remove_named(path: &Path) -> Result<(), ExecError> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let _ = umount2(path, MntFlags::MNT_DETACH);
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ExecError::new(format!("remove namespace {}: {e}", path.display()))),
+    }
+}

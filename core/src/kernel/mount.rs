@@ -1,0 +1,242 @@
+//! Filesystem operations: mounts (with loop devices for image files), directories and
+//! sparse filesystem images. Idempotent like every executor operation.
+
+use crate::executor::ExecError;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::{chown, PermissionsExt};
+use std::path::Path;
+
+/// Mount options with the values of `pass…=` elements replaced by `***`.
+pub fn mask_secrets(options: &str) -> String {
+    options
+        .split(',')
+        .map(|e| match e.split_once('=') {
+            Some((k, _)) if k.to_ascii_lowercase().starts_with("pass") => format!("{k}=***"),
+            _ => e.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Split mount(8)-style options into flags, filesystem data, and whether a loop device
+/// is wanted.
+pub fn split_options(options: &str) -> (MsFlags, String, bool) {
+    let mut flags = MsFlags::empty();
+    let mut data = Vec::new();
+    let mut want_loop = false;
+    for o in options.split(',').filter(|o| !o.is_empty()) {
+        match o {
+            "ro" => flags |= MsFlags::MS_RDONLY,
+            "rw" | "defaults" => {}
+            "nosuid" => flags |= MsFlags::MS_NOSUID,
+            "nodev" => flags |= MsFlags::MS_NODEV,
+            "noexec" => flags |= MsFlags::MS_NOEXEC,
+            "noatime" => flags |= MsFlags::MS_NOATIME,
+            "nodiratime" => flags |= MsFlags::MS_NODIRATIME,
+            "relatime" => flags |= MsFlags::MS_RELATIME,
+            "sync" => flags |= MsFlags::MS_SYNCHRONOUS,
+            "bind" => flags |= MsFlags::MS_BIND,
+            "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
+            "loop" => want_loop = true,
+            other => data.push(other),
+        }
+    }
+    (flags, data.join(","), want_loop)
+}
+
+/// The source mounted at `target`, if anything is.
+pub fn mounted_at(target: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let target = target.to_str()?;
+    info.lines().rev().find_map(|l| {
+        let fields: Vec<&str> = l.split_whitespace().collect();
+        let sep = fields.iter().position(|f| *f == "-")?;
+        (fields.get(4) == Some(&target)).then(|| fields.get(sep + 2).unwrap_or(&"").to_string())
+    })
+}
+
+const LOOP_CTL_GET_FREE: u64 = 0x4C82;
+const LOOP_SET_FD: u64 = 0x4C00;
+const LOOP_SET_STATUS64: u64 = 0x4C04;
+const LO_FLAGS_AUTOCLEAR: u32 = 4;
+
+/// `struct loop_info64` from `<linux/loop.h>`.
+#[repr(C)]
+struct LoopInfo64 {
+    device: u64,
+    inode: u64,
+    rdevice: u64,
+    offset: u64,
+    sizelimit: u64,
+    number: u32,
+    encrypt_type: u32,
+    encrypt_key_size: u32,
+    flags: u32,
+    file_name: [u8; 64],
+    crypt_name: [u8; 64],
+    encrypt_key: [u8; 32],
+    init: [u64; 2],
+}
+
+/// Attach `file` to a free loop device that detaches itself when unmounted; returns the
+/// device path.
+fn attach_loop(file: &Path) -> Result<String, ExecError> {
+    let err = |what: &str, e: std::io::Error| ExecError::new(format!("loop device for {}: {what}: {e}", file.display()));
+    let ctl = std::fs::OpenOptions::new().read(true).write(true).open("/dev/loop-control").map_err(|e| err("open /dev/loop-control", e))?;
+    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number or -1.
+    let n = unsafe { nix::libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
+    if n < 0 {
+        return Err(err("get a free device", std::io::Error::last_os_error()));
+    }
+    let dev = format!("/dev/loop{n}");
+    let loopdev = std::fs::OpenOptions::new().read(true).write(true).open(&dev).map_err(|e| err(&dev, e))?;
+    let backing = std::fs::OpenOptions::new().read(true).write(true).open(file).map_err(|e| err("open image", e))?;
+    // SAFETY: LOOP_SET_FD takes the backing file's descriptor, which is open.
+    if unsafe { nix::libc::ioctl(loopdev.as_raw_fd(), LOOP_SET_FD as _, backing.as_raw_fd()) } < 0 {
+        return Err(err("attach", std::io::Error::last_os_error()));
+    }
+    // SAFETY: all-zero bytes are a valid `loop_info64`.
+    let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
+    info.flags = LO_FLAGS_AUTOCLEAR;
+    // SAFETY: LOOP_SET_STATUS64 reads a `loop_info64` from the pointer, which is valid.
+    if unsafe { nix::libc::ioctl(loopdev.as_raw_fd(), LOOP_SET_STATUS64 as _, &info as *const LoopInfo64) } < 0 {
+        let e = std::io::Error::last_os_error();
+        // SAFETY: LOOP_CLR_FD (0x4C01) takes no argument.
+        unsafe { nix::libc::ioctl(loopdev.as_raw_fd(), 0x4C01 as _) };
+        return Err(err("set autoclear", e));
+    }
+    Ok(dev)
+}
+
+/// Ensure `source` is mounted at `target`.
+pub fn mount_fs(source: &str, target: &str, fstype: &str, options: &str) -> Result<(), ExecError> {
+    let t = Path::new(target);
+    if mounted_at(t).is_some() {
+        return Ok(());
+    }
+    let (flags, data, want_loop) = split_options(options);
+    let source = if want_loop { attach_loop(Path::new(source))? } else { source.to_string() };
+    let fstype = (fstype != "none" && !flags.contains(MsFlags::MS_BIND)).then_some(fstype);
+    let data = (!data.is_empty()).then_some(data.as_str());
+    mount(Some(source.as_str()), t, fstype, flags, data).map_err(|e| {
+        ExecError::new(format!(
+            "mount {} at {target} ({}): {}",
+            source,
+            mask_secrets(options),
+            std::io::Error::from_raw_os_error(e as i32)
+        ))
+    })?;
+    if flags.contains(MsFlags::MS_RDONLY) && flags.contains(MsFlags::MS_BIND) {
+        let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
+        mount(None::<&str>, t, None::<&str>, remount, None::<&str>)
+            .map_err(|e| ExecError::new(format!("remount {target} read-only: {e}")))?;
+    }
+    Ok(())
+}
+
+/// Ensure nothing is mounted at `target`.
+pub fn unmount_fs(target: &str) -> Result<(), ExecError> {
+    let t = Path::new(target);
+    while mounted_at(t).is_some() {
+        umount2(t, MntFlags::empty()).map_err(|e| ExecError::new(format!("unmount {target}: {e}")))?;
+    }
+    Ok(())
+}
+
+fn refuse_dangerous(path: &str) -> Result<(), ExecError> {
+    let p = Path::new(path);
+    if !p.is_absolute() || p.parent().is_none() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+        return Err(ExecError::new(format!("refusing to touch {path:?}: not a plain absolute path below /")));
+    }
+    Ok(())
+}
+
+/// Ensure a directory exists with the given mode and owner.
+pub fn dir_create(path: &str, mode: Option<u32>, uid: Option<u32>, gid: Option<u32>) -> Result<(), ExecError> {
+    refuse_dangerous(path)?;
+    let err = |e: std::io::Error| ExecError::new(format!("directory {path}: {e}"));
+    std::fs::create_dir_all(path).map_err(err)?;
+    if let Some(m) = mode {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(m)).map_err(err)?;
+    }
+    if uid.is_some() || gid.is_some() {
+        chown(path, uid, gid).map_err(err)?;
+    }
+    Ok(())
+}
+
+/// Ensure a directory and its contents are gone. Refuses while something is mounted on
+/// it, so a volume's data on another filesystem is never deleted by mistake.
+pub fn dir_remove(path: &str) -> Result<(), ExecError> {
+    refuse_dangerous(path)?;
+    if mounted_at(Path::new(path)).is_some() {
+        return Err(ExecError::new(format!("directory {path} is a mount point; unmount it first")));
+    }
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ExecError::new(format!("remove directory {path}: {e}"))),
+    }
+}
+
+/// Ensure a sparse image of `size` bytes holding a filesystem of `fstype` exists.
+pub fn image_create(path: &str, size: u64, fstype: &str) -> Result<(), ExecError> {
+    refuse_dangerous(path)?;
+    if std::fs::metadata(path).is_ok_and(|m| m.len() == size) {
+        return Ok(());
+    }
+    let err = |e: std::io::Error| ExecError::new(format!("image {path}: {e}"));
+    let f = std::fs::File::create(path).map_err(err)?;
+    f.set_len(size).map_err(err)?;
+    drop(f);
+    let force = if fstype == "xfs" { "-f" } else { "-F" };
+    let out = std::process::Command::new(format!("mkfs.{fstype}"))
+        .args(["-q", force, path])
+        .output()
+        .map_err(|e| ExecError::new(format!("image {path}: running mkfs.{fstype}: {e}")))?;
+    if !out.status.success() {
+        let _ = std::fs::remove_file(path);
+        let msg = String::from_utf8_lossy(&out.stderr);
+        return Err(ExecError::new(format!("image {path}: mkfs.{fstype} failed: {}", msg.trim())));
+    }
+    Ok(())
+}
+
+/// Ensure a file is gone.
+pub fn file_remove(path: &str) -> Result<(), ExecError> {
+    refuse_dangerous(path)?;
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(ExecError::new(format!("remove file {path}: {e}"))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_split_into_flags_data_and_loop() {
+        let (f, d, l) = split_options("ro,nosuid,size=64m,uid=1000,loop");
+        assert!(f.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID));
+        assert_eq!(d, "size=64m,uid=1000");
+        assert!(l);
+        let (f, d, _) = split_options("rbind");
+        assert!(f.contains(MsFlags::MS_BIND | MsFlags::MS_REC));
+        assert!(d.is_empty());
+    }
+
+    #[test]
+    fn secrets_are_masked() {
+        assert_eq!(mask_secrets("username=a,password=s3cret,pass=x"), "username=a,password=***,pass=***");
+    }
+
+    #[test]
+    fn dangerous_paths_are_refused() {
+        assert!(dir_remove("/").is_err());
+        assert!(dir_remove("relative/x").is_err());
+        assert!(dir_remove("/tmp/../etc").is_err());
+    }
+}

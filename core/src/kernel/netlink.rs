@@ -1,0 +1,460 @@
+//! Netlink operations: links, addresses, routes, neighbour and FDB entries, and the host
+//! facts. Each function runs on a namespace worker (see [`super::worker`]) and is
+//! idempotent: making what exists or removing what is absent succeeds.
+
+use crate::executor::ExecError;
+use futures::TryStreamExt;
+use ipnet::IpNet;
+use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
+use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode};
+use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourMessage, NeighbourState};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::{Handle, LinkBridge, LinkDummy, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVlan, LinkVxlan, RouteMessageBuilder};
+use std::net::IpAddr;
+use std::os::fd::AsRawFd;
+use wharf_sdk::{HostFacts, HostLink, LinkChange, LinkKind, LinkSpec, MacvlanMode, RouteSpec};
+
+const EEXIST: i32 = 17;
+const ENOENT: i32 = 2;
+const ESRCH: i32 = 3;
+const ENODEV: i32 = 19;
+const EADDRNOTAVAIL: i32 = 99;
+
+/// The errno of a netlink error, if it is one.
+fn errno(e: &rtnetlink::Error) -> Option<i32> {
+    match e {
+        rtnetlink::Error::NetlinkError(m) => Some(m.raw_code().abs()),
+        _ => None,
+    }
+}
+
+fn describe(e: &rtnetlink::Error) -> String {
+    match errno(e) {
+        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
+        None => e.to_string(),
+    }
+}
+
+fn fail(what: &str, e: &rtnetlink::Error) -> ExecError {
+    ExecError::new(format!("{what}: {}", describe(e)))
+}
+
+/// Parse `aa:bb:cc:dd:ee:ff`.
+pub fn parse_mac(mac: &str) -> Result<Vec<u8>, ExecError> {
+    let bytes: Result<Vec<u8>, _> = mac.split(':').map(|p| u8::from_str_radix(p, 16)).collect();
+    match bytes {
+        Ok(b) if b.len() == 6 => Ok(b),
+        _ => Err(ExecError::new(format!("invalid MAC address {mac:?}"))),
+    }
+}
+
+fn format_mac(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
+}
+
+/// The index of link `name`, or `None` if absent.
+pub async fn index(h: &Handle, name: &str) -> Result<Option<u32>, ExecError> {
+    let mut links = h.link().get().match_name(name.to_string()).execute();
+    match links.try_next().await {
+        Ok(Some(msg)) => Ok(Some(msg.header.index)),
+        Ok(None) => Ok(None),
+        Err(e) if matches!(errno(&e), Some(ENODEV)) => Ok(None),
+        Err(e) => Err(fail(&format!("link {name:?}"), &e)),
+    }
+}
+
+async fn need_index(h: &Handle, name: &str) -> Result<u32, ExecError> {
+    index(h, name).await?.ok_or_else(|| ExecError::new(format!("link {name:?} does not exist")))
+}
+
+fn macvlan_mode(m: MacvlanMode) -> MacVlanMode {
+    match m {
+        MacvlanMode::Bridge => MacVlanMode::Bridge,
+        MacvlanMode::Private => MacVlanMode::Private,
+        MacvlanMode::Vepa => MacVlanMode::Vepa,
+        MacvlanMode::Passthru => MacVlanMode::Passthrough,
+    }
+}
+
+/// Build the creation message for `link`. `peer_fd` is the namespace of a veth peer or
+/// of a macvlan's target, already opened by the caller.
+async fn link_message(h: &Handle, link: &LinkSpec, target_fd: Option<i32>) -> Result<LinkMessage, ExecError> {
+    let mut b: LinkMessageBuilder<LinkUnspec> = match &link.kind {
+        LinkKind::Bridge => retype(LinkBridge::new(&link.name).build()),
+        LinkKind::Dummy => retype(LinkDummy::new(&link.name).build()),
+        LinkKind::Veth { peer, peer_mac, .. } => {
+            let mut p = LinkUnspec::new_with_name(peer);
+            if let Some(fd) = target_fd {
+                p = p.setns_by_fd(fd);
+            }
+            if let Some(mac) = peer_mac {
+                p = p.address(parse_mac(mac)?);
+            }
+            if let Some(mtu) = link.mtu {
+                p = p.mtu(mtu);
+            }
+            if link.up {
+                p = p.up();
+            }
+            let mut b = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth).name(link.name.clone());
+            b = b.set_info_data(InfoData::Veth(InfoVeth::Peer(p.build())));
+            b
+        }
+        LinkKind::Vlan { parent, id } => retype(LinkVlan::new(&link.name, need_index(h, parent).await?, *id).build()),
+        LinkKind::Macvlan { parent, mode, .. } => {
+            let msg = LinkMacVlan::new(&link.name, need_index(h, parent).await?, macvlan_mode(*mode)).build();
+            let mut b = retype(msg);
+            if let Some(fd) = target_fd {
+                b = b.setns_by_fd(fd);
+            }
+            b
+        }
+        LinkKind::Vxlan { vni, port, local, underlay, learning } => {
+            let mut v = LinkVxlan::new(&link.name, *vni).port(*port).learning(*learning);
+            match local {
+                Some(IpAddr::V4(a)) => v = v.local(*a),
+                Some(IpAddr::V6(a)) => v = v.local6(*a),
+                None => {}
+            }
+            if let Some(dev) = underlay {
+                v = v.dev(need_index(h, dev).await?);
+            }
+            retype(v.build())
+        }
+    };
+    if let Some(mtu) = link.mtu {
+        b = b.mtu(mtu);
+    }
+    if let Some(mac) = &link.mac {
+        b = b.address(parse_mac(mac)?);
+    }
+    if let Some(master) = &link.master {
+        b = b.controller(need_index(h, master).await?);
+    }
+    if link.up {
+        b = b.up();
+    }
+    Ok(b.build())
+}
+
+/// Continue building a finished message with the generic builder.
+fn retype(msg: LinkMessage) -> LinkMessageBuilder<LinkUnspec> {
+    let mut b = LinkMessageBuilder::<LinkUnspec>::new().set_header(msg.header.clone());
+    for attr in msg.attributes {
+        b = b.append_extra_attribute(attr);
+    }
+    b
+}
+
+/// Ensure `link` exists with its settings. `target` is the opened namespace file of a
+/// veth peer or macvlan target, when it is not this namespace.
+pub async fn link_add(h: &Handle, link: &LinkSpec, target: Option<&std::fs::File>) -> Result<(), ExecError> {
+    if let Some(idx) = index(h, &link.name).await? {
+        return link_ensure(h, idx, link).await;
+    }
+    let msg = link_message(h, link, target.map(|f| f.as_raw_fd())).await?;
+    match h.link().add(msg).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if errno(&e) == Some(EEXIST) => match index(h, &link.name).await? {
+            Some(idx) => link_ensure(h, idx, link).await,
+            None => Err(fail(&format!("create link {:?}", link.name), &e)),
+        },
+        Err(e) => Err(fail(&format!("create link {:?}", link.name), &e)),
+    }
+}
+
+/// Bring an existing link's settings in line with `link` (MTU, MAC, master, up).
+async fn link_ensure(h: &Handle, idx: u32, link: &LinkSpec) -> Result<(), ExecError> {
+    let mut b = LinkUnspec::new_with_index(idx);
+    if let Some(mtu) = link.mtu {
+        b = b.mtu(mtu);
+    }
+    if let Some(mac) = &link.mac {
+        b = b.address(parse_mac(mac)?);
+    }
+    if let Some(master) = &link.master {
+        b = b.controller(need_index(h, master).await?);
+    }
+    if link.up {
+        b = b.up();
+    }
+    h.link().set(b.build()).execute().await.map_err(|e| fail(&format!("update link {:?}", link.name), &e))
+}
+
+/// Ensure link `name` is absent.
+pub async fn link_del(h: &Handle, name: &str) -> Result<(), ExecError> {
+    let Some(idx) = index(h, name).await? else { return Ok(()) };
+    match h.link().del(idx).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(errno(&e), Some(ENODEV) | Some(ENOENT)) => Ok(()),
+        Err(e) => Err(fail(&format!("delete link {name:?}"), &e)),
+    }
+}
+
+/// Change an existing link. Setting down a link that is gone succeeds.
+pub async fn link_set(h: &Handle, name: &str, change: &LinkChange) -> Result<(), ExecError> {
+    let idx = match index(h, name).await? {
+        Some(i) => i,
+        None if matches!(change, LinkChange::Down | LinkChange::NoMaster) => return Ok(()),
+        None => return Err(ExecError::new(format!("link {name:?} does not exist"))),
+    };
+    let b = LinkUnspec::new_with_index(idx);
+    let b = match change {
+        LinkChange::Up => b.up(),
+        LinkChange::Down => b.down(),
+        LinkChange::Mtu(m) => b.mtu(*m),
+        LinkChange::Master(m) => b.controller(need_index(h, m).await?),
+        LinkChange::NoMaster => b.nocontroller(),
+        LinkChange::Mac(m) => b.address(parse_mac(m)?),
+        LinkChange::Rename(n) => b.name(n.clone()),
+    };
+    h.link().set(b.build()).execute().await.map_err(|e| fail(&format!("set link {name:?} {change:?}"), &e))
+}
+
+/// Ensure `address` is on link `name`.
+pub async fn addr_add(h: &Handle, name: &str, address: IpNet) -> Result<(), ExecError> {
+    let idx = need_index(h, name).await?;
+    let mut req = h.address().add(idx, address.addr(), address.prefix_len());
+    if address.addr().is_ipv6() {
+        req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
+    }
+    match req.execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
+        Err(e) => Err(fail(&format!("add address {address} to {name:?}"), &e)),
+    }
+}
+
+/// Ensure `address` is not on link `name`.
+pub async fn addr_del(h: &Handle, name: &str, address: IpNet) -> Result<(), ExecError> {
+    let Some(idx) = index(h, name).await? else { return Ok(()) };
+    let mut found: Vec<AddressMessage> = h
+        .address()
+        .get()
+        .set_link_index_filter(idx)
+        .set_address_filter(address.addr())
+        .set_prefix_length_filter(address.prefix_len())
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| fail(&format!("list addresses of {name:?}"), &e))?;
+    for msg in found.drain(..) {
+        match h.address().del(msg).execute().await {
+            Ok(()) => {}
+            Err(e) if matches!(errno(&e), Some(EADDRNOTAVAIL) | Some(ENODEV)) => {}
+            Err(e) => return Err(fail(&format!("remove address {address} from {name:?}"), &e)),
+        }
+    }
+    Ok(())
+}
+
+async fn route_message(h: &Handle, route: &RouteSpec, must_have_dev: bool) -> Result<Option<RouteMessage>, ExecError> {
+    let d = route.destination;
+    let bad = |e: &dyn std::fmt::Display| ExecError::new(format!("route to {d}: {e}"));
+    let mut b = RouteMessageBuilder::<IpAddr>::new().destination_prefix(d.addr(), d.prefix_len()).map_err(|e| bad(&e))?;
+    if let Some(gw) = route.gateway {
+        b = b.gateway(gw).map_err(|e| bad(&e))?;
+    }
+    if let Some(dev) = &route.device {
+        match index(h, dev).await? {
+            Some(idx) => b = b.output_interface(idx),
+            None if must_have_dev => return Err(ExecError::new(format!("route to {d}: link {dev:?} does not exist"))),
+            None => return Ok(None),
+        }
+    }
+    if let Some(m) = route.metric {
+        b = b.priority(m);
+    }
+    Ok(Some(b.build()))
+}
+
+/// Ensure a route exists.
+pub async fn route_add(h: &Handle, route: &RouteSpec) -> Result<(), ExecError> {
+    let Some(msg) = route_message(h, route, true).await? else { return Ok(()) };
+    match h.route().add(msg).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
+        Err(e) => Err(fail(&format!("add route to {}", route.destination), &e)),
+    }
+}
+
+/// Ensure a route is absent; a route through a vanished device is gone already.
+pub async fn route_del(h: &Handle, route: &RouteSpec) -> Result<(), ExecError> {
+    let Some(msg) = route_message(h, route, false).await? else { return Ok(()) };
+    match h.route().del(msg).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(errno(&e), Some(ESRCH) | Some(ENOENT) | Some(ENODEV)) => Ok(()),
+        Err(e) => Err(fail(&format!("delete route to {}", route.destination), &e)),
+    }
+}
+
+/// Ensure a permanent neighbour entry.
+pub async fn neigh_add(h: &Handle, device: &str, address: IpAddr, mac: &str) -> Result<(), ExecError> {
+    let idx = need_index(h, device).await?;
+    h.neighbours()
+        .add(idx, address)
+        .link_layer_address(&parse_mac(mac)?)
+        .state(NeighbourState::Permanent)
+        .replace()
+        .execute()
+        .await
+        .map_err(|e| fail(&format!("add neighbour {address} on {device:?}"), &e))
+}
+
+/// Ensure a neighbour entry is absent.
+pub async fn neigh_del(h: &Handle, device: &str, address: IpAddr) -> Result<(), ExecError> {
+    let Some(idx) = index(h, device).await? else { return Ok(()) };
+    let mut msg = NeighbourMessage::default();
+    msg.header.ifindex = idx;
+    msg.header.family = if address.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    msg.attributes.push(NeighbourAttribute::Destination(address.into()));
+    match h.neighbours().del(msg).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(errno(&e), Some(ENOENT) | Some(ESRCH) | Some(ENODEV)) => Ok(()),
+        Err(e) => Err(fail(&format!("delete neighbour {address} on {device:?}"), &e)),
+    }
+}
+
+/// Ensure a forwarding-database entry (with a remote VTEP for VXLAN).
+pub async fn fdb_add(h: &Handle, device: &str, mac: &str, dst: Option<IpAddr>) -> Result<(), ExecError> {
+    let idx = need_index(h, device).await?;
+    let mut req = h.neighbours().add_bridge(idx, &parse_mac(mac)?).state(NeighbourState::Permanent);
+    if let Some(d) = dst {
+        req = req.destination(d);
+    }
+    match req.execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
+        Err(e) => Err(fail(&format!("add fdb entry {mac} on {device:?}"), &e)),
+    }
+}
+
+/// Ensure a forwarding-database entry is absent.
+pub async fn fdb_del(h: &Handle, device: &str, mac: &str, dst: Option<IpAddr>) -> Result<(), ExecError> {
+    let Some(idx) = index(h, device).await? else { return Ok(()) };
+    let mut msg = NeighbourMessage::default();
+    msg.header.ifindex = idx;
+    msg.header.family = AddressFamily::Bridge;
+    msg.attributes.push(NeighbourAttribute::LinkLayerAddress(parse_mac(mac)?));
+    if let Some(d) = dst {
+        msg.attributes.push(NeighbourAttribute::Destination(d.into()));
+    }
+    match h.neighbours().del(msg).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(errno(&e), Some(ENOENT) | Some(ESRCH) | Some(ENODEV)) => Ok(()),
+        Err(e) => Err(fail(&format!("delete fdb entry {mac} on {device:?}"), &e)),
+    }
+}
+
+fn route_dest(msg: &RouteMessage) -> Option<IpNet> {
+    msg.attributes.iter().find_map(|a| match a {
+        RouteAttribute::Destination(RouteAddress::Inet(v4)) => IpNet::new((*v4).into(), msg.header.destination_prefix_length).ok(),
+        RouteAttribute::Destination(RouteAddress::Inet6(v6)) => IpNet::new((*v6).into(), msg.header.destination_prefix_length).ok(),
+        _ => None,
+    })
+}
+
+fn route_table(msg: &RouteMessage) -> u32 {
+    msg.attributes
+        .iter()
+        .find_map(|a| match a {
+            RouteAttribute::Table(t) => Some(*t),
+            _ => None,
+        })
+        .unwrap_or(msg.header.table as u32)
+}
+
+const MAIN_TABLE: u32 = 254;
+
+/// Links, addresses, default-route interfaces and route destinations of this namespace.
+pub async fn host_facts(h: &Handle) -> Result<HostFacts, ExecError> {
+    let links: Vec<LinkMessage> =
+        h.link().get().execute().try_collect().await.map_err(|e| fail("list links", &e))?;
+    let addrs: Vec<AddressMessage> =
+        h.address().get().execute().try_collect().await.map_err(|e| fail("list addresses", &e))?;
+    let mut facts = HostFacts::default();
+    let mut names = std::collections::HashMap::new();
+    for l in &links {
+        for a in &l.attributes {
+            if let LinkAttribute::IfName(n) = a {
+                names.insert(l.header.index, n.clone());
+            }
+        }
+    }
+    for l in &links {
+        let mut link = HostLink {
+            index: l.header.index,
+            up: l.header.flags.contains(LinkFlags::Up),
+            loopback: l.header.flags.contains(LinkFlags::Loopback),
+            ..Default::default()
+        };
+        for a in &l.attributes {
+            match a {
+                LinkAttribute::IfName(n) => link.name = n.clone(),
+                LinkAttribute::Mtu(m) => link.mtu = *m,
+                LinkAttribute::Address(b) if b.len() == 6 => link.mac = Some(format_mac(b)),
+                LinkAttribute::Controller(i) => link.master = names.get(i).cloned(),
+                LinkAttribute::LinkInfo(infos) => {
+                    for i in infos {
+                        if let LinkInfo::Kind(k) = i {
+                            link.kind = k.to_string();
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        link.addresses = addrs
+            .iter()
+            .filter(|a| a.header.index == l.header.index)
+            .filter_map(|a| {
+                a.attributes.iter().find_map(|x| match x {
+                    AddressAttribute::Address(ip) => IpNet::new(*ip, a.header.prefix_len).ok(),
+                    _ => None,
+                })
+            })
+            .collect();
+        facts.links.push(link);
+    }
+    for v6 in [false, true] {
+        let routes: Vec<RouteMessage> = h
+            .route()
+            .get(route_query(v6))
+            .execute()
+            .try_collect()
+            .await
+            .map_err(|e| fail("list routes", &e))?;
+        for r in routes.iter().filter(|r| route_table(r) == MAIN_TABLE) {
+            let oif = r.attributes.iter().find_map(|a| match a {
+                RouteAttribute::Oif(i) => names.get(i).cloned(),
+                _ => None,
+            });
+            match route_dest(r) {
+                None if r.header.destination_prefix_length == 0 => {
+                    let slot = if v6 { &mut facts.default_route_v6 } else { &mut facts.default_route_v4 };
+                    if slot.is_none() {
+                        *slot = oif;
+                    }
+                }
+                Some(d) if d.prefix_len() > 0 && !d.addr().is_multicast() && !is_link_local(&d) => facts.routes.push(d),
+                _ => {}
+            }
+        }
+    }
+    Ok(facts)
+}
+
+fn is_link_local(n: &IpNet) -> bool {
+    match n {
+        IpNet::V6(v) => (v.addr().segments()[0] & 0xffc0) == 0xfe80,
+        IpNet::V4(v) => v.addr().octets()[0] == 169 && v.addr().octets()[1] == 254,
+    }
+}
+
+/// A dump request for the routes of one family.
+fn route_query(v6: bool) -> RouteMessage {
+    let mut msg = RouteMessage::default();
+    msg.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    msg
+}

@@ -1,0 +1,191 @@
+//! End-to-end: wharfd in a private namespace, driven by the wharf CLI, the docker CLI and
+//! raw API calls, with real traffic between sandboxes.
+
+use serde_json::Value;
+use wharf_tests::Host;
+
+fn json(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|e| panic!("not JSON ({e}): {s}"))
+}
+
+#[test]
+fn walkthrough_two_sandboxes_ping_across_a_network() {
+    let h = Host::start();
+    h.wharf_ok(&["network", "create", "--subnet", "10.90.0.0/24", "demo"]);
+    h.wharf_ok(&["sandbox", "create", "alpha"]);
+    h.wharf_ok(&["sandbox", "create", "beta"]);
+    h.wharf_ok(&["network", "connect", "demo", "alpha"]);
+    h.wharf_ok(&["network", "connect", "demo", "beta", "--ip", "10.90.0.20"]);
+    assert_eq!(h.sandbox_ip("alpha", "demo"), "10.90.0.2");
+    assert_eq!(h.sandbox_ip("beta", "demo"), "10.90.0.20");
+    assert!(h.ping("alpha", "10.90.0.20"), "alpha cannot reach beta\n{}", h.log());
+    assert!(h.ping("beta", "10.90.0.2"));
+    assert!(h.ping("alpha", "10.90.0.1"), "the gateway answers");
+    let addr = String::from_utf8_lossy(&h.in_sandbox("alpha", &["ip", "-o", "addr", "show", "eth0"]).stdout).into_owned();
+    assert!(addr.contains("10.90.0.2/24"), "{addr}");
+    let routes = String::from_utf8_lossy(&h.in_sandbox("alpha", &["ip", "route"]).stdout).into_owned();
+    assert!(routes.contains("default via 10.90.0.1"), "{routes}");
+    let resolv = std::fs::read_to_string(h.dir.join("etc-netns/alpha/resolv.conf")).unwrap();
+    assert!(resolv.contains("nameserver"));
+
+    h.wharf_ok(&["network", "disconnect", "demo", "beta"]);
+    assert!(!h.ping("alpha", "10.90.0.20"));
+    assert!(h.wharf_err(&["sandbox", "rm", "alpha"]).contains("disconnect it first"));
+    h.wharf_ok(&["sandbox", "rm", "--force", "alpha", "beta"]);
+    h.wharf_ok(&["network", "rm", "demo"]);
+    let links = h.in_host_ok(&["ip", "-o", "link", "show"]);
+    assert!(!links.contains("br-") && !links.contains("veth"), "left behind: {links}");
+    assert!(!h.netns_dir().join("alpha").exists());
+}
+
+#[test]
+fn predefined_networks_and_plugins_are_listed() {
+    let h = Host::start();
+    let ls = h.wharf_ok(&["network", "ls"]);
+    for name in ["bridge", "host", "none"] {
+        assert!(ls.contains(name), "{ls}");
+    }
+    let plugins = h.wharf_ok(&["plugin", "ls"]);
+    assert!(plugins.contains("host") && plugins.contains("builtin"), "{plugins}");
+    assert!(plugins.contains("libwharf_network_bridge.so"), "{plugins}");
+    assert!(plugins.contains("libwharf_volume_local.so"), "{plugins}");
+    let listed = json(&h.wharf_ok(&["plugin", "ls", "--format", "json"]));
+    let names: Vec<&str> = listed.as_array().unwrap().iter().filter_map(|p| p["Name"].as_str()).collect();
+    for d in ["bridge", "host", "null", "local", "bind"] {
+        assert!(names.contains(&d), "{names:?}");
+    }
+    assert!(listed.as_array().unwrap().iter().all(|p| p["AbiVersion"] == 1));
+    h.wharf_ok(&["sandbox", "create", "lonely"]);
+    h.wharf_ok(&["network", "connect", "none", "lonely"]);
+    let links = String::from_utf8_lossy(&h.in_sandbox("lonely", &["ip", "-o", "link"]).stdout).into_owned();
+    assert_eq!(links.lines().count(), 1, "only loopback: {links}");
+    assert!(links.contains("lo:") && links.contains("UP"), "{links}");
+}
+
+#[test]
+fn the_docker_cli_manages_networks() {
+    let h = Host::start();
+    let id = h.docker_ok(&["network", "create", "--subnet", "10.50.0.0/24", "--label", "team=red", "dn1"]);
+    assert_eq!(id.trim().len(), 64);
+    h.docker_ok(&["network", "create", "dn2"]);
+    let names = h.docker_ok(&["network", "ls", "--filter", "label=team=red", "--format", "{{.Name}}"]);
+    assert_eq!(names.trim(), "dn1");
+    let ids = h.docker_ok(&["network", "ls", "-q", "--filter", "name=dn"]);
+    assert_eq!(ids.lines().count(), 2);
+    let table = h.docker_ok(&["network", "ls"]);
+    assert!(table.contains("NETWORK ID") && table.contains("bridge") && table.contains("host"), "{table}");
+    let subnet = h.docker_ok(&["network", "inspect", "--format", "{{(index .IPAM.Config 0).Subnet}}", "dn1"]);
+    assert_eq!(subnet.trim(), "10.50.0.0/24");
+    let driver = h.docker_ok(&["network", "inspect", "-f", "{{.Driver}} {{.Scope}}", &id.trim()[..8]]);
+    assert_eq!(driver.trim(), "bridge local");
+
+    h.wharf_ok(&["sandbox", "create", "web"]);
+    h.docker_ok(&["network", "connect", "--ip", "10.50.0.9", "dn1", "web"]);
+    let containers = h.docker_ok(&["network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{.IPv4Address}}{{end}}", "dn1"]);
+    assert_eq!(containers.trim(), "web 10.50.0.9/24");
+    let out = h.docker(&["network", "rm", "dn1"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("active endpoints"));
+    h.docker_ok(&["network", "disconnect", "dn1", "web"]);
+    let pruned = h.docker_ok(&["network", "prune", "-f"]);
+    assert!(pruned.contains("dn1") && pruned.contains("dn2"), "{pruned}");
+    let out = h.docker(&["network", "inspect", "dn1"]);
+    assert!(!out.status.success());
+    let out = h.docker(&["network", "create", "-d", "nosuchdriver", "x"]);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not found"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn the_docker_cli_manages_volumes() {
+    let h = Host::start();
+    h.docker_ok(&["volume", "create", "--label", "k=v", "vol1"]);
+    h.docker_ok(&["volume", "create", "vol2"]);
+    let anon = h.docker_ok(&["volume", "create"]);
+    assert_eq!(anon.trim().len(), 64);
+    let names = h.docker_ok(&["volume", "ls", "-q", "--filter", "label=k=v"]);
+    assert_eq!(names.trim(), "vol1");
+    let all = h.docker_ok(&["volume", "ls", "--format", "{{.Driver}} {{.Name}}"]);
+    assert!(all.contains("local vol1") && all.contains("local vol2"), "{all}");
+    let mp = h.docker_ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", "vol1"]);
+    assert!(std::path::Path::new(mp.trim()).is_dir(), "{mp}");
+    h.wharf_ok(&["volume", "mount", "vol2", "--id", "c1"]);
+    let out = h.docker(&["volume", "rm", "vol2"]);
+    assert!(!out.status.success(), "an in-use volume is refused");
+    let pruned = h.docker_ok(&["volume", "prune", "-f"]);
+    assert!(pruned.contains(anon.trim()) && !pruned.contains("vol1"), "{pruned}");
+    let pruned = h.docker_ok(&["volume", "prune", "-a", "-f"]);
+    assert!(pruned.contains("vol1") && !pruned.contains("vol2"), "{pruned}");
+    h.wharf_ok(&["volume", "unmount", "vol2", "--id", "c1"]);
+    h.docker_ok(&["volume", "rm", "vol2"]);
+    assert_eq!(h.docker_ok(&["volume", "ls", "-q"]).trim(), "");
+}
+
+#[test]
+fn rejected_requests_leave_store_and_kernel_as_they_were() {
+    let h = Host::start();
+    h.wharf_ok(&["network", "create", "--subnet", "10.60.0.0/24", "base"]);
+    h.wharf_ok(&["sandbox", "create", "s1"]);
+    h.wharf_ok(&["network", "connect", "base", "s1"]);
+    let before = h.snapshot();
+    let cases: &[(&str, &str, &str, u16)] = &[
+        ("POST", "/networks/create", r#"{"Name":"bad name","Driver":"bridge"}"#, 400),
+        ("POST", "/networks/create", r#"{"Name":"c1","IPAM":{"Config":[{"Subnet":"10.61.0.0/40"}]}}"#, 400),
+        ("POST", "/networks/create", r#"{"Name":"c2","IPAM":{"Config":[{"Subnet":"10.62.0.0/24","Gateway":"10.63.0.1"}]}}"#, 400),
+        ("POST", "/networks/create", r#"{"Name":"c3","IPAM":{"Config":[{"Subnet":"10.60.0.0/16"}]}}"#, 403),
+        ("POST", "/networks/create", r#"{"Name":"c4","Driver":"nosuch"}"#, 404),
+        ("POST", "/networks/create", r#"{"Name":"c5","Options":{"no.such.option":"1"}}"#, 400),
+        ("POST", "/networks/create", r#"{"Name":"base"}"#, 409),
+        ("POST", "/networks/create", r#"{"Name": "c6", "Driver": "#, 400),
+        ("DELETE", "/networks/base", "", 403),
+        ("POST", "/networks/base/connect", r#"{"Container":"nosuch"}"#, 404),
+        ("POST", "/networks/base/connect", r#"{"Container":"s1"}"#, 403),
+        ("POST", "/volumes/create", r#"{"Name":"../etc"}"#, 400),
+        ("POST", "/volumes/create", r#"{"Name":"v","DriverOpts":{"bogus":"1"}}"#, 400),
+        ("POST", "/wharf/sandboxes", r#"{"Name":"s1"}"#, 409),
+    ];
+    for (method, path, body, status) in cases {
+        let (got, resp) = h.api(method, path, body);
+        assert_eq!(got, *status, "{method} {path} {body}: {resp}");
+        let msg = json(&resp)["message"].as_str().unwrap_or_default().to_string();
+        assert!(!msg.is_empty() && !msg.contains('\n'), "one-line message: {msg:?}");
+    }
+    let (_, resp) = h.api("POST", "/networks/create", r#"{"Name":"c5","Options":{"no.such.option":"1"}}"#);
+    assert!(resp.contains("no.such.option"), "{resp}");
+    assert_eq!(h.snapshot(), before);
+}
+
+#[test]
+fn state_survives_restarts_and_kernel_damage_is_repaired() {
+    let mut h = Host::start();
+    h.wharf_ok(&["network", "create", "--subnet", "10.70.0.0/24", "keep"]);
+    h.wharf_ok(&["sandbox", "create", "a"]);
+    h.wharf_ok(&["sandbox", "create", "b"]);
+    h.wharf_ok(&["network", "connect", "keep", "a"]);
+    h.wharf_ok(&["network", "connect", "keep", "b"]);
+    h.wharf_ok(&["volume", "create", "data"]);
+    h.wharf_ok(&["volume", "mount", "data", "--id", "c1"]);
+    assert!(h.ping("a", "10.70.0.3"));
+
+    assert!(h.stop_daemon(), "SIGTERM exits 0\n{}", h.log());
+    assert!(!h.socket().exists(), "the socket is removed");
+    h.start_daemon();
+    assert_eq!(h.sandbox_ip("b", "keep"), "10.70.0.3");
+    let v = json(&h.wharf_ok(&["volume", "inspect", "data"]));
+    assert_eq!(v[0]["UsageData"]["RefCount"], 1);
+    assert!(h.ping("a", "10.70.0.3"));
+
+    // A crash, and someone deletes the bridge while wharfd is down.
+    h.kill_daemon();
+    let bridge = h.in_host_ok(&["ip", "-o", "link", "show", "type", "bridge"]);
+    let name = bridge.lines().find_map(|l| l.split(": ").nth(1)).filter(|n| n.starts_with("br-")).map(|n| n.split('@').next().unwrap().to_string());
+    let name = name.expect("a br- bridge");
+    h.in_host_ok(&["ip", "link", "del", &name]);
+    h.in_host_ok(&["ip", "link", "add", "br-0123456789ab", "type", "bridge"]);
+    h.start_daemon();
+    let links = h.in_host_ok(&["ip", "-o", "link", "show"]);
+    assert!(links.contains(&name), "bridge re-created: {links}");
+    assert!(!links.contains("br-0123456789ab"), "stray wharf-style link removed");
+    assert!(h.log().contains(&format!("re-created link {name}")), "the fix is logged");
+    // Re-applying the endpoints' plans put their veths back on the new bridge.
+    assert!(h.ping("a", "10.70.0.3"), "{}", h.log());
+}
