@@ -342,8 +342,8 @@ impl Host {
     pub fn snapshot(&self) -> String {
         let mut out = String::new();
         for args in [
-            &["ip", "-d", "link", "show"][..],
-            &["ip", "addr", "show"][..],
+            &["ip", "-o", "link", "show"][..],
+            &["ip", "-o", "addr", "show", "scope", "global"][..],
             &["ip", "route", "show", "table", "all"][..],
             &["nft", "list", "ruleset"][..],
         ] {

@@ -21,7 +21,8 @@ fn walkthrough_two_sandboxes_ping_across_a_network() {
     assert!(h.ping("alpha", "10.90.0.20"), "alpha cannot reach beta\n{}", h.log());
     assert!(h.ping("beta", "10.90.0.2"));
     assert!(h.ping("alpha", "10.90.0.1"), "the gateway answers");
-    let addr = String::from_utf8_lossy(&h.in_sandbox("alpha", &["ip", "-o", "addr", "show", "eth0"]).stdout).into_owned();
+    let addr =
+        String::from_utf8_lossy(&h.in_sandbox("alpha", &["ip", "-o", "addr", "show", "eth0"]).stdout).into_owned();
     assert!(addr.contains("10.90.0.2/24"), "{addr}");
     let routes = String::from_utf8_lossy(&h.in_sandbox("alpha", &["ip", "route"]).stdout).into_owned();
     assert!(routes.contains("default via 10.90.0.1"), "{routes}");
@@ -81,7 +82,8 @@ fn the_docker_cli_manages_networks() {
 
     h.wharf_ok(&["sandbox", "create", "web"]);
     h.docker_ok(&["network", "connect", "--ip", "10.50.0.9", "dn1", "web"]);
-    let containers = h.docker_ok(&["network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{.IPv4Address}}{{end}}", "dn1"]);
+    let containers =
+        h.docker_ok(&["network", "inspect", "-f", "{{range .Containers}}{{.Name}} {{.IPv4Address}}{{end}}", "dn1"]);
     assert_eq!(containers.trim(), "web 10.50.0.9/24");
     let out = h.docker(&["network", "rm", "dn1"]);
     assert!(!out.status.success());
@@ -130,7 +132,12 @@ fn rejected_requests_leave_store_and_kernel_as_they_were() {
     let cases: &[(&str, &str, &str, u16)] = &[
         ("POST", "/networks/create", r#"{"Name":"bad name","Driver":"bridge"}"#, 400),
         ("POST", "/networks/create", r#"{"Name":"c1","IPAM":{"Config":[{"Subnet":"10.61.0.0/40"}]}}"#, 400),
-        ("POST", "/networks/create", r#"{"Name":"c2","IPAM":{"Config":[{"Subnet":"10.62.0.0/24","Gateway":"10.63.0.1"}]}}"#, 400),
+        (
+            "POST",
+            "/networks/create",
+            r#"{"Name":"c2","IPAM":{"Config":[{"Subnet":"10.62.0.0/24","Gateway":"10.63.0.1"}]}}"#,
+            400,
+        ),
         ("POST", "/networks/create", r#"{"Name":"c3","IPAM":{"Config":[{"Subnet":"10.60.0.0/16"}]}}"#, 403),
         ("POST", "/networks/create", r#"{"Name":"c4","Driver":"nosuch"}"#, 404),
         ("POST", "/networks/create", r#"{"Name":"c5","Options":{"no.such.option":"1"}}"#, 400),
@@ -177,8 +184,12 @@ fn state_survives_restarts_and_kernel_damage_is_repaired() {
     // A crash, and someone deletes the bridge while wharfd is down.
     h.kill_daemon();
     let bridge = h.in_host_ok(&["ip", "-o", "link", "show", "type", "bridge"]);
-    let name = bridge.lines().find_map(|l| l.split(": ").nth(1)).filter(|n| n.starts_with("br-")).map(|n| n.split('@').next().unwrap().to_string());
-    let name = name.expect("a br- bridge");
+    let name = bridge
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1))
+        .find(|n| n.starts_with("br-"))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .expect("a br- bridge");
     h.in_host_ok(&["ip", "link", "del", &name]);
     h.in_host_ok(&["ip", "link", "add", "br-0123456789ab", "type", "bridge"]);
     h.start_daemon();

@@ -71,22 +71,13 @@ pub fn network(n: &Network, endpoints: &[(Endpoint, Sandbox)]) -> Value {
     })
 }
 
-/// Mount options with the values of `pass…=` elements replaced by `***`.
-pub fn mask_secrets(options: &str) -> String {
-    options
-        .split(',')
-        .map(|e| match e.split_once('=') {
-            Some((k, _)) if k.to_ascii_lowercase().starts_with("pass") => format!("{k}=***"),
-            _ => e.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// A volume as Docker's `Volume`; secrets in mount options are masked.
 pub fn volume(v: &Volume) -> Value {
-    let options: BTreeMap<&String, String> =
-        v.options.iter().map(|(k, val)| (k, if k == "o" { mask_secrets(val) } else { val.clone() })).collect();
+    let options: BTreeMap<&String, String> = v
+        .options
+        .iter()
+        .map(|(k, val)| (k, if k == "o" { crate::kernel::mount::mask_secrets(val) } else { val.clone() }))
+        .collect();
     let size = v.status.get("size").and_then(Value::as_i64).unwrap_or(-1);
     let mut out = json!({
         "CreatedAt": v.created,
@@ -407,8 +398,12 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_masked() {
-        assert_eq!(mask_secrets("addr=1.2.3.4,password=hunter2,vers=3"), "addr=1.2.3.4,password=***,vers=3");
+    fn passwords_in_volume_options_are_masked() {
+        let v = Volume {
+            options: BTreeMap::from([("o".to_string(), "addr=1.2.3.4,password=hunter2".to_string())]),
+            ..Default::default()
+        };
+        assert_eq!(volume(&v)["Options"]["o"], "addr=1.2.3.4,password=***");
     }
 
     #[test]

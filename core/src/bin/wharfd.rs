@@ -8,8 +8,8 @@ use std::sync::Arc;
 use wharf_core::config::{Config, FirewallBackend};
 use wharf_core::drivers::{Host, Null};
 use wharf_core::engine::{DefaultBridge, Engine, Settings};
-use wharf_core::kernel::Kernel;
 use wharf_core::firewall::{Firewall, NoFirewall};
+use wharf_core::kernel::Kernel;
 use wharf_core::registry::{Registry, Source};
 use wharf_core::store::Store;
 

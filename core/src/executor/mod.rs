@@ -4,7 +4,6 @@
 //! and, when one fails, runs the undo of every completed step in reverse order. The kernel
 //! implementation lives in [`kernel`]; [`Recording`] keeps a log for tests without root.
 
-
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use wharf_sdk::{FirewallFact, HostFacts, Op, Plan};

@@ -54,7 +54,11 @@ impl Kernel {
 
     /// Run `f` on the worker of `netns`. A cached sandbox worker that exited while idle is
     /// replaced once.
-    fn on<T: Send + 'static>(&self, netns: &Netns, f: impl Fn(&Ctx) -> T + Send + Sync + 'static) -> Result<T, ExecError> {
+    fn on<T: Send + 'static>(
+        &self,
+        netns: &Netns,
+        f: impl Fn(&Ctx) -> T + Send + Sync + 'static,
+    ) -> Result<T, ExecError> {
         match netns {
             Netns::Host => self.host.run(f),
             Netns::Path(p) => {

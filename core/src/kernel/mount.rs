@@ -82,8 +82,13 @@ struct LoopInfo64 {
 /// Attach `file` to a free loop device that detaches itself when unmounted; returns the
 /// device path.
 fn attach_loop(file: &Path) -> Result<String, ExecError> {
-    let err = |what: &str, e: std::io::Error| ExecError::new(format!("loop device for {}: {what}: {e}", file.display()));
-    let ctl = std::fs::OpenOptions::new().read(true).write(true).open("/dev/loop-control").map_err(|e| err("open /dev/loop-control", e))?;
+    let err =
+        |what: &str, e: std::io::Error| ExecError::new(format!("loop device for {}: {what}: {e}", file.display()));
+    let ctl = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/loop-control")
+        .map_err(|e| err("open /dev/loop-control", e))?;
     // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number or -1.
     let n = unsafe { nix::libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
     if n < 0 {
@@ -146,7 +151,8 @@ pub fn unmount_fs(target: &str) -> Result<(), ExecError> {
 
 fn refuse_dangerous(path: &str) -> Result<(), ExecError> {
     let p = Path::new(path);
-    if !p.is_absolute() || p.parent().is_none() || p.components().any(|c| matches!(c, std::path::Component::ParentDir)) {
+    if !p.is_absolute() || p.parent().is_none() || p.components().any(|c| matches!(c, std::path::Component::ParentDir))
+    {
         return Err(ExecError::new(format!("refusing to touch {path:?}: not a plain absolute path below /")));
     }
     Ok(())

@@ -6,11 +6,16 @@ use crate::executor::ExecError;
 use futures::TryStreamExt;
 use ipnet::IpNet;
 use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
-use rtnetlink::packet_route::link::{InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode};
+use rtnetlink::packet_route::link::{
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+};
 use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use rtnetlink::packet_route::AddressFamily;
-use rtnetlink::{Handle, LinkBridge, LinkDummy, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVlan, LinkVxlan, RouteMessageBuilder};
+use rtnetlink::{
+    Handle, LinkBridge, LinkDummy, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVlan, LinkVxlan,
+    RouteMessageBuilder,
+};
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use wharf_sdk::{HostFacts, HostLink, LinkChange, LinkKind, LinkSpec, MacvlanMode, RouteSpec};
@@ -94,9 +99,8 @@ async fn link_message(h: &Handle, link: &LinkSpec, target_fd: Option<i32>) -> Re
             if let Some(mtu) = link.mtu {
                 p = p.mtu(mtu);
             }
-            if link.up {
-                p = p.up();
-            }
+            // The peer cannot be set up in the creation message (the kernel refuses to open
+            // a veth end whose pair is not linked yet); the caller brings it up afterwards.
             let mut b = LinkMessageBuilder::<LinkUnspec>::new_with_info_kind(InfoKind::Veth).name(link.name.clone());
             b = b.set_info_data(InfoData::Veth(InfoVeth::Peer(p.build())));
             b
@@ -252,7 +256,8 @@ pub async fn addr_del(h: &Handle, name: &str, address: IpNet) -> Result<(), Exec
 async fn route_message(h: &Handle, route: &RouteSpec, must_have_dev: bool) -> Result<Option<RouteMessage>, ExecError> {
     let d = route.destination;
     let bad = |e: &dyn std::fmt::Display| ExecError::new(format!("route to {d}: {e}"));
-    let mut b = RouteMessageBuilder::<IpAddr>::new().destination_prefix(d.addr(), d.prefix_len()).map_err(|e| bad(&e))?;
+    let mut b =
+        RouteMessageBuilder::<IpAddr>::new().destination_prefix(d.addr(), d.prefix_len()).map_err(|e| bad(&e))?;
     if let Some(gw) = route.gateway {
         b = b.gateway(gw).map_err(|e| bad(&e))?;
     }
@@ -349,8 +354,12 @@ pub async fn fdb_del(h: &Handle, device: &str, mac: &str, dst: Option<IpAddr>) -
 
 fn route_dest(msg: &RouteMessage) -> Option<IpNet> {
     msg.attributes.iter().find_map(|a| match a {
-        RouteAttribute::Destination(RouteAddress::Inet(v4)) => IpNet::new((*v4).into(), msg.header.destination_prefix_length).ok(),
-        RouteAttribute::Destination(RouteAddress::Inet6(v6)) => IpNet::new((*v6).into(), msg.header.destination_prefix_length).ok(),
+        RouteAttribute::Destination(RouteAddress::Inet(v4)) => {
+            IpNet::new((*v4).into(), msg.header.destination_prefix_length).ok()
+        }
+        RouteAttribute::Destination(RouteAddress::Inet6(v6)) => {
+            IpNet::new((*v6).into(), msg.header.destination_prefix_length).ok()
+        }
         _ => None,
     })
 }
@@ -369,8 +378,7 @@ const MAIN_TABLE: u32 = 254;
 
 /// Links, addresses, default-route interfaces and route destinations of this namespace.
 pub async fn host_facts(h: &Handle) -> Result<HostFacts, ExecError> {
-    let links: Vec<LinkMessage> =
-        h.link().get().execute().try_collect().await.map_err(|e| fail("list links", &e))?;
+    let links: Vec<LinkMessage> = h.link().get().execute().try_collect().await.map_err(|e| fail("list links", &e))?;
     let addrs: Vec<AddressMessage> =
         h.address().get().execute().try_collect().await.map_err(|e| fail("list addresses", &e))?;
     let mut facts = HostFacts::default();
@@ -418,13 +426,8 @@ pub async fn host_facts(h: &Handle) -> Result<HostFacts, ExecError> {
         facts.links.push(link);
     }
     for v6 in [false, true] {
-        let routes: Vec<RouteMessage> = h
-            .route()
-            .get(route_query(v6))
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| fail("list routes", &e))?;
+        let routes: Vec<RouteMessage> =
+            h.route().get(route_query(v6)).execute().try_collect().await.map_err(|e| fail("list routes", &e))?;
         for r in routes.iter().filter(|r| route_table(r) == MAIN_TABLE) {
             let oif = r.attributes.iter().find_map(|a| match a {
                 RouteAttribute::Oif(i) => names.get(i).cloned(),

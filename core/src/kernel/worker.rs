@@ -99,7 +99,8 @@ fn connect() -> Result<Ctx, ExecError> {
         .build()
         .map_err(|e| ExecError::new(format!("netlink runtime: {e}")))?;
     let handle = rt.block_on(async {
-        let (conn, handle, _) = rtnetlink::new_connection().map_err(|e| ExecError::new(format!("netlink socket: {e}")))?;
+        let (conn, handle, _) =
+            rtnetlink::new_connection().map_err(|e| ExecError::new(format!("netlink socket: {e}")))?;
         tokio::spawn(conn);
         Ok::<_, ExecError>(handle)
     })?;

@@ -1,0 +1,67 @@
+//! `abi`: the cost of one plugin call through the ABI against the same static call.
+//!
+//! Usage: `cargo run --release -p wharf-bench --bin abi [-- --smoke]`. It loads the bridge
+//! plugin built next to this binary, as wharfd would, and calls `join` with a realistic
+//! request both ways. Writes `bench/results/abi.md` and `abi.csv`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use wharf_bench::{abi::join_request, measure, micros};
+use wharf_core::registry::Registry;
+use wharf_sdk::NetworkDriver;
+
+fn main() {
+    let smoke = std::env::args().any(|a| a == "--smoke");
+    let (rounds, batch) = if smoke { (5, 20) } else { (41, 2000) };
+    let dir = std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from)).expect("binary directory");
+    let so = dir.join("libwharf_network_bridge.so");
+    let mut registry = Registry::new();
+    if let Err(e) = registry.load_file(&so) {
+        eprintln!("abi: {e} (build the workspace first: cargo build --release --workspace)");
+        std::process::exit(1);
+    }
+    let plugin = registry.network("bridge").expect("bridge driver registered");
+    let direct = wharf_network_bridge::BridgeDriver;
+    let req = join_request(&direct);
+    let request_bytes = serde_json::to_vec(&req).map(|v| v.len()).unwrap_or(0);
+
+    let mut rows = Vec::new();
+    for _ in 0..3 {
+        let s = measure(rounds, batch, || {
+            std::hint::black_box(direct.join(std::hint::black_box(req.clone())).unwrap());
+        });
+        let p = measure(rounds, batch, || {
+            std::hint::black_box(plugin.join(std::hint::black_box(req.clone())).unwrap());
+        });
+        rows.push((s, p));
+    }
+    let (s, p) = rows[rows.len() / 2];
+    let overhead = micros(p.median) - micros(s.median);
+    let verdict = if micros(p.median) < 20.0 { "meets" } else { "misses" };
+    let report = format!(
+        "# Plugin call cost: bridge `join`\n\n\
+         Request: {request_bytes} bytes of JSON (dual-stack network, 64 host links, 2 published ports).\n\
+         {rounds} rounds of {batch} calls, median of 3 runs interleaved static/plugin.\n\n\
+         | path | median µs | p10 µs | p90 µs |\n|---|---|---|---|\n\
+         | static (linked) | {:.2} | {:.2} | {:.2} |\n\
+         | plugin ABI (.so, JSON) | {:.2} | {:.2} | {:.2} |\n\n\
+         ABI overhead per call: {overhead:.2} µs; plugin call {verdict} the 20 µs target.\n",
+        micros(s.median),
+        micros(s.p10),
+        micros(s.p90),
+        micros(p.median),
+        micros(p.p10),
+        micros(p.p90),
+    );
+    print!("{report}");
+    if !smoke {
+        let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");
+        let _ = std::fs::create_dir_all(&out);
+        let _ = std::fs::write(out.join("abi.md"), &report);
+        if let Ok(mut f) = std::fs::File::create(out.join("abi.csv")) {
+            let _ = writeln!(f, "path,median_us,p10_us,p90_us");
+            let _ = writeln!(f, "static,{:.3},{:.3},{:.3}", micros(s.median), micros(s.p10), micros(s.p90));
+            let _ = writeln!(f, "plugin,{:.3},{:.3},{:.3}", micros(p.median), micros(p.p10), micros(p.p90));
+        }
+    }
+}

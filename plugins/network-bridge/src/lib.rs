@@ -1,0 +1,281 @@
+//! wharf's `bridge` network driver: Docker's bridge networks as a plugin.
+//!
+//! One Linux bridge per network carries the gateway addresses; each endpoint is a veth
+//! pair whose sandbox end is created directly inside the sandbox, with the endpoint's
+//! addresses and a default route through the gateway (none on internal networks). NAT,
+//! isolation, ICC and published ports are firewall facts that core's nftables backend
+//! turns into set and map elements. The driver only plans; it never touches the kernel.
+
+mod options;
+
+use ipnet::IpNet;
+use options::{Settings, ENDPOINT_IFNAME};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::net::IpAddr;
+use wharf_sdk::{
+    mac_from_seed, next_interface_name, CreateNetwork, DeleteNetwork, DriverError, DriverResult, EndpointInfo,
+    EndpointRequest, FirewallFact, HostFacts, JoinInfo, LinkKind, LinkSpec, Netns, NetworkDriver, NetworkSpec, Op,
+    Outcome, Plan, PortBinding, RouteSpec, Step,
+};
+
+/// The bridge driver. Stateless: everything it remembers lives in the state core keeps.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct BridgeDriver;
+
+/// What the driver keeps per endpoint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+struct EndpointState {
+    host_if: String,
+    ifname: String,
+    mac: String,
+}
+
+fn to_state<T: Serialize>(v: &T) -> DriverResult<Value> {
+    serde_json::to_value(v).map_err(|e| DriverError::internal(format!("bridge state: {e}")))
+}
+
+fn from_state<T: for<'de> Deserialize<'de>>(v: &Value, what: &str) -> DriverResult<T> {
+    serde_json::from_value(v.clone())
+        .map_err(|e| DriverError::internal(format!("bridge: unreadable {what} state: {e}")))
+}
+
+fn default_route(gw: IpAddr) -> IpNet {
+    match gw {
+        IpAddr::V4(_) => "0.0.0.0/0".parse().expect("valid prefix"),
+        IpAddr::V6(_) => "::/0".parse().expect("valid prefix"),
+    }
+}
+
+/// The plan that makes a network: bridge, gateway addresses, forwarding, firewall fact.
+fn network_plan(network: &NetworkSpec, s: &Settings) -> Plan {
+    let mut plan = Plan::new();
+    let mut bridge = LinkSpec::new(&s.bridge, LinkKind::Bridge);
+    bridge.mtu = Some(s.mtu);
+    bridge.up = true;
+    plan.push(Step::link_add(Netns::Host, bridge));
+    let v4 = network.ipv4.iter().filter(|_| !s.inhibit_ipv4);
+    let v6 = network.ipv6.iter().filter(|_| network.enable_ipv6);
+    for gw in v4.chain(v6.clone()).filter_map(|p| p.gateway_cidr()) {
+        plan.push(Step::addr_add(Netns::Host, &s.bridge, gw));
+    }
+    if !network.internal {
+        plan.push(Step::sysctl(Netns::Host, "net.ipv4.ip_forward", "1", None));
+        if v6.clone().next().is_some() {
+            plan.push(Step::sysctl(Netns::Host, "net.ipv6.conf.all.forwarding", "1", None));
+        }
+        // Lets DNAT from 127.0.0.1 reach the bridge, for ports published on localhost.
+        plan.push(Step::sysctl(Netns::Host, format!("net.ipv4.conf.{}.route_localnet", s.bridge), "1", None));
+    }
+    plan.push(Step::firewall_add(FirewallFact::Network {
+        bridge: s.bridge.clone(),
+        subnets: network.ipv4.iter().chain(v6).map(|p| p.subnet).collect(),
+        masquerade: s.masquerade,
+        icc: s.icc,
+        internal: network.internal,
+        gateway_mode_v4: s.gateway_mode_v4,
+        gateway_mode_v6: s.gateway_mode_v6,
+        snat_v4: None,
+    }));
+    plan
+}
+
+/// Expand an endpoint's port bindings into firewall facts and the host ports bound.
+fn port_facts(req: &EndpointRequest, s: &Settings) -> DriverResult<(Vec<FirewallFact>, Vec<PortBinding>)> {
+    let mut facts = Vec::new();
+    let mut bound = Vec::new();
+    for p in &req.endpoint.ports {
+        if p.host_port == 0 {
+            return Err(DriverError::invalid(format!(
+                "port {}/{}: give a host port (HOST:PORT)",
+                p.port,
+                p.protocol.as_str()
+            )));
+        }
+        if p.host_port_end != 0 && p.host_port_end < p.host_port {
+            return Err(DriverError::invalid(format!("host port range {}-{} is empty", p.host_port, p.host_port_end)));
+        }
+        let host_ip = p.host_ip.or(s.host_binding);
+        let targets: Vec<IpAddr> = match host_ip {
+            Some(IpAddr::V4(_)) => req.endpoint.ipv4.map(|a| a.addr()).into_iter().collect(),
+            Some(IpAddr::V6(_)) => req.endpoint.ipv6.map(|a| a.addr()).into_iter().collect(),
+            None => req.endpoint.ipv4.iter().chain(&req.endpoint.ipv6).map(|a| a.addr()).collect(),
+        };
+        if targets.is_empty() {
+            return Err(DriverError::invalid(format!(
+                "port {}/{}: the endpoint has no address of the host IP's family",
+                p.port,
+                p.protocol.as_str()
+            )));
+        }
+        for address in targets {
+            facts.push(FirewallFact::Port {
+                protocol: p.protocol,
+                host_ip,
+                host_port: p.host_port,
+                address,
+                port: p.port,
+                bridge: s.bridge.clone(),
+            });
+        }
+        bound.push(PortBinding { host_ip, host_port_end: 0, ..p.clone() });
+    }
+    Ok((facts, bound))
+}
+
+/// The plan that joins an endpoint to its sandbox, and what join reports.
+fn join_plan(req: &EndpointRequest, s: &Settings, ep: &EndpointState) -> DriverResult<(Plan, JoinInfo)> {
+    let sandbox = Netns::Path(req.sandbox.netns.clone());
+    let mut plan = Plan::new();
+    let mut veth = LinkSpec::new(
+        &ep.host_if,
+        LinkKind::Veth { peer: ep.ifname.clone(), peer_netns: sandbox.clone(), peer_mac: Some(ep.mac.clone()) },
+    );
+    veth.mtu = Some(s.mtu);
+    veth.master = Some(s.bridge.clone());
+    veth.up = true;
+    plan.push(Step::link_add(Netns::Host, veth));
+    let mut info = JoinInfo { interface: Some(ep.ifname.clone()), ..Default::default() };
+    let pools = [(&req.endpoint.ipv4, &req.network.ipv4), (&req.endpoint.ipv6, &req.network.ipv6)];
+    for (addr, subnets) in pools {
+        let Some(addr) = addr else { continue };
+        plan.push(Step::addr_add(sandbox.clone(), &ep.ifname, *addr));
+        if req.network.internal {
+            continue;
+        }
+        let gw = subnets.iter().find(|p| p.subnet.contains(&addr.addr())).and_then(|p| p.gateway);
+        let Some(gw) = gw else { continue };
+        let route = RouteSpec {
+            destination: default_route(gw),
+            gateway: Some(gw),
+            device: Some(ep.ifname.clone()),
+            metric: None,
+        };
+        plan.push(Step::route_add(sandbox.clone(), route.clone()));
+        info.routes.push(route);
+        match gw {
+            IpAddr::V4(_) => info.gateway_v4 = Some(gw),
+            IpAddr::V6(_) => info.gateway_v6 = Some(gw),
+        }
+    }
+    if !req.endpoint.ports.is_empty() && req.network.internal {
+        return Err(DriverError::invalid(format!(
+            "network {} is internal: ports cannot be published",
+            req.network.name
+        )));
+    }
+    let (facts, bound) = port_facts(req, s)?;
+    for f in facts {
+        plan.push(Step::firewall_add(f));
+    }
+    info.ports = bound;
+    Ok((plan, info))
+}
+
+impl BridgeDriver {
+    fn settings(req: &EndpointRequest) -> DriverResult<Settings> {
+        from_state(&req.network_state, "network")
+    }
+}
+
+impl NetworkDriver for BridgeDriver {
+    fn name(&self) -> &str {
+        "bridge"
+    }
+
+    fn validate(&self, network: &NetworkSpec, facts: &HostFacts) -> DriverResult<()> {
+        let s = options::resolve(network, facts)?;
+        if facts.wharf_bridges.contains(&s.bridge) {
+            return Err(DriverError::conflict(format!("bridge {} is already used by another network", s.bridge)));
+        }
+        if let Some(link) = facts.link(&s.bridge) {
+            if link.kind != "bridge" {
+                return Err(DriverError::invalid_option(
+                    options::NAME,
+                    format!(
+                        "{} exists and is a {} link, not a bridge",
+                        s.bridge,
+                        if link.kind.is_empty() { "physical" } else { &link.kind }
+                    ),
+                ));
+            }
+        }
+        if network.ipv4.is_empty() && !network.enable_ipv6 {
+            return Err(DriverError::invalid("a bridge network needs an IPv4 or an IPv6 subnet"));
+        }
+        Ok(())
+    }
+
+    fn create_network(&self, req: CreateNetwork) -> DriverResult<Outcome<()>> {
+        let s = options::resolve(&req.network, &req.facts)?;
+        let plan = network_plan(&req.network, &s);
+        Ok(Outcome::new((), plan, to_state(&s)?))
+    }
+
+    fn delete_network(&self, req: DeleteNetwork) -> DriverResult<Outcome<()>> {
+        let s: Settings = from_state(&req.state, "network")?;
+        Ok(Outcome::new((), network_plan(&req.network, &s).inverse(), Value::Null))
+    }
+
+    fn create_endpoint(&self, req: EndpointRequest) -> DriverResult<Outcome<EndpointInfo>> {
+        let s = Self::settings(&req)?;
+        if let Some(bad) = req.endpoint.options.keys().find(|k| k.as_str() != ENDPOINT_IFNAME) {
+            return Err(DriverError::unknown_option("bridge", bad));
+        }
+        let ifname = match req.endpoint.options.get(ENDPOINT_IFNAME) {
+            Some(n) if options::valid_ifname(n) => n.clone(),
+            Some(n) => {
+                return Err(DriverError::invalid_option(
+                    ENDPOINT_IFNAME,
+                    format!("{n:?} is not a valid interface name"),
+                ))
+            }
+            None => next_interface_name(&s.iface_prefix, &req.sandbox.interfaces),
+        };
+        if req.sandbox.interfaces.contains(&ifname) {
+            return Err(DriverError::conflict(format!(
+                "interface {ifname} already exists in sandbox {}",
+                req.sandbox.name
+            )));
+        }
+        let id = &req.endpoint.id;
+        let ep = EndpointState {
+            host_if: format!("veth{}", &id[..id.len().min(11)]),
+            ifname,
+            mac: req.endpoint.mac.clone().unwrap_or_else(|| mac_from_seed(id)),
+        };
+        let info = EndpointInfo { mac: Some(ep.mac.clone()) };
+        Ok(Outcome::new(info, Plan::new(), to_state(&ep)?))
+    }
+
+    fn delete_endpoint(&self, _req: EndpointRequest) -> DriverResult<Outcome<()>> {
+        Ok(Outcome::default())
+    }
+
+    fn join(&self, req: EndpointRequest) -> DriverResult<Outcome<JoinInfo>> {
+        let s = Self::settings(&req)?;
+        let ep: EndpointState = from_state(&req.endpoint_state, "endpoint")?;
+        let (plan, info) = join_plan(&req, &s, &ep)?;
+        Ok(Outcome::new(info, plan, req.endpoint_state))
+    }
+
+    fn leave(&self, req: EndpointRequest) -> DriverResult<Outcome<()>> {
+        let s = Self::settings(&req)?;
+        let ep: EndpointState = from_state(&req.endpoint_state, "endpoint")?;
+        let (plan, _) = join_plan(&req, &s, &ep)?;
+        // Deleting the veth takes its sandbox end, addresses and routes with it; undo the
+        // host-side facts first, then the link.
+        let plan: Plan = plan
+            .inverse()
+            .steps
+            .into_iter()
+            .filter(|st| !matches!(st.op, Op::AddrDel { .. } | Op::RouteDel { .. }))
+            .collect();
+        Ok(Outcome::new((), plan, req.endpoint_state))
+    }
+}
+
+wharf_sdk::export_plugin!(network BridgeDriver);
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,125 @@
+//! The bridge driver's options, with Docker's names and value rules.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use wharf_sdk::{DriverError, DriverResult, GatewayMode, HostFacts, NetworkSpec};
+
+pub const NAME: &str = "com.docker.network.bridge.name";
+pub const MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
+pub const ICC: &str = "com.docker.network.bridge.enable_icc";
+pub const HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
+pub const MTU: &str = "com.docker.network.driver.mtu";
+pub const GATEWAY_MODE_V4: &str = "com.docker.network.bridge.gateway_mode_ipv4";
+pub const GATEWAY_MODE_V6: &str = "com.docker.network.bridge.gateway_mode_ipv6";
+pub const INHIBIT_IPV4: &str = "com.docker.network.bridge.inhibit_ipv4";
+pub const IFACE_PREFIX: &str = "com.docker.network.container_iface_prefix";
+pub const DEFAULT_BRIDGE: &str = "com.docker.network.bridge.default_bridge";
+/// Endpoint option: the interface name inside the sandbox.
+pub const ENDPOINT_IFNAME: &str = "com.docker.network.endpoint.ifname";
+
+const KNOWN: [&str; 10] = [
+    NAME,
+    MASQUERADE,
+    ICC,
+    HOST_BINDING,
+    MTU,
+    GATEWAY_MODE_V4,
+    GATEWAY_MODE_V6,
+    INHIBIT_IPV4,
+    IFACE_PREFIX,
+    DEFAULT_BRIDGE,
+];
+
+/// A network's options, resolved against defaults and host facts.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Settings {
+    pub bridge: String,
+    pub mtu: u32,
+    pub masquerade: bool,
+    pub icc: bool,
+    pub host_binding: Option<IpAddr>,
+    pub gateway_mode_v4: GatewayMode,
+    pub gateway_mode_v6: GatewayMode,
+    pub inhibit_ipv4: bool,
+    pub iface_prefix: String,
+}
+
+/// Go's `strconv.ParseBool`, which Docker uses for boolean options.
+fn parse_bool(option: &str, v: &str) -> DriverResult<bool> {
+    match v {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" => Ok(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" => Ok(false),
+        _ => Err(DriverError::invalid_option(option, format!("{v:?} is not a boolean"))),
+    }
+}
+
+fn parse_mode(option: &str, v: &str) -> DriverResult<GatewayMode> {
+    match v {
+        "nat" | "nat-unprotected" => Ok(GatewayMode::Nat),
+        "routed" => Ok(GatewayMode::Routed),
+        "isolated" => Ok(GatewayMode::Isolated),
+        _ => Err(DriverError::invalid_option(option, format!("{v:?} is not one of nat, routed, isolated"))),
+    }
+}
+
+/// Whether `name` is a usable interface name: 1 to 15 bytes, no '/', ':' or whitespace.
+pub fn valid_ifname(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 15
+        && name != "."
+        && name != ".."
+        && !name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
+}
+
+fn get<'a>(opts: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
+    opts.get(key).map(String::as_str)
+}
+
+/// Check and resolve a network's options. Unknown options are refused by name.
+pub fn resolve(network: &NetworkSpec, facts: &HostFacts) -> DriverResult<Settings> {
+    let o = &network.options;
+    if let Some(bad) = o.keys().find(|k| !KNOWN.contains(&k.as_str())) {
+        return Err(DriverError::unknown_option("bridge", bad));
+    }
+    let bridge = match get(o, NAME) {
+        Some(n) if valid_ifname(n) => n.to_string(),
+        Some(n) => return Err(DriverError::invalid_option(NAME, format!("{n:?} is not a valid interface name"))),
+        None => format!("br-{}", network.short_id()),
+    };
+    let mtu = match get(o, MTU) {
+        None => facts.mtu(),
+        Some(v) => match v.parse::<u32>() {
+            Ok(m) if (68..=65535).contains(&m) => m,
+            _ => return Err(DriverError::invalid_option(MTU, format!("{v:?} is not an MTU between 68 and 65535"))),
+        },
+    };
+    let flag = |key: &str, default: bool| get(o, key).map_or(Ok(default), |v| parse_bool(key, v));
+    let host_binding = match get(o, HOST_BINDING) {
+        None => None,
+        Some(v) => Some(
+            v.parse::<IpAddr>()
+                .map_err(|_| DriverError::invalid_option(HOST_BINDING, format!("{v:?} is not an IP address")))?,
+        )
+        .filter(|ip| !ip.is_unspecified()),
+    };
+    let iface_prefix = match get(o, IFACE_PREFIX) {
+        Some(p) if valid_ifname(p) && p.len() <= 12 => p.to_string(),
+        Some(p) => {
+            return Err(DriverError::invalid_option(IFACE_PREFIX, format!("{p:?} is not a valid interface prefix")))
+        }
+        None => "eth".to_string(),
+    };
+    flag(DEFAULT_BRIDGE, false)?;
+    Ok(Settings {
+        bridge,
+        mtu,
+        masquerade: flag(MASQUERADE, true)?,
+        icc: flag(ICC, true)?,
+        host_binding,
+        gateway_mode_v4: get(o, GATEWAY_MODE_V4).map_or(Ok(GatewayMode::Nat), |v| parse_mode(GATEWAY_MODE_V4, v))?,
+        gateway_mode_v6: get(o, GATEWAY_MODE_V6).map_or(Ok(GatewayMode::Nat), |v| parse_mode(GATEWAY_MODE_V6, v))?,
+        inhibit_ipv4: flag(INHIBIT_IPV4, false)?,
+        iface_prefix,
+    })
+}
