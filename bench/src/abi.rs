@@ -8,9 +8,10 @@ use wharf_sdk::{
     Protocol, SandboxSpec, Subnet,
 };
 
-/// A realistic endpoint-join request for the bridge driver: a dual-stack network, a host
-/// with 64 links, an endpoint publishing two ports, and the network state the driver
-/// returned at create.
+/// A realistic endpoint-join request for the bridge driver, as core sends it: a
+/// dual-stack network with labels and options, the network state the driver returned at
+/// create (on a host with 64 links), an endpoint publishing two ports, and the operator
+/// settings as facts (endpoint calls carry no link list; see `HostFacts`).
 pub fn join_request(driver: &dyn NetworkDriver) -> EndpointRequest {
     let network = NetworkSpec {
         id: "5f0c1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e6f708192a3b4c5d6e7".into(),
@@ -65,13 +66,14 @@ pub fn join_request(driver: &dyn NetworkDriver) -> EndpointRequest {
         netns: "/run/netns/api-1".into(),
         interfaces: vec!["eth0".into()],
     };
+    let endpoint_facts = HostFacts { volumes_dir: facts.volumes_dir, ..Default::default() };
     let mut req = EndpointRequest {
         network,
         network_state: created.state,
         endpoint,
         endpoint_state: Value::Null,
         sandbox,
-        facts,
+        facts: endpoint_facts,
     };
     req.endpoint_state = driver.create_endpoint(req.clone()).expect("bridge create_endpoint").state;
     req

@@ -21,32 +21,48 @@ pub struct HostLink {
     /// Whether the link is the loopback device.
     pub loopback: bool,
     /// Name of the bridge the link is enslaved to.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub master: Option<String>,
     /// MAC address.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
     /// Addresses on the link.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<IpNet>,
 }
 
-/// Host facts handed to every driver call.
+/// Host facts handed to driver calls.
+///
+/// Network calls (`validate`, `create_network`, `delete_network`) get every field. Endpoint
+/// calls (`create_endpoint`, `join`, `leave`, `delete_endpoint`) get the operator settings
+/// only: `links`, `routes` and `wharf_bridges` are empty, so the cost of a connect does not
+/// grow with the number of links on the host. A driver that needs a host fact at join
+/// time records it in the network's state at create.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct HostFacts {
     /// Links in the host namespace.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub links: Vec<HostLink>,
     /// Interface of the IPv4 default route.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub default_route_v4: Option<String>,
     /// Interface of the IPv6 default route.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub default_route_v6: Option<String>,
     /// Destinations of the host's routes, default routes left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<IpNet>,
     /// The operator's default MTU, if configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub default_mtu: Option<u32>,
     /// Bridge devices that belong to wharf networks.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub wharf_bridges: Vec<String>,
     /// Directory under which volume drivers keep their data.
     pub volumes_dir: String,
     /// Base directories under which `bind` volumes may point.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bind_allowed_bases: Vec<String>,
 }
 

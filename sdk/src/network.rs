@@ -54,7 +54,7 @@ pub struct Subnet {
     /// The subnet.
     pub subnet: IpNet,
     /// The gateway address in it, if the network has one.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<IpAddr>,
 }
 
@@ -74,16 +74,20 @@ pub struct NetworkSpec {
     /// Network name.
     pub name: String,
     /// Driver options (`-o key=value`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
     /// IPv4 pools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ipv4: Vec<Subnet>,
     /// IPv6 pools.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ipv6: Vec<Subnet>,
     /// Whether IPv6 is enabled.
     pub enable_ipv6: bool,
     /// Whether the network is internal (no egress).
     pub internal: bool,
     /// Labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
 }
 
@@ -103,6 +107,7 @@ pub struct PortBinding {
     /// Port inside the sandbox.
     pub port: u16,
     /// Host address; none means every address.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub host_ip: Option<IpAddr>,
     /// First host port; 0 lets the driver choose.
     pub host_port: u16,
@@ -119,16 +124,22 @@ pub struct EndpointSpec {
     /// The network's id.
     pub network_id: String,
     /// IPv4 address with the subnet's prefix length, when IPAM gave one.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv4: Option<IpNet>,
     /// IPv6 address with prefix length.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub ipv6: Option<IpNet>,
     /// MAC address the caller asked for.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
     /// DNS aliases.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub aliases: Vec<String>,
     /// Ports to publish.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortBinding>,
     /// Endpoint driver options (`com.docker.network.endpoint.*`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
 }
 
@@ -143,6 +154,7 @@ pub struct SandboxSpec {
     /// Path of the namespace file.
     pub netns: String,
     /// Interface names wharf's endpoints already use in this sandbox.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub interfaces: Vec<String>,
 }
 
@@ -210,6 +222,7 @@ pub struct EndpointRequest {
 #[serde(default)]
 pub struct EndpointInfo {
     /// MAC address the endpoint will have.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
 }
 
@@ -218,16 +231,22 @@ pub struct EndpointInfo {
 #[serde(default)]
 pub struct JoinInfo {
     /// Interface name inside the sandbox.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub interface: Option<String>,
     /// IPv4 gateway.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway_v4: Option<IpAddr>,
     /// IPv6 gateway.
+    #[serde(skip_serializing_if = "Option::is_none")]
     pub gateway_v6: Option<IpAddr>,
     /// Routes installed in the sandbox.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub routes: Vec<RouteSpec>,
     /// DNS servers for the sandbox.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub dns: Vec<IpAddr>,
     /// Host ports actually bound, in the order of the endpoint's port bindings.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ports: Vec<PortBinding>,
 }
 

@@ -49,7 +49,7 @@ pub enum LinkKind {
         /// Namespace the peer end is created in.
         peer_netns: Netns,
         /// MAC address of the peer end.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         peer_mac: Option<String>,
     },
     /// A VXLAN device.
@@ -59,10 +59,10 @@ pub enum LinkKind {
         /// UDP destination port.
         port: u16,
         /// Local underlay address.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         local: Option<IpAddr>,
         /// Underlay device.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         underlay: Option<String>,
         /// Whether the device learns remote MACs from traffic.
         #[serde(default)]
@@ -75,7 +75,7 @@ pub enum LinkKind {
         /// Macvlan mode.
         mode: MacvlanMode,
         /// Namespace to move the new link into, already named `name` there.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         target_netns: Option<Netns>,
     },
     /// An 802.1Q sub-interface of `parent`.
@@ -97,13 +97,13 @@ pub struct LinkSpec {
     /// Kind and kind-specific settings.
     pub kind: LinkKind,
     /// MTU; for a veth pair it applies to both ends.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mtu: Option<u32>,
     /// MAC address, `aa:bb:cc:dd:ee:ff`.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
     /// Bridge to enslave the link to.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master: Option<String>,
     /// Whether to bring the link up (for a veth pair: both ends).
     #[serde(default)]
@@ -143,13 +143,13 @@ pub struct RouteSpec {
     /// Destination prefix; `0.0.0.0/0` or `::/0` for a default route.
     pub destination: IpNet,
     /// Next hop.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway: Option<IpAddr>,
     /// Output device.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub device: Option<String>,
     /// Route metric.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<u32>,
 }
 
@@ -217,7 +217,7 @@ pub enum FirewallFact {
         #[serde(default)]
         gateway_mode_v6: GatewayMode,
         /// Source address for masqueraded IPv4 traffic (`host_binding_ipv4`), when set.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         snat_v4: Option<IpAddr>,
     },
     /// A published port: traffic to `host_ip:host_port` goes to `address:port`.
@@ -225,7 +225,7 @@ pub enum FirewallFact {
         /// Transport protocol.
         protocol: Protocol,
         /// Host address to match; none means every address of the family of `address`.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         host_ip: Option<IpAddr>,
         /// Host port.
         host_port: u16,
@@ -240,7 +240,7 @@ pub enum FirewallFact {
 
 /// One kernel operation. Every operation is idempotent.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case", tag = "op")]
+#[serde(rename_all = "snake_case")]
 pub enum Op {
     /// Does nothing; the inverse of an operation that needs no undo.
     Noop,
@@ -328,7 +328,7 @@ pub enum Op {
         /// MAC address.
         mac: String,
         /// Remote VTEP, for VXLAN.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         destination: Option<IpAddr>,
     },
     /// Ensure a forwarding-database entry is absent.
@@ -340,7 +340,7 @@ pub enum Op {
         /// MAC address.
         mac: String,
         /// Remote VTEP, for VXLAN.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         destination: Option<IpAddr>,
     },
     /// Set a sysctl, e.g. `net.ipv4.ip_forward`, in a namespace.
@@ -384,13 +384,13 @@ pub enum Op {
         /// Path.
         path: String,
         /// Permission bits.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         mode: Option<u32>,
         /// Owner.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         uid: Option<u32>,
         /// Group.
-        #[serde(default)]
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         gid: Option<u32>,
     },
     /// Ensure a directory and everything in it is absent.
@@ -642,7 +642,7 @@ mod tests {
 
     #[test]
     fn unknown_fields_are_ignored() {
-        let json = r#"{"steps":[{"do":{"op":"noop","future":1},"undo":{"op":"noop"},"extra":true}],"v2":null}"#;
+        let json = r#"{"steps":[{"do":{"link_del":{"netns":"host","name":"x","future":1}},"undo":"noop","extra":true}],"v2":null}"#;
         let plan: Plan = serde_json::from_str(json).unwrap();
         assert_eq!(plan.steps.len(), 1);
     }

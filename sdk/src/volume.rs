@@ -22,8 +22,10 @@ pub struct VolumeSpec {
     /// Volume name.
     pub name: String,
     /// Driver options (`-o key=value`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub options: BTreeMap<String, String>,
     /// Labels.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub labels: BTreeMap<String, String>,
 }
 
@@ -49,6 +51,7 @@ pub struct VolumeInfo {
     /// Where the volume's data can be found on the host.
     pub mountpoint: String,
     /// Driver-specific status, shown by inspect.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub status: BTreeMap<String, Value>,
 }
 

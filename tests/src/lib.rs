@@ -98,12 +98,27 @@ impl Host {
 
     /// A new host with extra wharfd flags.
     pub fn start_with(extra: &[&str]) -> Host {
+        let mut h = Host::prepare();
+        h.extra_args = extra.iter().map(|s| s.to_string()).collect();
+        h.start_daemon();
+        h
+    }
+
+    /// A new host whose wharfd reads `config` (TOML) as its configuration file.
+    pub fn start_with_config(config: &str) -> Host {
+        let mut h = Host::prepare();
+        let path = h.dir.join("wharf.toml");
+        std::fs::write(&path, config).expect("write config");
+        h.extra_args = vec!["--config".into(), path.display().to_string()];
+        h.start_daemon();
+        h
+    }
+
+    fn prepare() -> Host {
         let ns = Netns::new("wh");
         let dir = std::env::temp_dir().join(format!("wharf-e2e-{}", ns.name));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut h = Host { ns, dir, daemon: None, extra_args: extra.iter().map(|s| s.to_string()).collect() };
-        h.start_daemon();
-        h
+        Host { ns, dir, daemon: None, extra_args: Vec::new() }
     }
 
     /// The API socket.
@@ -282,6 +297,16 @@ impl Host {
         let v: serde_json::Value = serde_json::from_str(&out).expect("inspect json");
         v[0]["Networks"][network]["IPAddress"].as_str().unwrap_or_default().to_string()
     }
+}
+
+/// The filesystem type mounted at `path`, if anything is mounted there.
+pub fn mounted_fstype(path: &str) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        let sep = f.iter().position(|x| *x == "-")?;
+        (f.get(4) == Some(&path)).then(|| f.get(sep + 1).unwrap_or(&"").to_string())
+    })
 }
 
 /// The last `n` lines of `s`.

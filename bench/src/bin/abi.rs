@@ -40,7 +40,7 @@ fn main() {
     let verdict = if micros(p.median) < 20.0 { "meets" } else { "misses" };
     let report = format!(
         "# Plugin call cost: bridge `join`\n\n\
-         Request: {request_bytes} bytes of JSON (dual-stack network, 64 host links, 2 published ports).\n\
+         Request: {request_bytes} bytes of JSON, as core sends it (dual-stack network, 2 published ports).\n\
          {rounds} rounds of {batch} calls, median of 3 runs interleaved static/plugin.\n\n\
          | path | median µs | p10 µs | p90 µs |\n|---|---|---|---|\n\
          | static (linked) | {:.2} | {:.2} | {:.2} |\n\

@@ -214,6 +214,17 @@ impl Engine {
         Ok(f)
     }
 
+    /// The facts endpoint calls get: the operator's settings without the host's links,
+    /// routes and bridges (see [`HostFacts`]).
+    fn endpoint_facts(&self) -> HostFacts {
+        HostFacts {
+            default_mtu: self.settings.default_mtu,
+            volumes_dir: self.settings.volumes_dir.display().to_string(),
+            bind_allowed_bases: self.settings.bind_allowed_bases.clone(),
+            ..Default::default()
+        }
+    }
+
     /// Carry out `plan` for `object`, journaled; then run `commit` in the same store
     /// transaction that clears the journal. If the commit fails, the plan is undone.
     fn apply(&self, object: &str, plan: &Plan, commit: impl FnOnce(&mut Txn<'_>) -> Result<()>) -> Result<()> {

@@ -334,14 +334,13 @@ impl Engine {
             netns: sandbox.netns.clone(),
             interfaces: existing.iter().filter_map(|e| e.join.interface.clone()).collect(),
         };
-        let facts = self.facts(&mut state)?;
         let mut request = EndpointRequest {
             network: spec(&network),
             network_state: network.state.clone(),
             endpoint: endpoint_spec(&endpoint),
             endpoint_state: serde_json::Value::Null,
             sandbox: sandbox_spec,
-            facts,
+            facts: self.endpoint_facts(),
         };
         let created = driver.create_endpoint(request.clone()).map_err(|e| Error::driver(&network.driver, e))?;
         if endpoint.mac.is_none() {
@@ -402,7 +401,6 @@ impl Engine {
             .ok_or_else(|| Error::Internal(format!("endpoint {} has no network", endpoint.id)))?;
         let sandbox = state.sandboxes.get(&endpoint.sandbox_id).cloned().unwrap_or_default();
         let driver = self.network_driver(&network.driver)?;
-        let facts = self.facts(state)?;
         let mut request = EndpointRequest {
             network: spec(&network),
             network_state: network.state.clone(),
@@ -414,7 +412,7 @@ impl Engine {
                 netns: sandbox.netns.clone(),
                 interfaces: Vec::new(),
             },
-            facts,
+            facts: self.endpoint_facts(),
         };
         let left = driver.leave(request.clone()).map_err(|e| Error::driver(&network.driver, e))?;
         request.endpoint_state = left.state;

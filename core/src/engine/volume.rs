@@ -54,7 +54,7 @@ impl Engine {
         self.registry.volume(name).ok_or_else(|| Error::NotFound(format!("plugin {name:?} not found")))
     }
 
-    fn volume_request(&self, state: &mut State, v: &Volume, mount_id: &str) -> VolumeRequest {
+    pub(super) fn volume_request(&self, state: &mut State, v: &Volume, mount_id: &str) -> VolumeRequest {
         let mut facts = state.facts.clone().unwrap_or_default();
         facts.volumes_dir = self.settings.volumes_dir.display().to_string();
         facts.bind_allowed_bases = self.settings.bind_allowed_bases.clone();

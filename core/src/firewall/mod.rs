@@ -2,6 +2,8 @@
 //!
 //! Only the executor calls a [`Firewall`]. Backends never touch a table wharf does not own.
 
+pub mod nftables;
+
 use crate::executor::ExecError;
 use wharf_sdk::FirewallFact;
 

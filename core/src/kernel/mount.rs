@@ -80,8 +80,9 @@ struct LoopInfo64 {
 }
 
 /// Attach `file` to a free loop device that detaches itself when unmounted; returns the
-/// device path.
-fn attach_loop(file: &Path) -> Result<String, ExecError> {
+/// device path and its open descriptor. The descriptor must stay open until the mount
+/// holds the device: with autoclear, the last close before that detaches it.
+fn attach_loop(file: &Path) -> Result<(String, std::fs::File), ExecError> {
     let err =
         |what: &str, e: std::io::Error| ExecError::new(format!("loop device for {}: {what}: {e}", file.display()));
     let ctl = std::fs::OpenOptions::new()
@@ -89,18 +90,27 @@ fn attach_loop(file: &Path) -> Result<String, ExecError> {
         .write(true)
         .open("/dev/loop-control")
         .map_err(|e| err("open /dev/loop-control", e))?;
-    // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number or -1.
-    let n = unsafe { nix::libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
-    if n < 0 {
-        return Err(err("get a free device", std::io::Error::last_os_error()));
-    }
-    let dev = format!("/dev/loop{n}");
-    let loopdev = std::fs::OpenOptions::new().read(true).write(true).open(&dev).map_err(|e| err(&dev, e))?;
     let backing = std::fs::OpenOptions::new().read(true).write(true).open(file).map_err(|e| err("open image", e))?;
-    // SAFETY: LOOP_SET_FD takes the backing file's descriptor, which is open.
-    if unsafe { nix::libc::ioctl(loopdev.as_raw_fd(), LOOP_SET_FD as _, backing.as_raw_fd()) } < 0 {
-        return Err(err("attach", std::io::Error::last_os_error()));
-    }
+    // Another process may take the device between GET_FREE and SET_FD; then ask again.
+    let mut attempts = 0;
+    let (dev, loopdev) = loop {
+        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number or -1.
+        let n = unsafe { nix::libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
+        if n < 0 {
+            return Err(err("get a free device", std::io::Error::last_os_error()));
+        }
+        let dev = format!("/dev/loop{n}");
+        let loopdev = std::fs::OpenOptions::new().read(true).write(true).open(&dev).map_err(|e| err(&dev, e))?;
+        // SAFETY: LOOP_SET_FD takes the backing file's descriptor, which is open.
+        if unsafe { nix::libc::ioctl(loopdev.as_raw_fd(), LOOP_SET_FD as _, backing.as_raw_fd()) } == 0 {
+            break (dev, loopdev);
+        }
+        let e = std::io::Error::last_os_error();
+        attempts += 1;
+        if e.raw_os_error() != Some(nix::libc::EBUSY) || attempts >= 8 {
+            return Err(err("attach", e));
+        }
+    };
     // SAFETY: all-zero bytes are a valid `loop_info64`.
     let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
     info.flags = LO_FLAGS_AUTOCLEAR;
@@ -111,7 +121,7 @@ fn attach_loop(file: &Path) -> Result<String, ExecError> {
         unsafe { nix::libc::ioctl(loopdev.as_raw_fd(), 0x4C01 as _) };
         return Err(err("set autoclear", e));
     }
-    Ok(dev)
+    Ok((dev, loopdev))
 }
 
 /// Ensure `source` is mounted at `target`.
@@ -121,7 +131,12 @@ pub fn mount_fs(source: &str, target: &str, fstype: &str, options: &str) -> Resu
         return Ok(());
     }
     let (flags, data, want_loop) = split_options(options);
-    let source = if want_loop { attach_loop(Path::new(source))? } else { source.to_string() };
+    let (source, _loop_held) = if want_loop {
+        let (dev, held) = attach_loop(Path::new(source))?;
+        (dev, Some(held))
+    } else {
+        (source.to_string(), None)
+    };
     let fstype = (fstype != "none" && !flags.contains(MsFlags::MS_BIND)).then_some(fstype);
     let data = (!data.is_empty()).then_some(data.as_str());
     mount(Some(source.as_str()), t, fstype, flags, data).map_err(|e| {
