@@ -46,7 +46,7 @@ pub fn join_request(driver: &dyn NetworkDriver) -> EndpointRequest {
         ..Default::default()
     };
     let created = driver
-        .create_network(CreateNetwork { network: network.clone(), facts: facts.clone() })
+        .create_network(CreateNetwork { network: network.clone(), facts: facts.clone(), ..Default::default() })
         .expect("bridge create_network");
     let endpoint = EndpointSpec {
         id: "9a8b7c6d5e4f30211203f4e5d6c7b8a99a8b7c6d5e4f30211203f4e5d6c7b8a9".into(),

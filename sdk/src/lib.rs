@@ -22,7 +22,7 @@ pub use error::{DriverError, DriverResult, ErrorKind};
 pub use facts::{HostFacts, HostLink};
 pub use network::{
     CreateNetwork, DeleteNetwork, EndpointInfo, EndpointRequest, EndpointSpec, JoinInfo, NetworkCapabilities,
-    NetworkDriver, NetworkSpec, Outcome, PortBinding, SandboxSpec, Scope, Subnet,
+    NetworkDriver, NetworkPeer, NetworkSpec, Outcome, PortBinding, SandboxSpec, Scope, Subnet,
 };
 pub use plan::{
     FirewallFact, GatewayMode, LinkChange, LinkKind, LinkSpec, MacvlanMode, Netns, Op, Plan, Protocol, RouteSpec, Step,

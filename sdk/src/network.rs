@@ -177,6 +177,16 @@ impl<T> Outcome<T> {
     }
 }
 
+/// Another network of the same driver, with the driver's state for it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct NetworkPeer {
+    /// The network.
+    pub network: NetworkSpec,
+    /// The driver's private state for it.
+    pub state: Value,
+}
+
 /// Ask the driver to create a network.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
 #[serde(default)]
@@ -185,6 +195,9 @@ pub struct CreateNetwork {
     pub network: NetworkSpec,
     /// Host facts.
     pub facts: HostFacts,
+    /// The driver's other networks, to check conflicts (shared parents, overlaps).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub others: Vec<NetworkPeer>,
 }
 
 /// Ask the driver to delete a network; `state` is what it returned at create.
@@ -197,6 +210,9 @@ pub struct DeleteNetwork {
     pub state: Value,
     /// Host facts.
     pub facts: HostFacts,
+    /// The driver's other networks, to tell which shared resources are still in use.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub others: Vec<NetworkPeer>,
 }
 
 /// Ask the driver to create, delete, join or leave with an endpoint.

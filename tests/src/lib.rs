@@ -309,6 +309,18 @@ pub fn mounted_fstype(path: &str) -> Option<String> {
     })
 }
 
+/// Panic with the lines that differ when two snapshots are not equal.
+pub fn assert_same_snapshot(before: &str, after: &str) {
+    if before == after {
+        return;
+    }
+    let b: Vec<&str> = before.lines().collect();
+    let a: Vec<&str> = after.lines().collect();
+    let gone: Vec<&&str> = b.iter().filter(|l| !a.contains(l)).collect();
+    let new: Vec<&&str> = a.iter().filter(|l| !b.contains(l)).collect();
+    panic!("state changed:\n  gone: {gone:#?}\n  new: {new:#?}");
+}
+
 /// The last `n` lines of `s`.
 pub fn tail(s: &str, n: usize) -> String {
     let lines: Vec<&str> = s.lines().collect();
@@ -372,7 +384,20 @@ impl Host {
             &["ip", "route", "show", "table", "all"][..],
             &["nft", "list", "ruleset"][..],
         ] {
-            out.push_str(&String::from_utf8_lossy(&self.in_host(args).stdout));
+            let text = String::from_utf8_lossy(&self.in_host(args).stdout).into_owned();
+            // The kernel settles a link's operational state on its own; leave it out.
+            let steady: Vec<String> = text
+                .lines()
+                .map(|l| {
+                    let mut words: Vec<&str> = l.split(' ').collect();
+                    if let Some(i) = words.iter().position(|w| *w == "state") {
+                        words.drain(i..(i + 2).min(words.len()));
+                    }
+                    words.join(" ")
+                })
+                .collect();
+            out.push_str(&steady.join("\n"));
+            out.push('\n');
         }
         for what in ["network", "volume", "sandbox"] {
             out.push_str(&self.wharf_ok(&[what, "ls", "--format", "json"]));

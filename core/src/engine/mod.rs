@@ -65,7 +65,6 @@ struct State {
     endpoints: BTreeMap<String, Endpoint>,
     sandboxes: BTreeMap<String, Sandbox>,
     volumes: BTreeMap<String, Volume>,
-    facts: Option<HostFacts>,
 }
 
 /// The engine.
@@ -193,17 +192,13 @@ impl Engine {
         &self.registry
     }
 
-    /// Host facts for drivers: the kernel's view (cached until a network changes) plus
-    /// the operator's settings.
-    fn facts(&self, state: &mut State) -> Result<HostFacts> {
-        if state.facts.is_none() {
-            let mut f = self.exec.host_facts().map_err(|e| Error::Internal(format!("reading host facts: {e}")))?;
-            f.default_mtu = self.settings.default_mtu;
-            f.volumes_dir = self.settings.volumes_dir.display().to_string();
-            f.bind_allowed_bases = self.settings.bind_allowed_bases.clone();
-            state.facts = Some(f);
-        }
-        let mut f = state.facts.clone().unwrap_or_default();
+    /// Host facts for network calls: the kernel's view, read fresh, plus the operator's
+    /// settings and the bridges of wharf's networks.
+    fn facts(&self, state: &State) -> Result<HostFacts> {
+        let mut f = self.exec.host_facts().map_err(|e| Error::Internal(format!("reading host facts: {e}")))?;
+        f.default_mtu = self.settings.default_mtu;
+        f.volumes_dir = self.settings.volumes_dir.display().to_string();
+        f.bind_allowed_bases = self.settings.bind_allowed_bases.clone();
         f.wharf_bridges = state
             .networks
             .values()
@@ -216,7 +211,7 @@ impl Engine {
 
     /// The facts endpoint calls get: the operator's settings without the host's links,
     /// routes and bridges (see [`HostFacts`]).
-    fn endpoint_facts(&self) -> HostFacts {
+    pub(super) fn endpoint_facts(&self) -> HostFacts {
         HostFacts {
             default_mtu: self.settings.default_mtu,
             volumes_dir: self.settings.volumes_dir.display().to_string(),

@@ -9,8 +9,8 @@ use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use wharf_sdk::{
-    CreateNetwork, DeleteNetwork, EndpointRequest, EndpointSpec, NetworkDriver, NetworkSpec, Plan, PortBinding,
-    SandboxSpec, Subnet,
+    CreateNetwork, DeleteNetwork, EndpointRequest, EndpointSpec, NetworkDriver, NetworkPeer, NetworkSpec, Plan,
+    PortBinding, SandboxSpec, Subnet,
 };
 
 /// One `IPAM.Config` entry of a create request.
@@ -91,6 +91,16 @@ pub(super) fn spec(n: &Network) -> NetworkSpec {
     }
 }
 
+/// The other networks of `driver`, for conflict checks.
+fn peers(state: &State, driver: &str, except: &str) -> Vec<NetworkPeer> {
+    state
+        .networks
+        .values()
+        .filter(|n| n.driver == driver && n.id != except)
+        .map(|n| NetworkPeer { network: spec(n), state: n.state.clone() })
+        .collect()
+}
+
 pub(super) fn endpoint_spec(e: &Endpoint) -> EndpointSpec {
     EndpointSpec {
         id: e.id.clone(),
@@ -162,14 +172,14 @@ impl Engine {
         }
         let spec = spec(&network);
         driver.validate(&spec, &facts).map_err(|e| Error::driver(&driver_name, e))?;
+        let others = peers(state, &driver_name, &network.id);
         let out = driver
-            .create_network(CreateNetwork { network: spec, facts })
+            .create_network(CreateNetwork { network: spec, facts, others })
             .map_err(|e| Error::driver(&driver_name, e))?;
         network.state = out.state;
         network.plan = out.plan;
         let object = format!("network {}", network.name);
         self.apply(&object, &network.plan, |t| t.put(Table::Networks, &network.id, &network))?;
-        state.facts = None;
         tracing::info!(network = %network.name, id = %network.id, driver = %network.driver, "network created");
         state.networks.insert(network.id.clone(), network.clone());
         Ok(network)
@@ -243,12 +253,12 @@ impl Engine {
         }
         let driver = self.network_driver(&network.driver)?;
         let facts = self.facts(state)?;
+        let others = peers(state, &network.driver, &network.id);
         let out = driver
-            .delete_network(DeleteNetwork { network: spec(network), state: network.state.clone(), facts })
+            .delete_network(DeleteNetwork { network: spec(network), state: network.state.clone(), facts, others })
             .map_err(|e| Error::driver(&network.driver, e))?;
         let object = format!("network {}", network.name);
         self.apply(&object, &out.plan, |t| t.delete(Table::Networks, &network.id))?;
-        state.facts = None;
         state.networks.remove(&network.id);
         tracing::info!(network = %network.name, "network removed");
         Ok(())

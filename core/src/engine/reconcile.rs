@@ -88,21 +88,21 @@ impl Engine {
                 }
             }
         }
-        self.remount_volumes(&mut state);
+        self.remount_volumes(&state);
         self.firewall_reload_locked(&state)?;
         Ok(())
     }
 
     /// Volumes that hold mount references keep them across a restart: their mount plan is
     /// re-applied (a no-op when the mount survived, a fresh mount after a reboot).
-    fn remount_volumes(&self, state: &mut State) {
+    fn remount_volumes(&self, state: &State) {
         let mounted: Vec<_> = state.volumes.values().filter(|v| !v.mounts.is_empty()).cloned().collect();
         for v in mounted {
             let Some(driver) = self.registry.volume(&v.driver) else {
                 tracing::warn!("reconcile: volume {} uses driver {} which is not loaded", v.name, v.driver);
                 continue;
             };
-            let request = self.volume_request(state, &v, "");
+            let request = self.volume_request(&v, "");
             match driver.mount(request) {
                 Ok(out) => {
                     self.reapply(&format!("volume {}", v.name), &out.plan, &HostFacts::default());

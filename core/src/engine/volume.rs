@@ -54,15 +54,12 @@ impl Engine {
         self.registry.volume(name).ok_or_else(|| Error::NotFound(format!("plugin {name:?} not found")))
     }
 
-    pub(super) fn volume_request(&self, state: &mut State, v: &Volume, mount_id: &str) -> VolumeRequest {
-        let mut facts = state.facts.clone().unwrap_or_default();
-        facts.volumes_dir = self.settings.volumes_dir.display().to_string();
-        facts.bind_allowed_bases = self.settings.bind_allowed_bases.clone();
+    pub(super) fn volume_request(&self, v: &Volume, mount_id: &str) -> VolumeRequest {
         VolumeRequest {
             volume: VolumeSpec { name: v.name.clone(), options: v.options.clone(), labels: v.labels.clone() },
             state: v.state.clone(),
             mount_id: mount_id.to_string(),
-            facts,
+            facts: self.endpoint_facts(),
         }
     }
 
@@ -100,7 +97,7 @@ impl Engine {
             labels,
             ..Default::default()
         };
-        let request = self.volume_request(&mut state, &volume, "");
+        let request = self.volume_request(&volume, "");
         driver.validate(&request).map_err(|e| Error::driver(&driver_name, e))?;
         let out = driver.create(request).map_err(|e| Error::driver(&driver_name, e))?;
         volume.mountpoint = out.response.mountpoint;
@@ -142,16 +139,13 @@ impl Engine {
                     volume.mounts.iter().cloned().collect::<Vec<_>>().join(", ")
                 )));
             }
-            let out = driver
-                .unmount(self.volume_request(state, &volume, ""))
-                .map_err(|e| Error::driver(&volume.driver, e))?;
+            let out = driver.unmount(self.volume_request(&volume, "")).map_err(|e| Error::driver(&volume.driver, e))?;
             volume.mounts.clear();
             let name = volume.name.clone();
             self.apply(&format!("volume {name}"), &out.plan, |t| t.put(Table::Volumes, &name, &volume))?;
             state.volumes.insert(name, volume.clone());
         }
-        let out =
-            driver.remove(self.volume_request(state, &volume, "")).map_err(|e| Error::driver(&volume.driver, e))?;
+        let out = driver.remove(self.volume_request(&volume, "")).map_err(|e| Error::driver(&volume.driver, e))?;
         self.apply(&format!("volume {}", volume.name), &out.plan, |t| t.delete(Table::Volumes, &volume.name))?;
         state.volumes.remove(&volume.name);
         tracing::info!(volume = %volume.name, "volume removed");
@@ -173,9 +167,7 @@ impl Engine {
         let mut plan = wharf_sdk::Plan::new();
         if volume.mounts.is_empty() {
             let driver = self.volume_driver(&volume.driver)?;
-            let out = driver
-                .mount(self.volume_request(&mut state, &volume, id))
-                .map_err(|e| Error::driver(&volume.driver, e))?;
+            let out = driver.mount(self.volume_request(&volume, id)).map_err(|e| Error::driver(&volume.driver, e))?;
             if !out.response.mountpoint.is_empty() {
                 volume.mountpoint = out.response.mountpoint;
             }
@@ -200,9 +192,7 @@ impl Engine {
         let mut plan = wharf_sdk::Plan::new();
         if volume.mounts.is_empty() {
             let driver = self.volume_driver(&volume.driver)?;
-            let out = driver
-                .unmount(self.volume_request(&mut state, &volume, id))
-                .map_err(|e| Error::driver(&volume.driver, e))?;
+            let out = driver.unmount(self.volume_request(&volume, id)).map_err(|e| Error::driver(&volume.driver, e))?;
             volume.state = if out.state.is_null() { volume.state } else { out.state };
             plan = out.plan;
         }

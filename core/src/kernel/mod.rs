@@ -119,6 +119,16 @@ impl Kernel {
             _ => link.name.clone(),
         };
         let up = link.up;
+        if let (LinkKind::Macvlan { .. }, Netns::Path(_)) = (&link.kind, target) {
+            // The link lives in the target namespace under its final name: look for it there.
+            let name = link.name.clone();
+            let exists = self.on(target, move |ctx| ctx.block_on(netlink::index(&ctx.handle, &name)))??.is_some();
+            if exists {
+                // Present already: `link_add` only brings its settings in line.
+                let there = link.clone();
+                return self.on(target, move |ctx| ctx.block_on(netlink::link_add(&ctx.handle, &there, None)))?;
+            }
+        }
         let creating = link.clone();
         self.on(netns, move |ctx| {
             let file = match &target_path {
