@@ -33,7 +33,7 @@ fn dual_stack() -> NetworkSpec {
 }
 
 fn create(n: &NetworkSpec) -> Outcome<()> {
-    BridgeDriver.create_network(CreateNetwork { network: n.clone(), facts: facts() }).unwrap()
+    BridgeDriver.create_network(CreateNetwork { network: n.clone(), facts: facts(), ..Default::default() }).unwrap()
 }
 
 fn endpoint_req(n: &NetworkSpec, taken: &[&str]) -> EndpointRequest {
@@ -283,8 +283,10 @@ fn leave_removes_the_port_facts_and_then_the_veth() {
 fn delete_network_is_the_inverse_of_create() {
     let n = dual_stack();
     let created = create(&n);
-    let deleted =
-        BridgeDriver.delete_network(DeleteNetwork { network: n, state: created.state, facts: facts() }).unwrap().plan;
+    let deleted = BridgeDriver
+        .delete_network(DeleteNetwork { network: n, state: created.state, facts: facts(), ..Default::default() })
+        .unwrap()
+        .plan;
     assert_eq!(deleted, created.plan.inverse());
     assert_eq!(deleted.ops().last(), Some(&Op::LinkDel { netns: Netns::Host, name: "br-0123456789ab".into() }));
 }
