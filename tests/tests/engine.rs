@@ -200,3 +200,18 @@ fn state_survives_restarts_and_kernel_damage_is_repaired() {
     // Re-applying the endpoints' plans put their veths back on the new bridge.
     assert!(h.ping("a", "10.70.0.3"), "{}", h.log());
 }
+
+#[test]
+fn docker_py_drives_networks_and_volumes() {
+    let h = Host::start();
+    h.wharf_ok(&["sandbox", "create", "pysb"]);
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/docker_py_session.py");
+    let out = wharf_tests::run("python3", &[script, &h.host_arg()]);
+    assert!(
+        out.status.success(),
+        "{}{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+        wharf_tests::tail(&h.log(), 20)
+    );
+}
