@@ -8,7 +8,7 @@ use std::sync::Arc;
 use wharf_core::config::{Config, FirewallBackend};
 use wharf_core::drivers::{Host, Null};
 use wharf_core::engine::{DefaultBridge, Engine, Settings};
-use wharf_core::firewall::{Firewall, NoFirewall};
+use wharf_core::firewall::{nftables::Nftables, Firewall, NoFirewall};
 use wharf_core::kernel::Kernel;
 use wharf_core::registry::{Registry, Source};
 use wharf_core::store::Store;
@@ -104,7 +104,8 @@ fn run(flags: Flags) -> Result<(), String> {
     std::fs::create_dir_all(&volumes_dir).map_err(|e| format!("{}: {e}", volumes_dir.display()))?;
     let registry = registry(&c);
     let firewall: Arc<dyn Firewall> = match c.firewall {
-        FirewallBackend::Nftables | FirewallBackend::None => Arc::new(NoFirewall),
+        FirewallBackend::Nftables => Arc::new(Nftables::new().map_err(|e| format!("firewall: {e}"))?),
+        FirewallBackend::None => Arc::new(NoFirewall),
     };
     let exec = Arc::new(Kernel::new(firewall).map_err(|e| format!("executor: {e}"))?);
     let store_path = c.root.join("state.redb");

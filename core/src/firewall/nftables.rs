@@ -520,7 +520,8 @@ impl Context {
     }
 
     fn list(&mut self) -> Result<String, ExecError> {
-        self.exec(&format!("list table {INET}\nlist table {BRIDGE}\n"))
+        // One table per call: libnftables 1.0.6 fills its cache for one table per command buffer.
+        Ok(self.exec(&format!("list table {INET}"))? + &self.exec(&format!("list table {BRIDGE}"))?)
     }
 }
 

@@ -1,0 +1,209 @@
+//! End-to-end: bridge networks with the nftables firewall, with real traffic between
+//! private namespaces: NAT to an upstream, isolation, ICC, internal networks, published
+//! ports (from outside, from the host's localhost, hairpin), IPv6, MTU, reload, teardown.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use wharf_tests::{Host, Netns};
+
+/// An upstream router namespace on 192.0.2.0/24, the host's default gateway. It has no
+/// route back to any container subnet, so only masqueraded traffic gets answers.
+fn upstream(h: &Host) -> Netns {
+    let up = Netns::new("upst");
+    h.in_host_ok(&["ip", "link", "add", "uplink", "type", "veth", "peer", "name", "down0", "netns", &up.name]);
+    h.in_host_ok(&["ip", "addr", "add", "192.0.2.1/24", "dev", "uplink"]);
+    h.in_host_ok(&["ip", "link", "set", "uplink", "up"]);
+    h.in_host_ok(&["ip", "route", "add", "default", "via", "192.0.2.2"]);
+    for cmd in [&["ip", "addr", "add", "192.0.2.2/24", "dev", "down0"][..], &["ip", "link", "set", "down0", "up"][..]] {
+        assert!(up.exec(cmd).status.success());
+    }
+    up
+}
+
+/// An HTTP server inside a sandbox, stopped on drop.
+struct Server(Child);
+
+impl Server {
+    fn start(h: &Host, sandbox: &str, port: u16) -> Server {
+        let dir = h.dir.join(format!("www-{sandbox}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("index.html"), sandbox).unwrap();
+        let child = Command::new("nsenter")
+            .arg(format!("--net={}", h.sandbox_path(sandbox)))
+            .args(["--", "python3", "-m", "http.server", &port.to_string(), "--bind", "::", "--directory"])
+            .arg(&dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let s = Server(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let out = h.in_sandbox(sandbox, &["python3", "-c", &fetch_script(&format!("http://127.0.0.1:{port}/"))]);
+            if out.status.success() {
+                return s;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("the server in {sandbox} did not start");
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn fetch_script(url: &str) -> String {
+    format!("import urllib.request,sys; sys.stdout.write(urllib.request.urlopen('{url}', timeout=2).read().decode())")
+}
+
+/// The body served at `url`, fetched from the namespace `run` runs commands in.
+fn fetch(run: impl Fn(&[&str]) -> std::process::Output, url: &str) -> Option<String> {
+    let out = run(&["python3", "-c", &fetch_script(url)]);
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn networks_are_isolated_and_icc_can_be_turned_off() {
+    let h = Host::start();
+    h.wharf_ok(&["network", "create", "--subnet", "10.31.0.0/24", "n1"]);
+    h.wharf_ok(&["network", "create", "--subnet", "10.32.0.0/24", "n2"]);
+    h.wharf_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.33.0.0/24",
+        "-o",
+        "com.docker.network.bridge.enable_icc=false",
+        "quiet",
+    ]);
+    for (sb, net) in [("a", "n1"), ("b", "n1"), ("c", "n2"), ("d", "quiet"), ("e", "quiet")] {
+        h.wharf_ok(&["sandbox", "create", sb]);
+        h.wharf_ok(&["network", "connect", net, sb]);
+    }
+    assert!(h.ping("a", "10.31.0.3"), "same network\n{}", h.log());
+    assert!(!h.ping("a", "10.32.0.2"), "another network is isolated");
+    assert!(!h.ping("c", "10.31.0.2"), "isolation works both ways");
+    assert!(h.ping("d", "10.33.0.1"), "ICC off still reaches the gateway");
+    assert!(!h.ping("d", "10.33.0.3"), "ICC off: no traffic between endpoints");
+}
+
+#[test]
+fn masquerade_gives_egress_and_internal_networks_have_none() {
+    let h = Host::start();
+    let _up = upstream(&h);
+    h.wharf_ok(&["network", "create", "--subnet", "10.34.0.0/24", "out"]);
+    h.wharf_ok(&["network", "create", "--subnet", "10.35.0.0/24", "--internal", "closed"]);
+    h.wharf_ok(&["sandbox", "create", "a"]);
+    h.wharf_ok(&["sandbox", "create", "b"]);
+    h.wharf_ok(&["network", "connect", "out", "a"]);
+    h.wharf_ok(&["network", "connect", "closed", "b"]);
+    assert!(h.ping("a", "192.0.2.2"), "masqueraded egress to the upstream\n{}", h.log());
+    assert!(!h.ping("b", "192.0.2.2"), "an internal network has no egress");
+    let routes = String::from_utf8_lossy(&h.in_sandbox("b", &["ip", "route"]).stdout).into_owned();
+    assert!(!routes.contains("default"), "{routes}");
+
+    h.wharf_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.36.0.0/24",
+        "-o",
+        "com.docker.network.bridge.enable_ip_masquerade=false",
+        "raw",
+    ]);
+    h.wharf_ok(&["sandbox", "create", "c"]);
+    h.wharf_ok(&["network", "connect", "raw", "c"]);
+    assert!(!h.ping("c", "192.0.2.2"), "without masquerade the upstream cannot answer");
+}
+
+#[test]
+fn published_ports_answer_from_outside_localhost_and_hairpin() {
+    let h = Host::start();
+    let up = upstream(&h);
+    h.wharf_ok(&["network", "create", "--subnet", "10.37.0.0/24", "web"]);
+    h.wharf_ok(&["sandbox", "create", "srv"]);
+    h.wharf_ok(&["network", "connect", "web", "srv", "-p", "8080:80/tcp"]);
+    let _server = Server::start(&h, "srv", 80);
+    let outside = fetch(|a| up.exec(a), "http://192.0.2.1:8080/");
+    assert_eq!(outside.as_deref(), Some("srv"), "from the upstream\n{}", h.log());
+    let local = fetch(|a| h.in_host(a), "http://127.0.0.1:8080/");
+    assert_eq!(local.as_deref(), Some("srv"), "from the host's localhost");
+    h.wharf_ok(&["sandbox", "create", "other"]);
+    h.wharf_ok(&["network", "connect", "web", "other"]);
+    let hairpin = fetch(|a| h.in_sandbox("other", a), "http://192.0.2.1:8080/");
+    assert_eq!(hairpin.as_deref(), Some("srv"), "hairpin: a sandbox on the same bridge through the host's address");
+    h.wharf_ok(&["network", "disconnect", "web", "other"]);
+    let err = h.wharf_err(&["network", "connect", "web", "other", "-p", "8080:80"]);
+    assert!(err.contains("8080") && err.contains("already"), "{err}");
+
+    h.wharf_ok(&["network", "disconnect", "web", "srv"]);
+    assert_eq!(fetch(|a| up.exec(a), "http://192.0.2.1:8080/"), None, "unpublished on disconnect");
+}
+
+#[test]
+fn firewall_reload_restores_rules_after_a_flush() {
+    let mut h = Host::start();
+    let _up = upstream(&h);
+    h.wharf_ok(&["network", "create", "--subnet", "10.38.0.0/24", "n"]);
+    h.wharf_ok(&["sandbox", "create", "a"]);
+    h.wharf_ok(&["network", "connect", "n", "a"]);
+    assert!(h.ping("a", "192.0.2.2"));
+    h.in_host_ok(&["nft", "delete", "table", "inet", "wharf"]);
+    assert!(!h.ping("a", "192.0.2.2"), "no masquerade without wharf's table");
+    h.wharf_ok(&["firewall", "reload"]);
+    assert!(h.ping("a", "192.0.2.2"), "reload put it back\n{}", h.log());
+    h.in_host_ok(&["nft", "delete", "table", "inet", "wharf"]);
+    assert!(h.stop_daemon());
+    h.start_daemon();
+    assert!(h.ping("a", "192.0.2.2"), "daemon start re-applies the rules");
+}
+
+#[test]
+fn dual_stack_and_mtu() {
+    let h = Host::start();
+    h.wharf_ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "10.39.0.0/24",
+        "--subnet",
+        "fd00:39::/64",
+        "-o",
+        "com.docker.network.driver.mtu=1400",
+        "ds",
+    ]);
+    h.wharf_ok(&["sandbox", "create", "a"]);
+    h.wharf_ok(&["sandbox", "create", "b"]);
+    h.wharf_ok(&["network", "connect", "ds", "a"]);
+    h.wharf_ok(&["network", "connect", "ds", "b", "--ip6", "fd00:39::20"]);
+    assert!(h.ping("a", "fd00:39::20"), "IPv6 across the bridge\n{}", h.log());
+    assert!(h.ping("a", "fd00:39::1"), "the IPv6 gateway answers");
+    let link = String::from_utf8_lossy(&h.in_sandbox("a", &["ip", "link", "show", "eth0"]).stdout).into_owned();
+    assert!(link.contains("mtu 1400"), "{link}");
+}
+
+#[test]
+fn removal_leaves_nothing_behind() {
+    let h = Host::start();
+    let baseline_links = h.in_host_ok(&["ip", "-o", "link", "show"]).lines().count();
+    h.wharf_ok(&["network", "create", "--subnet", "10.40.0.0/24", "gone"]);
+    h.wharf_ok(&["sandbox", "create", "a"]);
+    h.wharf_ok(&["network", "connect", "gone", "a", "-p", "9090:90", "-p", "127.0.0.1:9191:91/udp"]);
+    let rules = h.in_host_ok(&["nft", "list", "table", "inet", "wharf"]);
+    assert!(rules.contains("9090") && rules.contains("10.40.0.0/24"), "{rules}");
+    h.wharf_ok(&["network", "disconnect", "gone", "a"]);
+    h.wharf_ok(&["network", "rm", "gone"]);
+    h.wharf_ok(&["sandbox", "rm", "a"]);
+    assert_eq!(h.in_host_ok(&["ip", "-o", "link", "show"]).lines().count(), baseline_links);
+    let addrs = h.in_host_ok(&["ip", "-o", "addr", "show"]);
+    assert!(!addrs.contains("10.40.0.1"), "{addrs}");
+    let rules = h.in_host_ok(&["nft", "list", "table", "inet", "wharf"]);
+    assert!(!rules.contains("9090") && !rules.contains("9191") && !rules.contains("10.40.0.0"), "{rules}");
+    let tables = h.in_host_ok(&["nft", "list", "tables"]);
+    assert!(tables.lines().all(|t| t.ends_with(" wharf")), "only wharf's own tables: {tables}");
+}
