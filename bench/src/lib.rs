@@ -1,6 +1,7 @@
 //! wharf-bench: measurement helpers shared by the benchmark binaries.
 
 pub mod abi;
+pub mod daemons;
 
 use std::time::{Duration, Instant};
 

@@ -40,7 +40,10 @@ fn tmpfs_is_mounted_by_the_first_user_and_unmounted_after_the_last() {
     h.wharf_ok(&["volume", "unmount", "scratch", "--id", "b"]);
     assert_eq!(mounted_fstype(&mp), None);
     assert!(h.wharf_err(&["volume", "unmount", "scratch", "--id", "b"]).contains("not mounted by"));
-    h.wharf_ok(&["volume", "rm", "scratch"]);
+    h.wharf_ok(&["volume", "mount", "scratch", "--id", "c"]);
+    h.wharf_ok(&["volume", "rm", "--force", "scratch"]);
+    assert_eq!(mounted_fstype(&mp), None, "a forced removal unmounts first");
+    assert!(h.wharf_err(&["volume", "inspect", "scratch"]).contains("not found"));
 }
 
 #[test]
