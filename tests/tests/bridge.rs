@@ -136,6 +136,8 @@ fn published_ports_answer_from_outside_localhost_and_hairpin() {
     h.wharf_ok(&["network", "connect", "web", "other"]);
     let hairpin = fetch(|a| h.in_sandbox("other", a), "http://192.0.2.1:8080/");
     assert_eq!(hairpin.as_deref(), Some("srv"), "hairpin: a sandbox on the same bridge through the host's address");
+    let own = fetch(|a| h.in_sandbox("srv", a), "http://192.0.2.1:8080/");
+    assert_eq!(own.as_deref(), Some("srv"), "hairpin: a sandbox reaching its own published port\n{}", h.log());
     h.wharf_ok(&["network", "disconnect", "web", "other"]);
     let err = h.wharf_err(&["network", "connect", "web", "other", "-p", "8080:80"]);
     assert!(err.contains("8080") && err.contains("already"), "{err}");
@@ -191,11 +193,12 @@ fn dual_stack_and_mtu() {
 fn removal_leaves_nothing_behind() {
     let h = Host::start();
     let baseline_links = h.in_host_ok(&["ip", "-o", "link", "show"]).lines().count();
-    h.wharf_ok(&["network", "create", "--subnet", "10.40.0.0/24", "gone"]);
+    let id = h.wharf_ok(&["network", "create", "--subnet", "10.40.0.0/24", "gone"]);
+    let bridge = format!("br-{}", &id.trim()[..12]);
     h.wharf_ok(&["sandbox", "create", "a"]);
     h.wharf_ok(&["network", "connect", "gone", "a", "-p", "9090:90", "-p", "127.0.0.1:9191:91/udp"]);
     let rules = h.in_host_ok(&["nft", "list", "table", "inet", "wharf"]);
-    assert!(rules.contains("9090") && rules.contains("10.40.0.0/24"), "{rules}");
+    assert!(rules.contains("9090") && rules.contains(&bridge), "{rules}");
     h.wharf_ok(&["network", "disconnect", "gone", "a"]);
     h.wharf_ok(&["network", "rm", "gone"]);
     h.wharf_ok(&["sandbox", "rm", "a"]);
@@ -203,7 +206,9 @@ fn removal_leaves_nothing_behind() {
     let addrs = h.in_host_ok(&["ip", "-o", "addr", "show"]);
     assert!(!addrs.contains("10.40.0.1"), "{addrs}");
     let rules = h.in_host_ok(&["nft", "list", "table", "inet", "wharf"]);
-    assert!(!rules.contains("9090") && !rules.contains("9191") && !rules.contains("10.40.0.0"), "{rules}");
+    assert!(!rules.contains("9090") && !rules.contains("9191") && !rules.contains(&bridge), "{rules}");
+    let bridge_rules = h.in_host_ok(&["nft", "list", "table", "bridge", "wharf"]);
+    assert!(!bridge_rules.contains(&bridge) && !bridge_rules.contains("10.40.0."), "{bridge_rules}");
     let tables = h.in_host_ok(&["nft", "list", "tables"]);
     assert!(tables.lines().all(|t| t.ends_with(" wharf")), "only wharf's own tables: {tables}");
 }

@@ -109,7 +109,11 @@ fn main() {
             None => ("—".into(), "—".into()),
         };
         md.push_str(&format!("| {op} | {n} | {:.0} | {ds} | {ratio} |\n", micros(w)));
-        csv.push_str(&format!("{op},{n},{:.1},{}\n", micros(w), d.map(|d| format!("{:.1}", micros(d))).unwrap_or_default()));
+        csv.push_str(&format!(
+            "{op},{n},{:.1},{}\n",
+            micros(w),
+            d.map(|d| format!("{:.1}", micros(d))).unwrap_or_default()
+        ));
     }
     md.push_str(
         "\nDocker has no API to mount a volume without running a container, so mount and unmount are \

@@ -5,6 +5,8 @@
 //! The rules never change after they are installed; a [`FirewallFact`] is a handful of set and
 //! map elements, and every [`Firewall`] call is one nftables transaction that adds or deletes
 //! elements only, so its cost does not grow with the number of networks or published ports.
+//! (Only when a map key already holds another value does a call first check its elements one
+//! by one, in dry-run transactions, before its one real transaction.)
 //!
 //! libnftables is loaded at run time (`libnftables.so.1`, package `libnftables1`) and called
 //! in-process: no `nft` process per change.
@@ -27,15 +29,19 @@
 //!   whose gateway mode is nat is dropped (`nat`). Everything else is left alone.
 //! - `prerouting` and `output` (NAT): traffic to a local address is DNATed by the published
 //!   port maps (`dnat4_ip`, `dnat4`, `dnat6_ip`, `dnat6`).
-//! - `postrouting` (NAT): DNATed traffic going back into the bridge of its source subnet
-//!   (hairpin) and loopback-sourced traffic to a bridge are masqueraded; traffic from a
-//!   network's subnets leaving through a non-wharf interface is SNATed (`snat4`) or
-//!   masqueraded (`masq4`, `masq6`).
+//! - `postrouting` (NAT): DNATed traffic into a bridge is masqueraded unless it was routed in
+//!   from a non-wharf interface (so outside clients keep their address, while the host's own
+//!   connections, loopback included, and hairpin connections get the gateway's); traffic routed
+//!   from a network's bridge out through a non-wharf interface is SNATed (`snat4`) or
+//!   masqueraded (`masq`), per address family.
 //! - `bridge wharf forward`: frames bridged between two ports of a network with ICC off are
 //!   dropped: by bridge name (`icc_off`) where the kernel has `meta ibrname`
-//!   (`CONFIG_NFT_BRIDGE_META`), and always by the network's subnets (`icc_off4`, `icc_off6`).
+//!   (`CONFIG_NFT_BRIDGE_META`), otherwise by the network's subnets (`icc_off4`, `icc_off6`).
 //!   Where `br_netfilter` passes bridged traffic to the inet hooks, the `forward` chain enforces
 //!   ICC off as well.
+//!
+//! Networks are told apart by bridge name, never by subnet, in `table inet wharf`: none of its
+//! sets has intervals, so no change has to read existing elements.
 
 use super::Firewall;
 use crate::executor::ExecError;
@@ -56,17 +62,16 @@ const INET: &str = "inet wharf";
 /// wharf's bridge table.
 const BRIDGE: &str = "bridge wharf";
 
-/// Sets and maps of `table inet wharf`: keyword, name, declaration.
+/// Sets and maps of `table inet wharf`: keyword, name, declaration. None has intervals:
+/// libnftables 1.0.6 reads every element of a table's interval sets before deleting any
+/// element, which would make a change cost grow with the number of networks.
 const INET_SETS: &[(&str, &str, &str)] = &[
     ("set", "bridges", "type ifname;"),
     ("set", "intra", "type ifname . ifname;"),
     ("set", "isolated", "type nf_proto . ifname;"),
     ("set", "nat", "type nf_proto . ifname;"),
-    ("set", "nets4", "type ifname . ipv4_addr; flags interval;"),
-    ("set", "nets6", "type ifname . ipv6_addr; flags interval;"),
-    ("set", "masq4", "type ipv4_addr; flags interval;"),
-    ("set", "masq6", "type ipv6_addr; flags interval;"),
-    ("map", "snat4", "type ipv4_addr : ipv4_addr; flags interval;"),
+    ("set", "masq", "type nf_proto . ifname;"),
+    ("map", "snat4", "type ifname : ipv4_addr;"),
     ("map", "dnat4", "type inet_proto . inet_service : ipv4_addr . inet_service;"),
     ("map", "dnat4_ip", "type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service;"),
     ("map", "dnat6", "type inet_proto . inet_service : ipv6_addr . inet_service;"),
@@ -104,14 +109,14 @@ const INET_CHAINS: &[(&str, &str, &[&str])] = &[
         "postrouting",
         "type nat hook postrouting priority 90; policy accept;",
         &[
-            "ct status dnat oifname . ip saddr @nets4 masquerade",
-            "ct status dnat oifname . ip6 saddr @nets6 masquerade",
-            "oifname @bridges ip saddr 127.0.0.0/8 masquerade",
-            "oifname @bridges ip6 saddr ::1 masquerade",
+            // DNATed into a bridge from the host itself (loopback included) or bridged back
+            // into its own bridge by br_netfilter (hairpin): no input interface in postrouting.
+            "ct status dnat oifname @bridges iif 0 masquerade",
+            // DNATed and routed from a wharf bridge (hairpin without br_netfilter).
+            "ct status dnat oifname @bridges iifname @bridges masquerade",
             "oifname @bridges return",
-            "snat ip to ip saddr map @snat4",
-            "ip saddr @masq4 masquerade",
-            "ip6 saddr @masq6 masquerade",
+            "meta nfproto ipv4 snat ip to iifname map @snat4",
+            "meta nfproto . iifname @masq masquerade",
         ],
     ),
 ];
@@ -119,12 +124,10 @@ const INET_CHAINS: &[(&str, &str, &[&str])] = &[
 /// The bridge-family forward chain's declaration.
 const BRIDGE_FORWARD: &str = "type filter hook forward priority -10; policy accept;";
 
-/// Rules of the bridge-family forward chain that match on addresses.
+/// Rules of the bridge-family forward chain where the kernel lacks `meta ibrname`: match the
+/// subnets of networks with ICC off.
 const BRIDGE_ADDR_RULES: &[&str] =
     &["ip saddr @icc_off4 drop", "ip daddr @icc_off4 drop", "ip6 saddr @icc_off6 drop", "ip6 daddr @icc_off6 drop"];
-
-/// The rule that matches frames by bridge name, where the kernel supports it.
-const BRIDGE_NAME_RULE: &str = "meta ibrname @icc_off drop";
 
 /// The commands that make sure wharf's tables, sets, maps and chains exist and that the chains
 /// hold exactly the fixed rules; existing elements are kept. `ibrname`: the kernel supports
@@ -148,17 +151,19 @@ fn structure(ibrname: bool) -> String {
         }
     }
     s += &format!("add table {BRIDGE}\n");
-    s += &format!("add set {BRIDGE} icc_off4 {{ type ipv4_addr; flags interval; }}\n");
-    s += &format!("add set {BRIDGE} icc_off6 {{ type ipv6_addr; flags interval; }}\n");
     if ibrname {
         s += &format!("add set {BRIDGE} icc_off {{ type ifname; }}\n");
+    } else {
+        s += &format!("add set {BRIDGE} icc_off4 {{ type ipv4_addr; flags interval; }}\n");
+        s += &format!("add set {BRIDGE} icc_off6 {{ type ipv6_addr; flags interval; }}\n");
     }
     s += &format!("add chain {BRIDGE} forward {{ {BRIDGE_FORWARD} }}\nflush chain {BRIDGE} forward\n");
     if ibrname {
-        s += &format!("add rule {BRIDGE} forward {BRIDGE_NAME_RULE}\n");
-    }
-    for rule in BRIDGE_ADDR_RULES {
-        s += &format!("add rule {BRIDGE} forward {rule}\n");
+        s += &format!("add rule {BRIDGE} forward meta ibrname @icc_off drop\n");
+    } else {
+        for rule in BRIDGE_ADDR_RULES {
+            s += &format!("add rule {BRIDGE} forward {rule}\n");
+        }
     }
     s
 }
@@ -221,7 +226,8 @@ fn ifname(name: &str) -> Result<String, ExecError> {
     Ok(format!("\"{name}\""))
 }
 
-/// The set and map elements that make up `fact`. `ibrname`: the bridge table has `icc_off`.
+/// The set and map elements that make up `fact`. `ibrname`: the bridge table has `icc_off`
+/// (otherwise it matches ICC-off networks by subnet).
 fn elements(fact: &FirewallFact, ibrname: bool) -> Result<Vec<Elem>, ExecError> {
     match fact {
         FirewallFact::Network {
@@ -240,6 +246,11 @@ fn elements(fact: &FirewallFact, ibrname: bool) -> Result<Vec<Elem>, ExecError> 
                 out.push(Elem::new(INET, "intra", format!("{br} . {br}")));
             } else if ibrname {
                 out.push(Elem::new(BRIDGE, "icc_off", br.clone()));
+            } else {
+                for net in subnets {
+                    let set = if matches!(net, IpNet::V4(_)) { "icc_off4" } else { "icc_off6" };
+                    out.push(Elem::new(BRIDGE, set, net.trunc().to_string()));
+                }
             }
             let snat = match snat_v4 {
                 Some(IpAddr::V4(a)) => Some(a.to_string()),
@@ -252,27 +263,14 @@ fn elements(fact: &FirewallFact, ibrname: bool) -> Result<Vec<Elem>, ExecError> 
                 let mode = if *internal { GatewayMode::Isolated } else { *mode };
                 match mode {
                     GatewayMode::Isolated => out.push(Elem::new(INET, "isolated", format!("{family} . {br}"))),
-                    GatewayMode::Nat => out.push(Elem::new(INET, "nat", format!("{family} . {br}"))),
                     GatewayMode::Routed => {}
-                }
-            }
-            for net in subnets {
-                let net = net.trunc();
-                let v4 = matches!(net, IpNet::V4(_));
-                let mode = match (*internal, v4) {
-                    (true, _) => GatewayMode::Isolated,
-                    (false, true) => *gateway_mode_v4,
-                    (false, false) => *gateway_mode_v6,
-                };
-                out.push(Elem::new(INET, if v4 { "nets4" } else { "nets6" }, format!("{br} . {net}")));
-                if !*icc {
-                    out.push(Elem::new(BRIDGE, if v4 { "icc_off4" } else { "icc_off6" }, net.to_string()));
-                }
-                if mode == GatewayMode::Nat && *masquerade {
-                    match (&snat, v4) {
-                        (Some(a), true) => out.push(Elem::mapped(INET, "snat4", net.to_string(), a.clone())),
-                        (None, true) => out.push(Elem::new(INET, "masq4", net.to_string())),
-                        (_, false) => out.push(Elem::new(INET, "masq6", net.to_string())),
+                    GatewayMode::Nat => {
+                        out.push(Elem::new(INET, "nat", format!("{family} . {br}")));
+                        match (&snat, *masquerade, family) {
+                            (_, false, _) => {}
+                            (Some(a), true, "ipv4") => out.push(Elem::mapped(INET, "snat4", br.clone(), a.clone())),
+                            _ => out.push(Elem::new(INET, "masq", format!("{family} . {br}"))),
+                        }
                     }
                 }
             }
@@ -506,7 +504,10 @@ impl Context {
     }
 
     /// After a UDP or SCTP published port changes, forget the connections tracked for its host
-    /// port, so the next datagram is translated by the current mapping.
+    /// port, so the next datagram is translated by the current mapping (a flow that was tracked
+    /// before the mapping existed, or one translated by a removed mapping, would otherwise keep
+    /// its old translation while datagrams keep coming). The kernel walks its whole conntrack
+    /// table for this, so it costs milliseconds, whatever the number of ports.
     fn flush_conntrack(&mut self, fact: &FirewallFact) {
         let FirewallFact::Port { protocol, host_port, address, .. } = fact else { return };
         let l4 = match protocol {
@@ -885,9 +886,7 @@ mod tests {
                 r#"add element inet wharf bridges { "br-x" }"#,
                 r#"add element inet wharf intra { "br-x" . "br-x" }"#,
                 r#"add element inet wharf nat { ipv4 . "br-x" }"#,
-                r#"add element inet wharf nets4 { "br-x" . 10.1.0.0/24 }"#,
-                r#"add element inet wharf masq4 { 10.1.0.0/24 }"#,
-                r#"add element inet wharf nets6 { "br-x" . fd00:1::/64 }"#,
+                r#"add element inet wharf masq { ipv4 . "br-x" }"#,
             ]
         );
     }
@@ -895,17 +894,23 @@ mod tests {
     #[test]
     fn an_internal_network_without_icc_is_isolated_in_both_families() {
         let got = adds(&elements(&network(false, true), true).unwrap());
-        assert!(got.contains(&r#"add element bridge wharf icc_off { "br-x" }"#.to_string()), "{got:?}");
-        assert!(got.contains(&r#"add element inet wharf isolated { ipv4 . "br-x" }"#.to_string()), "{got:?}");
-        assert!(got.contains(&r#"add element inet wharf isolated { ipv6 . "br-x" }"#.to_string()), "{got:?}");
-        assert!(got.contains(&"add element bridge wharf icc_off4 { 10.1.0.0/24 }".to_string()), "{got:?}");
-        assert!(!got.iter().any(|l| l.contains("masq") || l.contains("intra")), "{got:?}");
-        let without_ibrname = adds(&elements(&network(false, true), false).unwrap());
-        assert!(!without_ibrname.iter().any(|l| l.contains("icc_off {")), "{without_ibrname:?}");
+        assert_eq!(
+            got,
+            [
+                r#"add element inet wharf bridges { "br-x" }"#,
+                r#"add element bridge wharf icc_off { "br-x" }"#,
+                r#"add element inet wharf isolated { ipv4 . "br-x" }"#,
+                r#"add element inet wharf isolated { ipv6 . "br-x" }"#,
+            ]
+        );
+        let by_subnet = adds(&elements(&network(false, true), false).unwrap());
+        assert!(by_subnet.contains(&"add element bridge wharf icc_off4 { 10.1.0.0/24 }".to_string()), "{by_subnet:?}");
+        assert!(by_subnet.contains(&"add element bridge wharf icc_off6 { fd00:1::/64 }".to_string()), "{by_subnet:?}");
+        assert!(!by_subnet.iter().any(|l| l.contains("icc_off {")), "{by_subnet:?}");
     }
 
     #[test]
-    fn snat_replaces_masquerade() {
+    fn snat_replaces_masquerade_for_ipv4_only() {
         let FirewallFact::Network { bridge, subnets, .. } = network(true, false) else { unreachable!() };
         let fact = FirewallFact::Network {
             bridge,
@@ -918,9 +923,15 @@ mod tests {
             snat_v4: Some("192.0.2.9".parse().unwrap()),
         };
         let got = adds(&elements(&fact, false).unwrap());
-        assert!(got.contains(&"add element inet wharf snat4 { 10.1.0.0/24 : 192.0.2.9 }".to_string()), "{got:?}");
-        assert!(got.contains(&"add element inet wharf masq6 { fd00:1::/64 }".to_string()), "{got:?}");
-        assert!(!got.iter().any(|l| l.contains("masq4")), "{got:?}");
+        assert!(got.contains(&r#"add element inet wharf snat4 { "br-x" : 192.0.2.9 }"#.to_string()), "{got:?}");
+        assert!(got.contains(&r#"add element inet wharf masq { ipv6 . "br-x" }"#.to_string()), "{got:?}");
+        assert!(!got.contains(&r#"add element inet wharf masq { ipv4 . "br-x" }"#.to_string()), "{got:?}");
+    }
+
+    #[test]
+    fn the_inet_table_has_no_interval_sets() {
+        assert!(INET_SETS.iter().all(|(_, _, decl)| !decl.contains("interval")));
+        assert!(structure(true).lines().all(|l| !l.contains("interval")));
     }
 
     fn port(host_ip: Option<&str>, address: &str) -> FirewallFact {
@@ -959,6 +970,7 @@ mod tests {
     #[test]
     fn the_structure_only_names_wharfs_tables() {
         for s in [structure(true), recreate(false), ibrname_probe()] {
+            assert!(!s.is_empty());
             for line in s.lines() {
                 assert!(line.contains(" inet wharf") || line.contains(" bridge wharf"), "{line}");
                 assert!(!line.contains("ruleset"), "{line}");
