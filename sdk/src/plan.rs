@@ -135,6 +135,9 @@ pub enum LinkChange {
     Mac(String),
     /// Rename the link.
     Rename(String),
+    /// Bridge port hairpin mode: let the bridge send a frame back out of the port it came in
+    /// on. A sandbox reaching its own published port through the host's address needs it.
+    Hairpin(bool),
 }
 
 /// A route.
@@ -523,6 +526,13 @@ impl Step {
         let name = name.into();
         let undo = Op::LinkSet { netns: netns.clone(), name: name.clone(), change: LinkChange::Down };
         Step::new(Op::LinkSet { netns, name, change: LinkChange::Up }, undo)
+    }
+
+    /// Turn on hairpin mode on bridge port `name`; undo turns it off.
+    pub fn hairpin(netns: Netns, name: impl Into<String>) -> Self {
+        let name = name.into();
+        let undo = Op::LinkSet { netns: netns.clone(), name: name.clone(), change: LinkChange::Hairpin(false) };
+        Step::new(Op::LinkSet { netns, name, change: LinkChange::Hairpin(true) }, undo)
     }
 
     /// Set a sysctl; undo writes `previous`, or does nothing when `previous` is `None`.

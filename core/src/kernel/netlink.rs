@@ -13,7 +13,7 @@ use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourMessage, N
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::{
-    Handle, LinkBridge, LinkDummy, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVlan, LinkVxlan,
+    Handle, LinkBridge, LinkBridgePort, LinkDummy, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVlan, LinkVxlan,
     RouteMessageBuilder,
 };
 use std::net::IpAddr;
@@ -196,11 +196,12 @@ pub async fn link_del(h: &Handle, name: &str) -> Result<(), ExecError> {
     }
 }
 
-/// Change an existing link. Setting down a link that is gone succeeds.
+/// Change an existing link. Setting down, releasing or un-hairpinning a link that is gone
+/// succeeds.
 pub async fn link_set(h: &Handle, name: &str, change: &LinkChange) -> Result<(), ExecError> {
     let idx = match index(h, name).await? {
         Some(i) => i,
-        None if matches!(change, LinkChange::Down | LinkChange::NoMaster) => return Ok(()),
+        None if matches!(change, LinkChange::Down | LinkChange::NoMaster | LinkChange::Hairpin(false)) => return Ok(()),
         None => return Err(ExecError::new(format!("link {name:?} does not exist"))),
     };
     let b = LinkUnspec::new_with_index(idx);
@@ -212,6 +213,12 @@ pub async fn link_set(h: &Handle, name: &str, change: &LinkChange) -> Result<(),
         LinkChange::NoMaster => b.nocontroller(),
         LinkChange::Mac(m) => b.address(parse_mac(m)?),
         LinkChange::Rename(n) => b.name(n.clone()),
+        LinkChange::Hairpin(on) => {
+            // Bridge port settings need RTM_NEWLINK with port data, not RTM_SETLINK.
+            let port = LinkBridgePort::new(idx).hairpin(*on).build();
+            let req = h.link().set_port(port).execute().await;
+            return req.map_err(|e| fail(&format!("set link {name:?} {change:?}"), &e));
+        }
     };
     h.link().set(b.build()).execute().await.map_err(|e| fail(&format!("set link {name:?} {change:?}"), &e))
 }

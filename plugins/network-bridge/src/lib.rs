@@ -135,6 +135,7 @@ fn join_plan(req: &EndpointRequest, s: &Settings, ep: &EndpointState) -> DriverR
     veth.master = Some(s.bridge.clone());
     veth.up = true;
     plan.push(Step::link_add(Netns::Host, veth));
+    plan.push(Step::hairpin(Netns::Host, &ep.host_if));
     let mut info = JoinInfo { interface: Some(ep.ifname.clone()), ..Default::default() };
     let pools = [(&req.endpoint.ipv4, &req.network.ipv4), (&req.endpoint.ipv6, &req.network.ipv6)];
     for (addr, subnets) in pools {

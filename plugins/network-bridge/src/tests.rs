@@ -2,7 +2,7 @@
 
 use super::*;
 use std::collections::BTreeMap;
-use wharf_sdk::{EndpointSpec, GatewayMode, HostLink, PortBinding, Protocol, SandboxSpec, Subnet};
+use wharf_sdk::{EndpointSpec, GatewayMode, HostLink, LinkChange, PortBinding, Protocol, SandboxSpec, Subnet};
 
 const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const EP: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";
@@ -194,9 +194,11 @@ fn join_creates_the_veth_peer_inside_the_sandbox() {
         link.kind,
         LinkKind::Veth { peer: "eth0".into(), peer_netns: sandbox(), peer_mac: Some(mac_from_seed(EP)) }
     );
-    assert_eq!(*ops[1], Op::AddrAdd { netns: sandbox(), link: "eth0".into(), address: "10.1.0.2/24".parse().unwrap() });
+    let hairpin = Op::LinkSet { netns: Netns::Host, name: link.name.clone(), change: LinkChange::Hairpin(true) };
+    assert_eq!(*ops[1], hairpin, "a sandbox can reach its own published ports");
+    assert_eq!(*ops[2], Op::AddrAdd { netns: sandbox(), link: "eth0".into(), address: "10.1.0.2/24".parse().unwrap() });
     assert_eq!(
-        *ops[2],
+        *ops[3],
         Op::RouteAdd {
             netns: sandbox(),
             route: RouteSpec {
