@@ -212,3 +212,41 @@ fn removal_leaves_nothing_behind() {
     let tables = h.in_host_ok(&["nft", "list", "tables"]);
     assert!(tables.lines().all(|t| t.ends_with(" wharf")), "only wharf's own tables: {tables}");
 }
+
+#[test]
+fn a_sandbox_reconnects_at_once_and_retired_links_go_away() {
+    let h = Host::start();
+    h.wharf_ok(&["network", "create", "--subnet", "10.41.0.0/24", "again"]);
+    h.wharf_ok(&["sandbox", "create", "a"]);
+    h.wharf_ok(&["sandbox", "create", "b"]);
+    h.wharf_ok(&["network", "connect", "again", "b", "--ip", "10.41.0.20"]);
+    for round in 0..5 {
+        h.wharf_ok(&["network", "connect", "again", "a"]);
+        if !h.ping("a", "10.41.0.20") {
+            let a = String::from_utf8_lossy(&h.in_sandbox("a", &["ip", "-d", "link"]).stdout).into_owned();
+            let an = String::from_utf8_lossy(&h.in_sandbox("a", &["ip", "neigh"]).stdout).into_owned();
+            let bn = String::from_utf8_lossy(&h.in_sandbox("b", &["ip", "neigh"]).stdout).into_owned();
+            let fdb = h.in_host_ok(&["bridge", "fdb", "show"]);
+            let hl = h.in_host_ok(&["ip", "-d", "link"]);
+            let again = h.ping("a", "10.41.0.20");
+            panic!("round {round} again={again}\nA {a}\nAN {an}\nBN {bn}\nFDB {fdb}\nHOST {hl}");
+        }
+        h.wharf_ok(&["network", "disconnect", "again", "a"]);
+        assert!(!h.ping("a", "10.41.0.20"), "disconnected: no traffic, at once");
+    }
+    h.wharf_ok(&["network", "connect", "again", "a"]);
+    let eth0 = String::from_utf8_lossy(&h.in_sandbox("a", &["ip", "-o", "link", "show", "eth0"]).stdout).into_owned();
+    assert!(eth0.contains("eth0"), "the interface name is free again: {eth0}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let host = h.in_host_ok(&["ip", "-o", "link", "show"]);
+        let sandbox = String::from_utf8_lossy(&h.in_sandbox("a", &["ip", "-o", "link", "show"]).stdout).into_owned();
+        if !host.contains("wgc") && !sandbox.contains("wgc") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "retired links stay:\n{host}\n{sandbox}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let veths = h.in_host_ok(&["ip", "-o", "link", "show", "type", "veth"]).lines().count();
+    assert_eq!(veths, 2, "one veth per connected sandbox");
+}

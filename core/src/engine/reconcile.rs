@@ -10,11 +10,12 @@ use std::path::Path;
 use wharf_sdk::{FirewallFact, HostFacts, Netns, Op, Plan};
 
 /// Whether a host link has a name wharf gives its own devices: `br-` or `veth` followed by
-/// hex digits.
+/// hex digits, or `wgc` and an index (a retired veth the daemon did not get to delete).
 fn wharf_style_name(name: &str) -> bool {
     let hex = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit());
     name.strip_prefix("br-").is_some_and(|r| r.len() == 12 && hex(r))
         || name.strip_prefix("veth").is_some_and(|r| r.len() == 11 && hex(r))
+        || name.strip_prefix("wgc").is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
 }
 
 /// The firewall facts a set of plans has put in place.

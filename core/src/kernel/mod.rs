@@ -4,6 +4,15 @@
 //! Netlink work for a namespace runs on that namespace's worker thread (see [`worker`]);
 //! the host namespace's worker lives as long as the executor, sandbox workers are cached
 //! and exit when idle, so they never keep a removed namespace alive for long.
+//!
+//! Deleting a link costs the kernel RCU grace periods (~20 ms here), which would make most of
+//! a disconnect. A host veth this executor made with its peer in a sandbox is therefore
+//! retired instead: both ends are set down and renamed to `wgc<n>` at once, each from its own
+//! namespace's worker (freeing the sandbox's `eth0` for the next connect), and a reaper
+//! thread with its own netlink socket deletes the pair afterwards. Removing a namespace, deleting any
+//! other link and dropping the executor first wait until the reaper is done, so no retired
+//! link outlives what it belonged to; a daemon that dies in between leaves `wgc*` links that
+//! reconciliation removes.
 
 pub mod mount;
 pub mod netlink;
@@ -15,7 +24,8 @@ use nix::mount::{mount as sys_mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use wharf_sdk::{FirewallFact, HostFacts, LinkChange, LinkKind, Netns, Op};
 use worker::{netns_inode, Ctx, Worker};
@@ -26,17 +36,80 @@ const IDLE: Duration = Duration::from_secs(2);
 /// `NSFS_MAGIC` from `<linux/magic.h>`.
 const NSFS_MAGIC: i64 = 0x6e73_6673;
 
+/// How long to wait for the reaper before going on regardless.
+const DRAIN_LIMIT: Duration = Duration::from_secs(10);
+
 /// The kernel executor.
 pub struct Kernel {
     host: Worker,
+    reaper: Worker,
+    /// Retired links the reaper has not deleted yet.
+    retired: Arc<(Mutex<usize>, Condvar)>,
+    /// Host veths made by this executor: name -> (sandbox namespace file, peer name).
+    veths: Mutex<HashMap<String, (String, String)>>,
     sandboxes: Mutex<HashMap<String, Arc<Worker>>>,
     firewall: Arc<dyn Firewall>,
 }
 
+static RETIRED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 impl Kernel {
     /// An executor in the calling thread's network namespace, using `firewall`.
     pub fn new(firewall: Arc<dyn Firewall>) -> Result<Kernel, ExecError> {
-        Ok(Kernel { host: Worker::spawn(None, None)?, sandboxes: Mutex::new(HashMap::new()), firewall })
+        Ok(Kernel {
+            host: Worker::spawn(None, None)?,
+            reaper: Worker::spawn(None, None)?,
+            retired: Arc::new((Mutex::new(0), Condvar::new())),
+            veths: Mutex::new(HashMap::new()),
+            sandboxes: Mutex::new(HashMap::new()),
+            firewall,
+        })
+    }
+
+    /// Delete host link `name`: a veth into a sandbox is retired and left to the reaper; any
+    /// other link is deleted now, once earlier retired links are gone.
+    fn link_del_host(&self, name: &str) -> Result<(), ExecError> {
+        let known = self.veths.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        if let Some((path, peer)) = known {
+            let grave = format!("wgc{}{}", std::process::id() % 1000, RETIRED.fetch_add(1, Ordering::Relaxed));
+            match self.retire(name, &path, &peer, &grave) {
+                Ok(true) => return self.reap(grave),
+                Ok(false) => {}
+                Err(e) => tracing::debug!("deleting {name} at once: {e}"),
+            }
+        }
+        self.drain();
+        let n = name.to_string();
+        self.host.run(move |ctx| ctx.block_on(netlink::link_del(&ctx.handle, &n)))?
+    }
+
+    /// Set both ends of veth `name` down and rename them to `grave`. `Ok(false)`: the host end
+    /// is gone or was never renamed, so there is nothing to reap.
+    fn retire(&self, name: &str, path: &str, peer: &str, grave: &str) -> Result<bool, ExecError> {
+        let (p, g) = (peer.to_string(), grave.to_string());
+        self.on(&Netns::Path(path.to_string()), move |ctx| ctx.block_on(netlink::link_retire(&ctx.handle, &p, &g)))??;
+        let (n, g) = (name.to_string(), grave.to_string());
+        self.host.run(move |ctx| ctx.block_on(netlink::link_retire(&ctx.handle, &n, &g)))?
+    }
+
+    fn reap(&self, grave: String) -> Result<(), ExecError> {
+        *self.retired.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        let retired = self.retired.clone();
+        self.reaper.submit(move |ctx| {
+            if let Err(e) = ctx.block_on(netlink::link_del(&ctx.handle, &grave)) {
+                tracing::warn!("deleting retired link {grave}: {e}");
+            }
+            let (count, done) = &*retired;
+            *count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+            done.notify_all();
+        })
+    }
+
+    /// Wait until every retired link is deleted.
+    fn drain(&self) {
+        let (count, done) = &*self.retired;
+        let guard = count.lock().unwrap_or_else(|p| p.into_inner());
+        let _ = done.wait_timeout_while(guard, DRAIN_LIMIT, |n| *n > 0);
     }
 
     fn sandbox_worker(&self, path: &str, fresh: bool) -> Result<Arc<Worker>, ExecError> {
@@ -83,6 +156,9 @@ impl Kernel {
                 return self.link_add_across(&netns, target, link.clone());
             }
         }
+        if let (Op::LinkDel { name, .. }, Netns::Host) = (op, &netns) {
+            return self.link_del_host(name);
+        }
         let op = op.clone();
         self.on(&netns, move |ctx| {
             let h = &ctx.handle;
@@ -119,6 +195,10 @@ impl Kernel {
             _ => link.name.clone(),
         };
         let up = link.up;
+        if let (LinkKind::Veth { peer, .. }, Netns::Host, Netns::Path(p)) = (&link.kind, netns, target) {
+            let mut veths = self.veths.lock().unwrap_or_else(|p| p.into_inner());
+            veths.insert(link.name.clone(), (p.clone(), peer.clone()));
+        }
         if let (LinkKind::Macvlan { .. }, Netns::Path(_)) = (&link.kind, target) {
             // The link lives in the target namespace under its final name: look for it there.
             let name = link.name.clone();
@@ -197,6 +277,7 @@ impl Executor for Kernel {
     }
 
     fn remove_netns(&self, path: &Path) -> Result<(), ExecError> {
+        self.drain();
         self.forget_worker(&path.display().to_string());
         remove_named(path)
     }
@@ -211,6 +292,12 @@ impl Executor for Kernel {
 
     fn firewall_reload(&self, facts: &[FirewallFact]) -> Result<(), ExecError> {
         self.firewall.reload(facts)
+    }
+}
+
+impl Drop for Kernel {
+    fn drop(&mut self) {
+        self.drain();
     }
 }
 

@@ -196,6 +196,19 @@ pub async fn link_del(h: &Handle, name: &str) -> Result<(), ExecError> {
     }
 }
 
+/// Set link `name` down and rename it to `to`; `Ok(false)` when it is absent.
+pub async fn link_retire(h: &Handle, name: &str, to: &str) -> Result<bool, ExecError> {
+    let Some(idx) = index(h, name).await? else { return Ok(false) };
+    let what = format!("retire link {name:?}");
+    h.link().set(LinkUnspec::new_with_index(idx).down().build()).execute().await.map_err(|e| fail(&what, &e))?;
+    h.link()
+        .set(LinkUnspec::new_with_index(idx).name(to.to_string()).build())
+        .execute()
+        .await
+        .map_err(|e| fail(&what, &e))?;
+    Ok(true)
+}
+
 /// Change an existing link. Setting down, releasing or un-hairpinning a link that is gone
 /// succeeds.
 pub async fn link_set(h: &Handle, name: &str, change: &LinkChange) -> Result<(), ExecError> {

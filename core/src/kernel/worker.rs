@@ -81,6 +81,11 @@ impl Worker {
         Ok(Worker { tx, inode })
     }
 
+    /// Queue `f` on the worker without waiting for it.
+    pub fn submit(&self, f: impl FnOnce(&Ctx) + Send + 'static) -> Result<(), ExecError> {
+        self.tx.send(Box::new(f)).map_err(|_| ExecError::new("netns worker is gone"))
+    }
+
     /// Run `f` on the worker and wait for its result.
     pub fn run<T: Send + 'static>(&self, f: impl FnOnce(&Ctx) -> T + Send + 'static) -> Result<T, ExecError> {
         let (tx, rx) = channel();
