@@ -2,7 +2,11 @@
 
 pub mod abi;
 pub mod daemons;
+pub mod peers;
+pub mod plot;
+pub mod report;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 /// Median and spread of repeated timings.
@@ -35,4 +39,25 @@ pub fn measure(rounds: usize, batch: usize, mut f: impl FnMut()) -> Summary {
 /// Microseconds, for reports.
 pub fn micros(d: Duration) -> f64 {
     d.as_secs_f64() * 1e6
+}
+
+/// Resident memory (KiB) of every process whose command line names `dir`: a daemon started
+/// with its state there, and its helper processes (containerd and the shims, for dockerd).
+pub fn rss_kib(dir: &Path) -> u64 {
+    let needle = dir.display().to_string();
+    let mut total = 0;
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let p = entry.path();
+        let Ok(cmdline) = std::fs::read(p.join("cmdline")) else { continue };
+        if !String::from_utf8_lossy(&cmdline).contains(&needle) {
+            continue;
+        }
+        let status = std::fs::read_to_string(p.join("status")).unwrap_or_default();
+        let rss = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next().and_then(|k| k.parse::<u64>().ok()));
+        total += rss.unwrap_or(0);
+    }
+    total
 }
