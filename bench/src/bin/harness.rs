@@ -36,6 +36,7 @@ const PROBE: usize = 60_000;
 struct Opts {
     smoke: bool,
     install_peers: bool,
+    skip_docker: bool,
     only: Vec<String>,
     rounds: usize,
     bin_dir: PathBuf,
@@ -51,6 +52,7 @@ impl Opts {
         let mut o = Opts {
             smoke: false,
             install_peers: false,
+            skip_docker: false,
             only: Vec::new(),
             rounds: 0,
             bin_dir,
@@ -61,12 +63,13 @@ impl Opts {
             match a.as_str() {
                 "--smoke" => o.smoke = true,
                 "--install-peers" => o.install_peers = true,
+                "--skip-docker" => o.skip_docker = true,
                 "--only" => o.only.push(args.next().expect("--only SECTION")),
                 "--rounds" => o.rounds = args.next().and_then(|n| n.parse().ok()).expect("--rounds N"),
                 "--out" => o.out = PathBuf::from(args.next().expect("--out DIR")),
                 "-h" | "--help" => {
                     println!(
-                        "usage: harness [--smoke] [--install-peers] [--only endpoints|ports|networks|daemon|dataplane]... \
+                        "usage: harness [--smoke] [--install-peers] [--skip-docker] [--only endpoints|ports|networks|daemon|dataplane]... \
                          [--rounds N] [--out DIR]"
                     );
                     std::process::exit(0);
@@ -140,7 +143,7 @@ fn endpoint_peers(o: &Opts, report: &mut Report, spec: &NetSpec) -> Vec<Box<dyn 
             Err(e) => panic!("wharf: {e}"),
         }
     }
-    peers.extend(wharf_bench::peers::others(spec, &o.work, o.smoke, report));
+    peers.extend(wharf_bench::peers::others(spec, &o.work, !o.skip_docker, report));
     peers
 }
 
@@ -341,7 +344,9 @@ fn daemon(o: &Opts, report: &mut Report) {
         wharf_bench::rss_kib(w.daemon.dir()) as f64 / 1024.0,
         "MiB",
     );
-    wharf_bench::peers::docker_memory(&o.work, n, section, report);
+    if !o.skip_docker {
+        wharf_bench::peers::docker_memory(&o.work, n, section, report);
+    }
 }
 
 /// An iperf3 server in namespace file `netns`, stopped on drop.

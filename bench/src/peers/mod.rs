@@ -73,11 +73,15 @@ pub mod wharf;
 
 /// The peers other than wharf that are installed, for networks like `spec`. Each one that is
 /// missing or cannot be made gets a note in `report`.
-pub fn others(spec: &NetSpec, work: &std::path::Path, _smoke: bool, report: &mut Report) -> Vec<Box<dyn Endpoints>> {
+pub fn others(spec: &NetSpec, work: &std::path::Path, docker: bool, report: &mut Report) -> Vec<Box<dyn Endpoints>> {
     let mut out: Vec<Box<dyn Endpoints>> = Vec::new();
-    match crate::daemons::Daemon::dockerd_networking(work).and_then(|d| docker::Docker::new(d, spec, work)) {
-        Ok(p) => out.push(Box::new(p)),
-        Err(e) => report.note(format!("docker: left out of endpoints {}: {e}", spec.kind.as_str())),
+    if docker {
+        match crate::daemons::Daemon::dockerd_networking(work).and_then(|d| docker::Docker::new(d, spec, work)) {
+            Ok(p) => out.push(Box::new(p)),
+            Err(e) => report.note(format!("docker: left out of endpoints {}: {e}", spec.kind.as_str())),
+        }
+    } else {
+        report.note(format!("docker: left out of endpoints {} (--skip-docker)", spec.kind.as_str()));
     }
     if netavark::Netavark::available() {
         match netavark::Netavark::new(spec, work) {
