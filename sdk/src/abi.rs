@@ -17,6 +17,7 @@ use crate::network::{
 };
 use crate::volume::{VolumeCapabilities, VolumeDriver, VolumeInfo, VolumeRequest};
 use serde::de::DeserializeOwned;
+use serde::ser::SerializeStruct;
 use serde::{Deserialize, Serialize};
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -27,8 +28,24 @@ pub const ABI_VERSION: u32 = 1;
 /// The symbol every plugin library exports.
 pub const SYMBOL: &[u8] = b"wharf_plugin_v1";
 
-/// The version of the JSON messages.
-pub const MESSAGE_VERSION: u32 = 1;
+/// The version of the JSON messages core sends; a plugin answers in the same version or an
+/// older one.
+///
+/// - 1: the first version.
+/// - 2: a plan step may leave out its `undo` when it is the op's [`Op::plain_undo`]
+///   (see [`Plan::compact`]). A plugin writes compact plans only when the request says 2 or
+///   later, so an older core still gets every undo; any core reads both forms.
+///
+/// [`Op::plain_undo`]: crate::plan::Op::plain_undo
+/// [`Plan::compact`]: crate::plan::Plan::compact
+pub const MESSAGE_VERSION: u32 = 2;
+
+/// The first message version in which plans may be compact.
+const COMPACT_PLANS: u32 = 2;
+
+/// Starting capacity of an encoded message: a join's request or response fits without
+/// the buffer growing (and being copied) on the way.
+const MESSAGE_CAPACITY: usize = 2048;
 
 /// `call` succeeded; the buffer holds the JSON response.
 pub const STATUS_OK: i32 = 0;
@@ -184,29 +201,32 @@ impl Driver {
     }
 
     fn dispatch(&self, request: &[u8]) -> DriverResult<Vec<u8>> {
+        let malformed = |e: String| DriverError::invalid(format!("malformed plugin message: {e}"));
         match self {
             Driver::Network(d) => {
-                let env: Envelope<NetworkCall> = decode(request)?;
+                let env: Envelope<NetworkCall> = decode(request).map_err(malformed)?;
+                let v = env.version;
                 match env.call {
                     NetworkCall::Capabilities => encode(&d.capabilities()),
                     NetworkCall::Validate { network, facts } => encode(&d.validate(&network, &facts)?),
-                    NetworkCall::CreateNetwork(r) => encode(&d.create_network(r)?),
-                    NetworkCall::DeleteNetwork(r) => encode(&d.delete_network(r)?),
-                    NetworkCall::CreateEndpoint(r) => encode(&d.create_endpoint(r)?),
-                    NetworkCall::DeleteEndpoint(r) => encode(&d.delete_endpoint(r)?),
-                    NetworkCall::Join(r) => encode(&d.join(r)?),
-                    NetworkCall::Leave(r) => encode(&d.leave(r)?),
+                    NetworkCall::CreateNetwork(r) => encode(&WireOutcome(&d.create_network(r)?, v)),
+                    NetworkCall::DeleteNetwork(r) => encode(&WireOutcome(&d.delete_network(r)?, v)),
+                    NetworkCall::CreateEndpoint(r) => encode(&WireOutcome(&d.create_endpoint(r)?, v)),
+                    NetworkCall::DeleteEndpoint(r) => encode(&WireOutcome(&d.delete_endpoint(r)?, v)),
+                    NetworkCall::Join(r) => encode(&WireOutcome(&d.join(r)?, v)),
+                    NetworkCall::Leave(r) => encode(&WireOutcome(&d.leave(r)?, v)),
                 }
             }
             Driver::Volume(d) => {
-                let env: Envelope<VolumeCall> = decode(request)?;
+                let env: Envelope<VolumeCall> = decode(request).map_err(malformed)?;
+                let v = env.version;
                 match env.call {
                     VolumeCall::Capabilities => encode(&d.capabilities()),
                     VolumeCall::Validate(r) => encode(&d.validate(&r)?),
-                    VolumeCall::Create(r) => encode(&d.create(r)?),
-                    VolumeCall::Remove(r) => encode(&d.remove(r)?),
-                    VolumeCall::Mount(r) => encode(&d.mount(r)?),
-                    VolumeCall::Unmount(r) => encode(&d.unmount(r)?),
+                    VolumeCall::Create(r) => encode(&WireOutcome(&d.create(r)?, v)),
+                    VolumeCall::Remove(r) => encode(&WireOutcome(&d.remove(r)?, v)),
+                    VolumeCall::Mount(r) => encode(&WireOutcome(&d.mount(r)?, v)),
+                    VolumeCall::Unmount(r) => encode(&WireOutcome(&d.unmount(r)?, v)),
                     VolumeCall::Path(r) => encode(&d.path(r)?),
                     VolumeCall::Get(r) => encode(&d.get(r)?),
                     VolumeCall::List(r) => encode(&d.list(r)?),
@@ -216,12 +236,37 @@ impl Driver {
     }
 }
 
-fn decode<T: DeserializeOwned>(bytes: &[u8]) -> DriverResult<T> {
-    serde_json::from_slice(bytes).map_err(|e| DriverError::invalid(format!("malformed plugin message: {e}")))
+/// An outcome as a plugin sends it: the same fields as [`Outcome`]'s own `Serialize`, with
+/// a compact plan when the request's message version allows one.
+struct WireOutcome<'a, T>(&'a Outcome<T>, u32);
+
+impl<T: Serialize> Serialize for WireOutcome<'_, T> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let WireOutcome(outcome, version) = self;
+        let mut s = serializer.serialize_struct("Outcome", 3)?;
+        s.serialize_field("response", &outcome.response)?;
+        if *version >= COMPACT_PLANS {
+            s.serialize_field("plan", &outcome.plan.compact())?;
+        } else {
+            s.serialize_field("plan", &outcome.plan)?;
+        }
+        s.serialize_field("state", &outcome.state)?;
+        s.end()
+    }
+}
+
+/// Read a JSON message. The bytes are checked to be UTF-8 once, as a whole, so the parser
+/// does not check each string again.
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
+    let text = std::str::from_utf8(bytes).map_err(|e| e.to_string())?;
+    serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
 fn encode<T: Serialize>(value: &T) -> DriverResult<Vec<u8>> {
-    serde_json::to_vec(value).map_err(|e| DriverError::internal(format!("cannot encode plugin message: {e}")))
+    let mut bytes = Vec::with_capacity(MESSAGE_CAPACITY);
+    serde_json::to_writer(&mut bytes, value)
+        .map_err(|e| DriverError::internal(format!("cannot encode plugin message: {e}")))?;
+    Ok(bytes)
 }
 
 /// The exporting side of a plugin library: its drivers and the table pointing at them.
@@ -427,40 +472,64 @@ impl PluginClient {
         PluginClient { table, index, name }
     }
 
+    /// Send one JSON request and hand the status and the plugin's response bytes to `read`,
+    /// then give the buffer back to the plugin. The bytes are read where the plugin wrote
+    /// them, not copied.
+    fn exchange<T>(&self, request: &[u8], read: impl FnOnce(i32, &[u8]) -> T) -> T {
+        /// Gives a response buffer back to the plugin's `free`, even if `read` panics.
+        struct Response<'a> {
+            table: &'a PluginTable,
+            buffer: Buffer,
+        }
+        impl Drop for Response<'_> {
+            fn drop(&mut self) {
+                if !self.buffer.ptr.is_null() {
+                    let buffer = std::mem::replace(&mut self.buffer, Buffer::EMPTY);
+                    // SAFETY: the buffer came from this table's `call`; it goes back to its
+                    // `free`, once: `self.buffer` is left empty.
+                    unsafe { (self.table.free)(buffer) };
+                }
+            }
+        }
+        let mut out = Response { table: self.table, buffer: Buffer::EMPTY };
+        // SAFETY: the table is valid for the life of the process (see `new`); `request` is a
+        // live slice; `out.buffer` is a valid buffer the plugin fills and `Response` frees.
+        let status = unsafe {
+            (self.table.call)(self.table.instance, self.index, request.as_ptr(), request.len(), &mut out.buffer)
+        };
+        let bytes = if out.buffer.ptr.is_null() {
+            &[][..]
+        } else {
+            // SAFETY: the plugin wrote `len` initialised bytes at `ptr`, which stay valid
+            // until the buffer is freed when `out` drops, after `read` returns.
+            unsafe { std::slice::from_raw_parts(out.buffer.ptr, out.buffer.len) }
+        };
+        read(status, bytes)
+    }
+
     /// Send one JSON request and return the raw status and response bytes.
     pub fn call_raw(&self, request: &[u8]) -> (i32, Vec<u8>) {
-        let mut out = Buffer::EMPTY;
-        // SAFETY: the table is valid for the life of the process (see `new`); `request` is a
-        // live slice; `out` is a valid buffer the plugin fills and we free through `free`.
-        let status =
-            unsafe { (self.table.call)(self.table.instance, self.index, request.as_ptr(), request.len(), &mut out) };
-        let bytes = if out.ptr.is_null() {
-            Vec::new()
-        } else {
-            // SAFETY: the plugin wrote `len` initialised bytes at `ptr`.
-            let copy = unsafe { std::slice::from_raw_parts(out.ptr, out.len) }.to_vec();
-            // SAFETY: the buffer came from this table's `call`; it goes back to its `free`.
-            unsafe { (self.table.free)(out) };
-            copy
-        };
-        (status, bytes)
+        self.exchange(request, |status, bytes| (status, bytes.to_vec()))
     }
 
     fn call<C: Serialize, R: DeserializeOwned>(&self, call: C) -> DriverResult<R> {
-        let request = serde_json::to_vec(&Envelope { version: MESSAGE_VERSION, call })
+        let mut request = Vec::with_capacity(MESSAGE_CAPACITY);
+        serde_json::to_writer(&mut request, &Envelope { version: MESSAGE_VERSION, call })
             .map_err(|e| DriverError::internal(format!("cannot encode request for driver {:?}: {e}", self.name)))?;
-        let (status, bytes) = self.call_raw(&request);
-        if status == STATUS_OK {
-            serde_json::from_slice(&bytes)
-                .map_err(|e| DriverError::internal(format!("driver {:?} sent a malformed response: {e}", self.name)))
-        } else {
-            Err(serde_json::from_slice(&bytes).unwrap_or_else(|_| {
-                DriverError::internal(format!(
-                    "driver {:?} failed with status {status} and no readable error",
-                    self.name
-                ))
-            }))
-        }
+        self.exchange(&request, |status, bytes| {
+            if status == STATUS_OK {
+                decode(bytes).map_err(|e| {
+                    DriverError::internal(format!("driver {:?} sent a malformed response: {e}", self.name))
+                })
+            } else {
+                Err(decode(bytes).unwrap_or_else(|_| {
+                    DriverError::internal(format!(
+                        "driver {:?} failed with status {status} and no readable error",
+                        self.name
+                    ))
+                }))
+            }
+        })
     }
 }
 
@@ -530,7 +599,7 @@ impl VolumeDriver for PluginClient {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::Plan;
+    use crate::plan::{LinkKind, LinkSpec, Netns, Op, Plan, Step};
     use serde_json::Value;
 
     struct Flaky;
@@ -560,8 +629,11 @@ mod tests {
         fn delete_endpoint(&self, _: EndpointRequest) -> DriverResult<Outcome<()>> {
             Ok(Outcome::default())
         }
-        fn join(&self, _: EndpointRequest) -> DriverResult<Outcome<JoinInfo>> {
-            Ok(Outcome::default())
+        fn join(&self, req: EndpointRequest) -> DriverResult<Outcome<JoinInfo>> {
+            let mut plan = Plan::new();
+            plan.push(Step::link_add(Netns::Host, LinkSpec::new(req.endpoint.id, LinkKind::Dummy)));
+            plan.push(Step::sysctl(Netns::Host, "net.ipv4.ip_forward", "1", Some("0".into())));
+            Ok(Outcome::new(JoinInfo::default(), plan, Value::Null))
         }
         fn leave(&self, _: EndpointRequest) -> DriverResult<Outcome<()>> {
             Ok(Outcome::default())
@@ -614,6 +686,23 @@ mod tests {
         assert_eq!(status, STATUS_ERROR);
         let e: DriverError = serde_json::from_slice(&body).unwrap();
         assert!(e.message.contains("malformed"));
+    }
+
+    #[test]
+    fn plans_are_compact_only_for_a_core_that_reads_them() {
+        let c = client();
+        let undos = |version: u32| -> Vec<bool> {
+            let req =
+                format!(r#"{{"version":{version},"call":{{"method":"join","params":{{"endpoint":{{"id":"d0"}}}}}}}}"#);
+            let (status, body) = c.call_raw(req.as_bytes());
+            assert_eq!(status, STATUS_OK, "{}", String::from_utf8_lossy(&body));
+            let out: Value = serde_json::from_slice(&body).unwrap();
+            out["plan"]["steps"].as_array().unwrap().iter().map(|s| s.get("undo").is_some()).collect()
+        };
+        assert_eq!(undos(1), [true, true]);
+        assert_eq!(undos(MESSAGE_VERSION), [false, true]);
+        let out = NetworkDriver::join(&c, EndpointRequest::default()).unwrap();
+        assert_eq!(out.plan.steps[0].undo, Op::LinkDel { netns: Netns::Host, name: String::new() });
     }
 
     #[test]

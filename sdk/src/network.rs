@@ -65,6 +65,16 @@ impl Subnet {
     }
 }
 
+// Fields at their default are left out of messages (every reader defaults them back), so
+// they cost nothing to encode or decode.
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_zero(n: &u16) -> bool {
+    *n == 0
+}
+
 /// A network as the driver sees it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
@@ -83,8 +93,10 @@ pub struct NetworkSpec {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub ipv6: Vec<Subnet>,
     /// Whether IPv6 is enabled.
+    #[serde(skip_serializing_if = "is_false")]
     pub enable_ipv6: bool,
     /// Whether the network is internal (no egress).
+    #[serde(skip_serializing_if = "is_false")]
     pub internal: bool,
     /// Labels.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -112,6 +124,7 @@ pub struct PortBinding {
     /// First host port; 0 lets the driver choose.
     pub host_port: u16,
     /// Last host port of a range; 0 means the same as `host_port`.
+    #[serde(skip_serializing_if = "is_zero")]
     pub host_port_end: u16,
 }
 

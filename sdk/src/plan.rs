@@ -471,6 +471,67 @@ impl Op {
     }
 }
 
+impl Op {
+    /// The operation that undoes this one when it follows from the operation alone: a
+    /// create's delete, an add's remove, `up`'s `down`. `None` when undoing needs more (a
+    /// sysctl's previous value) or nothing (a delete, whose inverse is the driver's choice).
+    pub fn plain_undo(&self) -> Option<Op> {
+        Some(match self {
+            Op::LinkAdd { netns, link } => Op::LinkDel { netns: netns.clone(), name: link.name.clone() },
+            Op::LinkSet { netns, name, change: LinkChange::Up } => {
+                Op::LinkSet { netns: netns.clone(), name: name.clone(), change: LinkChange::Down }
+            }
+            Op::LinkSet { netns, name, change: LinkChange::Hairpin(true) } => {
+                Op::LinkSet { netns: netns.clone(), name: name.clone(), change: LinkChange::Hairpin(false) }
+            }
+            Op::AddrAdd { netns, link, address } => {
+                Op::AddrDel { netns: netns.clone(), link: link.clone(), address: *address }
+            }
+            Op::RouteAdd { netns, route } => Op::RouteDel { netns: netns.clone(), route: route.clone() },
+            Op::NeighAdd { netns, device, address, .. } => {
+                Op::NeighDel { netns: netns.clone(), device: device.clone(), address: *address }
+            }
+            Op::FdbAdd { netns, device, mac, destination } => {
+                Op::FdbDel { netns: netns.clone(), device: device.clone(), mac: mac.clone(), destination: *destination }
+            }
+            Op::FirewallAdd { fact } => Op::FirewallDel { fact: fact.clone() },
+            Op::Mount { target, .. } => Op::Unmount { target: target.clone() },
+            Op::DirCreate { path, .. } => Op::DirRemove { path: path.clone() },
+            _ => return None,
+        })
+    }
+
+    /// Whether `undo` is [`Op::plain_undo`] of this operation, checked without building it.
+    pub fn is_plain_undo(&self, undo: &Op) -> bool {
+        match (self, undo) {
+            (Op::LinkAdd { netns, link }, Op::LinkDel { netns: n, name }) => netns == n && link.name == *name,
+            (Op::LinkSet { netns, name, change }, Op::LinkSet { netns: n, name: m, change: c }) => {
+                netns == n
+                    && name == m
+                    && matches!(
+                        (change, c),
+                        (LinkChange::Up, LinkChange::Down) | (LinkChange::Hairpin(true), LinkChange::Hairpin(false))
+                    )
+            }
+            (Op::AddrAdd { netns, link, address }, Op::AddrDel { netns: n, link: l, address: a }) => {
+                netns == n && link == l && address == a
+            }
+            (Op::RouteAdd { netns, route }, Op::RouteDel { netns: n, route: r }) => netns == n && route == r,
+            (Op::NeighAdd { netns, device, address, .. }, Op::NeighDel { netns: n, device: d, address: a }) => {
+                netns == n && device == d && address == a
+            }
+            (
+                Op::FdbAdd { netns, device, mac, destination },
+                Op::FdbDel { netns: n, device: d, mac: m, destination: t },
+            ) => netns == n && device == d && mac == m && destination == t,
+            (Op::FirewallAdd { fact }, Op::FirewallDel { fact: f }) => fact == f,
+            (Op::Mount { target, .. }, Op::Unmount { target: t }) => target == t,
+            (Op::DirCreate { path, .. }, Op::DirRemove { path: p }) => path == p,
+            _ => false,
+        }
+    }
+}
+
 fn fact_name(fact: &FirewallFact) -> String {
     match fact {
         FirewallFact::Network { bridge, .. } => format!("network {bridge}"),
@@ -482,13 +543,74 @@ fn fact_name(fact: &FirewallFact) -> String {
 }
 
 /// One step of a plan: an operation and the operation that undoes it.
+///
+/// In JSON, `undo` may be left out when it is the op's [`Op::plain_undo`]: a reader fills it
+/// in. Writers that do so are the plugin side of the ABI, and only for a core that speaks
+/// message version 2 or later (see [`Plan::compact`]); a step's own `Serialize` always
+/// writes both, so stored plans stay readable by older versions.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "StepMessage")]
 pub struct Step {
     /// What to do.
     #[serde(rename = "do")]
     pub op: Op,
     /// What undoes it.
     pub undo: Op,
+}
+
+/// A step as read from JSON, before a left-out `undo` is filled in.
+#[derive(Deserialize)]
+struct StepMessage {
+    #[serde(rename = "do")]
+    op: Op,
+    #[serde(default)]
+    undo: Option<Op>,
+}
+
+impl TryFrom<StepMessage> for Step {
+    type Error = String;
+
+    fn try_from(m: StepMessage) -> Result<Step, String> {
+        let undo = match m.undo {
+            Some(undo) => undo,
+            None => m.op.plain_undo().ok_or_else(|| format!("step to {} lacks its undo", m.op.describe()))?,
+        };
+        Ok(Step { op: m.op, undo })
+    }
+}
+
+/// A step that leaves out its undo when that is the plain one; see [`Plan::compact`].
+struct CompactStep<'a>(&'a Step);
+
+impl Serialize for CompactStep<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let plain = self.0.op.is_plain_undo(&self.0.undo);
+        let mut s = serializer.serialize_struct("Step", if plain { 1 } else { 2 })?;
+        s.serialize_field("do", &self.0.op)?;
+        if !plain {
+            s.serialize_field("undo", &self.0.undo)?;
+        }
+        s.end()
+    }
+}
+
+/// A plan serialised with plain undos left out; see [`Plan::compact`].
+pub struct CompactPlan<'a>(&'a Plan);
+
+impl Serialize for CompactPlan<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        struct Steps<'a>(&'a [Step]);
+        impl Serialize for Steps<'_> {
+            fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                serializer.collect_seq(self.0.iter().map(CompactStep))
+            }
+        }
+        let mut s = serializer.serialize_struct("Plan", 1)?;
+        s.serialize_field("steps", &Steps(&self.0.steps))?;
+        s.end()
+    }
 }
 
 impl Step {
@@ -610,6 +732,13 @@ impl Plan {
     pub fn ops(&self) -> impl Iterator<Item = &Op> {
         self.steps.iter().map(|s| &s.op)
     }
+
+    /// The plan as message version 2 carries it: a step's `undo` is left out when it is
+    /// the op's [`Op::plain_undo`], which a reader fills back in. About half the bytes of a
+    /// typical plan, so half the cost of encoding and decoding it.
+    pub fn compact(&self) -> CompactPlan<'_> {
+        CompactPlan(self)
+    }
 }
 
 impl FromIterator<Step> for Plan {
@@ -621,6 +750,7 @@ impl FromIterator<Step> for Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::Value;
 
     #[test]
     fn inverse_reverses_order_and_swaps_each_step() {
@@ -648,6 +778,31 @@ mod tests {
         let json = serde_json::to_string(&plan).unwrap();
         let back: Plan = serde_json::from_str(&json).unwrap();
         assert_eq!(back, plan);
+    }
+
+    #[test]
+    fn a_compact_plan_leaves_out_plain_undos_and_reads_back_whole() {
+        let mut plan = Plan::new();
+        plan.push(Step::link_add(Netns::Host, LinkSpec::new("br0", LinkKind::Bridge)));
+        plan.push(Step::hairpin(Netns::Host, "veth0"));
+        plan.push(Step::addr_add(Netns::Path("/run/netns/a".into()), "eth0", "10.0.0.2/24".parse().unwrap()));
+        plan.push(Step::sysctl(Netns::Host, "net.ipv4.ip_forward", "1", Some("0".into())));
+        plan.push(Step::new(Op::LinkDel { netns: Netns::Host, name: "old".into() }, Op::Noop));
+        plan.push(Step::new(Op::DirCreate { path: "/v".into(), mode: None, uid: None, gid: None }, Op::Noop));
+        let json = serde_json::to_value(plan.compact()).unwrap();
+        let undos: Vec<bool> = json["steps"].as_array().unwrap().iter().map(|s| s.get("undo").is_some()).collect();
+        assert_eq!(undos, [false, false, false, true, true, true]);
+        let back: Plan = serde_json::from_value(json).unwrap();
+        assert_eq!(back, plan);
+        let full: Value = serde_json::to_value(&plan).unwrap();
+        assert!(full["steps"].as_array().unwrap().iter().all(|s| s.get("undo").is_some()));
+    }
+
+    #[test]
+    fn a_step_without_undo_needs_a_plain_one() {
+        let json = r#"{"steps":[{"do":{"sysctl":{"netns":"host","key":"k","value":"1"}}}]}"#;
+        let err = serde_json::from_str::<Plan>(json).unwrap_err();
+        assert!(err.to_string().contains("lacks its undo"), "{err}");
     }
 
     #[test]

@@ -35,9 +35,9 @@ fn to_state<T: Serialize>(v: &T) -> DriverResult<Value> {
     serde_json::to_value(v).map_err(|e| DriverError::internal(format!("bridge state: {e}")))
 }
 
-fn from_state<T: for<'de> Deserialize<'de>>(v: &Value, what: &str) -> DriverResult<T> {
-    serde_json::from_value(v.clone())
-        .map_err(|e| DriverError::internal(format!("bridge: unreadable {what} state: {e}")))
+/// Read state in place: `&Value` is itself a deserializer, so nothing is cloned.
+fn from_state<'a, T: Deserialize<'a>>(v: &'a Value, what: &str) -> DriverResult<T> {
+    T::deserialize(v).map_err(|e| DriverError::internal(format!("bridge: unreadable {what} state: {e}")))
 }
 
 fn default_route(gw: IpAddr) -> IpNet {

@@ -38,6 +38,7 @@ pub struct Settings {
     pub mtu: u32,
     pub masquerade: bool,
     pub icc: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub host_binding: Option<IpAddr>,
     pub gateway_mode_v4: GatewayMode,
     pub gateway_mode_v6: GatewayMode,
