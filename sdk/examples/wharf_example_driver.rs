@@ -13,9 +13,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::net::IpAddr;
 use wharf_sdk::{
-    export_plugin, next_interface_name, CreateNetwork, DeleteNetwork, DriverError, DriverResult, EndpointInfo,
-    EndpointRequest, HostFacts, JoinInfo, LinkKind, LinkSpec, Netns, NetworkDriver, NetworkSpec, Outcome, Plan,
-    RouteSpec, Step,
+    export_plugin, mtu_option, next_interface_name, CreateNetwork, DeleteNetwork, DriverError, DriverResult,
+    EndpointInfo, EndpointRequest, HostFacts, JoinInfo, LinkKind, LinkSpec, Netns, NetworkDriver, NetworkSpec, Outcome,
+    Plan, RouteSpec, Step, MTU,
 };
 
 /// The driver. It keeps nothing of its own: everything it needs arrives in each request.
@@ -35,16 +35,8 @@ struct EndpointState {
     sandbox_if: String,
 }
 
-const MTU_OPTION: &str = "com.docker.network.driver.mtu";
-
 fn parse_mtu(network: &NetworkSpec, facts: &HostFacts) -> DriverResult<u32> {
-    match network.options.get(MTU_OPTION) {
-        None => Ok(facts.mtu()),
-        Some(v) => match v.parse::<u32>() {
-            Ok(m) if (68..=65535).contains(&m) => Ok(m),
-            _ => Err(DriverError::invalid_option(MTU_OPTION, format!("{v:?} is not an MTU between 68 and 65535"))),
-        },
-    }
+    mtu_option(&network.options, facts.mtu(), 65535)
 }
 
 fn state<T: for<'de> Deserialize<'de> + Default>(value: &Value) -> T {
@@ -120,7 +112,7 @@ impl NetworkDriver for Ptp {
     }
 
     fn validate(&self, network: &NetworkSpec, facts: &HostFacts) -> DriverResult<()> {
-        if let Some(bad) = network.options.keys().find(|k| k.as_str() != MTU_OPTION) {
+        if let Some(bad) = network.options.keys().find(|k| k.as_str() != MTU) {
             return Err(DriverError::unknown_option("ptp", bad));
         }
         parse_mtu(network, facts).map(|_| ())

@@ -14,12 +14,17 @@
 pub mod abi;
 mod error;
 mod facts;
+mod helpers;
 mod network;
 pub mod plan;
 mod volume;
 
 pub use error::{DriverError, DriverResult, ErrorKind};
 pub use facts::{HostFacts, HostLink};
+pub use helpers::{
+    fnv1a, iface_prefix, mac_from_seed, mtu_option, next_interface_name, sandbox_ifname, state_from_value,
+    state_to_value, valid_ifname, VethEndpoint, ENDPOINT_IFNAME, IFACE_PREFIX, MTU,
+};
 pub use network::{
     CreateNetwork, DeleteNetwork, EndpointInfo, EndpointRequest, EndpointSpec, JoinInfo, NetworkCapabilities,
     NetworkDriver, NetworkPeer, NetworkSpec, Outcome, PortBinding, SandboxSpec, Scope, Subnet,
@@ -28,24 +33,3 @@ pub use plan::{
     FirewallFact, GatewayMode, LinkChange, LinkKind, LinkSpec, MacvlanMode, Netns, Op, Plan, Protocol, RouteSpec, Step,
 };
 pub use volume::{VolumeCapabilities, VolumeDriver, VolumeInfo, VolumeRequest, VolumeSpec};
-
-/// Deterministic locally-administered MAC address derived from `seed` (an endpoint id),
-/// the way Docker derives one from an address: stable across restarts, unicast.
-pub fn mac_from_seed(seed: &str) -> String {
-    // FNV-1a over the seed: small, stable across builds, good enough spread for MACs.
-    let mut h: u64 = 0xcbf29ce484222325;
-    for b in seed.bytes() {
-        h ^= b as u64;
-        h = h.wrapping_mul(0x100000001b3);
-    }
-    let b = h.to_be_bytes();
-    format!("02:42:{:02x}:{:02x}:{:02x}:{:02x}", b[0], b[1], b[2], b[3])
-}
-
-/// Pick the first interface name `prefixN` not in `taken`.
-pub fn next_interface_name(prefix: &str, taken: &[String]) -> String {
-    (0..)
-        .map(|i| format!("{prefix}{i}"))
-        .find(|n| !taken.iter().any(|t| t == n))
-        .expect("an unbounded range always yields a free name")
-}

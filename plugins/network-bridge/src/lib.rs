@@ -9,36 +9,20 @@
 mod options;
 
 use ipnet::IpNet;
-use options::{Settings, ENDPOINT_IFNAME};
-use serde::{Deserialize, Serialize};
+use options::Settings;
 use serde_json::Value;
 use std::net::IpAddr;
 use wharf_sdk::{
-    mac_from_seed, next_interface_name, CreateNetwork, DeleteNetwork, DriverError, DriverResult, EndpointInfo,
+    state_from_value, state_to_value, CreateNetwork, DeleteNetwork, DriverError, DriverResult, EndpointInfo,
     EndpointRequest, FirewallFact, HostFacts, JoinInfo, LinkKind, LinkSpec, Netns, NetworkDriver, NetworkSpec, Op,
-    Outcome, Plan, PortBinding, RouteSpec, Step,
+    Outcome, Plan, PortBinding, RouteSpec, Step, VethEndpoint,
 };
+
+const DRIVER: &str = "bridge";
 
 /// The bridge driver. Stateless: everything it remembers lives in the state core keeps.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct BridgeDriver;
-
-/// What the driver keeps per endpoint.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
-struct EndpointState {
-    host_if: String,
-    ifname: String,
-    mac: String,
-}
-
-fn to_state<T: Serialize>(v: &T) -> DriverResult<Value> {
-    serde_json::to_value(v).map_err(|e| DriverError::internal(format!("bridge state: {e}")))
-}
-
-/// Read state in place: `&Value` is itself a deserializer, so nothing is cloned.
-fn from_state<'a, T: Deserialize<'a>>(v: &'a Value, what: &str) -> DriverResult<T> {
-    T::deserialize(v).map_err(|e| DriverError::internal(format!("bridge: unreadable {what} state: {e}")))
-}
 
 fn default_route(gw: IpAddr) -> IpNet {
     match gw {
@@ -124,17 +108,10 @@ fn port_facts(req: &EndpointRequest, s: &Settings) -> DriverResult<(Vec<Firewall
 }
 
 /// The plan that joins an endpoint to its sandbox, and what join reports.
-fn join_plan(req: &EndpointRequest, s: &Settings, ep: &EndpointState) -> DriverResult<(Plan, JoinInfo)> {
+fn join_plan(req: &EndpointRequest, s: &Settings, ep: &VethEndpoint) -> DriverResult<(Plan, JoinInfo)> {
     let sandbox = Netns::Path(req.sandbox.netns.clone());
     let mut plan = Plan::new();
-    let mut veth = LinkSpec::new(
-        &ep.host_if,
-        LinkKind::Veth { peer: ep.ifname.clone(), peer_netns: sandbox.clone(), peer_mac: Some(ep.mac.clone()) },
-    );
-    veth.mtu = Some(s.mtu);
-    veth.master = Some(s.bridge.clone());
-    veth.up = true;
-    plan.push(Step::link_add(Netns::Host, veth));
+    plan.push(ep.link_add(&sandbox, &s.bridge, s.mtu));
     plan.push(Step::hairpin(Netns::Host, &ep.host_if));
     let mut info = JoinInfo { interface: Some(ep.ifname.clone()), ..Default::default() };
     let pools = [(&req.endpoint.ipv4, &req.network.ipv4), (&req.endpoint.ipv6, &req.network.ipv6)];
@@ -175,7 +152,7 @@ fn join_plan(req: &EndpointRequest, s: &Settings, ep: &EndpointState) -> DriverR
 
 impl BridgeDriver {
     fn settings(req: &EndpointRequest) -> DriverResult<Settings> {
-        from_state(&req.network_state, "network")
+        state_from_value(DRIVER, &req.network_state, "network")
     }
 }
 
@@ -210,43 +187,18 @@ impl NetworkDriver for BridgeDriver {
     fn create_network(&self, req: CreateNetwork) -> DriverResult<Outcome<()>> {
         let s = options::resolve(&req.network, &req.facts)?;
         let plan = network_plan(&req.network, &s);
-        Ok(Outcome::new((), plan, to_state(&s)?))
+        Ok(Outcome::new((), plan, state_to_value(DRIVER, &s)?))
     }
 
     fn delete_network(&self, req: DeleteNetwork) -> DriverResult<Outcome<()>> {
-        let s: Settings = from_state(&req.state, "network")?;
+        let s: Settings = state_from_value(DRIVER, &req.state, "network")?;
         Ok(Outcome::new((), network_plan(&req.network, &s).inverse(), Value::Null))
     }
 
     fn create_endpoint(&self, req: EndpointRequest) -> DriverResult<Outcome<EndpointInfo>> {
         let s = Self::settings(&req)?;
-        if let Some(bad) = req.endpoint.options.keys().find(|k| k.as_str() != ENDPOINT_IFNAME) {
-            return Err(DriverError::unknown_option("bridge", bad));
-        }
-        let ifname = match req.endpoint.options.get(ENDPOINT_IFNAME) {
-            Some(n) if options::valid_ifname(n) => n.clone(),
-            Some(n) => {
-                return Err(DriverError::invalid_option(
-                    ENDPOINT_IFNAME,
-                    format!("{n:?} is not a valid interface name"),
-                ))
-            }
-            None => next_interface_name(&s.iface_prefix, &req.sandbox.interfaces),
-        };
-        if req.sandbox.interfaces.contains(&ifname) {
-            return Err(DriverError::conflict(format!(
-                "interface {ifname} already exists in sandbox {}",
-                req.sandbox.name
-            )));
-        }
-        let id = &req.endpoint.id;
-        let ep = EndpointState {
-            host_if: format!("veth{}", &id[..id.len().min(11)]),
-            ifname,
-            mac: req.endpoint.mac.clone().unwrap_or_else(|| mac_from_seed(id)),
-        };
-        let info = EndpointInfo { mac: Some(ep.mac.clone()) };
-        Ok(Outcome::new(info, Plan::new(), to_state(&ep)?))
+        let ep = VethEndpoint::new(DRIVER, &req, &s.iface_prefix)?;
+        Ok(Outcome::new(ep.info(), Plan::new(), state_to_value(DRIVER, &ep)?))
     }
 
     fn delete_endpoint(&self, _req: EndpointRequest) -> DriverResult<Outcome<()>> {
@@ -255,14 +207,14 @@ impl NetworkDriver for BridgeDriver {
 
     fn join(&self, req: EndpointRequest) -> DriverResult<Outcome<JoinInfo>> {
         let s = Self::settings(&req)?;
-        let ep: EndpointState = from_state(&req.endpoint_state, "endpoint")?;
+        let ep: VethEndpoint = state_from_value(DRIVER, &req.endpoint_state, "endpoint")?;
         let (plan, info) = join_plan(&req, &s, &ep)?;
         Ok(Outcome::new(info, plan, req.endpoint_state))
     }
 
     fn leave(&self, req: EndpointRequest) -> DriverResult<Outcome<()>> {
         let s = Self::settings(&req)?;
-        let ep: EndpointState = from_state(&req.endpoint_state, "endpoint")?;
+        let ep: VethEndpoint = state_from_value(DRIVER, &req.endpoint_state, "endpoint")?;
         let (plan, _) = join_plan(&req, &s, &ep)?;
         // Deleting the veth takes its sandbox end, addresses and routes with it; undo the
         // host-side facts first, then the link.

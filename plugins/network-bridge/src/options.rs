@@ -3,20 +3,19 @@
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use wharf_sdk::{DriverError, DriverResult, GatewayMode, HostFacts, NetworkSpec};
+use wharf_sdk::{
+    iface_prefix, mtu_option, valid_ifname, DriverError, DriverResult, GatewayMode, HostFacts, NetworkSpec,
+    IFACE_PREFIX, MTU,
+};
 
 pub const NAME: &str = "com.docker.network.bridge.name";
 pub const MASQUERADE: &str = "com.docker.network.bridge.enable_ip_masquerade";
 pub const ICC: &str = "com.docker.network.bridge.enable_icc";
 pub const HOST_BINDING: &str = "com.docker.network.bridge.host_binding_ipv4";
-pub const MTU: &str = "com.docker.network.driver.mtu";
 pub const GATEWAY_MODE_V4: &str = "com.docker.network.bridge.gateway_mode_ipv4";
 pub const GATEWAY_MODE_V6: &str = "com.docker.network.bridge.gateway_mode_ipv6";
 pub const INHIBIT_IPV4: &str = "com.docker.network.bridge.inhibit_ipv4";
-pub const IFACE_PREFIX: &str = "com.docker.network.container_iface_prefix";
 pub const DEFAULT_BRIDGE: &str = "com.docker.network.bridge.default_bridge";
-/// Endpoint option: the interface name inside the sandbox.
-pub const ENDPOINT_IFNAME: &str = "com.docker.network.endpoint.ifname";
 
 const KNOWN: [&str; 10] = [
     NAME,
@@ -64,15 +63,6 @@ fn parse_mode(option: &str, v: &str) -> DriverResult<GatewayMode> {
     }
 }
 
-/// Whether `name` is a usable interface name: 1 to 15 bytes, no '/', ':' or whitespace.
-pub fn valid_ifname(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 15
-        && name != "."
-        && name != ".."
-        && !name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
-}
-
 fn get<'a>(opts: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
     opts.get(key).map(String::as_str)
 }
@@ -88,13 +78,7 @@ pub fn resolve(network: &NetworkSpec, facts: &HostFacts) -> DriverResult<Setting
         Some(n) => return Err(DriverError::invalid_option(NAME, format!("{n:?} is not a valid interface name"))),
         None => format!("br-{}", network.short_id()),
     };
-    let mtu = match get(o, MTU) {
-        None => facts.mtu(),
-        Some(v) => match v.parse::<u32>() {
-            Ok(m) if (68..=65535).contains(&m) => m,
-            _ => return Err(DriverError::invalid_option(MTU, format!("{v:?} is not an MTU between 68 and 65535"))),
-        },
-    };
+    let mtu = mtu_option(o, facts.mtu(), 65535)?;
     let flag = |key: &str, default: bool| get(o, key).map_or(Ok(default), |v| parse_bool(key, v));
     let host_binding = match get(o, HOST_BINDING) {
         None => None,
@@ -104,13 +88,7 @@ pub fn resolve(network: &NetworkSpec, facts: &HostFacts) -> DriverResult<Setting
         )
         .filter(|ip| !ip.is_unspecified()),
     };
-    let iface_prefix = match get(o, IFACE_PREFIX) {
-        Some(p) if valid_ifname(p) && p.len() <= 12 => p.to_string(),
-        Some(p) => {
-            return Err(DriverError::invalid_option(IFACE_PREFIX, format!("{p:?} is not a valid interface prefix")))
-        }
-        None => "eth".to_string(),
-    };
+    let iface_prefix = iface_prefix(o)?;
     flag(DEFAULT_BRIDGE, false)?;
     Ok(Settings {
         bridge,

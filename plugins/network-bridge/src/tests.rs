@@ -105,7 +105,7 @@ fn a_default_network_is_a_bridge_with_its_gateway_forwarding_and_nat() {
 fn options_shape_the_network() {
     let n = network(&[
         (options::NAME, "mybr0"),
-        (options::MTU, "1400"),
+        (wharf_sdk::MTU, "1400"),
         (options::ICC, "false"),
         (options::MASQUERADE, "0"),
         (options::GATEWAY_MODE_V4, "routed"),
@@ -126,8 +126,8 @@ fn options_shape_the_network() {
 fn bad_and_unknown_options_are_refused_by_name() {
     let cases = [
         ("com.docker.network.bridge.bogus", "1"),
-        (options::MTU, "9"),
-        (options::MTU, "big"),
+        (wharf_sdk::MTU, "9"),
+        (wharf_sdk::MTU, "big"),
         (options::ICC, "maybe"),
         (options::GATEWAY_MODE_V4, "tunnel"),
         (options::NAME, "has space"),
@@ -192,7 +192,7 @@ fn join_creates_the_veth_peer_inside_the_sandbox() {
     assert_eq!(link.master.as_deref(), Some("br-0123456789ab"));
     assert_eq!(
         link.kind,
-        LinkKind::Veth { peer: "eth0".into(), peer_netns: sandbox(), peer_mac: Some(mac_from_seed(EP)) }
+        LinkKind::Veth { peer: "eth0".into(), peer_netns: sandbox(), peer_mac: Some(wharf_sdk::mac_from_seed(EP)) }
     );
     let hairpin = Op::LinkSet { netns: Netns::Host, name: link.name.clone(), change: LinkChange::Hairpin(true) };
     assert_eq!(*ops[1], hairpin, "a sandbox can reach its own published ports");
@@ -216,10 +216,10 @@ fn join_creates_the_veth_peer_inside_the_sandbox() {
 fn interface_names_follow_what_the_sandbox_has_and_the_options() {
     let (_, out) = joined(endpoint_req(&network(&[]), &["eth0"]));
     assert_eq!(out.response.interface.as_deref(), Some("eth1"));
-    let (_, out) = joined(endpoint_req(&network(&[(options::IFACE_PREFIX, "net")]), &[]));
+    let (_, out) = joined(endpoint_req(&network(&[(wharf_sdk::IFACE_PREFIX, "net")]), &[]));
     assert_eq!(out.response.interface.as_deref(), Some("net0"));
     let mut req = endpoint_req(&network(&[]), &[]);
-    req.endpoint.options = BTreeMap::from([(ENDPOINT_IFNAME.to_string(), "web0".to_string())]);
+    req.endpoint.options = BTreeMap::from([(wharf_sdk::ENDPOINT_IFNAME.to_string(), "web0".to_string())]);
     let (_, out) = joined(req);
     assert_eq!(out.response.interface.as_deref(), Some("web0"));
 }

@@ -10,16 +10,15 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::net::IpAddr;
 use wharf_sdk::{
-    mac_from_seed, next_interface_name, CreateNetwork, DeleteNetwork, DriverError, DriverResult, EndpointInfo,
-    EndpointRequest, HostFacts, JoinInfo, LinkKind, LinkSpec, MacvlanMode, Netns, NetworkDriver, NetworkPeer,
-    NetworkSpec, Op, Outcome, Plan, RouteSpec, Step,
+    iface_prefix, mac_from_seed, mtu_option, sandbox_ifname, state_from_value, state_to_value, valid_ifname,
+    CreateNetwork, DeleteNetwork, DriverError, DriverResult, EndpointInfo, EndpointRequest, HostFacts, JoinInfo,
+    LinkKind, LinkSpec, MacvlanMode, Netns, NetworkDriver, NetworkPeer, NetworkSpec, Op, Outcome, Plan, RouteSpec,
+    Step, IFACE_PREFIX, MTU,
 };
 
 const PARENT: &str = "parent";
 const MODE: &str = "macvlan_mode";
-const MTU: &str = "com.docker.network.driver.mtu";
-const IFACE_PREFIX: &str = "com.docker.network.container_iface_prefix";
-const ENDPOINT_IFNAME: &str = "com.docker.network.endpoint.ifname";
+const DRIVER: &str = "macvlan";
 
 /// The macvlan driver; stateless like every wharf driver.
 #[derive(Debug, Default, Clone, Copy)]
@@ -45,15 +44,6 @@ struct EndpointState {
     mac: String,
 }
 
-fn to_state<T: Serialize>(v: &T) -> DriverResult<Value> {
-    serde_json::to_value(v).map_err(|e| DriverError::internal(format!("macvlan state: {e}")))
-}
-
-fn from_state<T: for<'de> Deserialize<'de>>(v: &Value, what: &str) -> DriverResult<T> {
-    serde_json::from_value(v.clone())
-        .map_err(|e| DriverError::internal(format!("macvlan: unreadable {what} state: {e}")))
-}
-
 fn parse_mode(v: &str) -> DriverResult<MacvlanMode> {
     match v {
         "bridge" => Ok(MacvlanMode::Bridge),
@@ -62,10 +52,6 @@ fn parse_mode(v: &str) -> DriverResult<MacvlanMode> {
         "passthru" => Ok(MacvlanMode::Passthru),
         _ => Err(DriverError::invalid_option(MODE, format!("{v:?} is not one of bridge, private, vepa, passthru"))),
     }
-}
-
-fn valid_ifname(n: &str) -> bool {
-    !n.is_empty() && n.len() <= 15 && !n.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
 }
 
 /// Split `eth0.42` into the base link and the VLAN id, when it has that form.
@@ -81,16 +67,10 @@ fn vlan_parent(parent: &str) -> DriverResult<Option<(String, u16)>> {
 /// Decide the network's settings from its options, the host and the driver's other networks.
 fn settle(network: &NetworkSpec, facts: &HostFacts, others: &[NetworkPeer]) -> DriverResult<NetworkState> {
     if let Some(bad) = network.options.keys().find(|k| ![PARENT, MODE, MTU, IFACE_PREFIX].contains(&k.as_str())) {
-        return Err(DriverError::unknown_option("macvlan", bad));
+        return Err(DriverError::unknown_option(DRIVER, bad));
     }
     let mode = network.options.get(MODE).map_or(Ok(MacvlanMode::Bridge), |v| parse_mode(v))?;
-    let iface_prefix = match network.options.get(IFACE_PREFIX) {
-        Some(p) if valid_ifname(p) && p.len() <= 12 => p.clone(),
-        Some(p) => {
-            return Err(DriverError::invalid_option(IFACE_PREFIX, format!("{p:?} is not a valid interface prefix")))
-        }
-        None => "eth".into(),
-    };
+    let iface_prefix = iface_prefix(&network.options)?;
     let mut internal = network.internal;
     let (parent, created_parent, base_mtu) = match network.options.get(PARENT) {
         Some(p) => {
@@ -130,20 +110,9 @@ fn settle(network: &NetworkSpec, facts: &HostFacts, others: &[NetworkPeer]) -> D
             }
         },
     };
-    let mtu = match network.options.get(MTU) {
-        None => base_mtu,
-        Some(v) => match v.parse::<u32>() {
-            Ok(m) if (68..=base_mtu).contains(&m) => m,
-            _ => {
-                return Err(DriverError::invalid_option(
-                    MTU,
-                    format!("{v:?} must be between 68 and {parent}'s MTU {base_mtu}"),
-                ))
-            }
-        },
-    };
+    let mtu = mtu_option(&network.options, base_mtu, base_mtu)?;
     for peer in others {
-        let Ok(theirs) = from_state::<NetworkState>(&peer.state, "peer network") else { continue };
+        let Ok(theirs) = state_from_value::<NetworkState>(DRIVER, &peer.state, "peer network") else { continue };
         if theirs.parent != parent {
             continue;
         }
@@ -230,7 +199,7 @@ fn join_plan(req: &EndpointRequest, s: &NetworkState, ep: &EndpointState) -> (Pl
 
 impl NetworkDriver for MacvlanDriver {
     fn name(&self) -> &str {
-        "macvlan"
+        DRIVER
     }
 
     fn validate(&self, network: &NetworkSpec, facts: &HostFacts) -> DriverResult<()> {
@@ -239,38 +208,28 @@ impl NetworkDriver for MacvlanDriver {
 
     fn create_network(&self, req: CreateNetwork) -> DriverResult<Outcome<()>> {
         let s = settle(&req.network, &req.facts, &req.others)?;
-        Ok(Outcome::new((), parent_plan(&s), to_state(&s)?))
+        Ok(Outcome::new((), parent_plan(&s), state_to_value(DRIVER, &s)?))
     }
 
     fn delete_network(&self, req: DeleteNetwork) -> DriverResult<Outcome<()>> {
-        let s: NetworkState = from_state(&req.state, "network")?;
-        let shared =
-            req.others.iter().any(|p| from_state::<NetworkState>(&p.state, "peer").is_ok_and(|o| o.parent == s.parent));
+        let s: NetworkState = state_from_value(DRIVER, &req.state, "network")?;
+        let shared = req
+            .others
+            .iter()
+            .any(|p| state_from_value::<NetworkState>(DRIVER, &p.state, "peer").is_ok_and(|o| o.parent == s.parent));
         let plan = if shared { Plan::new() } else { parent_plan(&s).inverse() };
         Ok(Outcome::new((), plan, Value::Null))
     }
 
     fn create_endpoint(&self, req: EndpointRequest) -> DriverResult<Outcome<EndpointInfo>> {
-        let s: NetworkState = from_state(&req.network_state, "network")?;
-        if let Some(bad) = req.endpoint.options.keys().find(|k| k.as_str() != ENDPOINT_IFNAME) {
-            return Err(DriverError::unknown_option("macvlan", bad));
-        }
+        let s: NetworkState = state_from_value(DRIVER, &req.network_state, "network")?;
+        let ifname = sandbox_ifname(DRIVER, &req, &s.iface_prefix)?;
         if !req.endpoint.ports.is_empty() {
             return Err(DriverError::invalid("macvlan endpoints cannot publish ports: they are reachable directly"));
         }
-        let ifname = match req.endpoint.options.get(ENDPOINT_IFNAME) {
-            Some(n) if valid_ifname(n) => n.clone(),
-            Some(n) => {
-                return Err(DriverError::invalid_option(
-                    ENDPOINT_IFNAME,
-                    format!("{n:?} is not a valid interface name"),
-                ))
-            }
-            None => next_interface_name(&s.iface_prefix, &req.sandbox.interfaces),
-        };
         let mac = req.endpoint.mac.clone().unwrap_or_else(|| mac_from_seed(&req.endpoint.id));
         let ep = EndpointState { ifname, mac: mac.clone() };
-        Ok(Outcome::new(EndpointInfo { mac: Some(mac) }, Plan::new(), to_state(&ep)?))
+        Ok(Outcome::new(EndpointInfo { mac: Some(mac) }, Plan::new(), state_to_value(DRIVER, &ep)?))
     }
 
     fn delete_endpoint(&self, _req: EndpointRequest) -> DriverResult<Outcome<()>> {
@@ -278,15 +237,15 @@ impl NetworkDriver for MacvlanDriver {
     }
 
     fn join(&self, req: EndpointRequest) -> DriverResult<Outcome<JoinInfo>> {
-        let s: NetworkState = from_state(&req.network_state, "network")?;
-        let ep: EndpointState = from_state(&req.endpoint_state, "endpoint")?;
+        let s: NetworkState = state_from_value(DRIVER, &req.network_state, "network")?;
+        let ep: EndpointState = state_from_value(DRIVER, &req.endpoint_state, "endpoint")?;
         let (plan, info) = join_plan(&req, &s, &ep);
         Ok(Outcome::new(info, plan, req.endpoint_state))
     }
 
     fn leave(&self, req: EndpointRequest) -> DriverResult<Outcome<()>> {
-        let s: NetworkState = from_state(&req.network_state, "network")?;
-        let ep: EndpointState = from_state(&req.endpoint_state, "endpoint")?;
+        let s: NetworkState = state_from_value(DRIVER, &req.network_state, "network")?;
+        let ep: EndpointState = state_from_value(DRIVER, &req.endpoint_state, "endpoint")?;
         let (plan, _) = join_plan(&req, &s, &ep);
         // Deleting the link takes its addresses and routes with it.
         let plan = plan.inverse().steps.into_iter().filter(|st| matches!(st.op, Op::LinkDel { .. })).collect();
