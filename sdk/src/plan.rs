@@ -439,6 +439,9 @@ impl Op {
 
     /// A one-line description naming the object, for logs and errors.
     pub fn describe(&self) -> String {
+        fn dst(d: &Option<IpAddr>) -> String {
+            d.map(|d| format!(" via {d}")).unwrap_or_default()
+        }
         fn ns(n: &Netns) -> String {
             match n {
                 Netns::Host => String::new(),
@@ -456,8 +459,12 @@ impl Op {
             Op::RouteDel { netns, route } => format!("delete route to {}{}", route.destination, ns(netns)),
             Op::NeighAdd { netns, device, address, .. } => format!("add neighbour {address} on {device}{}", ns(netns)),
             Op::NeighDel { netns, device, address } => format!("delete neighbour {address} on {device}{}", ns(netns)),
-            Op::FdbAdd { netns, device, mac, .. } => format!("add fdb {mac} on {device}{}", ns(netns)),
-            Op::FdbDel { netns, device, mac, .. } => format!("delete fdb {mac} on {device}{}", ns(netns)),
+            Op::FdbAdd { netns, device, mac, destination } => {
+                format!("add fdb {mac}{} on {device}{}", dst(destination), ns(netns))
+            }
+            Op::FdbDel { netns, device, mac, destination } => {
+                format!("delete fdb {mac}{} on {device}{}", dst(destination), ns(netns))
+            }
             Op::Sysctl { netns, key, value } => format!("set sysctl {key}={value}{}", ns(netns)),
             Op::FirewallAdd { fact } => format!("add firewall fact {}", fact_name(fact)),
             Op::FirewallDel { fact } => format!("remove firewall fact {}", fact_name(fact)),
@@ -655,6 +662,19 @@ impl Step {
         let name = name.into();
         let undo = Op::LinkSet { netns: netns.clone(), name: name.clone(), change: LinkChange::Hairpin(false) };
         Step::new(Op::LinkSet { netns, name, change: LinkChange::Hairpin(true) }, undo)
+    }
+
+    /// Add a forwarding-database entry (for a VXLAN device: `mac` reaches the remote VTEP
+    /// `destination`); undo removes it.
+    pub fn fdb_add(
+        netns: Netns,
+        device: impl Into<String>,
+        mac: impl Into<String>,
+        destination: Option<IpAddr>,
+    ) -> Self {
+        let (device, mac) = (device.into(), mac.into());
+        let undo = Op::FdbDel { netns: netns.clone(), device: device.clone(), mac: mac.clone(), destination };
+        Step::new(Op::FdbAdd { netns, device, mac, destination }, undo)
     }
 
     /// Set a sysctl; undo writes `previous`, or does nothing when `previous` is `None`.

@@ -9,11 +9,11 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use wharf_sdk::{FirewallFact, HostFacts, Netns, Op, Plan};
 
-/// Whether a host link has a name wharf gives its own devices: `br-` or `veth` followed by
-/// hex digits, or `wgc` and an index (a retired veth the daemon did not get to delete).
+/// Whether a host link has a name wharf gives its own devices: `br-`, `vx-` or `veth`
+/// followed by hex digits, or `wgc` and an index (a retired veth the daemon did not get to delete).
 fn wharf_style_name(name: &str) -> bool {
     let hex = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit());
-    name.strip_prefix("br-").is_some_and(|r| r.len() == 12 && hex(r))
+    ["br-", "vx-"].iter().any(|p| name.strip_prefix(p).is_some_and(|r| r.len() == 12 && hex(r)))
         || name.strip_prefix("veth").is_some_and(|r| r.len() == 11 && hex(r))
         || name.strip_prefix("wgc").is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
 }
@@ -234,6 +234,8 @@ mod tests {
     fn only_wharf_style_names_count_as_ours() {
         assert!(wharf_style_name("br-0123456789ab"));
         assert!(wharf_style_name("veth0123456789a"));
+        assert!(wharf_style_name("vx-0123456789ab"));
+        assert!(!wharf_style_name("vx-lan"));
         assert!(!wharf_style_name("br-lan"));
         assert!(!wharf_style_name("eth0"));
         assert!(!wharf_style_name("vethfoo"));

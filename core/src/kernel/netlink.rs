@@ -3,15 +3,17 @@
 //! idempotent: making what exists or removing what is absent succeeds.
 
 use crate::executor::ExecError;
-use futures::TryStreamExt;
+use futures::{StreamExt, TryStreamExt};
 use ipnet::IpNet;
+use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
-use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourMessage, NeighbourState};
+use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use rtnetlink::packet_route::AddressFamily;
+use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::{
     Handle, LinkBridge, LinkBridgePort, LinkDummy, LinkMacVlan, LinkMessageBuilder, LinkUnspec, LinkVlan, LinkVxlan,
     RouteMessageBuilder,
@@ -341,31 +343,52 @@ pub async fn neigh_del(h: &Handle, device: &str, address: IpAddr) -> Result<(), 
     }
 }
 
-/// Ensure a forwarding-database entry (with a remote VTEP for VXLAN).
+/// Ensure a forwarding-database entry. Without `dst` it is a bridge port's entry, in its
+/// bridge's table. With `dst` it is a VXLAN device's own entry (NTF_SELF) for a remote
+/// VTEP, and it is appended: one address, above all the all-zero flood address, may have
+/// several remotes, and appending one that is there already changes nothing.
 pub async fn fdb_add(h: &Handle, device: &str, mac: &str, dst: Option<IpAddr>) -> Result<(), ExecError> {
     let idx = need_index(h, device).await?;
-    let mut req = h.neighbours().add_bridge(idx, &parse_mac(mac)?).state(NeighbourState::Permanent);
-    if let Some(d) = dst {
-        req = req.destination(d);
+    let what = || format!("add fdb entry {mac} on {device:?}");
+    let Some(dst) = dst else {
+        let req = h.neighbours().add_bridge(idx, &parse_mac(mac)?).state(NeighbourState::Permanent);
+        return match req.execute().await {
+            Ok(()) => Ok(()),
+            Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
+            Err(e) => Err(fail(&what(), &e)),
+        };
+    };
+    let mut msg = fdb_message(idx, mac, Some(dst))?;
+    msg.header.state = NeighbourState::Permanent;
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewNeighbour(msg));
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE | NLM_F_APPEND;
+    let mut responses = h.clone().request(req).map_err(|e| fail(&what(), &e))?;
+    while let Some(m) = responses.next().await {
+        if let NetlinkPayload::Error(e) = m.payload {
+            return Err(fail(&what(), &rtnetlink::Error::NetlinkError(e)));
+        }
     }
-    match req.execute().await {
-        Ok(()) => Ok(()),
-        Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
-        Err(e) => Err(fail(&format!("add fdb entry {mac} on {device:?}"), &e)),
-    }
+    Ok(())
 }
 
-/// Ensure a forwarding-database entry is absent.
-pub async fn fdb_del(h: &Handle, device: &str, mac: &str, dst: Option<IpAddr>) -> Result<(), ExecError> {
-    let Some(idx) = index(h, device).await? else { return Ok(()) };
+/// The FDB message naming `mac` on link `idx`, in the VXLAN device's own table when `dst`
+/// (a remote VTEP) is given.
+fn fdb_message(idx: u32, mac: &str, dst: Option<IpAddr>) -> Result<NeighbourMessage, ExecError> {
     let mut msg = NeighbourMessage::default();
     msg.header.ifindex = idx;
     msg.header.family = AddressFamily::Bridge;
     msg.attributes.push(NeighbourAttribute::LinkLayerAddress(parse_mac(mac)?));
     if let Some(d) = dst {
+        msg.header.flags = NeighbourFlags::Own;
         msg.attributes.push(NeighbourAttribute::Destination(d.into()));
     }
-    match h.neighbours().del(msg).execute().await {
+    Ok(msg)
+}
+
+/// Ensure a forwarding-database entry is absent (with `dst`: that one remote of it).
+pub async fn fdb_del(h: &Handle, device: &str, mac: &str, dst: Option<IpAddr>) -> Result<(), ExecError> {
+    let Some(idx) = index(h, device).await? else { return Ok(()) };
+    match h.neighbours().del(fdb_message(idx, mac, dst)?).execute().await {
         Ok(()) => Ok(()),
         Err(e) if matches!(errno(&e), Some(ENOENT) | Some(ESRCH) | Some(ENODEV)) => Ok(()),
         Err(e) => Err(fail(&format!("delete fdb entry {mac} on {device:?}"), &e)),
