@@ -250,3 +250,36 @@ fn a_sandbox_reconnects_at_once_and_retired_links_go_away() {
     let veths = h.in_host_ok(&["ip", "-o", "link", "show", "type", "veth"]).lines().count();
     assert_eq!(veths, 2, "one veth per connected sandbox");
 }
+
+#[test]
+fn a_removed_network_can_be_made_again_at_once_with_its_bridge_and_subnet() {
+    let h = Host::start();
+    h.wharf_ok(&["sandbox", "create", "a"]);
+    h.wharf_ok(&["sandbox", "create", "b"]);
+    for round in 0..3 {
+        h.wharf_ok(&[
+            "network",
+            "create",
+            "--subnet",
+            "10.42.0.0/24",
+            "-o",
+            "com.docker.network.bridge.name=brq",
+            "twice",
+        ]);
+        h.wharf_ok(&["network", "connect", "twice", "a", "--ip", "10.42.0.10"]);
+        h.wharf_ok(&["network", "connect", "twice", "b", "--ip", "10.42.0.20"]);
+        assert!(h.ping("a", "10.42.0.20"), "round {round}\n{}", wharf_tests::tail(&h.log(), 30));
+        assert!(h.in_sandbox("a", &["ping", "-c", "1", "-W", "1", "10.42.0.1"]).status.success(), "gateway");
+        for sb in ["a", "b"] {
+            h.wharf_ok(&["network", "disconnect", "twice", sb]);
+        }
+        h.wharf_ok(&["network", "rm", "twice"]);
+        let brq = h.in_host(&["ip", "link", "show", "brq"]);
+        assert!(!brq.status.success(), "the bridge's name is free at once");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while h.in_host_ok(&["ip", "-o", "link", "show"]).contains("wgc") {
+        assert!(std::time::Instant::now() < deadline, "retired links stay");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}

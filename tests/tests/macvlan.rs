@@ -55,6 +55,32 @@ fn bridge_mode_connects_sandboxes_and_private_mode_separates_them() {
 }
 
 #[test]
+fn a_sandbox_reconnects_at_once_with_the_same_mac_and_retired_links_go_away() {
+    let h = Host::start();
+    parent(&h, "par0");
+    h.wharf_ok(&["network", "create", "-d", "macvlan", "--subnet", "10.79.0.0/24", "-o", "parent=par0", "mv"]);
+    h.wharf_ok(&["sandbox", "create", "a"]);
+    h.wharf_ok(&["sandbox", "create", "b"]);
+    h.wharf_ok(&["network", "connect", "mv", "b", "--ip", "10.79.0.20"]);
+    for round in 0..4 {
+        h.wharf_ok(&["network", "connect", "mv", "a", "--ip", "10.79.0.10", "--mac-address", "02:00:00:00:00:0a"]);
+        assert!(h.ping("a", "10.79.0.20"), "round {round}\n{}", wharf_tests::tail(&h.log(), 30));
+        h.wharf_ok(&["network", "disconnect", "mv", "a"]);
+        assert!(!h.ping("b", "10.79.0.10"), "disconnected: no traffic, at once");
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let links = String::from_utf8_lossy(&h.in_sandbox("a", &["ip", "-o", "link", "show"]).stdout).into_owned();
+        if !links.contains("wgc") && !links.contains("eth0") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "retired links stay in the sandbox: {links}");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    h.wharf_ok(&["sandbox", "rm", "a"]);
+}
+
+#[test]
 fn a_vlan_parent_tags_frames_and_goes_with_its_network() {
     let h = Host::start();
     let wire = Netns::new("wire");

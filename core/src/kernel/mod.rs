@@ -5,14 +5,18 @@
 //! the host namespace's worker lives as long as the executor, sandbox workers are cached
 //! and exit when idle, so they never keep a removed namespace alive for long.
 //!
-//! Deleting a link costs the kernel RCU grace periods (~20 ms here), which would make most of
-//! a disconnect. A host veth this executor made with its peer in a sandbox is therefore
-//! retired instead: both ends are set down and renamed to `wgc<n>` at once, each from its own
-//! namespace's worker (freeing the sandbox's `eth0` for the next connect), and a reaper
-//! thread with its own netlink socket deletes the pair afterwards. Removing a namespace, deleting any
-//! other link and dropping the executor first wait until the reaper is done, so no retired
-//! link outlives what it belonged to; a daemon that dies in between leaves `wgc*` links that
-//! reconciliation removes.
+//! Deleting a link costs the kernel RCU grace periods (~20 ms for a veth, more for a
+//! bridge), which would make most of a disconnect or a network removal. Links this executor
+//! made that nothing else can be waiting on are therefore retired instead: set down and
+//! renamed to `wgc<n>` at once, and deleted afterwards in the background. That covers a host
+//! veth with its peer in a sandbox (both ends are retired, each from its own namespace's
+//! worker, which frees the sandbox's `eth0` for the next connect), a host bridge, and a
+//! macvlan inside a sandbox. Host links are deleted by a reaper thread with its own netlink
+//! socket; a sandbox's link by that sandbox's worker, after the jobs queued before it.
+//! Removing a namespace, deleting any other link (a VXLAN device, say, whose VNI must be
+//! free at once for the next one) and dropping the executor first wait until every retired
+//! link is gone, so none outlives what it belonged to; a daemon that dies in between leaves
+//! `wgc*` links that reconciliation removes from the host, and that go with their sandbox.
 
 pub mod mount;
 pub mod netlink;
@@ -22,7 +26,7 @@ use crate::executor::{ExecError, Executor};
 use crate::firewall::Firewall;
 use nix::mount::{mount as sys_mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
@@ -45,13 +49,21 @@ pub struct Kernel {
     reaper: Worker,
     /// Retired links the reaper has not deleted yet.
     retired: Arc<(Mutex<usize>, Condvar)>,
-    /// Host veths made by this executor: name -> (sandbox namespace file, peer name).
-    veths: Mutex<HashMap<String, (String, String)>>,
+    /// Host links made by this executor that are retired when deleted: name -> the
+    /// sandbox namespace file and peer name of a veth, `None` for a bridge.
+    retirable: Mutex<HashMap<String, Option<(String, String)>>>,
+    /// Macvlans made by this executor inside sandboxes: (namespace file, name).
+    sandboxed: Mutex<HashSet<(String, String)>>,
     sandboxes: Mutex<HashMap<String, Arc<Worker>>>,
     firewall: Arc<dyn Firewall>,
 }
 
 static RETIRED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A fresh name for a retired link: `wgc`, then digits unique to this process.
+fn grave_name() -> String {
+    format!("wgc{}{}", std::process::id() % 1000, RETIRED.fetch_add(1, Ordering::Relaxed))
+}
 
 impl Kernel {
     /// An executor in the calling thread's network namespace, using `firewall`.
@@ -60,20 +72,31 @@ impl Kernel {
             host: Worker::spawn(None, None)?,
             reaper: Worker::spawn(None, None)?,
             retired: Arc::new((Mutex::new(0), Condvar::new())),
-            veths: Mutex::new(HashMap::new()),
+            retirable: Mutex::new(HashMap::new()),
+            sandboxed: Mutex::new(HashSet::new()),
             sandboxes: Mutex::new(HashMap::new()),
             firewall,
         })
     }
 
-    /// Delete host link `name`: a veth into a sandbox is retired and left to the reaper; any
-    /// other link is deleted now, once earlier retired links are gone.
+    /// Delete host link `name`: a veth into a sandbox or a bridge is retired and left to the
+    /// reaper; any other link is deleted now, once earlier retired links are gone.
     fn link_del_host(&self, name: &str) -> Result<(), ExecError> {
-        let known = self.veths.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
-        if let Some((path, peer)) = known {
-            let grave = format!("wgc{}{}", std::process::id() % 1000, RETIRED.fetch_add(1, Ordering::Relaxed));
-            match self.retire(name, &path, &peer, &grave) {
-                Ok(true) => return self.reap(grave),
+        let known = self.retirable.lock().unwrap_or_else(|p| p.into_inner()).remove(name);
+        if let Some(peer) = known {
+            let grave = grave_name();
+            let retired = || {
+                if let Some((path, peer)) = &peer {
+                    // A peer that is gone already (its namespace removed) leaves the host end.
+                    self.retire(&Netns::Path(path.clone()), peer, &grave)?;
+                }
+                self.retire(&Netns::Host, name, &grave)
+            };
+            match retired() {
+                Ok(true) => {
+                    let reaper = &self.reaper;
+                    return self.reap(|job| reaper.submit(job), grave);
+                }
                 Ok(false) => {}
                 Err(e) => tracing::debug!("deleting {name} at once: {e}"),
             }
@@ -83,26 +106,51 @@ impl Kernel {
         self.host.run(move |ctx| ctx.block_on(netlink::link_del(&ctx.handle, &n)))?
     }
 
-    /// Set both ends of veth `name` down and rename them to `grave`. `Ok(false)`: the host end
-    /// is gone or was never renamed, so there is nothing to reap.
-    fn retire(&self, name: &str, path: &str, peer: &str, grave: &str) -> Result<bool, ExecError> {
-        let (p, g) = (peer.to_string(), grave.to_string());
-        self.on(&Netns::Path(path.to_string()), move |ctx| ctx.block_on(netlink::link_retire(&ctx.handle, &p, &g)))??;
-        let (n, g) = (name.to_string(), grave.to_string());
-        self.host.run(move |ctx| ctx.block_on(netlink::link_retire(&ctx.handle, &n, &g)))?
+    /// Delete link `name` inside sandbox `path`: a macvlan this executor made there is
+    /// retired, and deleted by the sandbox's worker after what is queued before it.
+    fn link_del_sandboxed(&self, path: &str, name: &str) -> Result<(), ExecError> {
+        let netns = Netns::Path(path.to_string());
+        let key = (path.to_string(), name.to_string());
+        if self.sandboxed.lock().unwrap_or_else(|p| p.into_inner()).remove(&key) {
+            let grave = grave_name();
+            match self.retire(&netns, name, &grave) {
+                Ok(true) => {
+                    let worker = self.sandbox_worker(path, false)?;
+                    return self.reap(|job| worker.submit(job), grave);
+                }
+                Ok(false) => return Ok(()),
+                Err(e) => tracing::debug!("deleting {name} in {path} at once: {e}"),
+            }
+        }
+        let n = name.to_string();
+        self.on(&netns, move |ctx| ctx.block_on(netlink::link_del(&ctx.handle, &n)))?
     }
 
-    fn reap(&self, grave: String) -> Result<(), ExecError> {
+    /// Set link `name` in `netns` down and rename it to `grave`. `Ok(false)`: it is gone.
+    fn retire(&self, netns: &Netns, name: &str, grave: &str) -> Result<bool, ExecError> {
+        let (n, g) = (name.to_string(), grave.to_string());
+        self.on(netns, move |ctx| ctx.block_on(netlink::link_retire(&ctx.handle, &n, &g)))?
+    }
+
+    /// Count retired link `grave` until the job handed to `submit` has deleted it.
+    fn reap(
+        &self,
+        submit: impl FnOnce(Box<dyn FnOnce(&Ctx) + Send>) -> Result<(), ExecError>,
+        grave: String,
+    ) -> Result<(), ExecError> {
+        fn settle(retired: &(Mutex<usize>, Condvar)) {
+            *retired.0.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+            retired.1.notify_all();
+        }
         *self.retired.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         let retired = self.retired.clone();
-        self.reaper.submit(move |ctx| {
+        submit(Box::new(move |ctx: &Ctx| {
             if let Err(e) = ctx.block_on(netlink::link_del(&ctx.handle, &grave)) {
                 tracing::warn!("deleting retired link {grave}: {e}");
             }
-            let (count, done) = &*retired;
-            *count.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
-            done.notify_all();
-        })
+            settle(&retired);
+        }))
+        .inspect_err(|_| settle(&self.retired))
     }
 
     /// Wait until every retired link is deleted.
@@ -156,8 +204,16 @@ impl Kernel {
                 return self.link_add_across(&netns, target, link.clone());
             }
         }
-        if let (Op::LinkDel { name, .. }, Netns::Host) = (op, &netns) {
-            return self.link_del_host(name);
+        if let Op::LinkDel { name, .. } = op {
+            return match &netns {
+                Netns::Host => self.link_del_host(name),
+                Netns::Path(p) => self.link_del_sandboxed(p, name),
+            };
+        }
+        if let (Op::LinkAdd { link, .. }, Netns::Host) = (op, &netns) {
+            if link.kind == LinkKind::Bridge {
+                self.retirable.lock().unwrap_or_else(|p| p.into_inner()).insert(link.name.clone(), None);
+            }
         }
         let op = op.clone();
         self.on(&netns, move |ctx| {
@@ -195,9 +251,16 @@ impl Kernel {
             _ => link.name.clone(),
         };
         let up = link.up;
-        if let (LinkKind::Veth { peer, .. }, Netns::Host, Netns::Path(p)) = (&link.kind, netns, target) {
-            let mut veths = self.veths.lock().unwrap_or_else(|p| p.into_inner());
-            veths.insert(link.name.clone(), (p.clone(), peer.clone()));
+        match (&link.kind, netns, target) {
+            (LinkKind::Veth { peer, .. }, Netns::Host, Netns::Path(p)) => {
+                let mut retirable = self.retirable.lock().unwrap_or_else(|p| p.into_inner());
+                retirable.insert(link.name.clone(), Some((p.clone(), peer.clone())));
+            }
+            (LinkKind::Macvlan { .. }, _, Netns::Path(p)) => {
+                let mut sandboxed = self.sandboxed.lock().unwrap_or_else(|p| p.into_inner());
+                sandboxed.insert((p.clone(), link.name.clone()));
+            }
+            _ => {}
         }
         if let (LinkKind::Macvlan { .. }, Netns::Path(_)) = (&link.kind, target) {
             // The link lives in the target namespace under its final name: look for it there.
