@@ -87,7 +87,7 @@ pub struct Endpoint {
     pub mac: Option<String>,
     /// DNS aliases.
     pub aliases: Vec<String>,
-    /// Published ports as requested.
+    /// Published ports, each host port settled: a range or 0 is resolved to one port.
     pub ports: Vec<PortBinding>,
     /// Endpoint driver options.
     pub options: BTreeMap<String, String>,

@@ -141,6 +141,15 @@ fn published_ports_answer_from_outside_localhost_and_hairpin() {
     h.wharf_ok(&["network", "disconnect", "web", "other"]);
     let err = h.wharf_err(&["network", "connect", "web", "other", "-p", "8080:80"]);
     assert!(err.contains("8080") && err.contains("already"), "{err}");
+    // `-p 80`: wharf picks the host port, says which, and it answers.
+    h.wharf_ok(&["network", "connect", "web", "other", "-p", "80"]);
+    let _other = Server::start(&h, "other", 80);
+    let v: serde_json::Value = serde_json::from_str(&h.wharf_ok(&["sandbox", "inspect", "other"])).unwrap();
+    let picked = v[0]["Networks"]["web"]["Ports"][0]["HostPort"].as_str().unwrap_or_default().to_string();
+    assert_eq!(picked, "49153", "{v}");
+    let url = format!("http://192.0.2.1:{picked}/");
+    assert_eq!(fetch(|a| up.exec(a), &url).as_deref(), Some("other"), "the picked port answers");
+    h.wharf_ok(&["network", "disconnect", "web", "other"]);
 
     h.wharf_ok(&["network", "disconnect", "web", "srv"]);
     assert_eq!(fetch(|a| up.exec(a), "http://192.0.2.1:8080/"), None, "unpublished on disconnect");

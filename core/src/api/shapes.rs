@@ -299,9 +299,9 @@ pub fn container_port(key: &str) -> Result<(u16, Protocol)> {
     Ok((port, protocol))
 }
 
-/// Parse a host port or range `8080` / `8080-8090`; empty means any.
+/// Parse a host port or range `8080` / `8080-8090`; empty or `0` means any.
 pub fn host_ports(s: &str) -> Result<(u16, u16)> {
-    if s.is_empty() {
+    if s.is_empty() || s == "0" {
         return Ok((0, 0));
     }
     let (a, b) = s.split_once('-').unwrap_or((s, s));

@@ -400,13 +400,16 @@ fn ipam_configs(
     Ok(configs.into_iter().map(Value::Object).collect())
 }
 
-/// Parse `-p [HOST_IP:]HOST_PORT[-END]:PORT[/PROTO]` into Docker's PortBindings map.
+/// Parse `-p [[HOST_IP:]HOST_PORT[-END]:]PORT[/PROTO]` into Docker's PortBindings map. A
+/// missing or empty host port lets wharf pick one.
 fn port_bindings(specs: &[String]) -> Result<Value, String> {
     let mut map = Map::new();
     for spec in specs {
         let (rest, proto) = spec.rsplit_once('/').unwrap_or((spec, "tcp"));
-        let (host, port) =
-            rest.rsplit_once(':').ok_or_else(|| format!("invalid port {spec:?}: expected HOST_PORT:PORT"))?;
+        let (host, port) = rest.rsplit_once(':').unwrap_or(("", rest));
+        if port.is_empty() {
+            return Err(format!("invalid port {spec:?}: no port inside the sandbox"));
+        }
         let (host_ip, host_port) = match host.rsplit_once(':') {
             Some((ip, p)) => (ip.trim_start_matches('[').trim_end_matches(']').to_string(), p.to_string()),
             None => (String::new(), host.to_string()),

@@ -65,6 +65,8 @@ struct State {
     endpoints: BTreeMap<String, Endpoint>,
     sandboxes: BTreeMap<String, Sandbox>,
     volumes: BTreeMap<String, Volume>,
+    /// The host port picked last for a binding that left it to wharf.
+    port_cursor: u16,
 }
 
 /// The engine.

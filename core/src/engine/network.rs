@@ -114,6 +114,63 @@ pub(super) fn endpoint_spec(e: &Endpoint) -> EndpointSpec {
     }
 }
 
+/// Docker's range for the host ports it picks itself.
+const PICKED_PORTS: std::ops::RangeInclusive<u16> = 49153..=60999;
+
+/// Whether publishing `new` on host port `port` collides with `other`: the same protocol
+/// and port, on the same host address or on every address.
+fn clash(new: &PortBinding, port: u16, other: &PortBinding) -> bool {
+    let same_ip = new.host_ip.is_none() || other.host_ip.is_none() || new.host_ip == other.host_ip;
+    new.protocol == other.protocol && port == other.host_port && same_ip
+}
+
+/// Settle the host port of each binding that leaves it open, as Docker does: a range
+/// (`8000-8010:80`) takes its first port no other endpoint publishes; port 0 (`-p 80`) takes
+/// the next free one of [`PICKED_PORTS`] after `cursor` (the one picked last), so a freed port is not
+/// handed out again at once. Bindings earlier in `ports` count as taken. Core does this,
+/// not the driver, because host ports are shared by every network, like addresses in IPAM.
+fn settle_host_ports(state: &State, cursor: &mut u16, ports: &mut [PortBinding]) -> Result<()> {
+    for i in 0..ports.len() {
+        let (settled, rest) = ports.split_at_mut(i);
+        let p = &mut rest[0];
+        if p.host_port != 0 && p.host_port_end == 0 {
+            continue;
+        }
+        let taken = |port: u16| {
+            state.endpoints.values().flat_map(|e| &e.join.ports).chain(settled.iter()).any(|o| clash(p, port, o))
+        };
+        let what = format!("{}/{}", p.port, p.protocol.as_str());
+        let port = if p.host_port == 0 {
+            let (first, last) = (*PICKED_PORTS.start(), *PICKED_PORTS.end());
+            let span = u32::from(last - first) + 1;
+            let start = if PICKED_PORTS.contains(cursor) { *cursor } else { last };
+            // Every port of the range once, beginning after `start` and wrapping around.
+            let mut after = (1..=span).map(|k| first + ((u32::from(start - first) + k) % span) as u16);
+            let port = after.find(|port| !taken(*port)).ok_or_else(|| {
+                Error::Conflict(format!("port {what}: no free host port left between {first} and {last}"))
+            })?;
+            *cursor = port;
+            port
+        } else {
+            if p.host_port_end < p.host_port {
+                return Err(Error::InvalidArgument(format!(
+                    "port {what}: host port range {}-{} is empty",
+                    p.host_port, p.host_port_end
+                )));
+            }
+            (p.host_port..=p.host_port_end).find(|port| !taken(*port)).ok_or_else(|| {
+                Error::Conflict(format!(
+                    "port {what}: every host port of {}-{} is published already",
+                    p.host_port, p.host_port_end
+                ))
+            })?
+        };
+        p.host_port = port;
+        p.host_port_end = 0;
+    }
+    Ok(())
+}
+
 impl Engine {
     fn network_driver(&self, name: &str) -> Result<std::sync::Arc<dyn NetworkDriver>> {
         self.registry.network(name).ok_or_else(|| Error::NotFound(format!("plugin {name:?} not found")))
@@ -324,6 +381,9 @@ impl Engine {
         if req.ipv6.is_some() && !net.enable_ipv6 {
             return Err(Error::InvalidArgument(format!("network {} does not have IPv6 enabled", network.name)));
         }
+        let mut ports = req.ports.clone();
+        let mut port_cursor = state.port_cursor;
+        settle_host_ports(&state, &mut port_cursor, &mut ports)?;
         let mut endpoint = Endpoint {
             id: new_id(),
             network_id: network.id.clone(),
@@ -334,7 +394,7 @@ impl Engine {
             static_ipv6: req.ipv6.is_some(),
             mac: req.mac.clone(),
             aliases: req.aliases.clone(),
-            ports: req.ports.clone(),
+            ports,
             options: req.options.clone(),
             ..Default::default()
         };
@@ -372,14 +432,14 @@ impl Engine {
         })?;
         state.networks.insert(net.id.clone(), net);
         state.endpoints.insert(endpoint.id.clone(), endpoint.clone());
+        state.port_cursor = port_cursor;
         Ok(endpoint)
     }
 
     fn check_ports(&self, state: &State, endpoint: &Endpoint) -> Result<()> {
         for new in &endpoint.join.ports {
             for other in state.endpoints.values().flat_map(|e| &e.join.ports) {
-                let same_ip = new.host_ip.is_none() || other.host_ip.is_none() || new.host_ip == other.host_ip;
-                if new.protocol == other.protocol && new.host_port == other.host_port && same_ip {
+                if clash(new, new.host_port, other) {
                     return Err(Error::Conflict(format!(
                         "host port {}/{} is already published by another endpoint",
                         new.host_port,

@@ -242,6 +242,33 @@ fn connect_allocates_and_disconnect_releases_without_immediate_reuse() {
 }
 
 #[test]
+fn open_host_ports_are_picked_without_clashes_or_immediate_reuse() {
+    let f = Fixture::new();
+    let e = f.engine();
+    e.network_create(net("n")).unwrap();
+    for s in ["s1", "s2", "s3", "s4"] {
+        e.sandbox_create(s, None, Default::default()).unwrap();
+    }
+    let bind = |host_port, host_port_end| PortBinding { port: 80, host_port, host_port_end, ..Default::default() };
+    let publish = |s: &str, ports: Vec<PortBinding>| ConnectRequest { ports, ..connect("n", s) };
+    let host_ports = |ep: &crate::model::Endpoint| ep.join.ports.iter().map(|p| p.host_port).collect::<Vec<_>>();
+    // `-p 80 -p 80`: two free ports from Docker's range, one after the other.
+    let ep1 = e.connect(publish("s1", vec![bind(0, 0), bind(0, 0)])).unwrap();
+    assert_eq!(host_ports(&ep1), [49153, 49154]);
+    // A range takes its first free port; 8000 is published already.
+    e.connect(publish("s2", vec![bind(8000, 0)])).unwrap();
+    let ep3 = e.connect(publish("s3", vec![bind(8000, 8002)])).unwrap();
+    assert_eq!(host_ports(&ep3), [8001]);
+    assert_eq!(ep3.ports[0].host_port_end, 0, "what the driver sees is settled");
+    let full = e.connect(publish("s4", vec![bind(8000, 8001)])).unwrap_err();
+    assert_eq!(full.status(), 409);
+    assert!(full.to_string().contains("8000-8001"), "{full}");
+    // A freed port is not handed out again at once.
+    e.disconnect("n", "s1").unwrap();
+    assert_eq!(host_ports(&e.connect(publish("s1", vec![bind(0, 0)])).unwrap()), [49155]);
+}
+
+#[test]
 fn a_failed_plan_is_rolled_back_and_nothing_is_stored() {
     let f = Fixture::new();
     let e = f.engine();
