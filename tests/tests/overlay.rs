@@ -111,3 +111,23 @@ fn overlays_with_different_vnis_do_not_see_each_other() {
     let err = a.wharf_err(&["network", "create", "-d", "overlay", "-o", "local=10.9.9.9", "bad"]);
     assert!(err.contains("local") && err.contains("10.9.9.9") && err.lines().count() == 1, "{err}");
 }
+
+#[test]
+fn an_ipv6_underlay_carries_the_overlay() {
+    let (a, b) = two_hosts();
+    for (h, addr) in [(&a, "fd77::1/64"), (&b, "fd77::2/64")] {
+        h.in_host_ok(&["ip", "addr", "add", addr, "dev", "u0", "nodad"]);
+    }
+    for (h, local, range) in [(&a, "fd77::1", "10.94.0.0/25"), (&b, "fd77::2", "10.94.0.128/25")] {
+        let local = format!("local={local}");
+        create(h, "v6", "10.94.0.0/24", &["--ip-range", range, "-o", "peers=fd77::1,fd77::2", "-o", &local]);
+    }
+    for (h, sb) in [(&a, "x"), (&b, "y")] {
+        h.wharf_ok(&["sandbox", "create", sb]);
+        h.wharf_ok(&["network", "connect", "v6", sb]);
+    }
+    let y = b.sandbox_ip("y", "v6");
+    // VXLAN over IPv6 costs 70 bytes: 1430 of IP, 1402 of ping payload.
+    assert!(pings(&a, "x", &y, "1402"), "a full-MTU packet crosses the IPv6 underlay\n{}", a.log());
+    assert!(!pings(&a, "x", &y, "1403"), "one byte more does not fit unfragmented");
+}
