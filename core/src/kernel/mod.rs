@@ -115,7 +115,13 @@ impl Kernel {
             let grave = grave_name();
             match self.retire(&netns, name, &grave) {
                 Ok(true) => {
+                    // The worker that just retired it is cached; should it have exited since,
+                    // a fresh one takes the job.
                     let worker = self.sandbox_worker(path, false)?;
+                    if self.reap(|job| worker.submit(job), grave.clone()).is_ok() {
+                        return Ok(());
+                    }
+                    let worker = self.sandbox_worker(path, true)?;
                     return self.reap(|job| worker.submit(job), grave);
                 }
                 Ok(false) => return Ok(()),
