@@ -8,7 +8,7 @@ use ipnet::IpNet;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
 use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
@@ -421,9 +421,28 @@ const MAIN_TABLE: u32 = 254;
 
 /// Links, addresses, default-route interfaces and route destinations of this namespace.
 pub async fn host_facts(h: &Handle) -> Result<HostFacts, ExecError> {
-    let links: Vec<LinkMessage> = h.link().get().execute().try_collect().await.map_err(|e| fail("list links", &e))?;
+    // Without counters the kernel writes (and we parse) about half as much per link, which
+    // counts once a host has hundreds of bridges and veths.
+    let links: Vec<LinkMessage> = h
+        .link()
+        .get()
+        .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| fail("list links", &e))?;
     let addrs: Vec<AddressMessage> =
         h.address().get().execute().try_collect().await.map_err(|e| fail("list addresses", &e))?;
+    let mut addresses: std::collections::HashMap<u32, Vec<IpNet>> = std::collections::HashMap::new();
+    for a in &addrs {
+        let ip = a.attributes.iter().find_map(|x| match x {
+            AddressAttribute::Address(ip) => IpNet::new(*ip, a.header.prefix_len).ok(),
+            _ => None,
+        });
+        if let Some(ip) = ip {
+            addresses.entry(a.header.index).or_default().push(ip);
+        }
+    }
     let mut facts = HostFacts::default();
     let mut names = std::collections::HashMap::new();
     for l in &links {
@@ -456,16 +475,7 @@ pub async fn host_facts(h: &Handle) -> Result<HostFacts, ExecError> {
                 _ => {}
             }
         }
-        link.addresses = addrs
-            .iter()
-            .filter(|a| a.header.index == l.header.index)
-            .filter_map(|a| {
-                a.attributes.iter().find_map(|x| match x {
-                    AddressAttribute::Address(ip) => IpNet::new(*ip, a.header.prefix_len).ok(),
-                    _ => None,
-                })
-            })
-            .collect();
+        link.addresses = addresses.remove(&l.header.index).unwrap_or_default();
         facts.links.push(link);
     }
     for v6 in [false, true] {
