@@ -509,8 +509,12 @@ fn is_link_local(n: &IpNet) -> bool {
 }
 
 /// A dump request for the routes of one family.
+/// A dump request for the main table's routes of one family; the socket's strict checking
+/// makes the kernel leave out the other tables (the local table alone has a few entries per
+/// address).
 fn route_query(v6: bool) -> RouteMessage {
     let mut msg = RouteMessage::default();
     msg.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    msg.header.table = MAIN_TABLE as u8;
     msg
 }

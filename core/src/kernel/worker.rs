@@ -98,14 +98,21 @@ impl Worker {
 }
 
 fn connect() -> Result<Ctx, ExecError> {
+    use rtnetlink::sys::AsyncSocket;
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
         .build()
         .map_err(|e| ExecError::new(format!("netlink runtime: {e}")))?;
     let handle = rt.block_on(async {
-        let (conn, handle, _) =
+        let (mut conn, handle, _) =
             rtnetlink::new_connection().map_err(|e| ExecError::new(format!("netlink socket: {e}")))?;
+        // Strict checking makes the kernel apply a dump request's filters (the routing table,
+        // say) instead of sending everything for us to filter.
+        conn.socket_mut()
+            .socket_mut()
+            .set_netlink_get_strict_chk(true)
+            .map_err(|e| ExecError::new(format!("netlink socket: {e}")))?;
         tokio::spawn(conn);
         Ok::<_, ExecError>(handle)
     })?;
