@@ -197,6 +197,11 @@ impl Host {
         false
     }
 
+    /// The running wharfd's process id (nsenter executes it in its own place).
+    pub fn daemon_pid(&self) -> Option<u32> {
+        self.daemon.as_ref().map(|c| c.id())
+    }
+
     /// Kill wharfd with SIGKILL, as a crash would.
     pub fn kill_daemon(&mut self) {
         if let Some(mut child) = self.daemon.take() {

@@ -232,3 +232,22 @@ fn subnets_on_the_hosts_main_routes_are_refused_and_local_table_entries_are_not(
     assert!(err.contains("host route to fd51::/64"), "{err}");
     h.wharf_ok(&["network", "create", "--subnet", "10.252.0.0/24", "besidelocal"]);
 }
+
+#[test]
+fn a_restart_with_many_sandboxes_keeps_a_bounded_number_of_workers() {
+    let mut h = Host::start();
+    h.wharf_ok(&["network", "create", "--subnet", "10.253.0.0/24", "many"]);
+    let sandboxes: Vec<String> = (0..48).map(|i| format!("m{i}")).collect();
+    for s in &sandboxes {
+        h.wharf_ok(&["sandbox", "create", s]);
+        h.wharf_ok(&["network", "connect", "many", s]);
+    }
+    h.kill_daemon();
+    h.start_daemon();
+    // Reviving touched every sandbox's namespace; each cached worker is a thread.
+    let pid = h.daemon_pid().expect("wharfd runs");
+    let threads = std::fs::read_dir(format!("/proc/{pid}/task")).map(|d| d.count()).unwrap_or(0);
+    assert!(threads > 0 && threads < 48, "{threads} threads after reviving 48 sandboxes");
+    let last = h.sandbox_ip("m47", "many");
+    assert!(h.ping("m0", &last), "the first and the last sandbox still talk\n{}", h.log());
+}

@@ -37,6 +37,10 @@ use worker::{netns_inode, Ctx, Worker};
 /// How long an idle sandbox worker lives.
 const IDLE: Duration = Duration::from_secs(2);
 
+/// How many sandbox workers are kept at most; each is a thread with its own runtime and
+/// netlink socket.
+const MAX_SANDBOX_WORKERS: usize = 32;
+
 /// `NSFS_MAGIC` from `<linux/magic.h>`.
 const NSFS_MAGIC: i64 = 0x6e73_6673;
 
@@ -54,7 +58,9 @@ pub struct Kernel {
     retirable: Mutex<HashMap<String, Option<(String, String)>>>,
     /// Macvlans made by this executor inside sandboxes: (namespace file, name).
     sandboxed: Mutex<HashSet<(String, String)>>,
-    sandboxes: Mutex<HashMap<String, Arc<Worker>>>,
+    /// Cached sandbox workers and when each was last asked for (a use counter).
+    sandboxes: Mutex<HashMap<String, (Arc<Worker>, u64)>>,
+    uses: std::sync::atomic::AtomicU64,
     firewall: Arc<dyn Firewall>,
 }
 
@@ -75,6 +81,7 @@ impl Kernel {
             retirable: Mutex::new(HashMap::new()),
             sandboxed: Mutex::new(HashSet::new()),
             sandboxes: Mutex::new(HashMap::new()),
+            uses: std::sync::atomic::AtomicU64::new(0),
             firewall,
         })
     }
@@ -169,13 +176,22 @@ impl Kernel {
     fn sandbox_worker(&self, path: &str, fresh: bool) -> Result<Arc<Worker>, ExecError> {
         let inode = netns_inode(Path::new(path))?;
         let mut cache = self.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.uses.fetch_add(1, Ordering::Relaxed);
         if !fresh {
-            if let Some(w) = cache.get(path).filter(|w| w.inode == inode) {
+            if let Some((w, used)) = cache.get_mut(path).filter(|(w, _)| w.inode == inode) {
+                *used = now;
                 return Ok(w.clone());
             }
         }
+        if cache.len() >= MAX_SANDBOX_WORKERS {
+            // Dropping the least recently used worker lets its thread finish what is queued
+            // and exit, so a restart that revives 1000 sandboxes keeps a few dozen threads.
+            if let Some(oldest) = cache.iter().min_by_key(|(_, (_, used))| *used).map(|(p, _)| p.clone()) {
+                cache.remove(&oldest);
+            }
+        }
         let w = Arc::new(Worker::spawn(Some(Path::new(path)), Some(IDLE))?);
-        cache.insert(path.to_string(), w.clone());
+        cache.insert(path.to_string(), (w.clone(), now));
         Ok(w)
     }
 
