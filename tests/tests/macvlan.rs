@@ -81,6 +81,26 @@ fn a_sandbox_reconnects_at_once_with_the_same_mac_and_retired_links_go_away() {
 }
 
 #[test]
+fn a_restart_removes_links_a_crash_left_retired_in_a_sandbox() {
+    let mut h = Host::start();
+    parent(&h, "par0");
+    h.wharf_ok(&["network", "create", "-d", "macvlan", "--subnet", "10.78.0.0/24", "-o", "parent=par0", "mv"]);
+    for sb in ["a", "b"] {
+        h.wharf_ok(&["sandbox", "create", sb]);
+        h.wharf_ok(&["network", "connect", "mv", sb]);
+    }
+    // What a crash between a macvlan's retirement and its deletion leaves behind.
+    let made = h.in_sandbox("a", &["ip", "link", "add", "wgc9001", "type", "veth", "peer", "name", "wgc9002"]);
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    h.kill_daemon();
+    h.start_daemon();
+    let links = String::from_utf8_lossy(&h.in_sandbox("a", &["ip", "-o", "link", "show"]).stdout).into_owned();
+    assert!(!links.contains("wgc"), "{links}\n{}", h.log());
+    assert!(links.contains("eth0"), "the endpoint's own link stays: {links}");
+    assert!(h.ping("a", &h.sandbox_ip("b", "mv")));
+}
+
+#[test]
 fn a_vlan_parent_tags_frames_and_goes_with_its_network() {
     let h = Host::start();
     let wire = Netns::new("wire");

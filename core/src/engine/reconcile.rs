@@ -7,7 +7,7 @@ use crate::model::Endpoint;
 use crate::store::Table;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use wharf_sdk::{FirewallFact, HostFacts, Netns, Op, Plan};
+use wharf_sdk::{FirewallFact, HostFacts, LinkKind, Netns, Op, Plan};
 
 /// Whether a host link has a name wharf gives its own devices: `br-`, `vx-` or `veth`
 /// followed by hex digits, or `wgc` and an index (a retired veth the daemon did not get to delete).
@@ -15,7 +15,7 @@ fn wharf_style_name(name: &str) -> bool {
     let hex = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit());
     ["br-", "vx-"].iter().any(|p| name.strip_prefix(p).is_some_and(|r| r.len() == 12 && hex(r)))
         || name.strip_prefix("veth").is_some_and(|r| r.len() == 11 && hex(r))
-        || name.strip_prefix("wgc").is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
+        || crate::kernel::retired_name(name)
 }
 
 /// The firewall facts a set of plans has put in place.
@@ -120,6 +120,20 @@ impl Engine {
         let sandboxes: Vec<_> = state.sandboxes.values().cloned().collect();
         for sb in sandboxes {
             if self.exec.check_netns(Path::new(&sb.netns)).is_ok() {
+                // Links are retired inside a sandbox only for its macvlan endpoints; a crash
+                // before their deletion leaves them there.
+                let ns = Netns::Path(sb.netns.clone());
+                let macvlan = |e: &Endpoint| {
+                    e.plan.ops().any(|op| matches!(op, Op::LinkAdd { link, .. } if matches!(&link.kind, LinkKind::Macvlan { target_netns: Some(t), .. } if *t == ns)))
+                };
+                if state.endpoints_of_sandbox(&sb.id).any(macvlan) {
+                    match self.exec.sweep_retired(Path::new(&sb.netns)) {
+                        Ok(swept) => swept.iter().for_each(|l| {
+                            tracing::info!("reconcile: removed retired link {l} from sandbox {}", sb.name)
+                        }),
+                        Err(e) => tracing::warn!("reconcile: sandbox {}: {e}", sb.name),
+                    }
+                }
                 continue;
             }
             if sb.owned {

@@ -41,6 +41,13 @@ pub trait Executor: Send + Sync {
 
     /// Re-create wharf's firewall tables holding exactly `facts`.
     fn firewall_reload(&self, facts: &[FirewallFact]) -> Result<(), ExecError>;
+
+    /// Delete links in namespace `netns` that were retired for deletion (see
+    /// [`crate::kernel::retired_name`]) but not deleted, as a crash leaves them; returns
+    /// their names.
+    fn sweep_retired(&self, _netns: &Path) -> Result<Vec<String>, ExecError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A plan step that failed, after the steps before it were rolled back.

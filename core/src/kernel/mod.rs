@@ -71,6 +71,11 @@ fn grave_name() -> String {
     format!("wgc{}{}", std::process::id() % 1000, RETIRED.fetch_add(1, Ordering::Relaxed))
 }
 
+/// Whether `name` is one [`grave_name`] gives: a link retired for deletion.
+pub fn retired_name(name: &str) -> bool {
+    name.strip_prefix("wgc").is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
+}
+
 impl Kernel {
     /// An executor in the calling thread's network namespace, using `firewall`.
     pub fn new(firewall: Arc<dyn Firewall>) -> Result<Kernel, ExecError> {
@@ -377,6 +382,20 @@ impl Executor for Kernel {
 
     fn firewall_reload(&self, facts: &[FirewallFact]) -> Result<(), ExecError> {
         self.firewall.reload(facts)
+    }
+
+    fn sweep_retired(&self, netns: &Path) -> Result<Vec<String>, ExecError> {
+        let netns = Netns::Path(netns.display().to_string());
+        self.on(&netns, |ctx| {
+            ctx.block_on(async {
+                let mut swept = Vec::new();
+                for name in netlink::link_names(&ctx.handle).await?.into_iter().filter(|n| retired_name(n)) {
+                    netlink::link_del(&ctx.handle, &name).await?;
+                    swept.push(name);
+                }
+                Ok(swept)
+            })
+        })?
     }
 }
 

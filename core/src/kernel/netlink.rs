@@ -71,6 +71,32 @@ pub async fn index(h: &Handle, name: &str) -> Result<Option<u32>, ExecError> {
     }
 }
 
+/// Every link in this namespace. Without counters the kernel writes (and we parse) about
+/// half as much per link, which counts once a host has hundreds of bridges and veths.
+async fn dump_links(h: &Handle) -> Result<Vec<LinkMessage>, ExecError> {
+    h.link()
+        .get()
+        .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| fail("list links", &e))
+}
+
+/// The names of every link in this namespace.
+pub async fn link_names(h: &Handle) -> Result<Vec<String>, ExecError> {
+    let links = dump_links(h).await?;
+    Ok(links
+        .iter()
+        .filter_map(|l| {
+            l.attributes.iter().find_map(|a| match a {
+                LinkAttribute::IfName(n) => Some(n.clone()),
+                _ => None,
+            })
+        })
+        .collect())
+}
+
 async fn need_index(h: &Handle, name: &str) -> Result<u32, ExecError> {
     index(h, name).await?.ok_or_else(|| ExecError::new(format!("link {name:?} does not exist")))
 }
@@ -421,16 +447,7 @@ const MAIN_TABLE: u32 = 254;
 
 /// Links, addresses, default-route interfaces and route destinations of this namespace.
 pub async fn host_facts(h: &Handle) -> Result<HostFacts, ExecError> {
-    // Without counters the kernel writes (and we parse) about half as much per link, which
-    // counts once a host has hundreds of bridges and veths.
-    let links: Vec<LinkMessage> = h
-        .link()
-        .get()
-        .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|e| fail("list links", &e))?;
+    let links = dump_links(h).await?;
     let addrs: Vec<AddressMessage> =
         h.address().get().execute().try_collect().await.map_err(|e| fail("list addresses", &e))?;
     let mut addresses: std::collections::HashMap<u32, Vec<IpNet>> = std::collections::HashMap::new();
