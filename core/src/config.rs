@@ -47,6 +47,11 @@ pub struct Config {
     pub plugin_dirs: Vec<PathBuf>,
     /// Firewall backend.
     pub firewall: FirewallBackend,
+    /// Let a new connection from outside the host reach a published port only when the host's
+    /// own firewall has marked its packet with `published_ports_mark` (see the README).
+    pub published_ports_respect_input: bool,
+    /// The mark (every bit of it) `published_ports_respect_input` asks for.
+    pub published_ports_mark: u32,
     /// Log level or tracing filter.
     pub log_level: String,
     /// Where named sandboxes' namespaces live.
@@ -82,6 +87,8 @@ impl Default for Config {
             socket: "/run/wharf/wharf.sock".into(),
             plugin_dirs,
             firewall: FirewallBackend::Nftables,
+            published_ports_respect_input: false,
+            published_ports_mark: crate::firewall::DEFAULT_PUBLISHED_MARK,
             log_level: "info".into(),
             netns_dir: "/run/netns".into(),
             netns_etc_dir: "/etc/netns".into(),
@@ -111,6 +118,9 @@ impl Config {
     /// Parse TOML text.
     pub fn parse(text: &str) -> Result<Config, String> {
         let config: Config = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        if config.published_ports_mark == 0 {
+            return Err("published_ports_mark must have at least one bit set".into());
+        }
         if let Some(m) = config.default_mtu {
             if !(68..=65535).contains(&m) {
                 return Err(format!("default_mtu {m} is not between 68 and 65535"));
@@ -123,6 +133,14 @@ impl Config {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_published_port_policy_is_read_with_a_hex_mark() {
+        let c = Config::parse("published_ports_respect_input = true\npublished_ports_mark = 0x10\n").unwrap();
+        assert!(c.published_ports_respect_input);
+        assert_eq!(c.published_ports_mark, 0x10);
+        assert!(Config::parse("published_ports_mark = 0").is_err());
+    }
 
     #[test]
     fn an_empty_file_gives_the_defaults() {

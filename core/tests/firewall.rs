@@ -3,16 +3,16 @@
 //! namespace and removes everything when it ends, even on a panic.
 
 use nix::sched::{setns, CloneFlags};
-use std::io::{Read, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 use wharf_core::firewall::nftables::Nftables;
-use wharf_core::firewall::Firewall;
+use wharf_core::firewall::{Firewall, HostPort, Policy, PortState};
 use wharf_sdk::{FirewallFact, GatewayMode, Protocol};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -90,9 +90,14 @@ impl Lab {
     /// A TCP server in `ns` on `port` (both families) that answers each connection with
     /// `"<tag> <peer address>"` and closes it.
     fn serve_tcp(&mut self, ns: &str, port: u16, tag: &str) {
+        self.serve_tcp_at(ns, SocketAddr::from(([0u16; 8], port)), tag);
+    }
+
+    /// Like [`Lab::serve_tcp`], bound to `at` only.
+    fn serve_tcp_at(&mut self, ns: &str, at: SocketAddr, tag: &str) {
         let tag = tag.to_string();
         self.spawn_server(ns, move || {
-            let listener = TcpListener::bind(("::", port)).unwrap();
+            let listener = TcpListener::bind(at).unwrap();
             listener.set_nonblocking(true).unwrap();
             move || match listener.accept() {
                 Ok((mut s, peer)) => {
@@ -227,6 +232,17 @@ impl Topo {
 }
 
 fn network(bridge: &str, subnets: &[&str], icc: bool, internal: bool, v4: GatewayMode) -> FirewallFact {
+    network_with(bridge, subnets, icc, internal, v4, &[])
+}
+
+fn network_with(
+    bridge: &str,
+    subnets: &[&str],
+    icc: bool,
+    internal: bool,
+    v4: GatewayMode,
+    trusted: &[&str],
+) -> FirewallFact {
     FirewallFact::Network {
         bridge: bridge.into(),
         subnets: subnets.iter().map(|s| s.parse().unwrap()).collect(),
@@ -236,6 +252,7 @@ fn network(bridge: &str, subnets: &[&str], icc: bool, internal: bool, v4: Gatewa
         gateway_mode_v4: v4,
         gateway_mode_v6: GatewayMode::Nat,
         snat_v4: None,
+        trusted: trusted.iter().map(|s| s.to_string()).collect(),
     }
 }
 
@@ -330,8 +347,12 @@ fn gateway_modes_decide_inbound_routing_and_masquerade() {
     fw.remove(&nat_net).unwrap();
     let routed = network("br-test0", &["10.77.0.0/24"], true, false, GatewayMode::Routed);
     fw.add(&routed).unwrap();
-    assert_eq!(tcp(&t.u, "10.77.0.2:80").as_deref(), Some("A 192.0.2.2"), "routed: reachable, source kept");
+    assert!(tcp(&t.u, "10.77.0.2:80").is_none(), "routed: only published ports are reachable");
+    assert!(ping(&t.u, "10.77.0.2"), "routed: ICMP is");
     assert_eq!(tcp(&t.a, "192.0.2.2:7000").as_deref(), Some("U 10.77.0.2"), "routed: no masquerade");
+    fw.add(&port(Protocol::Tcp, None, 8080, "10.77.0.2", 80)).unwrap();
+    assert_eq!(tcp(&t.u, "10.77.0.2:80").as_deref(), Some("A 192.0.2.2"), "routed: published, source kept");
+    fw.remove(&port(Protocol::Tcp, None, 8080, "10.77.0.2", 80)).unwrap();
 
     fw.remove(&routed).unwrap();
     let isolated = network("br-test0", &["10.77.0.0/24"], true, false, GatewayMode::Isolated);
@@ -392,9 +413,7 @@ fn published_ports_from_outside_the_host_and_a_hairpin() {
     assert!(tcp(&t.u, "192.0.2.1:8080").is_none(), "unpublished");
     assert!(tcp(&t.a, "192.0.2.1:8080").is_none(), "unpublished");
 
-    // Someone deletes wharf's table; a reload brings everything back.
-    t.nft(&["delete", "table", "inet", "wharf"]);
-    assert!(tcp(&t.u, "192.0.2.1:8081").is_none());
+    // A reload re-creates the tables holding exactly the facts given.
     let facts = [nat("br-test0", &["10.77.0.0/24"]), nat("br-test1", &["10.78.0.0/24"]), web.clone(), only_upstream];
     fw.reload(&facts).unwrap();
     assert_eq!(tcp(&t.u, "192.0.2.1:8080").as_deref(), Some("A 192.0.2.2"));
@@ -487,6 +506,7 @@ fn per_call(n: u32, mut f: impl FnMut(u32)) -> f64 {
 
 #[test]
 fn a_change_costs_the_same_with_one_or_a_thousand_published_ports() {
+    raise_fd_limit();
     let t = topology();
     let fw = t.firewall();
     fw.add(&nat("br-test0", &["10.77.0.0/24"])).unwrap();
@@ -564,6 +584,7 @@ fn remove_of_an_absent_fact_and_reload_of_nothing_succeed() {
         gateway_mode_v4: GatewayMode::Nat,
         gateway_mode_v6: GatewayMode::Nat,
         snat_v4: None,
+        trusted: vec![],
     };
     assert!(fw.add(&bad).is_err());
     // A second instance in the same namespace keeps what the first one added.
@@ -571,4 +592,295 @@ fn remove_of_an_absent_fact_and_reload_of_nothing_succeed() {
     drop(fw);
     let again = t.firewall();
     assert!(again.list().unwrap().contains("tcp . 8080 : 10.77.0.2 . 80"));
+}
+
+/// The crafted-packet tool (see its own documentation).
+const PACKETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/packets.py");
+
+/// The MAC address of `link` in namespace `ns`.
+fn mac(ns: &str, link: &str) -> String {
+    let out = ok(&["ip", "-n", ns, "-o", "link", "show", link]);
+    let mut words = out.split_whitespace().skip_while(|w| *w != "link/ether");
+    words.nth(1).unwrap_or_else(|| panic!("no MAC address for {link}: {out}")).to_string()
+}
+
+/// A crafted IPv4 TCP segment, sent as an Ethernet frame to a chosen MAC address.
+struct Crafted<'a> {
+    /// Namespace and interface it leaves from.
+    from: (&'a str, &'a str),
+    to_mac: String,
+    src: &'a str,
+    dst: &'a str,
+    sport: u16,
+    dport: u16,
+    /// `S` (SYN) or `A` (ACK with data).
+    flags: &'a str,
+}
+
+impl Crafted<'_> {
+    /// Send it while capturing on interface `watch.1` of namespace `watch.0`; returns the TCP
+    /// segments seen there with source or destination port `port`, as
+    /// `SRC:SPORT > DST:DPORT FLAGS` lines.
+    fn send_watching(&self, watch: (&str, &str), port: u16) -> Vec<String> {
+        let port = port.to_string();
+        let mut sniffer = Command::new("ip")
+            .args(["netns", "exec", watch.0, "python3", PACKETS, "sniff", watch.1, "1.5", &port])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 for the packet sniffer");
+        let mut out = BufReader::new(sniffer.stdout.take().unwrap());
+        let mut ready = String::new();
+        out.read_line(&mut ready).unwrap();
+        assert_eq!(ready.trim(), "ready", "the sniffer did not start");
+        let (sport, dport) = (self.sport.to_string(), self.dport.to_string());
+        let (ns, iface) = self.from;
+        ok(&[
+            "ip",
+            "netns",
+            "exec",
+            ns,
+            "python3",
+            PACKETS,
+            "send",
+            iface,
+            &self.to_mac,
+            self.src,
+            self.dst,
+            &sport,
+            &dport,
+            self.flags,
+        ]);
+        let mut seen = String::new();
+        out.read_to_string(&mut seen).unwrap();
+        let _ = sniffer.wait();
+        seen.lines().map(str::to_string).collect()
+    }
+}
+
+/// Lift this process's open-files limit: every published port holds a socket.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (_, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+    setrlimit(Resource::RLIMIT_NOFILE, hard, hard).unwrap();
+}
+
+fn network_fact(bridge: &str, subnets: &[&str], v4: GatewayMode, trusted: &[&str]) -> FirewallFact {
+    network_with(bridge, subnets, true, false, v4, trusted)
+}
+
+#[test]
+fn a_port_published_on_loopback_is_reachable_from_the_host_only() {
+    let t = topology();
+    let fw = t.firewall();
+    let mut lab = Lab::new();
+    lab.serve_tcp(&t.b, 80, "B");
+    ok(&["ip", "netns", "exec", &t.h, "sysctl", "-qw", "net.ipv4.conf.br-test0.route_localnet=1"]);
+    ok(&["ip", "netns", "exec", &t.h, "sysctl", "-qw", "net.ipv4.conf.br-test1.route_localnet=1"]);
+    fw.add(&nat("br-test0", &["10.77.0.0/24"])).unwrap();
+    fw.add(&nat("br-test1", &["10.78.0.0/24"])).unwrap();
+    fw.add(&port(Protocol::Tcp, Some("127.0.0.1"), 8082, "10.77.0.3", 80)).unwrap();
+    assert_eq!(tcp(&t.h, "127.0.0.1:8082").as_deref(), Some("B 10.77.0.1"), "from the host itself");
+
+    let arrived = |seen: &[String]| seen.iter().any(|l| l.contains("> 10.77.0.3:80 "));
+    // A neighbour on the host's link sends a SYN for 127.0.0.1:8082 to the host's MAC.
+    let from_lan = Crafted {
+        from: (&t.u, "eth0"),
+        to_mac: mac(&t.h, "up0"),
+        src: "192.0.2.2",
+        dst: "127.0.0.1",
+        sport: 40001,
+        dport: 8082,
+        flags: "S",
+    };
+    let seen = from_lan.send_watching((&t.b, "eth0"), 80);
+    assert!(!arrived(&seen), "a SYN for 127.0.0.1 from the LAN reached the sandbox: {seen:?}");
+    // Sandboxes of the same and of another network send it to their gateway's MAC.
+    for (ns, bridge, src) in [(&t.a, "br-test0", "10.77.0.2"), (&t.c, "br-test1", "10.78.0.2")] {
+        let from_sandbox = Crafted {
+            from: (ns, "eth0"),
+            to_mac: mac(&t.h, bridge),
+            src,
+            dst: "127.0.0.1",
+            sport: 40002,
+            dport: 8082,
+            flags: "S",
+        };
+        let seen = from_sandbox.send_watching((&t.b, "eth0"), 80);
+        assert!(!arrived(&seen), "a SYN for 127.0.0.1 from {src} reached the sandbox: {seen:?}");
+    }
+    // With the prerouting chain of earlier versions (DNAT whatever the input interface),
+    // the same SYN gets through: the probe is real.
+    t.nft(&["flush", "chain", "inet", "wharf", "prerouting"]);
+    t.nft(&["add", "rule", "inet", "wharf", "prerouting", "fib", "daddr", "type", "local", "jump", "published"]);
+    let seen = from_lan.send_watching((&t.b, "eth0"), 80);
+    assert!(arrived(&seen), "the probe itself does not work: {seen:?}");
+}
+
+#[test]
+fn sandboxes_do_not_reach_what_the_host_binds_to_loopback() {
+    let t = topology();
+    let fw = t.firewall();
+    let mut lab = Lab::new();
+    lab.serve_tcp_at(&t.h, "127.0.0.1:9999".parse().unwrap(), "H");
+    // What the bridge driver does so that ports published on 127.0.0.1 work.
+    ok(&["ip", "netns", "exec", &t.h, "sysctl", "-qw", "net.ipv4.conf.br-test0.route_localnet=1"]);
+    fw.add(&nat("br-test0", &["10.77.0.0/24"])).unwrap();
+    let syn = Crafted {
+        from: (&t.a, "eth0"),
+        to_mac: mac(&t.h, "br-test0"),
+        src: "10.77.0.2",
+        dst: "127.0.0.1",
+        sport: 40003,
+        dport: 9999,
+        flags: "S",
+    };
+    let answered = |seen: &[String]| seen.iter().any(|l| l.starts_with("127.0.0.1:9999 >"));
+    let seen = syn.send_watching((&t.a, "eth0"), 9999);
+    assert!(!answered(&seen), "the host's loopback-only service answered a sandbox: {seen:?}");
+    // Without wharf's guard the same packet gets an answer: the probe is real.
+    t.nft(&["flush", "chain", "inet", "wharf", "raw"]);
+    let seen = syn.send_watching((&t.a, "eth0"), 9999);
+    assert!(answered(&seen), "the probe itself does not work: {seen:?}");
+}
+
+#[test]
+fn unpublished_ports_are_closed_to_other_interfaces_in_nat_and_routed_modes() {
+    let t = topology();
+    let fw = t.firewall();
+    let mut lab = Lab::new();
+    lab.serve_tcp(&t.a, 80, "A80");
+    lab.serve_tcp(&t.a, 81, "A81");
+    lab.serve_tcp(&t.u, 7000, "U");
+    ok(&["ip", "-n", &t.u, "route", "add", "10.77.0.0/24", "via", "192.0.2.1"]);
+    let published = port(Protocol::Tcp, None, 8080, "10.77.0.2", 80);
+    fw.add(&published).unwrap();
+    // A crafted ACK with data for an unpublished port: conntrack picks it up mid-stream as
+    // an established connection, which must not be a way in.
+    let ack = Crafted {
+        from: (&t.u, "eth0"),
+        to_mac: mac(&t.h, "up0"),
+        src: "192.0.2.2",
+        dst: "10.77.0.2",
+        sport: 40004,
+        dport: 81,
+        flags: "A",
+    };
+    let reached = |seen: &[String]| seen.iter().any(|l| l.contains("> 10.77.0.2:81 "));
+
+    for mode in [GatewayMode::Nat, GatewayMode::Routed] {
+        let net = network_fact("br-test0", &["10.77.0.0/24"], mode, &[]);
+        fw.add(&net).unwrap();
+        assert_eq!(tcp(&t.u, "10.77.0.2:80").as_deref(), Some("A80 192.0.2.2"), "{mode:?}: a published port");
+        assert!(tcp(&t.u, "10.77.0.2:81").is_none(), "{mode:?}: an unpublished port");
+        let seen = ack.send_watching((&t.a, "eth0"), 81);
+        assert!(!reached(&seen), "{mode:?}: a crafted ACK reached the sandbox: {seen:?}");
+        assert_eq!(ping(&t.u, "10.77.0.2"), mode == GatewayMode::Routed, "{mode:?}: ICMP only in routed mode");
+        assert!(tcp(&t.a, "192.0.2.2:7000").is_some(), "{mode:?}: egress");
+        fw.remove(&net).unwrap();
+    }
+
+    let unprotected = network_fact("br-test0", &["10.77.0.0/24"], GatewayMode::NatUnprotected, &[]);
+    fw.add(&unprotected).unwrap();
+    assert_eq!(tcp(&t.u, "10.77.0.2:81").as_deref(), Some("A81 192.0.2.2"), "nat-unprotected: every port");
+    assert_eq!(tcp(&t.a, "192.0.2.2:7000").as_deref(), Some("U 192.0.2.1"), "nat-unprotected: masqueraded");
+    let seen = ack.send_watching((&t.a, "eth0"), 81);
+    assert!(reached(&seen), "the probe itself does not work: {seen:?}");
+    fw.remove(&unprotected).unwrap();
+
+    let trusting = network_fact("br-test0", &["10.77.0.0/24"], GatewayMode::Nat, &["up0"]);
+    fw.add(&trusting).unwrap();
+    assert_eq!(tcp(&t.u, "10.77.0.2:81").as_deref(), Some("A81 192.0.2.2"), "from a trusted interface");
+    assert!(tcp(&t.c, "10.77.0.2:81").is_none(), "another network is not a trusted interface");
+    fw.remove(&trusting).unwrap();
+
+    // Unpublishing closes the direct way in as well.
+    fw.add(&nat("br-test0", &["10.77.0.0/24"])).unwrap();
+    fw.remove(&published).unwrap();
+    assert!(tcp(&t.u, "10.77.0.2:80").is_none(), "unpublished");
+}
+
+#[test]
+fn a_host_port_a_host_process_uses_is_refused_and_a_published_one_is_held() {
+    let t = topology();
+    let fw = t.firewall();
+    fw.add(&nat("br-test0", &["10.77.0.0/24"])).unwrap();
+    let listener = in_ns(&t.h, || TcpListener::bind("0.0.0.0:8090").unwrap());
+    let taken = port(Protocol::Tcp, None, 8090, "10.77.0.2", 80);
+    let err = fw.add(&taken).unwrap_err().to_string();
+    assert!(err.contains("0.0.0.0:8090/tcp") && err.contains("address already in use"), "{err}");
+    assert!(!t.nft(&["list", "map", "inet", "wharf", "dnat4"]).contains("8090"), "nothing was published");
+    let hp = |proto, ip: &str, port| HostPort { protocol: proto, ip: ip.parse().unwrap(), port };
+    assert_eq!(fw.port_state(&hp(Protocol::Tcp, "0.0.0.0", 8090)).unwrap(), PortState::InUse);
+    assert_eq!(fw.port_state(&hp(Protocol::Tcp, "192.0.2.1", 8090)).unwrap(), PortState::InUse);
+    assert_eq!(fw.port_state(&hp(Protocol::Tcp, "192.0.2.1", 8091)).unwrap(), PortState::Free);
+    assert_eq!(fw.port_state(&hp(Protocol::Tcp, "203.0.113.9", 8091)).unwrap(), PortState::NotLocal);
+    drop(listener);
+
+    let held = port(Protocol::Tcp, None, 8091, "10.77.0.2", 80);
+    fw.add(&held).unwrap();
+    assert!(in_ns(&t.h, || TcpListener::bind("0.0.0.0:8091").is_err()), "wharf holds a published port");
+    assert_eq!(fw.port_state(&hp(Protocol::Tcp, "0.0.0.0", 8091)).unwrap(), PortState::InUse);
+    let udp = port(Protocol::Udp, Some("192.0.2.1"), 8091, "10.77.0.2", 53);
+    fw.add(&udp).unwrap();
+    assert!(in_ns(&t.h, || UdpSocket::bind("192.0.2.1:8091").is_err()), "and a UDP one");
+    fw.remove(&held).unwrap();
+    fw.remove(&udp).unwrap();
+    assert!(in_ns(&t.h, || TcpListener::bind("0.0.0.0:8091").is_ok()), "released when unpublished");
+    assert!(in_ns(&t.h, || UdpSocket::bind("192.0.2.1:8091").is_ok()), "released when unpublished");
+}
+
+#[test]
+fn the_firewall_restores_itself_when_someone_flushes_the_ruleset() {
+    let t = topology();
+    let fw = t.firewall();
+    let mut lab = Lab::new();
+    lab.serve_tcp(&t.a, 80, "A");
+    lab.serve_tcp(&t.b, 80, "B");
+    fw.add(&nat("br-test0", &["10.77.0.0/24"])).unwrap();
+    fw.add(&port(Protocol::Tcp, None, 8080, "10.77.0.2", 80)).unwrap();
+    assert_eq!(tcp(&t.u, "192.0.2.1:8080").as_deref(), Some("A 192.0.2.2"));
+
+    // Someone flushes the whole ruleset; wharf notices without being called.
+    t.nft(&["flush", "ruleset"]);
+    let start = Instant::now();
+    let mut back = None;
+    while start.elapsed() < Duration::from_secs(5) {
+        back = tcp(&t.u, "192.0.2.1:8080");
+        if back.is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(back.as_deref(), Some("A 192.0.2.2"), "restored within {:?}", start.elapsed());
+    println!("restored after {:?}", start.elapsed());
+
+    // Deleted again, the next change finds out at once and restores everything with it.
+    t.nft(&["delete", "table", "inet", "wharf"]);
+    fw.add(&port(Protocol::Tcp, None, 8081, "10.77.0.3", 80)).unwrap();
+    assert_eq!(tcp(&t.u, "192.0.2.1:8081").as_deref(), Some("B 192.0.2.2"));
+    assert_eq!(tcp(&t.u, "192.0.2.1:8080").as_deref(), Some("A 192.0.2.2"));
+    assert!(ping(&t.a, "192.0.2.2"), "masquerade is back too");
+}
+
+#[test]
+fn published_ports_can_be_left_to_the_hosts_own_input_policy() {
+    let t = topology();
+    let policy = Policy { respect_input: Some(0x100) };
+    let fw = Nftables::with_policy(Some(&netns_path(&t.h)), policy).unwrap();
+    let mut lab = Lab::new();
+    lab.serve_tcp(&t.a, 80, "A");
+    ok(&["ip", "netns", "exec", &t.h, "sysctl", "-qw", "net.ipv4.conf.br-test0.route_localnet=1"]);
+    fw.add(&nat("br-test0", &["10.77.0.0/24"])).unwrap();
+    fw.add(&port(Protocol::Tcp, None, 8080, "10.77.0.2", 80)).unwrap();
+    assert!(tcp(&t.u, "192.0.2.1:8080").is_none(), "from outside: unmarked, so not let in");
+    assert_eq!(tcp(&t.h, "127.0.0.1:8080").as_deref(), Some("A 10.77.0.1"), "from the host itself");
+    assert_eq!(tcp(&t.b, "192.0.2.1:8080").as_deref(), Some("A 10.77.0.1"), "from a sandbox");
+    // The operator's own firewall lets port 8080 in, in a table of its own.
+    let rules = "table inet host {\n chain pre {\n  type filter hook prerouting priority mangle;\n  \
+                 tcp dport 8080 meta mark set meta mark or 0x100\n }\n}\n";
+    let mut nft =
+        Command::new("ip").args(["netns", "exec", &t.h, "nft", "-f", "-"]).stdin(Stdio::piped()).spawn().unwrap();
+    nft.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
+    assert!(nft.wait().unwrap().success());
+    assert_eq!(tcp(&t.u, "192.0.2.1:8080").as_deref(), Some("A 192.0.2.2"), "marked by the host's firewall");
 }

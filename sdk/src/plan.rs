@@ -181,13 +181,17 @@ impl Protocol {
 }
 
 /// How a network's gateway forwards traffic (Docker's `gateway_mode_ipv4/6`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
+#[serde(rename_all = "kebab-case")]
 pub enum GatewayMode {
-    /// Masquerade egress; reach endpoints only through published ports.
+    /// Masquerade egress; from other interfaces, endpoints are reachable only on their
+    /// published ports.
     #[default]
     Nat,
-    /// No masquerade; endpoints are routable.
+    /// Masquerade egress; every port of every endpoint is reachable from other interfaces.
+    NatUnprotected,
+    /// No masquerade; from other interfaces, endpoints are reachable on their published
+    /// ports and by ICMP.
     Routed,
     /// No forwarding in or out.
     Isolated,
@@ -198,7 +202,7 @@ pub enum GatewayMode {
 /// Drivers never write rules. They declare facts; core's firewall keeps one fixed ruleset
 /// in its own table whose sets and maps these facts fill, so a change costs the same with one
 /// network or a thousand.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum FirewallFact {
     /// A network bridge and how traffic through it is treated.
@@ -222,6 +226,10 @@ pub enum FirewallFact {
         /// Source address for masqueraded IPv4 traffic (`host_binding_ipv4`), when set.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         snat_v4: Option<IpAddr>,
+        /// Host interfaces from which every port of the network's endpoints is reachable
+        /// (`trusted_host_interfaces`), whatever the gateway mode.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        trusted: Vec<String>,
     },
     /// A published port: traffic to `host_ip:host_port` goes to `address:port`.
     Port {

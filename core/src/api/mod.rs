@@ -103,6 +103,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/wharf/sandboxes/{id}", get(sandbox_inspect).delete(sandbox_remove))
         .route("/wharf/plugins", get(plugin_list))
         .route("/wharf/firewall/reload", post(firewall_reload))
+        .route("/wharf/firewall", get(firewall_show))
         .fallback(not_found)
         .with_state(engine);
     Router::new().fallback_service(routes).layer(axum::middleware::from_fn(versioned))
@@ -362,6 +363,11 @@ async fn plugin_list(State(engine): Shared) -> ApiResult {
 async fn firewall_reload(State(engine): Shared) -> ApiResult {
     let n = blocking(move || engine.firewall_reload()).await?;
     Ok(Json(json!({ "Facts": n })).into_response())
+}
+
+async fn firewall_show(State(engine): Shared) -> ApiResult {
+    let report = blocking(move || engine.firewall_show()).await?;
+    Ok(Json(report).into_response())
 }
 
 #[cfg(test)]

@@ -276,6 +276,17 @@ enum PluginCmd {
 enum FirewallCmd {
     /// Re-create wharf's firewall tables from its state.
     Reload,
+    /// Show wharf's firewall elements by network and endpoint, and whether the kernel has them.
+    Show(FirewallShowArgs),
+}
+
+#[derive(Args)]
+struct FirewallShowArgs {
+    #[command(flatten)]
+    format: FormatArg,
+    /// Also print wharf's tables as nft lists them.
+    #[arg(long)]
+    ruleset: bool,
 }
 
 #[derive(Subcommand)]
@@ -361,6 +372,31 @@ fn short(id: String, no_trunc: bool) -> String {
         id
     } else {
         id.chars().take(12).collect()
+    }
+}
+
+/// `wharf firewall show` for people: each network, then each of its endpoints, with their
+/// elements, marked `ok` when the kernel has them and `MISSING` when it does not.
+fn print_firewall(v: &Value, ruleset: bool) {
+    let facts = |facts: &Value, indent: &str| {
+        for f in facts.as_array().into_iter().flatten() {
+            for e in f["Elements"].as_array().into_iter().flatten() {
+                let mark = if e["InKernel"].as_bool() == Some(true) { "ok     " } else { "MISSING" };
+                println!("{indent}{mark} {}", s(e, "Element"));
+            }
+        }
+    };
+    for n in v["Networks"].as_array().into_iter().flatten() {
+        let id: String = s(n, "Id").chars().take(12).collect();
+        println!("network {} ({}, {id})", s(n, "Name"), s(n, "Driver"));
+        facts(&n["Facts"], "  ");
+        for e in n["Endpoints"].as_array().into_iter().flatten() {
+            println!("  endpoint of sandbox {}", s(e, "Sandbox"));
+            facts(&e["Facts"], "    ");
+        }
+    }
+    if ruleset {
+        print!("{}", s(v, "Ruleset"));
     }
 }
 
@@ -452,6 +488,15 @@ async fn run(c: &Client, cmd: Command) -> Result<(), String> {
         Command::Firewall(FirewallCmd::Reload) => {
             let v = c.call("POST", "/wharf/firewall/reload", None).await?;
             println!("firewall reloaded ({} facts)", s(&v, "Facts"));
+            Ok(())
+        }
+        Command::Firewall(FirewallCmd::Show(a)) => {
+            let v = c.call("GET", "/wharf/firewall", None).await?;
+            if a.format.format == "json" {
+                print_json(&v);
+            } else {
+                print_firewall(&v, a.ruleset);
+            }
             Ok(())
         }
         Command::Version(f) => {

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use wharf_core::config::{Config, FirewallBackend};
 use wharf_core::drivers::{Host, Null};
 use wharf_core::engine::{DefaultBridge, Engine, Settings};
-use wharf_core::firewall::{nftables::Nftables, Firewall, NoFirewall};
+use wharf_core::firewall::{nftables::Nftables, Firewall, NoFirewall, Policy};
 use wharf_core::kernel::Kernel;
 use wharf_core::registry::{Registry, Source};
 use wharf_core::store::Store;
@@ -32,6 +32,10 @@ struct Flags {
     /// Firewall backend.
     #[arg(long, value_enum)]
     firewall: Option<FirewallBackend>,
+    /// Let new connections from outside reach published ports only when the host's firewall
+    /// marked them (see `published_ports_mark`).
+    #[arg(long)]
+    published_ports_respect_input: bool,
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long)]
     log_level: Option<String>,
@@ -65,6 +69,9 @@ fn config(flags: Flags) -> Result<Config, String> {
     if let Some(v) = flags.firewall {
         c.firewall = v;
     }
+    if flags.published_ports_respect_input {
+        c.published_ports_respect_input = true;
+    }
     if let Some(v) = flags.log_level {
         c.log_level = v;
     }
@@ -90,6 +97,19 @@ fn registry(c: &Config) -> Registry {
     r
 }
 
+/// Every published port holds a socket (its host port reservation): lift the soft limit on
+/// open files to the hard one, as other daemons that hold a socket per port do.
+fn raise_open_files_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!(error = %e, "raising the open files limit");
+            }
+        }
+    }
+}
+
 fn run(flags: Flags) -> Result<(), String> {
     let c = config(flags)?;
     let filter = tracing_subscriber::EnvFilter::try_new(&c.log_level).map_err(|e| format!("log level: {e}"))?;
@@ -99,12 +119,16 @@ fn run(flags: Flags) -> Result<(), String> {
         .with_writer(std::io::stderr)
         .init();
 
+    raise_open_files_limit();
     std::fs::create_dir_all(&c.root).map_err(|e| format!("root {}: {e}", c.root.display()))?;
     let volumes_dir = c.root.join("volumes");
     std::fs::create_dir_all(&volumes_dir).map_err(|e| format!("{}: {e}", volumes_dir.display()))?;
     let registry = registry(&c);
     let firewall: Arc<dyn Firewall> = match c.firewall {
-        FirewallBackend::Nftables => Arc::new(Nftables::new().map_err(|e| format!("firewall: {e}"))?),
+        FirewallBackend::Nftables => {
+            let policy = Policy { respect_input: c.published_ports_respect_input.then_some(c.published_ports_mark) };
+            Arc::new(Nftables::with_policy(None, policy).map_err(|e| format!("firewall: {e}"))?)
+        }
         FirewallBackend::None => Arc::new(NoFirewall),
     };
     let exec = Arc::new(Kernel::new(firewall).map_err(|e| format!("executor: {e}"))?);

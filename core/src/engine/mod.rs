@@ -6,11 +6,13 @@
 //! store; drivers and the executor are synchronous, so API handlers call in from blocking
 //! threads.
 
+mod firewall;
 mod network;
 mod reconcile;
 mod sandbox;
 mod volume;
 
+pub use firewall::FirewallReport;
 pub use network::{ConnectRequest, NetworkCreateRequest, PoolRequest};
 pub use volume::{PruneReport, VolumeCreateRequest};
 

@@ -2,6 +2,7 @@
 
 use super::{new_id, now, valid_name, Engine, State};
 use crate::error::{Error, Result};
+use crate::firewall::{HostPort, PortState};
 use crate::ipam::{overlaps, pick_subnet};
 use crate::model::{Endpoint, Network, Pool};
 use crate::store::Table;
@@ -125,28 +126,60 @@ fn clash(new: &PortBinding, port: u16, other: &PortBinding) -> bool {
 }
 
 /// Settle the host port of each binding that leaves it open, as Docker does: a range
-/// (`8000-8010:80`) takes its first port no other endpoint publishes; port 0 (`-p 80`) takes
-/// the next free one of [`PICKED_PORTS`] after `cursor` (the one picked last), so a freed port is not
-/// handed out again at once. Bindings earlier in `ports` count as taken. Core does this,
-/// not the driver, because host ports are shared by every network, like addresses in IPAM.
-fn settle_host_ports(state: &State, cursor: &mut u16, ports: &mut [PortBinding]) -> Result<()> {
+/// (`8000-8010:80`) takes its first port that neither another endpoint publishes nor a host
+/// process uses; port 0 (`-p 80`) takes the next such port of [`PICKED_PORTS`] after `cursor`
+/// (the one picked last), so a freed port is not handed out again at once. Bindings earlier in
+/// `ports` count as taken. A fixed host port that a host process uses is refused. `host` says
+/// whether a host port is free on the host itself. Core does this, not the driver, because
+/// host ports are shared by every network, like addresses in IPAM.
+fn settle_host_ports(
+    state: &State,
+    cursor: &mut u16,
+    ports: &mut [PortBinding],
+    host: &dyn Fn(&PortBinding, u16) -> Result<PortState>,
+) -> Result<()> {
     for i in 0..ports.len() {
         let (settled, rest) = ports.split_at_mut(i);
         let p = &mut rest[0];
-        if p.host_port != 0 && p.host_port_end == 0 {
-            continue;
-        }
-        let taken = |port: u16| {
+        let published = |port: u16| {
             state.endpoints.values().flat_map(|e| &e.join.ports).chain(settled.iter()).any(|o| clash(p, port, o))
         };
         let what = format!("{}/{}", p.port, p.protocol.as_str());
+        let on_host = |port: u16| -> Result<bool> {
+            match host(p, port)? {
+                PortState::Free => Ok(true),
+                PortState::InUse => Ok(false),
+                PortState::NotLocal => Err(Error::InvalidArgument(format!(
+                    "port {what}: host IP {} is not an address of this host",
+                    p.host_ip.map_or_else(|| "*".to_string(), |ip| ip.to_string())
+                ))),
+            }
+        };
+        let free = |port: u16| -> Result<bool> { Ok(!published(port) && on_host(port)?) };
+        if p.host_port != 0 && p.host_port_end == 0 {
+            if published(p.host_port) {
+                return Err(Error::Conflict(format!(
+                    "host port {}/{} is already published by another endpoint",
+                    p.host_port,
+                    p.protocol.as_str()
+                )));
+            }
+            if !on_host(p.host_port)? {
+                return Err(Error::Conflict(format!(
+                    "port {what}: host port {}{}: address already in use",
+                    p.host_ip.map_or_else(String::new, |ip| format!("{ip}:")),
+                    p.host_port
+                )));
+            }
+            continue;
+        }
         let port = if p.host_port == 0 {
             let (first, last) = (*PICKED_PORTS.start(), *PICKED_PORTS.end());
             let span = u32::from(last - first) + 1;
             let start = if PICKED_PORTS.contains(cursor) { *cursor } else { last };
             // Every port of the range once, beginning after `start` and wrapping around.
-            let mut after = (1..=span).map(|k| first + ((u32::from(start - first) + k) % span) as u16);
-            let port = after.find(|port| !taken(*port)).ok_or_else(|| {
+            let after = (1..=span).map(|k| first + ((u32::from(start - first) + k) % span) as u16);
+            let port = first_free(after, free)?.ok_or_else(|| {
                 Error::Conflict(format!("port {what}: no free host port left between {first} and {last}"))
             })?;
             *cursor = port;
@@ -158,9 +191,9 @@ fn settle_host_ports(state: &State, cursor: &mut u16, ports: &mut [PortBinding])
                     p.host_port, p.host_port_end
                 )));
             }
-            (p.host_port..=p.host_port_end).find(|port| !taken(*port)).ok_or_else(|| {
+            first_free(p.host_port..=p.host_port_end, free)?.ok_or_else(|| {
                 Error::Conflict(format!(
-                    "port {what}: every host port of {}-{} is published already",
+                    "port {what}: every host port of {}-{} is published already or in use",
                     p.host_port, p.host_port_end
                 ))
             })?
@@ -169,6 +202,14 @@ fn settle_host_ports(state: &State, cursor: &mut u16, ports: &mut [PortBinding])
         p.host_port_end = 0;
     }
     Ok(())
+}
+
+/// The first port of `ports` that `free` accepts.
+fn first_free(mut ports: impl Iterator<Item = u16>, free: impl Fn(u16) -> Result<bool>) -> Result<Option<u16>> {
+    ports.try_fold(None, |found, port| match found {
+        Some(_) => Ok(found),
+        None => Ok(free(port)?.then_some(port)),
+    })
 }
 
 impl Engine {
@@ -383,7 +424,8 @@ impl Engine {
         }
         let mut ports = req.ports.clone();
         let mut port_cursor = state.port_cursor;
-        settle_host_ports(&state, &mut port_cursor, &mut ports)?;
+        let families = (ipv4.is_some(), ipv6.is_some());
+        settle_host_ports(&state, &mut port_cursor, &mut ports, &|p, port| self.host_port_state(p, port, families))?;
         let mut endpoint = Endpoint {
             id: new_id(),
             network_id: network.id.clone(),
@@ -434,6 +476,24 @@ impl Engine {
         state.endpoints.insert(endpoint.id.clone(), endpoint.clone());
         state.port_cursor = port_cursor;
         Ok(endpoint)
+    }
+
+    /// Whether host port `port` of binding `p` is free on the host, for each address family the
+    /// endpoint has (`families`: IPv4, IPv6) when the binding names no host address.
+    fn host_port_state(&self, p: &PortBinding, port: u16, families: (bool, bool)) -> Result<PortState> {
+        let wildcards = [(families.0, IpAddr::from([0u8; 4])), (families.1, IpAddr::from([0u16; 8]))];
+        let ips: Vec<IpAddr> = match p.host_ip {
+            Some(ip) => vec![ip],
+            None => wildcards.iter().filter(|(has, _)| *has).map(|(_, ip)| *ip).collect(),
+        };
+        for ip in ips {
+            let hp = HostPort { protocol: p.protocol, ip, port };
+            let state = self.exec.host_port_state(&hp).map_err(|e| Error::Internal(e.to_string()))?;
+            if state != PortState::Free {
+                return Ok(state);
+            }
+        }
+        Ok(PortState::Free)
     }
 
     fn check_ports(&self, state: &State, endpoint: &Endpoint) -> Result<()> {

@@ -4,6 +4,7 @@
 //! and, when one fails, runs the undo of every completed step in reverse order. The kernel
 //! implementation lives in [`kernel`]; [`Recording`] keeps a log for tests without root.
 
+use crate::firewall::{HostPort, PortState};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use wharf_sdk::{FirewallFact, HostFacts, Op, Plan};
@@ -41,6 +42,23 @@ pub trait Executor: Send + Sync {
 
     /// Re-create wharf's firewall tables holding exactly `facts`.
     fn firewall_reload(&self, facts: &[FirewallFact]) -> Result<(), ExecError>;
+
+    /// Whether a host port can be published: nothing on the host uses it, and its address
+    /// is the host's.
+    fn host_port_state(&self, _hp: &HostPort) -> Result<PortState, ExecError> {
+        Ok(PortState::Free)
+    }
+
+    /// For each fact, its firewall elements described for people and whether the kernel
+    /// has each.
+    fn firewall_inspect(&self, facts: &[FirewallFact]) -> Result<Vec<Vec<(String, bool)>>, ExecError> {
+        Ok(facts.iter().map(|_| Vec::new()).collect())
+    }
+
+    /// wharf's firewall tables as the backend lists them.
+    fn firewall_ruleset(&self) -> Result<String, ExecError> {
+        Ok(String::new())
+    }
 
     /// Delete links in namespace `netns` that were retired for deletion (see
     /// [`crate::kernel::retired_name`]) but not deleted, as a crash leaves them; returns
@@ -94,6 +112,7 @@ pub struct Recording {
     fail_on: Mutex<Option<String>>,
     facts: HostFacts,
     reloads: Mutex<Vec<Vec<FirewallFact>>>,
+    busy_ports: Mutex<Vec<HostPort>>,
 }
 
 impl Recording {
@@ -115,6 +134,11 @@ impl Recording {
     /// The fact sets of every firewall reload so far.
     pub fn reloads(&self) -> Vec<Vec<FirewallFact>> {
         self.reloads.lock().unwrap().clone()
+    }
+
+    /// Report `hp` as used by a host process from now on.
+    pub fn occupy(&self, hp: HostPort) {
+        self.busy_ports.lock().unwrap().push(hp);
     }
 
     /// Forget the log.
@@ -149,6 +173,11 @@ impl Executor for Recording {
     fn firewall_reload(&self, facts: &[FirewallFact]) -> Result<(), ExecError> {
         self.reloads.lock().unwrap().push(facts.to_vec());
         Ok(())
+    }
+
+    fn host_port_state(&self, hp: &HostPort) -> Result<PortState, ExecError> {
+        let busy = self.busy_ports.lock().unwrap().contains(hp);
+        Ok(if busy { PortState::InUse } else { PortState::Free })
     }
 
     fn check_netns(&self, path: &Path) -> Result<(), ExecError> {

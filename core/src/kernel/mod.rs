@@ -23,7 +23,7 @@ pub mod netlink;
 pub mod worker;
 
 use crate::executor::{ExecError, Executor};
-use crate::firewall::Firewall;
+use crate::firewall::{Firewall, HostPort, PortState};
 use nix::mount::{mount as sys_mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
 use std::collections::{HashMap, HashSet};
@@ -382,6 +382,18 @@ impl Executor for Kernel {
 
     fn firewall_reload(&self, facts: &[FirewallFact]) -> Result<(), ExecError> {
         self.firewall.reload(facts)
+    }
+
+    fn host_port_state(&self, hp: &HostPort) -> Result<PortState, ExecError> {
+        self.firewall.port_state(hp)
+    }
+
+    fn firewall_inspect(&self, facts: &[FirewallFact]) -> Result<Vec<Vec<(String, bool)>>, ExecError> {
+        self.firewall.inspect(facts)
+    }
+
+    fn firewall_ruleset(&self) -> Result<String, ExecError> {
+        self.firewall.ruleset()
     }
 
     fn sweep_retired(&self, netns: &Path) -> Result<Vec<String>, ExecError> {

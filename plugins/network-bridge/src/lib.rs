@@ -48,7 +48,9 @@ fn network_plan(network: &NetworkSpec, s: &Settings) -> Plan {
         if v6.clone().next().is_some() {
             plan.push(Step::sysctl(Netns::Host, "net.ipv6.conf.all.forwarding", "1", None));
         }
-        // Lets DNAT from 127.0.0.1 reach the bridge, for ports published on localhost.
+        // Lets DNAT from 127.0.0.1 reach the bridge, for ports published on localhost. The
+        // firewall drops whatever arrives on a bridge addressed to the host's loopback, so
+        // sandboxes do not reach services the host binds to 127.0.0.1 through it.
         plan.push(Step::sysctl(Netns::Host, format!("net.ipv4.conf.{}.route_localnet", s.bridge), "1", None));
     }
     plan.push(Step::firewall_add(FirewallFact::Network {
@@ -60,6 +62,7 @@ fn network_plan(network: &NetworkSpec, s: &Settings) -> Plan {
         gateway_mode_v4: s.gateway_mode_v4,
         gateway_mode_v6: s.gateway_mode_v6,
         snat_v4: None,
+        trusted: s.trusted.clone(),
     }));
     plan
 }
@@ -80,6 +83,16 @@ fn port_facts(req: &EndpointRequest, s: &Settings) -> DriverResult<(Vec<Firewall
             return Err(DriverError::invalid(format!("host port range {}-{} is empty", p.host_port, p.host_port_end)));
         }
         let host_ip = p.host_ip.or(s.host_binding);
+        if host_ip.is_some_and(|ip| ip.is_ipv6() && ip.is_loopback()) {
+            // IPv6 has no route_localnet: the kernel never routes a packet from ::1 out of
+            // the host, so a DNAT from ::1 to a sandbox cannot work.
+            return Err(DriverError::invalid(format!(
+                "port {}/{}: publishing on the IPv6 loopback address ::1 is not supported; \
+                 publish on 127.0.0.1, or on :: and reach it from the host at its own address",
+                p.port,
+                p.protocol.as_str()
+            )));
+        }
         let targets: Vec<IpAddr> = match host_ip {
             Some(IpAddr::V4(_)) => req.endpoint.ipv4.map(|a| a.addr()).into_iter().collect(),
             Some(IpAddr::V6(_)) => req.endpoint.ipv6.map(|a| a.addr()).into_iter().collect(),

@@ -16,8 +16,9 @@ pub const GATEWAY_MODE_V4: &str = "com.docker.network.bridge.gateway_mode_ipv4";
 pub const GATEWAY_MODE_V6: &str = "com.docker.network.bridge.gateway_mode_ipv6";
 pub const INHIBIT_IPV4: &str = "com.docker.network.bridge.inhibit_ipv4";
 pub const DEFAULT_BRIDGE: &str = "com.docker.network.bridge.default_bridge";
+pub const TRUSTED: &str = "com.docker.network.bridge.trusted_host_interfaces";
 
-const KNOWN: [&str; 10] = [
+const KNOWN: [&str; 11] = [
     NAME,
     MASQUERADE,
     ICC,
@@ -28,6 +29,7 @@ const KNOWN: [&str; 10] = [
     INHIBIT_IPV4,
     IFACE_PREFIX,
     DEFAULT_BRIDGE,
+    TRUSTED,
 ];
 
 /// A network's options, resolved against defaults and host facts.
@@ -43,6 +45,8 @@ pub struct Settings {
     pub gateway_mode_v6: GatewayMode,
     pub inhibit_ipv4: bool,
     pub iface_prefix: String,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trusted: Vec<String>,
 }
 
 /// Go's `strconv.ParseBool`, which Docker uses for boolean options.
@@ -56,15 +60,33 @@ fn parse_bool(option: &str, v: &str) -> DriverResult<bool> {
 
 fn parse_mode(option: &str, v: &str) -> DriverResult<GatewayMode> {
     match v {
-        "nat" | "nat-unprotected" => Ok(GatewayMode::Nat),
+        "nat" => Ok(GatewayMode::Nat),
+        "nat-unprotected" => Ok(GatewayMode::NatUnprotected),
         "routed" => Ok(GatewayMode::Routed),
         "isolated" => Ok(GatewayMode::Isolated),
-        _ => Err(DriverError::invalid_option(option, format!("{v:?} is not one of nat, routed, isolated"))),
+        _ => Err(DriverError::invalid_option(
+            option,
+            format!("{v:?} is not one of nat, nat-unprotected, routed, isolated"),
+        )),
     }
 }
 
 fn get<'a>(opts: &'a BTreeMap<String, String>, key: &str) -> Option<&'a str> {
     opts.get(key).map(String::as_str)
+}
+
+/// Docker's list of trusted host interfaces: names separated by colons.
+fn parse_trusted(v: &str) -> DriverResult<Vec<String>> {
+    let mut names: Vec<String> = Vec::new();
+    for name in v.split(':').filter(|n| !n.is_empty()) {
+        if !valid_ifname(name) {
+            return Err(DriverError::invalid_option(TRUSTED, format!("{name:?} is not a valid interface name")));
+        }
+        if !names.iter().any(|n| n == name) {
+            names.push(name.to_string());
+        }
+    }
+    Ok(names)
 }
 
 /// Check and resolve a network's options. Unknown options are refused by name.
@@ -100,5 +122,6 @@ pub fn resolve(network: &NetworkSpec, facts: &HostFacts) -> DriverResult<Setting
         gateway_mode_v6: get(o, GATEWAY_MODE_V6).map_or(Ok(GatewayMode::Nat), |v| parse_mode(GATEWAY_MODE_V6, v))?,
         inhibit_ipv4: flag(INHIBIT_IPV4, false)?,
         iface_prefix,
+        trusted: get(o, TRUSTED).map_or(Ok(Vec::new()), parse_trusted)?,
     })
 }

@@ -97,8 +97,48 @@ fn a_default_network_is_a_bridge_with_its_gateway_forwarding_and_nat() {
             gateway_mode_v4: GatewayMode::Nat,
             gateway_mode_v6: GatewayMode::Nat,
             snat_v4: None,
+            trusted: vec![],
         })
     );
+}
+
+#[test]
+fn gateway_modes_and_trusted_interfaces_have_dockers_meanings() {
+    let n = network(&[
+        (options::GATEWAY_MODE_V4, "nat-unprotected"),
+        (options::GATEWAY_MODE_V6, "routed"),
+        (options::TRUSTED, "eth1:eth2::eth1"),
+    ]);
+    let plan = create(&n).plan;
+    let fact = plan.ops().find_map(|o| match o {
+        Op::FirewallAdd { fact: FirewallFact::Network { gateway_mode_v4, gateway_mode_v6, trusted, .. } } => {
+            Some((*gateway_mode_v4, *gateway_mode_v6, trusted.clone()))
+        }
+        _ => None,
+    });
+    assert_eq!(
+        fact,
+        Some((GatewayMode::NatUnprotected, GatewayMode::Routed, vec!["eth1".to_string(), "eth2".to_string()]))
+    );
+    let err = BridgeDriver.validate(&network(&[(options::TRUSTED, "eth1:bad name")]), &facts()).unwrap_err();
+    assert_eq!(err.option.as_deref(), Some(options::TRUSTED), "{err}");
+}
+
+#[test]
+fn publishing_on_the_ipv6_loopback_is_refused_with_a_reason() {
+    let n = dual_stack();
+    let mut req = endpoint_req(&n, &[]);
+    req.endpoint.ports = vec![PortBinding {
+        protocol: Protocol::Tcp,
+        port: 80,
+        host_ip: Some("::1".parse().unwrap()),
+        host_port: 8080,
+        ..Default::default()
+    }];
+    let created = BridgeDriver.create_endpoint(req.clone()).unwrap();
+    req.endpoint_state = created.state;
+    let err = BridgeDriver.join(req).unwrap_err();
+    assert!(err.to_string().contains("::1") && err.to_string().contains("127.0.0.1"), "{err}");
 }
 
 #[test]
