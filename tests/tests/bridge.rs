@@ -156,21 +156,100 @@ fn published_ports_answer_from_outside_localhost_and_hairpin() {
 }
 
 #[test]
-fn firewall_reload_restores_rules_after_a_flush() {
+fn the_firewall_restores_itself_after_a_flush_and_reload_still_works() {
     let mut h = Host::start();
-    let _up = upstream(&h);
+    let up = upstream(&h);
     h.wharf_ok(&["network", "create", "--subnet", "10.38.0.0/24", "n"]);
     h.wharf_ok(&["sandbox", "create", "a"]);
-    h.wharf_ok(&["network", "connect", "n", "a"]);
+    h.wharf_ok(&["network", "connect", "n", "a", "-p", "8080:80"]);
+    let _server = Server::start(&h, "a", 80);
     assert!(h.ping("a", "192.0.2.2"));
+    // Another tool flushes the whole ruleset: wharf notices and restores its tables.
+    h.in_host_ok(&["nft", "flush", "ruleset"]);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while h.in_host(&["nft", "list", "table", "inet", "wharf"]).stdout.is_empty() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(h.ping("a", "192.0.2.2"), "masquerade is back\n{}", h.log());
+    assert_eq!(fetch(|a| up.exec(a), "http://192.0.2.1:8080/").as_deref(), Some("a"), "so is the published port");
+    assert!(h.log().contains("restored them"), "said once in the log\n{}", h.log());
+    // Deleted again, the next operation restores the tables on its way instead of failing.
     h.in_host_ok(&["nft", "delete", "table", "inet", "wharf"]);
-    assert!(!h.ping("a", "192.0.2.2"), "no masquerade without wharf's table");
+    h.wharf_ok(&["network", "create", "--subnet", "10.39.0.0/24", "m"]);
+    h.wharf_ok(&["sandbox", "create", "b"]);
+    h.wharf_ok(&["network", "connect", "m", "b", "-p", "8081:80"]);
+    assert!(h.ping("b", "192.0.2.2"));
+    assert!(h.ping("a", "192.0.2.2"));
     h.wharf_ok(&["firewall", "reload"]);
-    assert!(h.ping("a", "192.0.2.2"), "reload put it back\n{}", h.log());
-    h.in_host_ok(&["nft", "delete", "table", "inet", "wharf"]);
+    assert!(h.ping("a", "192.0.2.2"), "after an explicit reload\n{}", h.log());
     assert!(h.stop_daemon());
+    h.in_host_ok(&["nft", "delete", "table", "inet", "wharf"]);
     h.start_daemon();
     assert!(h.ping("a", "192.0.2.2"), "daemon start re-applies the rules");
+}
+
+/// A process in `h`'s host namespace listening on TCP `port`, stopped on drop.
+struct HostListener(Child);
+
+impl HostListener {
+    fn start(h: &Host, port: u16) -> HostListener {
+        let child = Command::new("ip")
+            .args(["netns", "exec", &h.ns.name, "nc", "-l", "-k", &port.to_string()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let listener = HostListener(child);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while !h.in_host_ok(&["ss", "-Htln", &format!("sport = :{port}")]).contains(&port.to_string()) {
+            assert!(Instant::now() < deadline, "nc did not start listening on {port}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        listener
+    }
+}
+
+impl Drop for HostListener {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn published_ports_are_refused_where_the_host_uses_them_and_shown_with_their_elements() {
+    let h = Host::start();
+    let up = upstream(&h);
+    h.wharf_ok(&["network", "create", "--subnet", "10.40.0.0/24", "--ipv6", "--subnet", "fd40::/64", "web"]);
+    h.wharf_ok(&["sandbox", "create", "srv"]);
+    let listener = HostListener::start(&h, 8090);
+    let err = h.wharf_err(&["network", "connect", "web", "srv", "-p", "8090:80"]);
+    assert!(err.contains("8090") && err.contains("address already in use"), "{err}");
+    let body = r#"{"Container":"srv","EndpointConfig":{"PortBindings":{"80/tcp":[{"HostPort":"8090"}]}}}"#;
+    let (status, answer) = h.api("POST", "/networks/web/connect", body);
+    assert_eq!(status, 409, "{answer}");
+    drop(listener);
+    let err = h.wharf_err(&["network", "connect", "web", "srv", "-p", "[::1]:8091:80"]);
+    assert!(err.contains("::1") && err.contains("127.0.0.1"), "{err}");
+
+    h.wharf_ok(&["network", "connect", "web", "srv", "-p", "8092:80"]);
+    let _server = Server::start(&h, "srv", 80);
+    assert_eq!(fetch(|a| up.exec(a), "http://192.0.2.1:8092/").as_deref(), Some("srv"));
+    let held = h.in_host(&["python3", "-c", "import socket; socket.socket().bind(('0.0.0.0', 8092))"]);
+    assert!(!held.status.success(), "a published port is held: no host process can take it");
+
+    let ip = h.sandbox_ip("srv", "web");
+    let shown = h.wharf_ok(&["firewall", "show"]);
+    assert!(shown.contains("network web (bridge,"), "{shown}");
+    assert!(shown.contains("endpoint of sandbox srv"), "{shown}");
+    let dnat = format!("ok      inet wharf @dnat4 {{ tcp . 8092 : {ip} . 80 }}");
+    assert!(shown.contains(&dnat), "{shown}");
+    assert!(!shown.contains("MISSING"), "{shown}");
+    h.in_host_ok(&["nft", "delete", "element", "inet", "wharf", "dnat4", "{ tcp . 8092 }"]);
+    let shown = h.wharf_ok(&["firewall", "show"]);
+    assert!(shown.contains(&dnat.replace("ok     ", "MISSING")), "{shown}");
+    let json: serde_json::Value = serde_json::from_str(&h.wharf_ok(&["firewall", "show", "--format", "json"])).unwrap();
+    assert!(json["Ruleset"].as_str().unwrap_or_default().contains("chain guard"), "{json}");
 }
 
 #[test]

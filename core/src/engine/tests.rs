@@ -269,6 +269,33 @@ fn open_host_ports_are_picked_without_clashes_or_immediate_reuse() {
 }
 
 #[test]
+fn host_ports_a_host_process_uses_are_refused_or_skipped() {
+    let f = Fixture::new();
+    let e = f.engine();
+    e.network_create(net("n")).unwrap();
+    for s in ["s1", "s2", "s3"] {
+        e.sandbox_create(s, None, Default::default()).unwrap();
+    }
+    let any = "0.0.0.0".parse().unwrap();
+    for port in [8080, 49153, 49154] {
+        f.rec.occupy(crate::firewall::HostPort { protocol: Protocol::Tcp, ip: any, port });
+    }
+    let bind = |host_port, host_port_end| PortBinding { port: 80, host_port, host_port_end, ..Default::default() };
+    let publish = |s: &str, ports: Vec<PortBinding>| ConnectRequest { ports, ..connect("n", s) };
+    let before = snapshot(&e);
+    let err = e.connect(publish("s1", vec![bind(8080, 0)])).unwrap_err();
+    assert_eq!(err.status(), 409, "{err}");
+    assert!(err.to_string().contains("8080: address already in use"), "{err}");
+    assert_eq!(snapshot(&e), before, "nothing changed");
+    let ep = e.connect(publish("s1", vec![bind(0, 0)])).unwrap();
+    assert_eq!(ep.join.ports[0].host_port, 49155, "picked ports skip those in use");
+    let ep = e.connect(publish("s2", vec![bind(8080, 8081)])).unwrap();
+    assert_eq!(ep.join.ports[0].host_port, 8081, "a range skips them too");
+    let udp = PortBinding { protocol: Protocol::Udp, ..bind(8080, 0) };
+    assert!(e.connect(publish("s3", vec![udp])).is_ok(), "the same port of another protocol is free");
+}
+
+#[test]
 fn a_failed_plan_is_rolled_back_and_nothing_is_stored() {
     let f = Fixture::new();
     let e = f.engine();
