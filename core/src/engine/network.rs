@@ -2,6 +2,7 @@
 
 use super::{new_id, now, valid_name, Engine, State};
 use crate::error::{Error, Result};
+use crate::executor::without_found;
 use crate::ipam::{overlaps, pick_subnet};
 use crate::model::{Endpoint, Network, Pool};
 use crate::store::Table;
@@ -236,7 +237,11 @@ impl Engine {
         network.state = out.state;
         network.plan = out.plan;
         let object = format!("network {}", network.name);
-        self.apply(&object, &network.plan, |t| t.put(Table::Networks, &network.id, &network))?;
+        let plan = network.plan.clone();
+        self.apply_recorded(&object, &plan, |t, found| {
+            network.found = found.to_vec();
+            t.put(Table::Networks, &network.id, &network)
+        })?;
         tracing::info!(network = %network.name, id = %network.id, driver = %network.driver, "network created");
         state.networks.insert(network.id.clone(), network.clone());
         Ok(network)
@@ -315,7 +320,8 @@ impl Engine {
             .delete_network(DeleteNetwork { network: spec(network), state: network.state.clone(), facts, others })
             .map_err(|e| Error::driver(&network.driver, e))?;
         let object = format!("network {}", network.name);
-        self.apply(&object, &out.plan, |t| t.delete(Table::Networks, &network.id))?;
+        let plan = without_found(out.plan, &network.plan, &network.found);
+        self.apply(&object, &plan, |t| t.delete(Table::Networks, &network.id))?;
         state.networks.remove(&network.id);
         tracing::info!(network = %network.name, "network removed");
         Ok(())
@@ -426,7 +432,9 @@ impl Engine {
         endpoint.plan = plan;
         self.check_ports(&state, &endpoint)?;
         let object = format!("endpoint of {} on network {}", sandbox.name, network.name);
-        self.apply(&object, &endpoint.plan, |t| {
+        let plan = endpoint.plan.clone();
+        self.apply_recorded(&object, &plan, |t, found| {
+            endpoint.found = found.to_vec();
             t.put(Table::Networks, &net.id, &net)?;
             t.put(Table::Endpoints, &endpoint.id, &endpoint)
         })?;
@@ -489,6 +497,7 @@ impl Engine {
         let deleted = driver.delete_endpoint(request).map_err(|e| Error::driver(&network.driver, e))?;
         let mut plan: Plan = left.plan;
         plan.extend(deleted.plan);
+        let plan = without_found(plan, &endpoint.plan, &endpoint.found);
         let mut net = network.clone();
         for (ip, pools) in [(endpoint.ipv4, &mut net.ipv4), (endpoint.ipv6, &mut net.ipv6)] {
             if let Some(ip) = ip {

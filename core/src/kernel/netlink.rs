@@ -2,7 +2,7 @@
 //! facts. Each function runs on a namespace worker (see [`super::worker`]) and is
 //! idempotent: making what exists or removing what is absent succeeds.
 
-use crate::executor::ExecError;
+use crate::executor::{ExecError, Outcome};
 use futures::{StreamExt, TryStreamExt};
 use ipnet::IpNet;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST};
@@ -83,11 +83,12 @@ async fn dump_links(h: &Handle) -> Result<Vec<LinkMessage>, ExecError> {
         .map_err(|e| fail("list links", &e))
 }
 
-/// The names of every link in this namespace.
-pub async fn link_names(h: &Handle) -> Result<Vec<String>, ExecError> {
+/// The names of the links in this namespace whose alias is `mark`.
+pub async fn marked_links(h: &Handle, mark: &str) -> Result<Vec<String>, ExecError> {
     let links = dump_links(h).await?;
     Ok(links
         .iter()
+        .filter(|l| l.attributes.iter().any(|a| matches!(a, LinkAttribute::IfAlias(x) if x == mark)))
         .filter_map(|l| {
             l.attributes.iter().find_map(|a| match a {
                 LinkAttribute::IfName(n) => Some(n.clone()),
@@ -179,21 +180,106 @@ fn retype(msg: LinkMessage) -> LinkMessageBuilder<LinkUnspec> {
     b
 }
 
+/// A link found by name: its index, kind (empty for a physical device) and alias.
+struct Found {
+    index: u32,
+    kind: String,
+    alias: Option<String>,
+}
+
+/// The link named `name`, or `None` if absent.
+async fn find(h: &Handle, name: &str) -> Result<Option<Found>, ExecError> {
+    let mut links = h.link().get().match_name(name.to_string()).execute();
+    let msg = match links.try_next().await {
+        Ok(Some(msg)) => msg,
+        Ok(None) => return Ok(None),
+        Err(e) if matches!(errno(&e), Some(ENODEV)) => return Ok(None),
+        Err(e) => return Err(fail(&format!("link {name:?}"), &e)),
+    };
+    let mut found = Found { index: msg.header.index, kind: String::new(), alias: None };
+    for a in msg.attributes {
+        match a {
+            LinkAttribute::LinkInfo(infos) => {
+                for i in infos {
+                    if let LinkInfo::Kind(k) = i {
+                        found.kind = k.to_string();
+                    }
+                }
+            }
+            LinkAttribute::IfAlias(a) => found.alias = Some(a),
+            _ => {}
+        }
+    }
+    Ok(Some(found))
+}
+
+/// The kernel's name for a link kind, as `ip -d link` prints it.
+fn kind_name(kind: &LinkKind) -> &'static str {
+    match kind {
+        LinkKind::Bridge => "bridge",
+        LinkKind::Veth { .. } => "veth",
+        LinkKind::Vxlan { .. } => "vxlan",
+        LinkKind::Macvlan { .. } => "macvlan",
+        LinkKind::Vlan { .. } => "vlan",
+        LinkKind::Dummy => "dummy",
+    }
+}
+
 /// Ensure `link` exists with its settings. `target` is the opened namespace file of a
-/// veth peer or macvlan target, when it is not this namespace.
-pub async fn link_add(h: &Handle, link: &LinkSpec, target: Option<&std::fs::File>) -> Result<(), ExecError> {
-    if let Some(idx) = index(h, &link.name).await? {
-        return link_ensure(h, idx, link).await;
+/// veth peer or macvlan target, when it is not this namespace. A link made here is marked
+/// with `mark` as its alias (when given: a link that moves to `target` is marked there).
+/// A link already there is found, not made, and must be of the kind asked for; it keeps
+/// its alias. Returns the outcome and whether the link carries `mark`.
+pub async fn link_add(
+    h: &Handle,
+    link: &LinkSpec,
+    target: Option<&std::fs::File>,
+    mark: Option<&str>,
+) -> Result<(Outcome, bool), ExecError> {
+    if let Some(found) = find(h, &link.name).await? {
+        return adopt(h, found, link, mark).await;
     }
     let msg = link_message(h, link, target.map(|f| f.as_raw_fd())).await?;
     match h.link().add(msg).execute().await {
-        Ok(()) => Ok(()),
-        Err(e) if errno(&e) == Some(EEXIST) => match index(h, &link.name).await? {
-            Some(idx) => link_ensure(h, idx, link).await,
-            None => Err(fail(&format!("create link {:?}", link.name), &e)),
+        Ok(()) => {}
+        Err(e) if errno(&e) == Some(EEXIST) => match find(h, &link.name).await? {
+            Some(found) => return adopt(h, found, link, mark).await,
+            None => return Err(fail(&format!("create link {:?}", link.name), &e)),
         },
-        Err(e) => Err(fail(&format!("create link {:?}", link.name), &e)),
+        Err(e) => return Err(fail(&format!("create link {:?}", link.name), &e)),
     }
+    if let Some(mark) = mark {
+        link_mark(h, &link.name, mark, false).await?;
+    }
+    Ok((Outcome::Created, mark.is_some()))
+}
+
+/// Take a link that was there already as `link`: refuse one of another kind, else bring
+/// its settings in line.
+async fn adopt(h: &Handle, found: Found, link: &LinkSpec, mark: Option<&str>) -> Result<(Outcome, bool), ExecError> {
+    let want = kind_name(&link.kind);
+    if found.kind != want {
+        let kind = if found.kind.is_empty() { "physical" } else { &found.kind };
+        return Err(ExecError::new(format!("link {:?} exists and is a {kind} link, not a {want}", link.name)));
+    }
+    link_ensure(h, found.index, link).await?;
+    let ours = mark.is_some() && found.alias.as_deref() == mark;
+    Ok((Outcome::Found, ours))
+}
+
+/// Mark link `name` as this daemon's by setting its alias to `mark`; also set it up when
+/// `up`.
+pub async fn link_mark(h: &Handle, name: &str, mark: &str, up: bool) -> Result<(), ExecError> {
+    let mut b = LinkUnspec::new_with_name(name).alias(mark.to_string());
+    if up {
+        b = b.up();
+    }
+    h.link().set(b.build()).execute().await.map_err(|e| fail(&format!("mark link {name:?}"), &e))
+}
+
+/// Whether link `name` is here and carries `mark` as its alias.
+pub async fn link_marked(h: &Handle, name: &str, mark: &str) -> Result<bool, ExecError> {
+    Ok(find(h, name).await?.is_some_and(|f| f.alias.as_deref() == Some(mark)))
 }
 
 /// Bring an existing link's settings in line with `link` (MTU, MAC, master, up).
@@ -264,16 +350,16 @@ pub async fn link_set(h: &Handle, name: &str, change: &LinkChange) -> Result<(),
     h.link().set(b.build()).execute().await.map_err(|e| fail(&format!("set link {name:?} {change:?}"), &e))
 }
 
-/// Ensure `address` is on link `name`.
-pub async fn addr_add(h: &Handle, name: &str, address: IpNet) -> Result<(), ExecError> {
+/// Ensure `address` is on link `name`; found when it was there already.
+pub async fn addr_add(h: &Handle, name: &str, address: IpNet) -> Result<Outcome, ExecError> {
     let idx = need_index(h, name).await?;
     let mut req = h.address().add(idx, address.addr(), address.prefix_len());
     if address.addr().is_ipv6() {
         req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
     }
     match req.execute().await {
-        Ok(()) => Ok(()),
-        Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
+        Ok(()) => Ok(Outcome::Created),
+        Err(e) if errno(&e) == Some(EEXIST) => Ok(Outcome::Found),
         Err(e) => Err(fail(&format!("add address {address} to {name:?}"), &e)),
     }
 }
@@ -322,12 +408,12 @@ async fn route_message(h: &Handle, route: &RouteSpec, must_have_dev: bool) -> Re
     Ok(Some(b.build()))
 }
 
-/// Ensure a route exists.
-pub async fn route_add(h: &Handle, route: &RouteSpec) -> Result<(), ExecError> {
-    let Some(msg) = route_message(h, route, true).await? else { return Ok(()) };
+/// Ensure a route exists; found when it was there already.
+pub async fn route_add(h: &Handle, route: &RouteSpec) -> Result<Outcome, ExecError> {
+    let Some(msg) = route_message(h, route, true).await? else { return Ok(Outcome::Created) };
     match h.route().add(msg).execute().await {
-        Ok(()) => Ok(()),
-        Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
+        Ok(()) => Ok(Outcome::Created),
+        Err(e) if errno(&e) == Some(EEXIST) => Ok(Outcome::Found),
         Err(e) => Err(fail(&format!("add route to {}", route.destination), &e)),
     }
 }
