@@ -261,3 +261,35 @@ fn dockerd_networks_survive_wharfd() {
         assert!(docker.docker(&["network", "rm", name]).status.success());
     }
 }
+
+#[test]
+fn a_crash_while_adopting_a_bridge_leaves_it_after_recovery() {
+    let mut h = Host::start();
+    h.in_host_ok(&["ip", "link", "add", "opbr1", "type", "bridge"]);
+    h.in_host_ok(&["ip", "addr", "add", "10.95.0.1/24", "dev", "opbr1"]);
+    let wharf = wharf_tests::target_dir().join("wharf");
+    // Kills from 2 to 10 ms into the create: some land before the plan, some in it (the
+    // journal then holds it), some after the commit.
+    for round in 0..24u64 {
+        h.in_host_ok(&["ip", "link", "set", "opbr1", "down"]);
+        let name = format!("op{round}");
+        let mut create = Command::new(&wharf)
+            .args(["-H", &h.host_arg(), "network", "create", "--subnet", "10.95.0.0/24", "--gateway", "10.95.0.1"])
+            .args(["-o", "com.docker.network.bridge.name=opbr1", "-o", "com.docker.network.bridge.enable_icc=false"])
+            .arg(&name)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(2000 + round * 333));
+        h.kill_daemon();
+        let _ = create.wait();
+        h.start_daemon();
+        assert!(links(&h).iter().any(|l| l == "opbr1"), "round {round}: the adopted bridge is gone\n{}", h.log());
+        assert_eq!(addresses(&h, "opbr1"), ["10.95.0.1/24"], "round {round}");
+        if h.wharf(&["network", "inspect", &name]).status.success() {
+            h.wharf_ok(&["network", "rm", &name]);
+        }
+        assert_eq!(addresses(&h, "opbr1"), ["10.95.0.1/24"], "round {round}");
+    }
+}
