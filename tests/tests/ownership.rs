@@ -293,3 +293,56 @@ fn a_crash_while_adopting_a_bridge_leaves_it_after_recovery() {
         assert_eq!(addresses(&h, "opbr1"), ["10.95.0.1/24"], "round {round}");
     }
 }
+
+/// The links in namespace `ns` (the host's when `None`) that carry `mark`.
+fn marked(h: &Host, sandbox: Option<&str>, mark: &str) -> Vec<String> {
+    let cmd = ["ip", "-o", "link", "show"];
+    let out = match sandbox {
+        Some(s) => String::from_utf8_lossy(&h.in_sandbox(s, &cmd).stdout).into_owned(),
+        None => h.in_host_ok(&cmd),
+    };
+    out.lines()
+        .filter(|l| l.trim_end().ends_with(&format!("alias {mark}")))
+        .filter_map(|l| l.split(": ").nth(1))
+        .map(|n| n.split('@').next().unwrap_or(n).to_string())
+        .collect()
+}
+
+/// Run `args` against wharfd and kill it `delay` into the request; restart it.
+fn kill_during(h: &mut Host, args: &[&str], delay: Duration) {
+    let mut cli = Command::new(wharf_tests::target_dir().join("wharf"))
+        .args(["-H", &h.host_arg()])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(delay);
+    h.kill_daemon();
+    let _ = cli.wait();
+    h.start_daemon();
+}
+
+#[test]
+fn kills_during_create_and_connect_leave_no_link_of_ours_behind() {
+    let mut h = Host::start();
+    let mark = h.link_alias("wharf0").expect("the predefined bridge carries wharf's mark");
+    h.wharf_ok(&["sandbox", "create", "s"]);
+    for round in 0..20u64 {
+        let delay = Duration::from_micros(2000 + round * 400);
+        let (net, subnet) = (format!("k{round}"), format!("10.94.{round}.0/24"));
+        kill_during(&mut h, &["network", "create", "--subnet", &subnet, &net], delay);
+        if !h.wharf(&["network", "inspect", &net]).status.success() {
+            h.wharf_ok(&["network", "create", "--subnet", &subnet, &net]);
+        }
+        kill_during(&mut h, &["network", "connect", &net, "s"], delay);
+        let connected = h.wharf_ok(&["sandbox", "inspect", "s"]).contains(&format!("\"{net}\""));
+        if connected {
+            h.wharf_ok(&["network", "disconnect", &net, "s"]);
+        }
+        h.wharf_ok(&["network", "rm", &net]);
+        let left = marked(&h, None, &mark);
+        assert_eq!(left, ["wharf0"], "round {round}: links of ours no network owns\n{}", h.log());
+        assert_eq!(marked(&h, Some("s"), &mark), Vec::<String>::new(), "round {round}");
+    }
+}
