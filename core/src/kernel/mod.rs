@@ -503,3 +503,19 @@ pub fn remove_named(path: &Path) -> Result<(), ExecError> {
         Err(e) => Err(ExecError::new(format!("remove namespace {}: {e}", path.display()))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::NoFirewall;
+
+    #[test]
+    fn a_directory_that_existed_is_found_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = Kernel::new(Arc::new(NoFirewall), "test").unwrap();
+        let path = dir.path().join("v").display().to_string();
+        let create = Op::DirCreate { path: path.clone(), mode: None, uid: None, gid: None };
+        assert_eq!(k.apply(&create).unwrap(), Outcome::Created);
+        assert_eq!(k.apply(&create).unwrap(), Outcome::Found);
+    }
+}
