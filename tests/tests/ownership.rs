@@ -341,6 +341,11 @@ fn kills_during_create_and_connect_leave_no_link_of_ours_behind() {
             h.wharf_ok(&["network", "disconnect", &net, "s"]);
         }
         h.wharf_ok(&["network", "rm", &net]);
+        // Retired links are deleted in the background: give them a moment.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while marked(&h, None, &mark) != ["wharf0"] && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let left = marked(&h, None, &mark);
         assert_eq!(left, ["wharf0"], "round {round}: links of ours no network owns\n{}", h.log());
         assert_eq!(marked(&h, Some("s"), &mark), Vec::<String>::new(), "round {round}");

@@ -15,7 +15,7 @@ pub use network::{ConnectRequest, NetworkCreateRequest, PoolRequest};
 pub use volume::{PruneReport, VolumeCreateRequest};
 
 use crate::error::{Error, Result};
-use crate::executor::{found_steps, run_plan, undo_steps, Executor};
+use crate::executor::{found_steps, run_plan, undo_steps, without_found, Executor};
 use crate::ipam::DefaultPool;
 use crate::model::{Endpoint, JournalEntry, Network, Sandbox, Volume};
 use crate::registry::Registry;
@@ -313,11 +313,31 @@ impl Engine {
     /// Whether `op`, a step whose outcome was never recorded, made a link of this daemon's
     /// that no stored network or endpoint names.
     fn made_in_flight(&self, op: &Op) -> bool {
+        self.ours_alone(&self.lock(), op, "")
+    }
+
+    /// Whether `op` makes a link that carries this daemon's mark and that no stored network
+    /// or endpoint but the one with id `except` names.
+    fn ours_alone(&self, state: &State, op: &Op, except: &str) -> bool {
         let Op::LinkAdd { link, .. } = op else { return false };
-        let state = self.lock();
-        let plans = state.networks.values().map(|n| &n.plan).chain(state.endpoints.values().map(|e| &e.plan));
-        let mut named = plans.flat_map(plan_links);
+        let networks = state.networks.values().filter(|n| n.id != except).map(|n| &n.plan);
+        let endpoints = state.endpoints.values().filter(|e| e.id != except).map(|e| &e.plan);
+        let mut named = networks.chain(endpoints).flat_map(plan_links);
         !named.any(|(_, name)| name == link.name) && self.exec.owns(op)
+    }
+
+    /// `removal`, a driver's plan to remove the object with id `id` that `made` made, less
+    /// the steps that would take away what `made` found there (see [`without_found`]).
+    /// A found link that carries this daemon's mark and that no other object names is
+    /// wharf's all the same (a VLAN parent another of its networks made and left to this
+    /// one), and goes.
+    fn removal_plan(&self, state: &State, removal: Plan, made: &Plan, found: &[usize], id: &str) -> Plan {
+        let foreign: Vec<usize> = found
+            .iter()
+            .copied()
+            .filter(|&i| !made.steps.get(i).is_some_and(|s| self.ours_alone(state, &s.op, id)))
+            .collect();
+        without_found(removal, made, &foreign)
     }
 
     /// Every network.

@@ -2,7 +2,6 @@
 
 use super::{new_id, now, valid_name, Engine, State};
 use crate::error::{Error, Result};
-use crate::executor::without_found;
 use crate::ipam::{overlaps, pick_subnet};
 use crate::model::{Endpoint, Network, Pool};
 use crate::store::Table;
@@ -320,7 +319,7 @@ impl Engine {
             .delete_network(DeleteNetwork { network: spec(network), state: network.state.clone(), facts, others })
             .map_err(|e| Error::driver(&network.driver, e))?;
         let object = format!("network {}", network.name);
-        let plan = without_found(out.plan, &network.plan, &network.found);
+        let plan = self.removal_plan(state, out.plan, &network.plan, &network.found, &network.id);
         self.apply(&object, &plan, |t| t.delete(Table::Networks, &network.id))?;
         state.networks.remove(&network.id);
         tracing::info!(network = %network.name, "network removed");
@@ -497,7 +496,7 @@ impl Engine {
         let deleted = driver.delete_endpoint(request).map_err(|e| Error::driver(&network.driver, e))?;
         let mut plan: Plan = left.plan;
         plan.extend(deleted.plan);
-        let plan = without_found(plan, &endpoint.plan, &endpoint.found);
+        let plan = self.removal_plan(state, plan, &endpoint.plan, &endpoint.found, &endpoint.id);
         let mut net = network.clone();
         for (ip, pools) in [(endpoint.ipv4, &mut net.ipv4), (endpoint.ipv6, &mut net.ipv6)] {
             if let Some(ip) = ip {

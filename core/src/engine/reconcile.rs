@@ -9,7 +9,6 @@
 
 use super::{network::PoolRequest, Engine, NetworkCreateRequest, State};
 use crate::error::Result;
-use crate::executor::without_found;
 use crate::model::Endpoint;
 use crate::store::Table;
 use std::collections::{BTreeMap, BTreeSet};
@@ -159,7 +158,8 @@ impl Engine {
             }
             let stale: Vec<Endpoint> = state.endpoints_of_sandbox(&sb.id).cloned().collect();
             for e in stale {
-                let host_side: Plan = without_found(e.plan.inverse(), &e.plan, &e.found)
+                let host_side: Plan = self
+                    .removal_plan(state, e.plan.inverse(), &e.plan, &e.found, &e.id)
                     .steps
                     .into_iter()
                     .filter(|s| s.op.netns() != Some(&Netns::Path(sb.netns.clone())))

@@ -399,6 +399,28 @@ fn removing_a_network_leaves_the_bridge_it_adopted() {
 }
 
 #[test]
+fn a_found_link_of_ours_goes_with_the_last_network_that_names_it() {
+    let f = Fixture::new();
+    let e = f.engine();
+    let shared =
+        |name: &str| NetworkCreateRequest { options: [("bridge".into(), "br-shared".into())].into(), ..net(name) };
+    let deletes =
+        |rec: &Recording| rec.log().iter().any(|op| matches!(op, Op::LinkDel { name, .. } if name == "br-shared"));
+    e.network_create(shared("a")).unwrap();
+    f.rec.existing("br-shared");
+    f.rec.marked("br-shared");
+    assert_eq!(e.network_create(shared("b")).unwrap().found, [0]);
+    f.rec.clear();
+    e.network_remove("b").unwrap();
+    assert!(!deletes(&f.rec), "network a still names it");
+    e.network_create(shared("b")).unwrap();
+    e.network_remove("a").unwrap();
+    f.rec.clear();
+    e.network_remove("b").unwrap();
+    assert!(deletes(&f.rec), "ours, and named by no other network");
+}
+
+#[test]
 fn sandbox_removal_needs_force_while_connected() {
     let f = Fixture::new();
     let e = f.engine();
