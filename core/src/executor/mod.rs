@@ -26,13 +26,12 @@ impl ExecError {
 }
 
 /// What one step did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
     /// The step changed the kernel; its undo takes the change back.
     Created,
     /// What the step asks for was there already (a link, an address, a route, a
-    /// directory that existed before): the object is not wharf's, and undo leaves it.
+    /// directory): the step made nothing, so neither rollback nor removal undoes it.
     Found,
 }
 
