@@ -118,7 +118,8 @@ impl Store {
         done
     }
 
-    /// Forget every recorded step: no plan is under way.
+    /// Forget every recorded step: no plan is under way. The engine runs one plan at a
+    /// time (under its lock), so the one that just ended was the only one recorded.
     pub fn forget_progress(&self) {
         if let Err(e) = self.progress().set_len(0) {
             tracing::warn!("clearing the plan progress: {e}");
