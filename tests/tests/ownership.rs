@@ -351,3 +351,20 @@ fn kills_during_create_and_connect_leave_no_link_of_ours_behind() {
         assert_eq!(marked(&h, Some("s"), &mark), Vec::<String>::new(), "round {round}");
     }
 }
+
+#[test]
+fn a_link_killed_before_its_alias_is_still_known_by_its_group() {
+    let mut h = Host::start();
+    let line = h.in_host_ok(&["ip", "-o", "link", "show", "dev", "wharf0"]);
+    let group = line.split(" group ").nth(1).and_then(|g| g.split_whitespace().next()).unwrap().to_string();
+    // What a kill between making a link and setting its alias leaves, and another program's
+    // link that happens to be in the same group but has an alias of its own.
+    h.in_host_ok(&["ip", "link", "add", "half0", "group", &group, "type", "bridge"]);
+    h.in_host_ok(&["ip", "link", "add", "other0", "group", &group, "type", "bridge"]);
+    h.in_host_ok(&["ip", "link", "set", "other0", "alias", "operator's"]);
+    h.kill_daemon();
+    h.start_daemon();
+    let now = links(&h);
+    assert!(!now.iter().any(|l| l == "half0"), "{now:?}\n{}", h.log());
+    assert!(now.iter().any(|l| l == "other0"), "{now:?}");
+}

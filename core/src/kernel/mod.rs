@@ -18,10 +18,10 @@
 //! link is gone, so none outlives what it belonged to; a daemon that dies in between leaves
 //! `wgc*` links that reconciliation removes by their mark, and that go with their sandbox.
 //!
-//! Every link this executor makes carries its owner's mark: the interface alias
-//! `wharf:<instance id>`, set right after creation (the kernel ignores an alias in the
-//! creation message) and kept through renames and moves between namespaces. A link that
-//! was there before is found, never marked, and never retired.
+//! Every link this executor makes carries its owner's mark (see [`netlink::Mark`]): the
+//! interface alias `wharf:<instance id>`, and a link group set in the creation message
+//! itself, both kept through renames and moves between namespaces. A link that was there
+//! before is found, never marked, and never retired.
 
 pub mod mount;
 pub mod netlink;
@@ -67,8 +67,8 @@ pub struct Kernel {
     sandboxes: Mutex<HashMap<String, (Arc<Worker>, u64)>>,
     uses: std::sync::atomic::AtomicU64,
     firewall: Arc<dyn Firewall>,
-    /// The alias that marks a link as made by this daemon.
-    mark: String,
+    /// What marks a link as made by this daemon.
+    mark: netlink::Mark,
 }
 
 static RETIRED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -78,14 +78,9 @@ fn grave_name() -> String {
     format!("wgc{}{}", std::process::id() % 1000, RETIRED.fetch_add(1, Ordering::Relaxed))
 }
 
-/// The alias that marks a link as made by the wharfd whose instance id is `instance`.
-pub fn mark(instance: &str) -> String {
-    format!("wharf:{instance}")
-}
-
 impl Kernel {
     /// An executor in the calling thread's network namespace, using `firewall`, for the
-    /// wharfd whose instance id is `instance` (see [`mark`]).
+    /// wharfd whose instance id is `instance` (see [`netlink::Mark`]).
     pub fn new(firewall: Arc<dyn Firewall>, instance: &str) -> Result<Kernel, ExecError> {
         Ok(Kernel {
             host: Worker::spawn(None, None)?,
@@ -96,7 +91,7 @@ impl Kernel {
             sandboxes: Mutex::new(HashMap::new()),
             uses: std::sync::atomic::AtomicU64::new(0),
             firewall,
-            mark: mark(instance),
+            mark: netlink::Mark::new(instance),
         })
     }
 
@@ -241,7 +236,7 @@ impl Kernel {
             }
             let (l, mark) = (link.clone(), self.mark.clone());
             let (outcome, ours) =
-                self.on(&netns, move |ctx| ctx.block_on(netlink::link_add(&ctx.handle, &l, None, Some(&mark))))??;
+                self.on(&netns, move |ctx| ctx.block_on(netlink::link_add(&ctx.handle, &l, None, &mark, true)))??;
             if ours && netns == Netns::Host && link.kind == LinkKind::Bridge {
                 self.retirable.lock().unwrap_or_else(|p| p.into_inner()).insert(link.name.clone(), None);
             }
@@ -305,17 +300,17 @@ impl Kernel {
             if exists {
                 // Present already: `link_add` only brings its settings in line.
                 let there = link.clone();
-                self.on(target, move |ctx| ctx.block_on(netlink::link_add(&ctx.handle, &there, None, Some(&mark))))??
+                self.on(target, move |ctx| ctx.block_on(netlink::link_add(&ctx.handle, &there, None, &mark, true)))??
             } else {
-                self.link_add_from(netns, &target_path, &link, None)?
+                self.link_add_from(netns, &target_path, &link, false)?
             }
         } else {
             // A veth's near end is marked where it is made; its far end below.
-            self.link_add_from(netns, &target_path, &link, Some(self.mark.clone()))?
+            self.link_add_from(netns, &target_path, &link, true)?
         };
         if outcome == Outcome::Created {
-            let (far, mark) = (far_name.clone(), self.mark.clone());
-            self.on(target, move |ctx| ctx.block_on(netlink::link_mark(&ctx.handle, &far, &mark, up)))??;
+            let (far, alias) = (far_name.clone(), self.mark.alias.clone());
+            self.on(target, move |ctx| ctx.block_on(netlink::link_mark(&ctx.handle, &far, &alias, up)))??;
         } else if up {
             let far = far_name.clone();
             self.on(target, move |ctx| ctx.block_on(netlink::link_set(&ctx.handle, &far, &LinkChange::Up)))??;
@@ -336,21 +331,21 @@ impl Kernel {
     }
 
     /// Make `link` from `netns`, its far end in the namespace file `target_path`; the near
-    /// end is marked when `mark` is given.
+    /// end gets its alias here when `alias_here`.
     fn link_add_from(
         &self,
         netns: &Netns,
         target_path: &Option<String>,
         link: &wharf_sdk::LinkSpec,
-        mark: Option<String>,
+        alias_here: bool,
     ) -> Result<(Outcome, bool), ExecError> {
-        let (creating, target_path) = (link.clone(), target_path.clone());
+        let (creating, target_path, mark) = (link.clone(), target_path.clone(), self.mark.clone());
         self.on(netns, move |ctx| {
             let file = match &target_path {
                 Some(p) => Some(std::fs::File::open(p).map_err(|e| ExecError::new(format!("netns {p}: {e}")))?),
                 None => None,
             };
-            ctx.block_on(netlink::link_add(&ctx.handle, &creating, file.as_ref(), mark.as_deref()))
+            ctx.block_on(netlink::link_add(&ctx.handle, &creating, file.as_ref(), &mark, alias_here))
         })?
     }
 }

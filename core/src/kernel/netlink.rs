@@ -83,18 +83,60 @@ async fn dump_links(h: &Handle) -> Result<Vec<LinkMessage>, ExecError> {
         .map_err(|e| fail("list links", &e))
 }
 
-/// The names of the links in this namespace whose alias is `mark`.
-pub async fn marked_links(h: &Handle, mark: &str) -> Result<Vec<String>, ExecError> {
+/// What marks a link as made by one wharfd: its alias, `wharf:<instance id>`, set right
+/// after creation (the kernel ignores an alias in the creation message), and its link
+/// group, a number taken from the instance id and set in the creation message itself. The
+/// group speaks for a link only while it has no alias: it covers a daemon killed between
+/// making a link and naming it, and a link whose alias someone else set is not ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    /// The alias.
+    pub alias: String,
+    /// The link group.
+    pub group: u32,
+}
+
+impl Mark {
+    /// The mark of the wharfd whose instance id (hex digits) is `instance`.
+    pub fn new(instance: &str) -> Mark {
+        let digits: String = instance.chars().filter(char::is_ascii_hexdigit).take(8).collect();
+        // Clear of the small group numbers people pick by hand, and below 2^31, which
+        // `ip` prints (and reads back) as a negative number.
+        let group = u32::from_str_radix(&digits, 16).unwrap_or(0) & 0x3fff_ffff | 0x4000_0000;
+        Mark { alias: format!("wharf:{instance}"), group }
+    }
+
+    /// Whether a link with `alias` and `group` carries this mark.
+    fn on(&self, alias: Option<&str>, group: u32) -> bool {
+        match alias {
+            Some(a) => a == self.alias,
+            None => group == self.group,
+        }
+    }
+}
+
+/// The name, alias and group of a link message.
+fn identity(l: &LinkMessage) -> (Option<&str>, Option<&str>, u32) {
+    let (mut name, mut alias, mut group) = (None, None, 0);
+    for a in &l.attributes {
+        match a {
+            LinkAttribute::IfName(n) => name = Some(n.as_str()),
+            LinkAttribute::IfAlias(x) => alias = Some(x.as_str()),
+            LinkAttribute::Group(g) => group = *g,
+            _ => {}
+        }
+    }
+    (name, alias, group)
+}
+
+/// The names of the links in this namespace that carry `mark`.
+pub async fn marked_links(h: &Handle, mark: &Mark) -> Result<Vec<String>, ExecError> {
     let links = dump_links(h).await?;
     Ok(links
         .iter()
-        .filter(|l| l.attributes.iter().any(|a| matches!(a, LinkAttribute::IfAlias(x) if x == mark)))
-        .filter_map(|l| {
-            l.attributes.iter().find_map(|a| match a {
-                LinkAttribute::IfName(n) => Some(n.clone()),
-                _ => None,
-            })
-        })
+        .map(identity)
+        .filter(|(_, alias, group)| mark.on(*alias, *group))
+        .filter_map(|(name, _, _)| name.map(str::to_string))
         .collect())
 }
 
@@ -111,14 +153,20 @@ fn macvlan_mode(m: MacvlanMode) -> MacVlanMode {
     }
 }
 
-/// Build the creation message for `link`. `peer_fd` is the namespace of a veth peer or
-/// of a macvlan's target, already opened by the caller.
-async fn link_message(h: &Handle, link: &LinkSpec, target_fd: Option<i32>) -> Result<LinkMessage, ExecError> {
+/// Build the creation message for `link`, in link group `group` (for a veth, both ends).
+/// `target_fd` is the namespace of a veth peer or of a macvlan's target, already opened
+/// by the caller.
+async fn link_message(
+    h: &Handle,
+    link: &LinkSpec,
+    target_fd: Option<i32>,
+    group: u32,
+) -> Result<LinkMessage, ExecError> {
     let mut b: LinkMessageBuilder<LinkUnspec> = match &link.kind {
         LinkKind::Bridge => retype(LinkBridge::new(&link.name).build()),
         LinkKind::Dummy => retype(LinkDummy::new(&link.name).build()),
         LinkKind::Veth { peer, peer_mac, .. } => {
-            let mut p = LinkUnspec::new_with_name(peer);
+            let mut p = LinkUnspec::new_with_name(peer).append_extra_attribute(LinkAttribute::Group(group));
             if let Some(fd) = target_fd {
                 p = p.setns_by_fd(fd);
             }
@@ -156,6 +204,7 @@ async fn link_message(h: &Handle, link: &LinkSpec, target_fd: Option<i32>) -> Re
             retype(v.build())
         }
     };
+    b = b.append_extra_attribute(LinkAttribute::Group(group));
     if let Some(mtu) = link.mtu {
         b = b.mtu(mtu);
     }
@@ -180,11 +229,12 @@ fn retype(msg: LinkMessage) -> LinkMessageBuilder<LinkUnspec> {
     b
 }
 
-/// A link found by name: its index, kind (empty for a physical device) and alias.
+/// A link found by name: its index, kind (empty for a physical device), alias and group.
 struct Found {
     index: u32,
     kind: String,
     alias: Option<String>,
+    group: u32,
 }
 
 /// The link named `name`, or `None` if absent.
@@ -196,18 +246,15 @@ async fn find(h: &Handle, name: &str) -> Result<Option<Found>, ExecError> {
         Err(e) if matches!(errno(&e), Some(ENODEV)) => return Ok(None),
         Err(e) => return Err(fail(&format!("link {name:?}"), &e)),
     };
-    let mut found = Found { index: msg.header.index, kind: String::new(), alias: None };
-    for a in msg.attributes {
-        match a {
-            LinkAttribute::LinkInfo(infos) => {
-                for i in infos {
-                    if let LinkInfo::Kind(k) = i {
-                        found.kind = k.to_string();
-                    }
+    let (_, alias, group) = identity(&msg);
+    let mut found = Found { index: msg.header.index, kind: String::new(), alias: alias.map(str::to_string), group };
+    for a in &msg.attributes {
+        if let LinkAttribute::LinkInfo(infos) = a {
+            for i in infos {
+                if let LinkInfo::Kind(k) = i {
+                    found.kind = k.to_string();
                 }
             }
-            LinkAttribute::IfAlias(a) => found.alias = Some(a),
-            _ => {}
         }
     }
     Ok(Some(found))
@@ -226,20 +273,22 @@ fn kind_name(kind: &LinkKind) -> &'static str {
 }
 
 /// Ensure `link` exists with its settings. `target` is the opened namespace file of a
-/// veth peer or macvlan target, when it is not this namespace. A link made here is marked
-/// with `mark` as its alias (when given: a link that moves to `target` is marked there).
-/// A link already there is found, not made, and must be of the kind asked for; it keeps
-/// its alias. Returns the outcome and whether the link carries `mark`.
+/// veth peer or macvlan target, when it is not this namespace. A link made here carries
+/// `mark`: its group (both ends of a veth) from the start, its alias when `alias_here`
+/// (a link that moves to `target` is given its alias there, by the caller). A link
+/// already there is found, not made, and must be of the kind asked for; it keeps its
+/// alias and group. Returns the outcome and whether the link carries `mark`.
 pub async fn link_add(
     h: &Handle,
     link: &LinkSpec,
     target: Option<&std::fs::File>,
-    mark: Option<&str>,
+    mark: &Mark,
+    alias_here: bool,
 ) -> Result<(Outcome, bool), ExecError> {
     if let Some(found) = find(h, &link.name).await? {
         return adopt(h, found, link, mark).await;
     }
-    let msg = link_message(h, link, target.map(|f| f.as_raw_fd())).await?;
+    let msg = link_message(h, link, target.map(|f| f.as_raw_fd()), mark.group).await?;
     match h.link().add(msg).execute().await {
         Ok(()) => {}
         Err(e) if errno(&e) == Some(EEXIST) => match find(h, &link.name).await? {
@@ -248,23 +297,22 @@ pub async fn link_add(
         },
         Err(e) => return Err(fail(&format!("create link {:?}", link.name), &e)),
     }
-    if let Some(mark) = mark {
-        link_mark(h, &link.name, mark, false).await?;
+    if alias_here {
+        link_mark(h, &link.name, &mark.alias, false).await?;
     }
-    Ok((Outcome::Created, mark.is_some()))
+    Ok((Outcome::Created, true))
 }
 
 /// Take a link that was there already as `link`: refuse one of another kind, else bring
 /// its settings in line.
-async fn adopt(h: &Handle, found: Found, link: &LinkSpec, mark: Option<&str>) -> Result<(Outcome, bool), ExecError> {
+async fn adopt(h: &Handle, found: Found, link: &LinkSpec, mark: &Mark) -> Result<(Outcome, bool), ExecError> {
     let want = kind_name(&link.kind);
     if found.kind != want {
         let kind = if found.kind.is_empty() { "physical" } else { &found.kind };
         return Err(ExecError::new(format!("link {:?} exists and is a {kind} link, not a {want}", link.name)));
     }
     link_ensure(h, found.index, link).await?;
-    let ours = mark.is_some() && found.alias.as_deref() == mark;
-    Ok((Outcome::Found, ours))
+    Ok((Outcome::Found, mark.on(found.alias.as_deref(), found.group)))
 }
 
 /// Mark link `name` as this daemon's by setting its alias to `mark`; also set it up when
@@ -277,9 +325,9 @@ pub async fn link_mark(h: &Handle, name: &str, mark: &str, up: bool) -> Result<(
     h.link().set(b.build()).execute().await.map_err(|e| fail(&format!("mark link {name:?}"), &e))
 }
 
-/// Whether link `name` is here and carries `mark` as its alias.
-pub async fn link_marked(h: &Handle, name: &str, mark: &str) -> Result<bool, ExecError> {
-    Ok(find(h, name).await?.is_some_and(|f| f.alias.as_deref() == Some(mark)))
+/// Whether link `name` is here and carries `mark`.
+pub async fn link_marked(h: &Handle, name: &str, mark: &Mark) -> Result<bool, ExecError> {
+    Ok(find(h, name).await?.is_some_and(|f| mark.on(f.alias.as_deref(), f.group)))
 }
 
 /// Bring an existing link's settings in line with `link` (MTU, MAC, master, up).
@@ -620,4 +668,22 @@ fn route_query(v6: bool) -> RouteMessage {
     msg.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
     msg.header.table = MAIN_TABLE as u8;
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mark_speaks_by_alias_and_by_group_only_without_one() {
+        let mark = Mark::new("0123456789abcdef");
+        assert_eq!(mark.alias, "wharf:0123456789abcdef");
+        assert_eq!(mark.group, 0x4123_4567);
+        assert!(mark.on(Some("wharf:0123456789abcdef"), 0));
+        assert!(mark.on(None, mark.group), "made, killed before its alias was set");
+        assert!(!mark.on(Some("someone's"), mark.group));
+        assert!(!mark.on(Some("wharf:fedcba9876543210"), 0), "another wharfd's");
+        assert!(!mark.on(None, 0));
+        assert_ne!(Mark::new("fedcba9876543210"), mark);
+    }
 }
