@@ -63,6 +63,10 @@ pub struct Network {
     pub state: Value,
     /// The plan that created the network in the kernel, re-applied to reconcile.
     pub plan: wharf_sdk::Plan,
+    /// Indices of the plan's steps that found their object there (an adopted bridge, its
+    /// address): removing the network leaves them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub found: Vec<usize>,
 }
 
 /// An endpoint: a sandbox's attachment to a network.
@@ -97,6 +101,10 @@ pub struct Endpoint {
     pub state: Value,
     /// The plan that connected the endpoint, re-applied to reconcile.
     pub plan: wharf_sdk::Plan,
+    /// Indices of the plan's steps that found their object there: disconnecting leaves
+    /// them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub found: Vec<usize>,
 }
 
 /// A sandbox: a network namespace wharf wires into networks.

@@ -2,12 +2,23 @@
 //!
 //! Only the engine touches the store. A change that spans several objects is one write
 //! transaction ([`Store::write`]), so a crash leaves either all of it or none.
+//!
+//! Beside the database, a small progress file records which steps of the journaled plan
+//! have run and what each found ([`Store::step_done`]). It is appended to with one
+//! `write(2)` per step and never synced: a killed daemon leaves it whole in the page cache,
+//! and a power loss takes the kernel objects (links, addresses, routes, mounts) it speaks
+//! of as well. What it leaves out is never undone, so losing its tail can leak an object
+//! but never removes one wharf did not make.
 
 use crate::error::Result;
+use crate::executor::Outcome;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use std::fs::File;
+use std::io::{Read, Seek, Write};
 use std::path::Path;
+use std::sync::Mutex;
 
 /// The tables of the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,6 +56,8 @@ impl Table {
 /// The store.
 pub struct Store {
     db: Database,
+    /// The progress file of the plan being carried out.
+    progress: Mutex<File>,
 }
 
 impl Store {
@@ -56,7 +69,61 @@ impl Store {
             txn.open_table(t.def())?;
         }
         txn.commit()?;
-        Ok(Store { db })
+        let progress_path = path.with_extension("progress");
+        let progress = std::fs::OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&progress_path)
+            .map_err(|e| crate::error::Error::Store(format!("{}: {e}", progress_path.display())))?;
+        Ok(Store { db, progress: Mutex::new(progress) })
+    }
+
+    fn progress(&self) -> std::sync::MutexGuard<'_, File> {
+        self.progress.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Record that step `step` of the plan journaled under `key` ran with `outcome`.
+    pub fn step_done(&self, key: &str, step: usize, outcome: Outcome) {
+        let code = match outcome {
+            Outcome::Created => 'c',
+            Outcome::Found => 'f',
+        };
+        if let Err(e) = self.progress().write_all(format!("{key} {step} {code}\n").as_bytes()) {
+            tracing::warn!("recording step {step} of plan {key}: {e}");
+        }
+    }
+
+    /// The outcomes recorded for the plan journaled under `key`, one per step from the
+    /// first on, up to the first step with no record.
+    pub fn steps_done(&self, key: &str) -> Vec<Outcome> {
+        let mut text = String::new();
+        let mut file = self.progress();
+        if let Err(e) = file.rewind().and_then(|()| file.read_to_string(&mut text)) {
+            tracing::warn!("reading the plan progress: {e}");
+        }
+        let mut done = Vec::new();
+        for line in text.lines() {
+            let mut parts = line.split(' ');
+            if parts.next() != Some(key) {
+                continue;
+            }
+            let outcome = match (parts.next().and_then(|i| i.parse::<usize>().ok()), parts.next()) {
+                (Some(i), Some("c")) if i == done.len() => Outcome::Created,
+                (Some(i), Some("f")) if i == done.len() => Outcome::Found,
+                _ => break,
+            };
+            done.push(outcome);
+        }
+        done
+    }
+
+    /// Forget every recorded step: no plan is under way. The engine runs one plan at a
+    /// time (under its lock), so the one that just ended was the only one recorded.
+    pub fn forget_progress(&self) {
+        if let Err(e) = self.progress().set_len(0) {
+            tracing::warn!("clearing the plan progress: {e}");
+        }
     }
 
     /// Every value of `table`, in key order.
@@ -129,6 +196,26 @@ mod tests {
         let n: Network = store.get(Table::Networks, "abc").unwrap().unwrap();
         assert_eq!(n.name, "n1");
         assert_eq!(store.list::<Network>(Table::Networks).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn step_outcomes_are_read_back_in_order_until_a_gap() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("state.redb");
+        {
+            let store = Store::open(&path).unwrap();
+            store.step_done("k1", 0, Outcome::Found);
+            store.step_done("k2", 0, Outcome::Created);
+            store.step_done("k1", 1, Outcome::Created);
+            store.step_done("k1", 3, Outcome::Created);
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.steps_done("k1"), [Outcome::Found, Outcome::Created]);
+        assert_eq!(store.steps_done("k3"), []);
+        store.forget_progress();
+        assert_eq!(store.steps_done("k1"), []);
+        store.step_done("k1", 0, Outcome::Created);
+        assert_eq!(store.steps_done("k1"), [Outcome::Created]);
     }
 
     #[test]

@@ -720,7 +720,8 @@ impl Step {
 }
 
 /// An ordered list of steps. Core runs them in order and, if one fails, runs the undo of
-/// every completed step in reverse order.
+/// every completed step that created its object, in reverse order: a step that found its
+/// object there already is not undone, then or by a later removal.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct Plan {

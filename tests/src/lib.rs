@@ -50,6 +50,8 @@ pub fn ok(program: &str, args: &[&str]) -> String {
 pub struct Netns {
     /// Its name under /run/netns.
     pub name: String,
+    /// Whether dropping it deletes the namespace (false for a second view of one).
+    owned: bool,
 }
 
 impl Netns {
@@ -58,7 +60,7 @@ impl Netns {
         let name = unique(prefix);
         ok("ip", &["netns", "add", &name]);
         ok("ip", &["-n", &name, "link", "set", "lo", "up"]);
-        Netns { name }
+        Netns { name, owned: true }
     }
 
     /// Its namespace file.
@@ -76,6 +78,9 @@ impl Netns {
 
 impl Drop for Netns {
     fn drop(&mut self) {
+        if !self.owned {
+            return;
+        }
         let _ = Command::new("ip").args(["netns", "del", &self.name]).output();
     }
 }
@@ -119,6 +124,23 @@ impl Host {
         let dir = std::env::temp_dir().join(format!("wharf-e2e-{}", ns.name));
         std::fs::create_dir_all(&dir).expect("temp dir");
         Host { ns, dir, daemon: None, extra_args: Vec::new() }
+    }
+
+    /// A new host namespace with no wharfd running yet: set the scene, then
+    /// [`Host::start_daemon`].
+    pub fn stopped() -> Host {
+        Host::prepare()
+    }
+
+    /// A second wharfd in `other`'s host namespace, with its own root, socket and
+    /// sandboxes, started with `extra` flags. `other` must outlive it.
+    pub fn beside(other: &Host, extra: &[&str]) -> Host {
+        let ns = Netns { name: other.ns.name.clone(), owned: false };
+        let dir = std::env::temp_dir().join(format!("wharf-e2e-{}", unique("beside")));
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        let mut h = Host { ns, dir, daemon: None, extra_args: extra.iter().map(|s| s.to_string()).collect() };
+        h.start_daemon();
+        h
     }
 
     /// The API socket.
@@ -294,6 +316,13 @@ impl Host {
     /// Whether sandbox `from` gets an answer to one ping to `to`.
     pub fn ping(&self, from: &str, to: &str) -> bool {
         self.in_sandbox(from, &["ping", "-c", "1", "-W", "1", to]).status.success()
+    }
+
+    /// The alias of link `name` in the host namespace: what marks a link as some
+    /// wharfd's.
+    pub fn link_alias(&self, name: &str) -> Option<String> {
+        let out = self.in_host_ok(&["ip", "-o", "link", "show", "dev", name]);
+        out.split(" alias ").nth(1).map(|a| a.trim().to_string())
     }
 
     /// The IPv4 address of sandbox `sandbox` on `network`, from `wharf sandbox inspect`.

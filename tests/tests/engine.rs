@@ -190,12 +190,17 @@ fn state_survives_restarts_and_kernel_damage_is_repaired() {
         .find(|n| n.starts_with("br-"))
         .map(|n| n.split('@').next().unwrap_or(n).to_string())
         .expect("a br- bridge");
+    let mark = h.link_alias(&name).expect("wharf marks its bridge");
     h.in_host_ok(&["ip", "link", "del", &name]);
+    // A bridge named like wharf's that wharf did not make, and one of wharf's no network owns.
     h.in_host_ok(&["ip", "link", "add", "br-0123456789ab", "type", "bridge"]);
+    h.in_host_ok(&["ip", "link", "add", "stray0", "type", "bridge"]);
+    h.in_host_ok(&["ip", "link", "set", "stray0", "alias", &mark]);
     h.start_daemon();
     let links = h.in_host_ok(&["ip", "-o", "link", "show"]);
     assert!(links.contains(&name), "bridge re-created: {links}");
-    assert!(!links.contains("br-0123456789ab"), "stray wharf-style link removed");
+    assert!(links.contains("br-0123456789ab"), "a link wharf did not make is left, whatever its name");
+    assert!(!links.contains("stray0"), "a stray link carrying wharf's mark is removed");
     assert!(h.log().contains(&format!("re-created link {name}")), "the fix is logged");
     // Re-applying the endpoints' plans put their veths back on the new bridge.
     assert!(h.ping("a", "10.70.0.3"), "{}", h.log());

@@ -89,13 +89,25 @@ fn a_restart_removes_links_a_crash_left_retired_in_a_sandbox() {
         h.wharf_ok(&["sandbox", "create", sb]);
         h.wharf_ok(&["network", "connect", "mv", sb]);
     }
-    // What a crash between a macvlan's retirement and its deletion leaves behind.
-    let made = h.in_sandbox("a", &["ip", "link", "add", "wgc9001", "type", "veth", "peer", "name", "wgc9002"]);
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    // What a crash between a macvlan's retirement and its deletion leaves behind: a link
+    // carrying wharf's mark (the alias of the endpoint's own link) that no endpoint names.
+    let eth0 =
+        String::from_utf8_lossy(&h.in_sandbox("a", &["ip", "-o", "link", "show", "dev", "eth0"]).stdout).into_owned();
+    let mark = eth0.split(" alias ").nth(1).expect("wharf marks the macvlan").trim().to_string();
+    for cmd in [
+        &["ip", "link", "add", "wgc9001", "type", "veth", "peer", "name", "wgc9002"][..],
+        &["ip", "link", "set", "wgc9001", "alias", &mark][..],
+        // Another program's link, named like a retired one.
+        &["ip", "link", "add", "wgc9003", "type", "veth", "peer", "name", "other9003"][..],
+    ] {
+        let out = h.in_sandbox("a", cmd);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
     h.kill_daemon();
     h.start_daemon();
     let links = String::from_utf8_lossy(&h.in_sandbox("a", &["ip", "-o", "link", "show"]).stdout).into_owned();
-    assert!(!links.contains("wgc"), "{links}\n{}", h.log());
+    assert!(!links.contains("wgc9001") && !links.contains("wgc9002"), "{links}\n{}", h.log());
+    assert!(links.contains("wgc9003"), "a link without wharf's mark stays: {links}");
     assert!(links.contains("eth0"), "the endpoint's own link stays: {links}");
     assert!(h.ping("a", &h.sandbox_ip("b", "mv")));
 }

@@ -131,9 +131,10 @@ fn run(flags: Flags) -> Result<(), String> {
         }
         FirewallBackend::None => Arc::new(NoFirewall),
     };
-    let exec = Arc::new(Kernel::new(firewall).map_err(|e| format!("executor: {e}"))?);
     let store_path = c.root.join("state.redb");
     let store = Store::open(&store_path).map_err(|e| format!("{}: {e}", store_path.display()))?;
+    let instance = wharf_core::engine::instance_id(&store).map_err(|e| format!("instance id: {e}"))?;
+    let exec = Arc::new(Kernel::new(firewall, &instance).map_err(|e| format!("executor: {e}"))?);
     let settings = Settings {
         netns_dir: c.netns_dir.clone(),
         netns_etc_dir: c.netns_etc_dir.clone(),

@@ -17,7 +17,7 @@ pub use network::{ConnectRequest, NetworkCreateRequest, PoolRequest};
 pub use volume::{PruneReport, VolumeCreateRequest};
 
 use crate::error::{Error, Result};
-use crate::executor::{run_plan, undo_steps, Executor};
+use crate::executor::{found_steps, run_plan, undo_steps, without_found, Executor};
 use crate::ipam::DefaultPool;
 use crate::model::{Endpoint, JournalEntry, Network, Sandbox, Volume};
 use crate::registry::Registry;
@@ -152,6 +152,17 @@ fn ula_global_id(store: &Store) -> Result<[u8; 5]> {
     Ok(id)
 }
 
+/// This installation's instance id, made at first start: what marks the kernel objects
+/// this wharfd makes as its own (another wharfd, with another root, has another).
+pub fn instance_id(store: &Store) -> Result<String> {
+    if let Some(id) = store.get::<String>(Table::Meta, "instance_id")? {
+        return Ok(id);
+    }
+    let id = hex::encode(rand::random::<[u8; 8]>());
+    store.write(|t| t.put(Table::Meta, "instance_id", &id))?;
+    Ok(id)
+}
+
 /// The links a plan creates, with their kinds.
 fn plan_links(plan: &Plan) -> impl Iterator<Item = (&LinkKind, &str)> {
     plan.ops().filter_map(|op| match op {
@@ -227,38 +238,108 @@ impl Engine {
     /// Carry out `plan` for `object`, journaled; then run `commit` in the same store
     /// transaction that clears the journal. If the commit fails, the plan is undone.
     fn apply(&self, object: &str, plan: &Plan, commit: impl FnOnce(&mut Txn<'_>) -> Result<()>) -> Result<()> {
+        self.apply_recorded(object, plan, |t, _| commit(t))
+    }
+
+    /// [`Engine::apply`], handing `commit` the indices of the steps that found their object
+    /// there, for the object to keep: its removal must leave them (see
+    /// [`crate::executor::without_found`]).
+    ///
+    /// Crash semantics: the journal entry is written (and synced) before the first step;
+    /// each completed step's outcome is appended to the store's progress file before the
+    /// next starts; the outcomes reach the object in the commit, which clears the journal.
+    /// A crash before the commit leaves the entry, and recovery undoes exactly the steps
+    /// recorded as created (see [`Engine::recover_journal`]).
+    fn apply_recorded(
+        &self,
+        object: &str,
+        plan: &Plan,
+        commit: impl FnOnce(&mut Txn<'_>, &[usize]) -> Result<()>,
+    ) -> Result<()> {
         if plan.is_empty() {
-            return self.store.write(commit);
+            return self.store.write(|t| commit(t, &[]));
         }
         let key = new_id();
         let entry = JournalEntry { object: object.to_string(), plan: plan.clone() };
         self.store.write(|t| t.put(Table::Journal, &key, &entry))?;
-        if let Err(error) = run_plan(self.exec.as_ref(), plan) {
-            self.store.write(|t| t.delete(Table::Journal, &key))?;
-            return Err(Error::Plan { object: object.to_string(), error });
-        }
+        let outcomes = match run_plan(self.exec.as_ref(), plan, &mut |i, o| self.store.step_done(&key, i, o)) {
+            Ok(outcomes) => outcomes,
+            Err(error) => {
+                self.store.write(|t| t.delete(Table::Journal, &key))?;
+                self.store.forget_progress();
+                return Err(Error::Plan { object: object.to_string(), error });
+            }
+        };
+        let found = found_steps(&outcomes);
         let committed = self.store.write(|t| {
-            commit(t)?;
+            commit(t, &found)?;
             t.delete(Table::Journal, &key)
         });
         if let Err(e) = committed {
-            undo_steps(self.exec.as_ref(), plan, plan.steps.len());
+            undo_steps(self.exec.as_ref(), plan, &outcomes);
             let _ = self.store.write(|t| t.delete(Table::Journal, &key));
+            self.store.forget_progress();
             return Err(e);
         }
+        self.store.forget_progress();
         Ok(())
     }
 
+    /// Roll back the plans a crash interrupted: each step recorded as having created
+    /// something is undone, last first; steps that found their object, and steps that
+    /// never ran, are left. The one step that may have been under way (the first without a
+    /// record) is undone only when it made a link that carries this daemon's mark and that
+    /// no stored object names; other objects it may have made are left for reconcile.
     fn recover_journal(&self) -> Result<()> {
         for (key, entry) in self.store.list::<JournalEntry>(Table::Journal)? {
-            tracing::warn!(object = %entry.object, steps = entry.plan.steps.len(), "rolling back an interrupted plan");
-            let failures = undo_steps(self.exec.as_ref(), &entry.plan, entry.plan.steps.len());
+            let done = self.store.steps_done(&key);
+            tracing::warn!(object = %entry.object, steps = entry.plan.steps.len(), ran = done.len(), "rolling back an interrupted plan");
+            let mut failures = Vec::new();
+            if let Some(step) = entry.plan.steps.get(done.len()) {
+                if self.made_in_flight(&step.op) {
+                    if let Err(e) = self.exec.apply(&step.undo) {
+                        failures.push(format!("{}: {e}", step.undo.describe()));
+                    }
+                }
+            }
+            failures.extend(undo_steps(self.exec.as_ref(), &entry.plan, &done));
             for f in failures {
                 tracing::warn!("rollback of {}: {f}", entry.object);
             }
             self.store.write(|t| t.delete(Table::Journal, &key))?;
         }
+        self.store.forget_progress();
         Ok(())
+    }
+
+    /// Whether `op`, a step whose outcome was never recorded, made a link of this daemon's
+    /// that no stored network or endpoint names.
+    fn made_in_flight(&self, op: &Op) -> bool {
+        self.ours_alone(&self.lock(), op, "")
+    }
+
+    /// Whether `op` makes a link that carries this daemon's mark and that no stored network
+    /// or endpoint but the one with id `except` names.
+    fn ours_alone(&self, state: &State, op: &Op, except: &str) -> bool {
+        let Op::LinkAdd { link, .. } = op else { return false };
+        let networks = state.networks.values().filter(|n| n.id != except).map(|n| &n.plan);
+        let endpoints = state.endpoints.values().filter(|e| e.id != except).map(|e| &e.plan);
+        let mut named = networks.chain(endpoints).flat_map(plan_links);
+        !named.any(|(_, name)| name == link.name) && self.exec.owns(op)
+    }
+
+    /// `removal`, a driver's plan to remove the object with id `id` that `made` made, less
+    /// the steps that would take away what `made` found there (see [`without_found`]).
+    /// A found link that carries this daemon's mark and that no other object names is
+    /// wharf's all the same (a VLAN parent another of its networks made and left to this
+    /// one), and goes.
+    fn removal_plan(&self, state: &State, removal: Plan, made: &Plan, found: &[usize], id: &str) -> Plan {
+        let foreign: Vec<usize> = found
+            .iter()
+            .copied()
+            .filter(|&i| !made.steps.get(i).is_some_and(|s| self.ours_alone(state, &s.op, id)))
+            .collect();
+        without_found(removal, made, &foreign)
     }
 
     /// Every network.

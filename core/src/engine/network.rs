@@ -277,7 +277,11 @@ impl Engine {
         network.state = out.state;
         network.plan = out.plan;
         let object = format!("network {}", network.name);
-        self.apply(&object, &network.plan, |t| t.put(Table::Networks, &network.id, &network))?;
+        let plan = network.plan.clone();
+        self.apply_recorded(&object, &plan, |t, found| {
+            network.found = found.to_vec();
+            t.put(Table::Networks, &network.id, &network)
+        })?;
         tracing::info!(network = %network.name, id = %network.id, driver = %network.driver, "network created");
         state.networks.insert(network.id.clone(), network.clone());
         Ok(network)
@@ -356,7 +360,8 @@ impl Engine {
             .delete_network(DeleteNetwork { network: spec(network), state: network.state.clone(), facts, others })
             .map_err(|e| Error::driver(&network.driver, e))?;
         let object = format!("network {}", network.name);
-        self.apply(&object, &out.plan, |t| t.delete(Table::Networks, &network.id))?;
+        let plan = self.removal_plan(state, out.plan, &network.plan, &network.found, &network.id);
+        self.apply(&object, &plan, |t| t.delete(Table::Networks, &network.id))?;
         state.networks.remove(&network.id);
         tracing::info!(network = %network.name, "network removed");
         Ok(())
@@ -468,7 +473,9 @@ impl Engine {
         endpoint.plan = plan;
         self.check_ports(&state, &endpoint)?;
         let object = format!("endpoint of {} on network {}", sandbox.name, network.name);
-        self.apply(&object, &endpoint.plan, |t| {
+        let plan = endpoint.plan.clone();
+        self.apply_recorded(&object, &plan, |t, found| {
+            endpoint.found = found.to_vec();
             t.put(Table::Networks, &net.id, &net)?;
             t.put(Table::Endpoints, &endpoint.id, &endpoint)
         })?;
@@ -549,6 +556,7 @@ impl Engine {
         let deleted = driver.delete_endpoint(request).map_err(|e| Error::driver(&network.driver, e))?;
         let mut plan: Plan = left.plan;
         plan.extend(deleted.plan);
+        let plan = self.removal_plan(state, plan, &endpoint.plan, &endpoint.found, &endpoint.id);
         let mut net = network.clone();
         for (ip, pools) in [(endpoint.ipv4, &mut net.ipv4), (endpoint.ipv6, &mut net.ipv6)] {
             if let Some(ip) = ip {

@@ -1,7 +1,13 @@
 //! Start-up repair: bring the kernel back in line with the store, make the predefined
 //! networks, and re-apply the firewall. Each thing fixed is logged.
+//!
+//! A stray link is removed only when it carries this daemon's mark (see
+//! [`Executor::sweep`]): never because its name looks like one wharf gives. Docker's
+//! `br-<12 hex>` bridges, an operator's links and another wharfd's are left alone.
+//!
+//! [`Executor::sweep`]: crate::executor::Executor::sweep
 
-use super::{network::PoolRequest, plan_links, Engine, NetworkCreateRequest, State};
+use super::{network::PoolRequest, Engine, NetworkCreateRequest, State};
 use crate::error::Result;
 use crate::model::Endpoint;
 use crate::store::Table;
@@ -9,13 +15,22 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use wharf_sdk::{FirewallFact, HostFacts, LinkKind, Netns, Op, Plan};
 
-/// Whether a host link has a name wharf gives its own devices: `br-`, `vx-` or `veth`
-/// followed by hex digits, or `wgc` and an index (a retired veth the daemon did not get to delete).
-fn wharf_style_name(name: &str) -> bool {
-    let hex = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_hexdigit());
-    ["br-", "vx-"].iter().any(|p| name.strip_prefix(p).is_some_and(|r| r.len() == 12 && hex(r)))
-        || name.strip_prefix("veth").is_some_and(|r| r.len() == 11 && hex(r))
-        || crate::kernel::retired_name(name)
+/// The names of the links a plan makes that live in namespace `ns`: links made there,
+/// veth peers and macvlans sent there.
+fn links_in<'a>(plan: &'a Plan, ns: &'a Netns) -> impl Iterator<Item = &'a str> + 'a {
+    plan.ops().flat_map(move |op| {
+        let (near, far) = match op {
+            Op::LinkAdd { netns, link } => match &link.kind {
+                LinkKind::Veth { peer, peer_netns, .. } => {
+                    ((netns == ns).then_some(link.name.as_str()), (peer_netns == ns).then_some(peer.as_str()))
+                }
+                LinkKind::Macvlan { target_netns: Some(t), .. } => ((t == ns).then_some(link.name.as_str()), None),
+                _ => ((netns == ns).then_some(link.name.as_str()), None),
+            },
+            _ => (None, None),
+        };
+        near.into_iter().chain(far)
+    })
 }
 
 /// The firewall facts a set of plans has put in place.
@@ -49,7 +64,7 @@ impl Engine {
         for op in plan.ops() {
             let fix = missing(op, facts);
             match self.exec.apply(op) {
-                Ok(()) => {
+                Ok(_) => {
                     if let Some(fix) = fix {
                         tracing::info!("reconcile {what}: {fix}");
                     }
@@ -77,17 +92,13 @@ impl Engine {
             .values()
             .map(|n| &n.plan)
             .chain(state.endpoints.values().map(|e| &e.plan))
-            .flat_map(plan_links)
-            .map(|(_, name)| name)
+            .flat_map(|p| links_in(p, &Netns::Host))
             .collect();
-        for link in &facts.links {
-            if wharf_style_name(&link.name) && !known.contains(link.name.as_str()) {
-                let op = Op::LinkDel { netns: Netns::Host, name: link.name.clone() };
-                match self.exec.apply(&op) {
-                    Ok(()) => tracing::info!("reconcile: removed link {} that no network or endpoint owns", link.name),
-                    Err(e) => tracing::warn!("reconcile: could not remove stray link {}: {e}", link.name),
-                }
-            }
+        match self.exec.sweep(&Netns::Host, &known) {
+            Ok(swept) => swept
+                .iter()
+                .for_each(|l| tracing::info!("reconcile: removed link {l} of ours that no network or endpoint owns")),
+            Err(e) => tracing::warn!("reconcile: could not remove stray links: {e}"),
         }
         self.remount_volumes(&state);
         self.firewall_reload_locked(&state)?;
@@ -127,7 +138,8 @@ impl Engine {
                     e.plan.ops().any(|op| matches!(op, Op::LinkAdd { link, .. } if matches!(&link.kind, LinkKind::Macvlan { target_netns: Some(t), .. } if *t == ns)))
                 };
                 if state.endpoints_of_sandbox(&sb.id).any(macvlan) {
-                    match self.exec.sweep_retired(Path::new(&sb.netns)) {
+                    let known = state.endpoints_of_sandbox(&sb.id).flat_map(|e| links_in(&e.plan, &ns)).collect();
+                    match self.exec.sweep(&ns, &known) {
                         Ok(swept) => swept.iter().for_each(|l| {
                             tracing::info!("reconcile: removed retired link {l} from sandbox {}", sb.name)
                         }),
@@ -146,9 +158,8 @@ impl Engine {
             }
             let stale: Vec<Endpoint> = state.endpoints_of_sandbox(&sb.id).cloned().collect();
             for e in stale {
-                let host_side: Plan = e
-                    .plan
-                    .inverse()
+                let host_side: Plan = self
+                    .removal_plan(state, e.plan.inverse(), &e.plan, &e.found, &e.id)
                     .steps
                     .into_iter()
                     .filter(|s| s.op.netns() != Some(&Netns::Path(sb.netns.clone())))
@@ -245,14 +256,21 @@ mod tests {
     use super::*;
 
     #[test]
-    fn only_wharf_style_names_count_as_ours() {
-        assert!(wharf_style_name("br-0123456789ab"));
-        assert!(wharf_style_name("veth0123456789a"));
-        assert!(wharf_style_name("vx-0123456789ab"));
-        assert!(!wharf_style_name("vx-lan"));
-        assert!(!wharf_style_name("br-lan"));
-        assert!(!wharf_style_name("eth0"));
-        assert!(!wharf_style_name("vethfoo"));
+    fn links_in_names_the_links_a_plan_leaves_in_a_namespace() {
+        use wharf_sdk::{LinkSpec, Step};
+        let sb = Netns::Path("/run/netns/a".into());
+        let mut plan = Plan::new();
+        plan.push(Step::link_add(Netns::Host, LinkSpec::new("br-x", LinkKind::Bridge)));
+        let veth = LinkKind::Veth { peer: "eth0".into(), peer_netns: sb.clone(), peer_mac: None };
+        plan.push(Step::link_add(Netns::Host, LinkSpec::new("vethx", veth)));
+        let mv = LinkKind::Macvlan {
+            parent: "eth9".into(),
+            mode: wharf_sdk::MacvlanMode::Bridge,
+            target_netns: Some(sb.clone()),
+        };
+        plan.push(Step::link_add(Netns::Host, LinkSpec::new("eth1", mv)));
+        assert_eq!(links_in(&plan, &Netns::Host).collect::<Vec<_>>(), ["br-x", "vethx"]);
+        assert_eq!(links_in(&plan, &sb).collect::<Vec<_>>(), ["eth0", "eth1"]);
     }
 
     #[test]

@@ -15,13 +15,13 @@ impl NetworkDriver for TestNet {
         "testnet"
     }
     fn validate(&self, n: &NetworkSpec, _: &HostFacts) -> DriverResult<()> {
-        match n.options.keys().find(|k| k.as_str() != "ok") {
+        match n.options.keys().find(|k| !matches!(k.as_str(), "ok" | "bridge")) {
             Some(k) => Err(DriverError::unknown_option("testnet", k)),
             None => Ok(()),
         }
     }
     fn create_network(&self, r: CreateNetwork) -> DriverResult<Outcome<()>> {
-        let name = format!("br-{}", r.network.short_id());
+        let name = r.network.options.get("bridge").cloned().unwrap_or_else(|| format!("br-{}", r.network.short_id()));
         let plan = [Step::link_add(Netns::Host, LinkSpec::new(&name, LinkKind::Bridge))].into_iter().collect();
         Ok(Outcome::new((), plan, json!({ "bridge": name })))
     }
@@ -333,20 +333,118 @@ fn state_survives_a_restart() {
     assert!(log.iter().any(|op| matches!(op, Op::AddrAdd { .. })));
 }
 
-#[test]
-fn an_interrupted_plan_is_rolled_back_at_start() {
-    let f = Fixture::new();
+/// A three-step plan: a bridge, an address on it, a route through it.
+fn three_steps() -> Plan {
+    let mut plan = Plan::new();
+    plan.push(Step::link_add(Netns::Host, LinkSpec::new("br-0123456789ab", LinkKind::Bridge)));
+    plan.push(Step::addr_add(Netns::Host, "br-0123456789ab", "10.9.0.1/24".parse().unwrap()));
+    let route = RouteSpec {
+        destination: "10.8.0.0/24".parse().unwrap(),
+        gateway: Some("10.9.0.2".parse().unwrap()),
+        device: None,
+        metric: None,
+    };
+    plan.push(Step::route_add(Netns::Host, route));
+    plan
+}
+
+/// Journal `plan` as a crash leaves it, with the outcomes of the steps that ran, and
+/// restart: returns what recovery did.
+fn crash_and_recover(f: &Fixture, plan: &Plan, ran: &[crate::executor::Outcome]) -> Vec<Op> {
     {
         let e = f.engine();
-        let plan: Plan =
-            [Step::link_add(Netns::Host, LinkSpec::new("br-0123456789ab", LinkKind::Bridge))].into_iter().collect();
-        let entry = crate::model::JournalEntry { object: "network x".into(), plan };
+        let entry = crate::model::JournalEntry { object: "network x".into(), plan: plan.clone() };
         e.store.write(|t| t.put(Table::Journal, "k", &entry)).unwrap();
+        for (i, o) in ran.iter().enumerate() {
+            e.store.step_done("k", i, *o);
+        }
     }
     f.rec.clear();
     let e = f.engine();
-    assert!(f.rec.log().contains(&Op::LinkDel { netns: Netns::Host, name: "br-0123456789ab".into() }));
     assert!(e.store.list::<crate::model::JournalEntry>(Table::Journal).unwrap().is_empty());
+    assert!(e.store.steps_done("k").is_empty());
+    f.rec.log().into_iter().filter(|op| !matches!(op, Op::FirewallAdd { .. })).collect()
+}
+
+#[test]
+fn an_interrupted_plan_is_rolled_back_at_start() {
+    use crate::executor::Outcome::Created;
+    let f = Fixture::new();
+    let plan = three_steps();
+    let undone = crash_and_recover(&f, &plan, &[Created, Created, Created]);
+    assert_eq!(undone, plan.inverse().ops().cloned().collect::<Vec<_>>());
+}
+
+#[test]
+fn recovery_undoes_only_the_steps_that_ran() {
+    use crate::executor::Outcome::Created;
+    let plan = three_steps();
+    for k in 0..plan.steps.len() {
+        let f = Fixture::new();
+        let ran = vec![Created; k + 1];
+        let undone = crash_and_recover(&f, &plan, &ran);
+        let want: Vec<Op> = plan.steps[..=k].iter().rev().map(|s| s.undo.clone()).collect();
+        assert_eq!(undone, want, "crash after step {k}");
+    }
+}
+
+#[test]
+fn recovery_leaves_what_a_step_found() {
+    use crate::executor::Outcome::{Created, Found};
+    let f = Fixture::new();
+    let plan = three_steps();
+    let undone = crash_and_recover(&f, &plan, &[Found, Created]);
+    assert_eq!(undone, [plan.steps[1].undo.clone()]);
+}
+
+#[test]
+fn a_link_under_way_at_the_crash_is_undone_only_if_it_carries_our_mark() {
+    let plan = three_steps();
+    let f = Fixture::new();
+    assert_eq!(crash_and_recover(&f, &plan, &[]), []);
+    let f = Fixture::new();
+    f.rec.marked("br-0123456789ab");
+    assert_eq!(crash_and_recover(&f, &plan, &[]), [plan.steps[0].undo.clone()]);
+}
+
+#[test]
+fn removing_a_network_leaves_the_bridge_it_adopted() {
+    let f = Fixture::new();
+    let e = f.engine();
+    f.rec.existing("br-adopted");
+    let adopt = || NetworkCreateRequest { options: [("bridge".into(), "br-adopted".into())].into(), ..net("n") };
+    let n = e.network_create(adopt()).unwrap();
+    assert_eq!(n.found, [0]);
+    f.rec.clear();
+    e.network_remove("n").unwrap();
+    assert!(!f.rec.log().iter().any(|op| matches!(op, Op::LinkDel { .. })), "{:?}", f.rec.log());
+    let again = Fixture::new();
+    let e = again.engine();
+    e.network_create(adopt()).unwrap();
+    e.network_remove("n").unwrap();
+    assert!(again.rec.log().iter().any(|op| matches!(op, Op::LinkDel { name, .. } if name == "br-adopted")));
+}
+
+#[test]
+fn a_found_link_of_ours_goes_with_the_last_network_that_names_it() {
+    let f = Fixture::new();
+    let e = f.engine();
+    let shared =
+        |name: &str| NetworkCreateRequest { options: [("bridge".into(), "br-shared".into())].into(), ..net(name) };
+    let deletes =
+        |rec: &Recording| rec.log().iter().any(|op| matches!(op, Op::LinkDel { name, .. } if name == "br-shared"));
+    e.network_create(shared("a")).unwrap();
+    f.rec.existing("br-shared");
+    f.rec.marked("br-shared");
+    assert_eq!(e.network_create(shared("b")).unwrap().found, [0]);
+    f.rec.clear();
+    e.network_remove("b").unwrap();
+    assert!(!deletes(&f.rec), "network a still names it");
+    e.network_create(shared("b")).unwrap();
+    e.network_remove("a").unwrap();
+    f.rec.clear();
+    e.network_remove("b").unwrap();
+    assert!(deletes(&f.rec), "ours, and named by no other network");
 }
 
 #[test]

@@ -1,13 +1,18 @@
 //! The executor: the only door from wharf to the kernel.
 //!
-//! [`Executor`] carries out one [`Op`] at a time. [`run_plan`] runs a plan's steps in order
-//! and, when one fails, runs the undo of every completed step in reverse order. The kernel
+//! [`Executor`] carries out one [`Op`] at a time and says whether it made the object or
+//! found it there ([`Outcome`]). [`run_plan`] runs a plan's steps in order, reports each
+//! step's outcome as it completes, and when one fails undoes the completed steps that
+//! created something, in reverse order: what was found is left alone. The kernel
 //! implementation lives in [`kernel`]; [`Recording`] keeps a log for tests without root.
+//!
+//! [`kernel`]: crate::kernel
 
 use crate::firewall::{HostPort, PortState};
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use wharf_sdk::{FirewallFact, HostFacts, Op, Plan};
+use wharf_sdk::{FirewallFact, HostFacts, Netns, Op, Plan};
 
 /// Why one operation failed; the message names the object and the cause.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -21,11 +26,23 @@ impl ExecError {
     }
 }
 
+/// What one step did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// The step changed the kernel; its undo takes the change back.
+    Created,
+    /// What the step asks for was there already (a link, an address, a route, a
+    /// directory): the step made nothing, so neither rollback nor removal undoes it.
+    Found,
+}
+
 /// Carries out kernel operations and reports on the host.
 pub trait Executor: Send + Sync {
-    /// Carry out one operation. Operations are idempotent: making something that exists,
-    /// or removing something absent, succeeds.
-    fn apply(&self, op: &Op) -> Result<(), ExecError>;
+    /// Carry out one operation. Operations are idempotent: making something that exists
+    /// succeeds with [`Outcome::Found`], removing something absent succeeds. A link is
+    /// found only if it is of the kind asked for; a link this executor makes carries its
+    /// owner's mark (see [`Executor::sweep`]).
+    fn apply(&self, op: &Op) -> Result<Outcome, ExecError>;
 
     /// Read the host facts drivers get: links with their addresses, default-route
     /// interfaces and route destinations, in the daemon's own namespace.
@@ -60,11 +77,19 @@ pub trait Executor: Send + Sync {
         Ok(String::new())
     }
 
-    /// Delete links in namespace `netns` that were retired for deletion (see
-    /// [`crate::kernel::retired_name`]) but not deleted, as a crash leaves them; returns
-    /// their names.
-    fn sweep_retired(&self, _netns: &Path) -> Result<Vec<String>, ExecError> {
+    /// Delete the links in `netns` that carry this daemon's mark and whose names are not
+    /// in `known`: what a crash left, retired links included. Links without the mark
+    /// (another program's, another wharfd's, an adopted one) are never touched. Returns the
+    /// names deleted.
+    fn sweep(&self, _netns: &Netns, _known: &BTreeSet<&str>) -> Result<Vec<String>, ExecError> {
         Ok(Vec::new())
+    }
+
+    /// Whether the object `op` makes is there and carries this daemon's mark: true only
+    /// for a link this daemon created. Crash recovery asks it about a step whose outcome
+    /// was never recorded.
+    fn owns(&self, _op: &Op) -> bool {
+        false
     }
 }
 
@@ -80,22 +105,36 @@ pub struct PlanError {
     pub rollback_failures: Vec<String>,
 }
 
-/// Run `plan` on `exec`. On failure the completed steps are undone in reverse order.
-pub fn run_plan(exec: &dyn Executor, plan: &Plan) -> Result<(), PlanError> {
+/// Run `plan` on `exec`, handing each completed step's index and outcome to `record`
+/// before the next step starts. Returns the outcomes, one per step. On failure the
+/// completed steps that created something are undone in reverse order.
+pub fn run_plan(
+    exec: &dyn Executor,
+    plan: &Plan,
+    record: &mut dyn FnMut(usize, Outcome),
+) -> Result<Vec<Outcome>, PlanError> {
+    let mut outcomes = Vec::with_capacity(plan.steps.len());
     for (i, step) in plan.steps.iter().enumerate() {
-        if let Err(e) = exec.apply(&step.op) {
-            let rollback_failures = undo_steps(exec, plan, i);
-            return Err(PlanError { step: step.op.describe(), cause: e.0, rollback_failures });
+        match exec.apply(&step.op) {
+            Ok(outcome) => {
+                record(i, outcome);
+                outcomes.push(outcome);
+            }
+            Err(e) => {
+                let rollback_failures = undo_steps(exec, plan, &outcomes);
+                return Err(PlanError { step: step.op.describe(), cause: e.0, rollback_failures });
+            }
         }
     }
-    Ok(())
+    Ok(outcomes)
 }
 
-/// Undo the first `done` steps of `plan`, last first. Returns the undo steps that failed,
-/// after trying every one of them.
-pub fn undo_steps(exec: &dyn Executor, plan: &Plan, done: usize) -> Vec<String> {
+/// Undo the steps of `plan` that ran, last first: `outcomes` holds one outcome for each
+/// step from the first on, and only steps that [`Outcome::Created`] something are undone.
+/// Returns the undo steps that failed, after trying every one of them.
+pub fn undo_steps(exec: &dyn Executor, plan: &Plan, outcomes: &[Outcome]) -> Vec<String> {
     let mut failures = Vec::new();
-    for step in plan.steps[..done].iter().rev() {
+    for (step, _) in plan.steps.iter().zip(outcomes).filter(|(_, o)| **o == Outcome::Created).rev() {
         if let Err(e) = exec.apply(&step.undo) {
             tracing::warn!(step = %step.undo.describe(), error = %e, "rollback step failed");
             failures.push(format!("{}: {}", step.undo.describe(), e));
@@ -104,12 +143,33 @@ pub fn undo_steps(exec: &dyn Executor, plan: &Plan, done: usize) -> Vec<String> 
     failures
 }
 
+/// The indices of the steps whose outcome was [`Outcome::Found`]: what an object keeps in
+/// the store so that removing it later leaves what it adopted.
+pub fn found_steps(outcomes: &[Outcome]) -> Vec<usize> {
+    outcomes.iter().enumerate().filter(|(_, o)| **o == Outcome::Found).map(|(i, _)| i).collect()
+}
+
+/// `plan` without the steps that would take away what `made` found rather than created:
+/// a removal plan a driver wrote for an object whose making plan was `made`, with the
+/// steps at indices `found` of it having found their object there.
+pub fn without_found(plan: Plan, made: &Plan, found: &[usize]) -> Plan {
+    if found.is_empty() {
+        return plan;
+    }
+    let adopted: Vec<&Op> = found.iter().filter_map(|&i| made.steps.get(i)).map(|s| &s.undo).collect();
+    plan.steps.into_iter().filter(|s| !adopted.contains(&&s.op)).collect()
+}
+
 /// An executor that records operations instead of carrying them out. `fail_on` makes the
-/// first operation whose description contains the text fail, to test rollback.
+/// first operation whose description contains the text fail, to test rollback; `existing`
+/// names links that make a `LinkAdd` report [`Outcome::Found`]; `marked` names links that
+/// carry this daemon's mark.
 #[derive(Default)]
 pub struct Recording {
     log: Mutex<Vec<Op>>,
     fail_on: Mutex<Option<String>>,
+    existing: Mutex<BTreeSet<String>>,
+    marked: Mutex<BTreeSet<String>>,
     facts: HostFacts,
     reloads: Mutex<Vec<Vec<FirewallFact>>>,
     busy_ports: Mutex<Vec<HostPort>>,
@@ -124,6 +184,16 @@ impl Recording {
     /// Fail operations whose description contains `text`.
     pub fn fail_on(&self, text: Option<&str>) {
         *self.fail_on.lock().unwrap() = text.map(str::to_string);
+    }
+
+    /// Report link `name` as there already, made by someone else.
+    pub fn existing(&self, name: &str) {
+        self.existing.lock().unwrap().insert(name.to_string());
+    }
+
+    /// Report link `name` as carrying this daemon's mark.
+    pub fn marked(&self, name: &str) {
+        self.marked.lock().unwrap().insert(name.to_string());
     }
 
     /// Every operation applied so far.
@@ -148,14 +218,17 @@ impl Recording {
 }
 
 impl Executor for Recording {
-    fn apply(&self, op: &Op) -> Result<(), ExecError> {
+    fn apply(&self, op: &Op) -> Result<Outcome, ExecError> {
         if let Some(text) = self.fail_on.lock().unwrap().as_deref() {
             if op.describe().contains(text) {
                 return Err(ExecError::new("injected failure"));
             }
         }
         self.log.lock().unwrap().push(op.clone());
-        Ok(())
+        Ok(match op {
+            Op::LinkAdd { link, .. } if self.existing.lock().unwrap().contains(&link.name) => Outcome::Found,
+            _ => Outcome::Created,
+        })
     }
 
     fn host_facts(&self) -> Result<HostFacts, ExecError> {
@@ -178,6 +251,10 @@ impl Executor for Recording {
     fn host_port_state(&self, hp: &HostPort) -> Result<PortState, ExecError> {
         let busy = self.busy_ports.lock().unwrap().contains(hp);
         Ok(if busy { PortState::InUse } else { PortState::Free })
+    }
+
+    fn owns(&self, op: &Op) -> bool {
+        matches!(op, Op::LinkAdd { link, .. } if self.marked.lock().unwrap().contains(&link.name))
     }
 
     fn check_netns(&self, path: &Path) -> Result<(), ExecError> {
@@ -205,7 +282,7 @@ mod tests {
     fn a_failed_step_rolls_back_the_completed_ones_in_reverse() {
         let rec = Recording::default();
         rec.fail_on(Some("set link br0 Up"));
-        let err = run_plan(&rec, &plan()).unwrap_err();
+        let err = run_plan(&rec, &plan(), &mut |_, _| {}).unwrap_err();
         assert_eq!(err.step, "set link br0 Up");
         let log = rec.log();
         assert_eq!(log.len(), 4);
@@ -216,7 +293,30 @@ mod tests {
     #[test]
     fn a_good_plan_runs_in_order() {
         let rec = Recording::default();
-        run_plan(&rec, &plan()).unwrap();
+        let mut recorded = Vec::new();
+        let outcomes = run_plan(&rec, &plan(), &mut |i, o| recorded.push((i, o))).unwrap();
         assert_eq!(rec.log(), plan().ops().cloned().collect::<Vec<_>>());
+        assert_eq!(outcomes, [Outcome::Created; 3]);
+        assert_eq!(recorded, [(0, Outcome::Created), (1, Outcome::Created), (2, Outcome::Created)]);
+    }
+
+    #[test]
+    fn rollback_leaves_a_link_that_was_found() {
+        let rec = Recording::default();
+        rec.existing("br0");
+        rec.fail_on(Some("set link br0 Up"));
+        run_plan(&rec, &plan(), &mut |_, _| {}).unwrap_err();
+        let log = rec.log();
+        assert_eq!(log.len(), 3, "{log:?}");
+        assert!(matches!(&log[2], Op::AddrDel { .. }));
+    }
+
+    #[test]
+    fn a_removal_plan_keeps_what_was_found() {
+        let made = plan();
+        let removal = without_found(made.inverse(), &made, &[0]);
+        assert!(removal.ops().all(|op| !matches!(op, Op::LinkDel { .. })), "{removal:?}");
+        assert_eq!(removal.steps.len(), 2);
+        assert_eq!(without_found(made.inverse(), &made, &[]), made.inverse());
     }
 }

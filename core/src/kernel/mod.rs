@@ -16,17 +16,22 @@
 //! Removing a namespace, deleting any other link (a VXLAN device, say, whose VNI must be
 //! free at once for the next one) and dropping the executor first wait until every retired
 //! link is gone, so none outlives what it belonged to; a daemon that dies in between leaves
-//! `wgc*` links that reconciliation removes from the host, and that go with their sandbox.
+//! `wgc*` links that reconciliation removes by their mark, and that go with their sandbox.
+//!
+//! Every link this executor makes carries its owner's mark (see [`netlink::Mark`]): the
+//! interface alias `wharf:<instance id>`, and a link group set in the creation message
+//! itself, both kept through renames and moves between namespaces. A link that was there
+//! before is found, never marked, and never retired.
 
 pub mod mount;
 pub mod netlink;
 pub mod worker;
 
-use crate::executor::{ExecError, Executor};
+use crate::executor::{ExecError, Executor, Outcome};
 use crate::firewall::{Firewall, HostPort, PortState};
 use nix::mount::{mount as sys_mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
@@ -62,6 +67,8 @@ pub struct Kernel {
     sandboxes: Mutex<HashMap<String, (Arc<Worker>, u64)>>,
     uses: std::sync::atomic::AtomicU64,
     firewall: Arc<dyn Firewall>,
+    /// What marks a link as made by this daemon.
+    mark: netlink::Mark,
 }
 
 static RETIRED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -71,14 +78,10 @@ fn grave_name() -> String {
     format!("wgc{}{}", std::process::id() % 1000, RETIRED.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Whether `name` is one [`grave_name`] gives: a link retired for deletion.
-pub fn retired_name(name: &str) -> bool {
-    name.strip_prefix("wgc").is_some_and(|r| !r.is_empty() && r.bytes().all(|b| b.is_ascii_digit()))
-}
-
 impl Kernel {
-    /// An executor in the calling thread's network namespace, using `firewall`.
-    pub fn new(firewall: Arc<dyn Firewall>) -> Result<Kernel, ExecError> {
+    /// An executor in the calling thread's network namespace, using `firewall`, for the
+    /// wharfd whose instance id is `instance` (see [`netlink::Mark`]).
+    pub fn new(firewall: Arc<dyn Firewall>, instance: &str) -> Result<Kernel, ExecError> {
         Ok(Kernel {
             host: Worker::spawn(None, None)?,
             reaper: Worker::spawn(None, None)?,
@@ -88,6 +91,7 @@ impl Kernel {
             sandboxes: Mutex::new(HashMap::new()),
             uses: std::sync::atomic::AtomicU64::new(0),
             firewall,
+            mark: netlink::Mark::new(instance),
         })
     }
 
@@ -224,51 +228,61 @@ impl Kernel {
         self.sandboxes.lock().unwrap_or_else(|p| p.into_inner()).remove(path);
     }
 
-    fn netlink(&self, op: &Op) -> Result<(), ExecError> {
+    fn netlink(&self, op: &Op) -> Result<Outcome, ExecError> {
         let netns = op.netns().cloned().unwrap_or_default();
         if let Op::LinkAdd { link, .. } = op {
             if let Some(target) = link_target(&link.kind) {
                 return self.link_add_across(&netns, target, link.clone());
             }
+            let (l, mark) = (link.clone(), self.mark.clone());
+            let (outcome, ours) =
+                self.on(&netns, move |ctx| ctx.block_on(netlink::link_add(&ctx.handle, &l, None, &mark, true)))??;
+            if ours && netns == Netns::Host && link.kind == LinkKind::Bridge {
+                self.retirable.lock().unwrap_or_else(|p| p.into_inner()).insert(link.name.clone(), None);
+            }
+            return Ok(outcome);
         }
         if let Op::LinkDel { name, .. } = op {
             return match &netns {
                 Netns::Host => self.link_del_host(name),
                 Netns::Path(p) => self.link_del_sandboxed(p, name),
-            };
-        }
-        if let (Op::LinkAdd { link, .. }, Netns::Host) = (op, &netns) {
-            if link.kind == LinkKind::Bridge {
-                self.retirable.lock().unwrap_or_else(|p| p.into_inner()).insert(link.name.clone(), None);
             }
+            .map(|()| Outcome::Created);
         }
         let op = op.clone();
         self.on(&netns, move |ctx| {
             let h = &ctx.handle;
+            let created = |r: Result<(), ExecError>| r.map(|()| Outcome::Created);
             ctx.block_on(async {
                 match &op {
-                    Op::LinkAdd { link, .. } => netlink::link_add(h, link, None).await,
-                    Op::LinkDel { name, .. } => netlink::link_del(h, name).await,
-                    Op::LinkSet { name, change, .. } => netlink::link_set(h, name, change).await,
                     Op::AddrAdd { link, address, .. } => netlink::addr_add(h, link, *address).await,
-                    Op::AddrDel { link, address, .. } => netlink::addr_del(h, link, *address).await,
                     Op::RouteAdd { route, .. } => netlink::route_add(h, route).await,
-                    Op::RouteDel { route, .. } => netlink::route_del(h, route).await,
-                    Op::NeighAdd { device, address, mac, .. } => netlink::neigh_add(h, device, *address, mac).await,
-                    Op::NeighDel { device, address, .. } => netlink::neigh_del(h, device, *address).await,
-                    Op::FdbAdd { device, mac, destination, .. } => netlink::fdb_add(h, device, mac, *destination).await,
-                    Op::FdbDel { device, mac, destination, .. } => netlink::fdb_del(h, device, mac, *destination).await,
-                    Op::Sysctl { key, value, .. } => sysctl(key, value),
-                    other => Err(ExecError::new(format!("{} is not a netlink operation", other.describe()))),
+                    other => created(Self::netlink_change(h, other).await),
                 }
             })
         })?
     }
 
+    /// Carry out a netlink operation whose undo is safe whatever was there before.
+    async fn netlink_change(h: &rtnetlink::Handle, op: &Op) -> Result<(), ExecError> {
+        match op {
+            Op::LinkSet { name, change, .. } => netlink::link_set(h, name, change).await,
+            Op::AddrDel { link, address, .. } => netlink::addr_del(h, link, *address).await,
+            Op::RouteDel { route, .. } => netlink::route_del(h, route).await,
+            Op::NeighAdd { device, address, mac, .. } => netlink::neigh_add(h, device, *address, mac).await,
+            Op::NeighDel { device, address, .. } => netlink::neigh_del(h, device, *address).await,
+            Op::FdbAdd { device, mac, destination, .. } => netlink::fdb_add(h, device, mac, *destination).await,
+            Op::FdbDel { device, mac, destination, .. } => netlink::fdb_del(h, device, mac, *destination).await,
+            Op::Sysctl { key, value, .. } => sysctl(key, value),
+            other => Err(ExecError::new(format!("{} is not a netlink operation", other.describe()))),
+        }
+    }
+
     /// Create a veth whose peer, or a macvlan that, lives in another namespace: the link is
-    /// made from `netns` with the target namespace's file, and the far end is then brought
-    /// up from inside its own namespace.
-    fn link_add_across(&self, netns: &Netns, target: &Netns, link: wharf_sdk::LinkSpec) -> Result<(), ExecError> {
+    /// made from `netns` with the target namespace's file, and the far end is then marked
+    /// and brought up from inside its own namespace. A link that was there is found and
+    /// left unmarked.
+    fn link_add_across(&self, netns: &Netns, target: &Netns, link: wharf_sdk::LinkSpec) -> Result<Outcome, ExecError> {
         let target_path = match target {
             Netns::Path(p) => Some(p.clone()),
             Netns::Host => None,
@@ -278,40 +292,61 @@ impl Kernel {
             _ => link.name.clone(),
         };
         let up = link.up;
+        let moves = matches!(link.kind, LinkKind::Macvlan { .. });
+        let (outcome, ours) = if moves && target_path.is_some() {
+            // The link lives in the target namespace under its final name: look for it there.
+            let (name, mark) = (link.name.clone(), self.mark.clone());
+            let exists = self.on(target, move |ctx| ctx.block_on(netlink::index(&ctx.handle, &name)))??.is_some();
+            if exists {
+                // Present already: `link_add` only brings its settings in line.
+                let there = link.clone();
+                self.on(target, move |ctx| ctx.block_on(netlink::link_add(&ctx.handle, &there, None, &mark, true)))??
+            } else {
+                self.link_add_from(netns, &target_path, &link, false)?
+            }
+        } else {
+            // A veth's near end is marked where it is made; its far end below.
+            self.link_add_from(netns, &target_path, &link, true)?
+        };
+        if outcome == Outcome::Created {
+            let (far, alias) = (far_name.clone(), self.mark.alias.clone());
+            self.on(target, move |ctx| ctx.block_on(netlink::link_mark(&ctx.handle, &far, &alias, up)))??;
+        } else if up {
+            let far = far_name.clone();
+            self.on(target, move |ctx| ctx.block_on(netlink::link_set(&ctx.handle, &far, &LinkChange::Up)))??;
+        }
+        let ours = ours || outcome == Outcome::Created;
         match (&link.kind, netns, target) {
-            (LinkKind::Veth { peer, .. }, Netns::Host, Netns::Path(p)) => {
+            (LinkKind::Veth { peer, .. }, Netns::Host, Netns::Path(p)) if ours => {
                 let mut retirable = self.retirable.lock().unwrap_or_else(|p| p.into_inner());
                 retirable.insert(link.name.clone(), Some((p.clone(), peer.clone())));
             }
-            (LinkKind::Macvlan { .. }, _, Netns::Path(p)) => {
+            (LinkKind::Macvlan { .. }, _, Netns::Path(p)) if ours => {
                 let mut sandboxed = self.sandboxed.lock().unwrap_or_else(|p| p.into_inner());
                 sandboxed.insert((p.clone(), link.name.clone()));
             }
             _ => {}
         }
-        if let (LinkKind::Macvlan { .. }, Netns::Path(_)) = (&link.kind, target) {
-            // The link lives in the target namespace under its final name: look for it there.
-            let name = link.name.clone();
-            let exists = self.on(target, move |ctx| ctx.block_on(netlink::index(&ctx.handle, &name)))??.is_some();
-            if exists {
-                // Present already: `link_add` only brings its settings in line.
-                let there = link.clone();
-                return self.on(target, move |ctx| ctx.block_on(netlink::link_add(&ctx.handle, &there, None)))?;
-            }
-        }
-        let creating = link.clone();
+        Ok(outcome)
+    }
+
+    /// Make `link` from `netns`, its far end in the namespace file `target_path`; the near
+    /// end gets its alias here when `alias_here`.
+    fn link_add_from(
+        &self,
+        netns: &Netns,
+        target_path: &Option<String>,
+        link: &wharf_sdk::LinkSpec,
+        alias_here: bool,
+    ) -> Result<(Outcome, bool), ExecError> {
+        let (creating, target_path, mark) = (link.clone(), target_path.clone(), self.mark.clone());
         self.on(netns, move |ctx| {
             let file = match &target_path {
                 Some(p) => Some(std::fs::File::open(p).map_err(|e| ExecError::new(format!("netns {p}: {e}")))?),
                 None => None,
             };
-            ctx.block_on(netlink::link_add(&ctx.handle, &creating, file.as_ref()))
-        })??;
-        if up {
-            let far = far_name.clone();
-            self.on(target, move |ctx| ctx.block_on(netlink::link_set(&ctx.handle, &far, &LinkChange::Up)))??;
-        }
-        Ok(())
+            ctx.block_on(netlink::link_add(&ctx.handle, &creating, file.as_ref(), &mark, alias_here))
+        })?
     }
 }
 
@@ -334,17 +369,22 @@ fn sysctl(key: &str, value: &str) -> Result<(), ExecError> {
 }
 
 impl Executor for Kernel {
-    fn apply(&self, op: &Op) -> Result<(), ExecError> {
+    fn apply(&self, op: &Op) -> Result<Outcome, ExecError> {
+        let created = |r: Result<(), ExecError>| r.map(|()| Outcome::Created);
         match op {
-            Op::Noop => Ok(()),
-            Op::FirewallAdd { fact } => self.firewall.add(fact),
-            Op::FirewallDel { fact } => self.firewall.remove(fact),
-            Op::Mount { source, target, fstype, options } => mount::mount_fs(source, target, fstype, options),
-            Op::Unmount { target } => mount::unmount_fs(target),
-            Op::DirCreate { path, mode, uid, gid } => mount::dir_create(path, *mode, *uid, *gid),
-            Op::DirRemove { path } => mount::dir_remove(path),
-            Op::ImageCreate { path, size, fstype } => mount::image_create(path, *size, fstype),
-            Op::FileRemove { path } => mount::file_remove(path),
+            Op::Noop => Ok(Outcome::Created),
+            Op::FirewallAdd { fact } => created(self.firewall.add(fact)),
+            Op::FirewallDel { fact } => created(self.firewall.remove(fact)),
+            Op::Mount { source, target, fstype, options } => created(mount::mount_fs(source, target, fstype, options)),
+            Op::Unmount { target } => created(mount::unmount_fs(target)),
+            Op::DirCreate { path, mode, uid, gid } => {
+                let existed = Path::new(path).exists();
+                mount::dir_create(path, *mode, *uid, *gid)?;
+                Ok(if existed { Outcome::Found } else { Outcome::Created })
+            }
+            Op::DirRemove { path } => created(mount::dir_remove(path)),
+            Op::ImageCreate { path, size, fstype } => created(mount::image_create(path, *size, fstype)),
+            Op::FileRemove { path } => created(mount::file_remove(path)),
             _ => self.netlink(op),
         }
     }
@@ -396,18 +436,31 @@ impl Executor for Kernel {
         self.firewall.ruleset()
     }
 
-    fn sweep_retired(&self, netns: &Path) -> Result<Vec<String>, ExecError> {
-        let netns = Netns::Path(netns.display().to_string());
-        self.on(&netns, |ctx| {
+    fn sweep(&self, netns: &Netns, known: &BTreeSet<&str>) -> Result<Vec<String>, ExecError> {
+        let known: HashSet<String> = known.iter().map(|k| k.to_string()).collect();
+        let mark = self.mark.clone();
+        self.on(netns, move |ctx| {
             ctx.block_on(async {
                 let mut swept = Vec::new();
-                for name in netlink::link_names(&ctx.handle).await?.into_iter().filter(|n| retired_name(n)) {
-                    netlink::link_del(&ctx.handle, &name).await?;
-                    swept.push(name);
+                for name in netlink::marked_links(&ctx.handle, &mark).await? {
+                    if !known.contains(&name) {
+                        netlink::link_del(&ctx.handle, &name).await?;
+                        swept.push(name);
+                    }
                 }
                 Ok(swept)
             })
         })?
+    }
+
+    fn owns(&self, op: &Op) -> bool {
+        let Op::LinkAdd { netns, link } = op else { return false };
+        let home = match &link.kind {
+            LinkKind::Macvlan { target_netns: Some(t), .. } => t,
+            _ => netns,
+        };
+        let (name, mark) = (link.name.clone(), self.mark.clone());
+        matches!(self.on(home, move |ctx| ctx.block_on(netlink::link_marked(&ctx.handle, &name, &mark))), Ok(Ok(true)))
     }
 }
 
@@ -455,5 +508,21 @@ pub fn remove_named(path: &Path) -> Result<(), ExecError> {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(ExecError::new(format!("remove namespace {}: {e}", path.display()))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::firewall::NoFirewall;
+
+    #[test]
+    fn a_directory_that_existed_is_found_not_created() {
+        let dir = tempfile::tempdir().unwrap();
+        let k = Kernel::new(Arc::new(NoFirewall), "test").unwrap();
+        let path = dir.path().join("v").display().to_string();
+        let create = Op::DirCreate { path: path.clone(), mode: None, uid: None, gid: None };
+        assert_eq!(k.apply(&create).unwrap(), Outcome::Created);
+        assert_eq!(k.apply(&create).unwrap(), Outcome::Found);
     }
 }

@@ -2,7 +2,7 @@
 //! facts. Each function runs on a namespace worker (see [`super::worker`]) and is
 //! idempotent: making what exists or removing what is absent succeeds.
 
-use crate::executor::ExecError;
+use crate::executor::{ExecError, Outcome};
 use futures::{StreamExt, TryStreamExt};
 use ipnet::IpNet;
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST};
@@ -83,17 +83,60 @@ async fn dump_links(h: &Handle) -> Result<Vec<LinkMessage>, ExecError> {
         .map_err(|e| fail("list links", &e))
 }
 
-/// The names of every link in this namespace.
-pub async fn link_names(h: &Handle) -> Result<Vec<String>, ExecError> {
+/// What marks a link as made by one wharfd: its alias, `wharf:<instance id>`, set right
+/// after creation (the kernel ignores an alias in the creation message), and its link
+/// group, a number taken from the instance id and set in the creation message itself. The
+/// group speaks for a link only while it has no alias: it covers a daemon killed between
+/// making a link and naming it, and a link whose alias someone else set is not ours.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mark {
+    /// The alias.
+    pub alias: String,
+    /// The link group.
+    pub group: u32,
+}
+
+impl Mark {
+    /// The mark of the wharfd whose instance id (hex digits) is `instance`.
+    pub fn new(instance: &str) -> Mark {
+        let digits: String = instance.chars().filter(char::is_ascii_hexdigit).take(8).collect();
+        // Clear of the small group numbers people pick by hand, and below 2^31, which
+        // `ip` prints (and reads back) as a negative number.
+        let group = u32::from_str_radix(&digits, 16).unwrap_or(0) & 0x3fff_ffff | 0x4000_0000;
+        Mark { alias: format!("wharf:{instance}"), group }
+    }
+
+    /// Whether a link with `alias` and `group` carries this mark.
+    fn on(&self, alias: Option<&str>, group: u32) -> bool {
+        match alias {
+            Some(a) => a == self.alias,
+            None => group == self.group,
+        }
+    }
+}
+
+/// The name, alias and group of a link message.
+fn identity(l: &LinkMessage) -> (Option<&str>, Option<&str>, u32) {
+    let (mut name, mut alias, mut group) = (None, None, 0);
+    for a in &l.attributes {
+        match a {
+            LinkAttribute::IfName(n) => name = Some(n.as_str()),
+            LinkAttribute::IfAlias(x) => alias = Some(x.as_str()),
+            LinkAttribute::Group(g) => group = *g,
+            _ => {}
+        }
+    }
+    (name, alias, group)
+}
+
+/// The names of the links in this namespace that carry `mark`.
+pub async fn marked_links(h: &Handle, mark: &Mark) -> Result<Vec<String>, ExecError> {
     let links = dump_links(h).await?;
     Ok(links
         .iter()
-        .filter_map(|l| {
-            l.attributes.iter().find_map(|a| match a {
-                LinkAttribute::IfName(n) => Some(n.clone()),
-                _ => None,
-            })
-        })
+        .map(identity)
+        .filter(|(_, alias, group)| mark.on(*alias, *group))
+        .filter_map(|(name, _, _)| name.map(str::to_string))
         .collect())
 }
 
@@ -110,14 +153,20 @@ fn macvlan_mode(m: MacvlanMode) -> MacVlanMode {
     }
 }
 
-/// Build the creation message for `link`. `peer_fd` is the namespace of a veth peer or
-/// of a macvlan's target, already opened by the caller.
-async fn link_message(h: &Handle, link: &LinkSpec, target_fd: Option<i32>) -> Result<LinkMessage, ExecError> {
+/// Build the creation message for `link`, in link group `group` (for a veth, both ends).
+/// `target_fd` is the namespace of a veth peer or of a macvlan's target, already opened
+/// by the caller.
+async fn link_message(
+    h: &Handle,
+    link: &LinkSpec,
+    target_fd: Option<i32>,
+    group: u32,
+) -> Result<LinkMessage, ExecError> {
     let mut b: LinkMessageBuilder<LinkUnspec> = match &link.kind {
         LinkKind::Bridge => retype(LinkBridge::new(&link.name).build()),
         LinkKind::Dummy => retype(LinkDummy::new(&link.name).build()),
         LinkKind::Veth { peer, peer_mac, .. } => {
-            let mut p = LinkUnspec::new_with_name(peer);
+            let mut p = LinkUnspec::new_with_name(peer).append_extra_attribute(LinkAttribute::Group(group));
             if let Some(fd) = target_fd {
                 p = p.setns_by_fd(fd);
             }
@@ -155,6 +204,7 @@ async fn link_message(h: &Handle, link: &LinkSpec, target_fd: Option<i32>) -> Re
             retype(v.build())
         }
     };
+    b = b.append_extra_attribute(LinkAttribute::Group(group));
     if let Some(mtu) = link.mtu {
         b = b.mtu(mtu);
     }
@@ -179,21 +229,105 @@ fn retype(msg: LinkMessage) -> LinkMessageBuilder<LinkUnspec> {
     b
 }
 
+/// A link found by name: its index, kind (empty for a physical device), alias and group.
+struct Found {
+    index: u32,
+    kind: String,
+    alias: Option<String>,
+    group: u32,
+}
+
+/// The link named `name`, or `None` if absent.
+async fn find(h: &Handle, name: &str) -> Result<Option<Found>, ExecError> {
+    let mut links = h.link().get().match_name(name.to_string()).execute();
+    let msg = match links.try_next().await {
+        Ok(Some(msg)) => msg,
+        Ok(None) => return Ok(None),
+        Err(e) if matches!(errno(&e), Some(ENODEV)) => return Ok(None),
+        Err(e) => return Err(fail(&format!("link {name:?}"), &e)),
+    };
+    let (_, alias, group) = identity(&msg);
+    let mut found = Found { index: msg.header.index, kind: String::new(), alias: alias.map(str::to_string), group };
+    for a in &msg.attributes {
+        if let LinkAttribute::LinkInfo(infos) = a {
+            for i in infos {
+                if let LinkInfo::Kind(k) = i {
+                    found.kind = k.to_string();
+                }
+            }
+        }
+    }
+    Ok(Some(found))
+}
+
+/// The kernel's name for a link kind, as `ip -d link` prints it.
+fn kind_name(kind: &LinkKind) -> &'static str {
+    match kind {
+        LinkKind::Bridge => "bridge",
+        LinkKind::Veth { .. } => "veth",
+        LinkKind::Vxlan { .. } => "vxlan",
+        LinkKind::Macvlan { .. } => "macvlan",
+        LinkKind::Vlan { .. } => "vlan",
+        LinkKind::Dummy => "dummy",
+    }
+}
+
 /// Ensure `link` exists with its settings. `target` is the opened namespace file of a
-/// veth peer or macvlan target, when it is not this namespace.
-pub async fn link_add(h: &Handle, link: &LinkSpec, target: Option<&std::fs::File>) -> Result<(), ExecError> {
-    if let Some(idx) = index(h, &link.name).await? {
-        return link_ensure(h, idx, link).await;
+/// veth peer or macvlan target, when it is not this namespace. A link made here carries
+/// `mark`: its group (both ends of a veth) from the start, its alias when `alias_here`
+/// (a link that moves to `target` is given its alias there, by the caller). A link
+/// already there is found, not made, and must be of the kind asked for; it keeps its
+/// alias and group. Returns the outcome and whether the link carries `mark`.
+pub async fn link_add(
+    h: &Handle,
+    link: &LinkSpec,
+    target: Option<&std::fs::File>,
+    mark: &Mark,
+    alias_here: bool,
+) -> Result<(Outcome, bool), ExecError> {
+    if let Some(found) = find(h, &link.name).await? {
+        return adopt(h, found, link, mark).await;
     }
-    let msg = link_message(h, link, target.map(|f| f.as_raw_fd())).await?;
+    let msg = link_message(h, link, target.map(|f| f.as_raw_fd()), mark.group).await?;
     match h.link().add(msg).execute().await {
-        Ok(()) => Ok(()),
-        Err(e) if errno(&e) == Some(EEXIST) => match index(h, &link.name).await? {
-            Some(idx) => link_ensure(h, idx, link).await,
-            None => Err(fail(&format!("create link {:?}", link.name), &e)),
+        Ok(()) => {}
+        Err(e) if errno(&e) == Some(EEXIST) => match find(h, &link.name).await? {
+            Some(found) => return adopt(h, found, link, mark).await,
+            None => return Err(fail(&format!("create link {:?}", link.name), &e)),
         },
-        Err(e) => Err(fail(&format!("create link {:?}", link.name), &e)),
+        Err(e) => return Err(fail(&format!("create link {:?}", link.name), &e)),
     }
+    if alias_here {
+        link_mark(h, &link.name, &mark.alias, false).await?;
+    }
+    Ok((Outcome::Created, true))
+}
+
+/// Take a link that was there already as `link`: refuse one of another kind, else bring
+/// its settings in line.
+async fn adopt(h: &Handle, found: Found, link: &LinkSpec, mark: &Mark) -> Result<(Outcome, bool), ExecError> {
+    let want = kind_name(&link.kind);
+    if found.kind != want {
+        let kind = if found.kind.is_empty() { "physical" } else { &found.kind };
+        return Err(ExecError::new(format!("link {:?} exists and is a {kind} link, not a {want}", link.name)));
+    }
+    link_ensure(h, found.index, link).await?;
+    Ok((Outcome::Found, mark.on(found.alias.as_deref(), found.group)))
+}
+
+/// Mark link `name` as this daemon's by setting its alias to `mark`; also set it up when
+/// `up`.
+pub async fn link_mark(h: &Handle, name: &str, mark: &str, up: bool) -> Result<(), ExecError> {
+    let mut b = LinkUnspec::new_with_name(name).alias(mark.to_string());
+    if up {
+        b = b.up();
+    }
+    h.link().set(b.build()).execute().await.map_err(|e| fail(&format!("mark link {name:?}"), &e))
+}
+
+/// Whether link `name` is here and carries `mark`.
+pub async fn link_marked(h: &Handle, name: &str, mark: &Mark) -> Result<bool, ExecError> {
+    Ok(find(h, name).await?.is_some_and(|f| mark.on(f.alias.as_deref(), f.group)))
 }
 
 /// Bring an existing link's settings in line with `link` (MTU, MAC, master, up).
@@ -264,16 +398,16 @@ pub async fn link_set(h: &Handle, name: &str, change: &LinkChange) -> Result<(),
     h.link().set(b.build()).execute().await.map_err(|e| fail(&format!("set link {name:?} {change:?}"), &e))
 }
 
-/// Ensure `address` is on link `name`.
-pub async fn addr_add(h: &Handle, name: &str, address: IpNet) -> Result<(), ExecError> {
+/// Ensure `address` is on link `name`; found when it was there already.
+pub async fn addr_add(h: &Handle, name: &str, address: IpNet) -> Result<Outcome, ExecError> {
     let idx = need_index(h, name).await?;
     let mut req = h.address().add(idx, address.addr(), address.prefix_len());
     if address.addr().is_ipv6() {
         req.message_mut().header.flags |= AddressHeaderFlags::Nodad;
     }
     match req.execute().await {
-        Ok(()) => Ok(()),
-        Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
+        Ok(()) => Ok(Outcome::Created),
+        Err(e) if errno(&e) == Some(EEXIST) => Ok(Outcome::Found),
         Err(e) => Err(fail(&format!("add address {address} to {name:?}"), &e)),
     }
 }
@@ -322,12 +456,12 @@ async fn route_message(h: &Handle, route: &RouteSpec, must_have_dev: bool) -> Re
     Ok(Some(b.build()))
 }
 
-/// Ensure a route exists.
-pub async fn route_add(h: &Handle, route: &RouteSpec) -> Result<(), ExecError> {
-    let Some(msg) = route_message(h, route, true).await? else { return Ok(()) };
+/// Ensure a route exists; found when it was there already.
+pub async fn route_add(h: &Handle, route: &RouteSpec) -> Result<Outcome, ExecError> {
+    let Some(msg) = route_message(h, route, true).await? else { return Ok(Outcome::Created) };
     match h.route().add(msg).execute().await {
-        Ok(()) => Ok(()),
-        Err(e) if errno(&e) == Some(EEXIST) => Ok(()),
+        Ok(()) => Ok(Outcome::Created),
+        Err(e) if errno(&e) == Some(EEXIST) => Ok(Outcome::Found),
         Err(e) => Err(fail(&format!("add route to {}", route.destination), &e)),
     }
 }
@@ -534,4 +668,22 @@ fn route_query(v6: bool) -> RouteMessage {
     msg.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
     msg.header.table = MAIN_TABLE as u8;
     msg
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_mark_speaks_by_alias_and_by_group_only_without_one() {
+        let mark = Mark::new("0123456789abcdef");
+        assert_eq!(mark.alias, "wharf:0123456789abcdef");
+        assert_eq!(mark.group, 0x4123_4567);
+        assert!(mark.on(Some("wharf:0123456789abcdef"), 0));
+        assert!(mark.on(None, mark.group), "made, killed before its alias was set");
+        assert!(!mark.on(Some("someone's"), mark.group));
+        assert!(!mark.on(Some("wharf:fedcba9876543210"), 0), "another wharfd's");
+        assert!(!mark.on(None, 0));
+        assert_ne!(Mark::new("fedcba9876543210"), mark);
+    }
 }
