@@ -90,8 +90,15 @@ fn registry(c: &Config) -> Registry {
     r
 }
 
+/// `dir`, made if missing, with every symlink on the way resolved.
+fn resolved_dir(dir: &std::path::Path, what: &str) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::canonicalize(dir))
+        .map_err(|e| format!("{what} {}: {e}", dir.display()))
+}
+
 fn run(flags: Flags) -> Result<(), String> {
-    let c = config(flags)?;
+    let mut c = config(flags)?;
     let filter = tracing_subscriber::EnvFilter::try_new(&c.log_level).map_err(|e| format!("log level: {e}"))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -99,7 +106,11 @@ fn run(flags: Flags) -> Result<(), String> {
         .with_writer(std::io::stderr)
         .init();
 
-    std::fs::create_dir_all(&c.root).map_err(|e| format!("root {}: {e}", c.root.display()))?;
+    // Paths are resolved once, here: the kernel names mount points by their resolved paths,
+    // so a root reached through a symlink must be compared and mounted on as the kernel sees it.
+    c.root = resolved_dir(&c.root, "root")?;
+    c.netns_dir = resolved_dir(&c.netns_dir, "netns directory")?;
+    c.netns_etc_dir = resolved_dir(&c.netns_etc_dir, "netns etc directory")?;
     let volumes_dir = c.root.join("volumes");
     std::fs::create_dir_all(&volumes_dir).map_err(|e| format!("{}: {e}", volumes_dir.display()))?;
     let registry = registry(&c);
