@@ -6,6 +6,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod crash;
 pub mod drivers;
 pub mod engine;
 pub mod error;

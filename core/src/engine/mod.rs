@@ -7,6 +7,7 @@
 //! threads.
 
 mod network;
+mod policy;
 mod reconcile;
 mod sandbox;
 mod volume;
@@ -21,6 +22,7 @@ use crate::model::{Endpoint, JournalEntry, Network, Sandbox, Volume};
 use crate::registry::Registry;
 use crate::store::{Store, Table, Txn};
 use ipnet::IpNet;
+use policy::Author;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -158,6 +160,19 @@ fn plan_links(plan: &Plan) -> impl Iterator<Item = (&LinkKind, &str)> {
     })
 }
 
+/// `plan` with the undo of each directory it creates that exists already turned into
+/// nothing: a directory wharf did not make is adopted, and a later failure never removes it.
+pub(super) fn adopt_existing_directories(mut plan: Plan) -> Plan {
+    for step in &mut plan.steps {
+        if let Op::DirCreate { path, .. } = &step.op {
+            if std::fs::symlink_metadata(path).is_ok() {
+                step.undo = Op::Noop;
+            }
+        }
+    }
+    plan
+}
+
 impl Engine {
     /// Open the engine over `store`, roll back interrupted plans, reconcile the kernel with
     /// the store, and make the predefined networks.
@@ -223,14 +238,23 @@ impl Engine {
     }
 
     /// Carry out `plan` for `object`, journaled; then run `commit` in the same store
-    /// transaction that clears the journal. If the commit fails, the plan is undone.
-    fn apply(&self, object: &str, plan: &Plan, commit: impl FnOnce(&mut Txn<'_>) -> Result<()>) -> Result<()> {
+    /// transaction that clears the journal. If the commit fails, the plan is undone. The plan
+    /// is checked against the policy first; a crash before the commit is rolled back at start.
+    fn apply(
+        &self,
+        author: Author<'_>,
+        object: &str,
+        plan: &Plan,
+        commit: impl FnOnce(&mut Txn<'_>) -> Result<()>,
+    ) -> Result<()> {
+        policy::check(plan, &self.settings, author, object)?;
         if plan.is_empty() {
             return self.store.write(commit);
         }
         let key = new_id();
-        let entry = JournalEntry { object: object.to_string(), plan: plan.clone() };
+        let entry = JournalEntry { object: object.to_string(), plan: plan.clone(), roll_forward: false };
         self.store.write(|t| t.put(Table::Journal, &key, &entry))?;
+        crate::crash::point("journaled");
         if let Err(error) = run_plan(self.exec.as_ref(), plan) {
             self.store.write(|t| t.delete(Table::Journal, &key))?;
             return Err(Error::Plan { object: object.to_string(), error });
@@ -247,12 +271,58 @@ impl Engine {
         Ok(())
     }
 
+    /// Carry out removal `plan` for `object`. `commit`, the store without the object, is
+    /// written together with the journal entry before the first step, so after a crash at any
+    /// point the object is gone from the store and recovery finishes the plan (every step is
+    /// idempotent). If a step fails, the completed ones are undone and `restore` puts the
+    /// object back.
+    fn apply_removal(
+        &self,
+        author: Author<'_>,
+        object: &str,
+        plan: &Plan,
+        commit: impl FnOnce(&mut Txn<'_>) -> Result<()>,
+        restore: impl FnOnce(&mut Txn<'_>) -> Result<()>,
+    ) -> Result<()> {
+        policy::check(plan, &self.settings, author, object)?;
+        if plan.is_empty() {
+            return self.store.write(commit);
+        }
+        let key = new_id();
+        let entry = JournalEntry { object: object.to_string(), plan: plan.clone(), roll_forward: true };
+        self.store.write(|t| {
+            commit(t)?;
+            t.put(Table::Journal, &key, &entry)
+        })?;
+        crate::crash::point("journaled");
+        if let Err(error) = run_plan(self.exec.as_ref(), plan) {
+            self.store.write(|t| {
+                restore(t)?;
+                t.delete(Table::Journal, &key)
+            })?;
+            return Err(Error::Plan { object: object.to_string(), error });
+        }
+        self.store.write(|t| t.delete(Table::Journal, &key))
+    }
+
+    /// Settle the plans a crash interrupted: a removal is carried on to its end, anything
+    /// else is rolled back.
     fn recover_journal(&self) -> Result<()> {
         for (key, entry) in self.store.list::<JournalEntry>(Table::Journal)? {
-            tracing::warn!(object = %entry.object, steps = entry.plan.steps.len(), "rolling back an interrupted plan");
-            let failures = undo_steps(self.exec.as_ref(), &entry.plan, entry.plan.steps.len());
+            let steps = entry.plan.steps.len();
+            let failures = if entry.roll_forward {
+                tracing::warn!(object = %entry.object, steps, "completing an interrupted removal");
+                entry
+                    .plan
+                    .ops()
+                    .filter_map(|op| self.exec.apply(op).err().map(|e| format!("{}: {e}", op.describe())))
+                    .collect()
+            } else {
+                tracing::warn!(object = %entry.object, steps, "rolling back an interrupted plan");
+                undo_steps(self.exec.as_ref(), &entry.plan, steps)
+            };
             for f in failures {
-                tracing::warn!("rollback of {}: {f}", entry.object);
+                tracing::warn!("recovery of {}: {f}", entry.object);
             }
             self.store.write(|t| t.delete(Table::Journal, &key))?;
         }
@@ -298,3 +368,6 @@ impl Engine {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+mod recovery_tests;

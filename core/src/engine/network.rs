@@ -1,6 +1,6 @@
 //! Network operations: create, delete, prune, connect and disconnect.
 
-use super::{new_id, now, valid_name, Engine, State};
+use super::{new_id, now, valid_name, Author, Engine, State};
 use crate::error::{Error, Result};
 use crate::ipam::{overlaps, pick_subnet};
 use crate::model::{Endpoint, Network, Pool};
@@ -236,7 +236,9 @@ impl Engine {
         network.state = out.state;
         network.plan = out.plan;
         let object = format!("network {}", network.name);
-        self.apply(&object, &network.plan, |t| t.put(Table::Networks, &network.id, &network))?;
+        self.apply(Author::Driver(&network.driver), &object, &network.plan, |t| {
+            t.put(Table::Networks, &network.id, &network)
+        })?;
         tracing::info!(network = %network.name, id = %network.id, driver = %network.driver, "network created");
         state.networks.insert(network.id.clone(), network.clone());
         Ok(network)
@@ -315,7 +317,13 @@ impl Engine {
             .delete_network(DeleteNetwork { network: spec(network), state: network.state.clone(), facts, others })
             .map_err(|e| Error::driver(&network.driver, e))?;
         let object = format!("network {}", network.name);
-        self.apply(&object, &out.plan, |t| t.delete(Table::Networks, &network.id))?;
+        self.apply_removal(
+            Author::Driver(&network.driver),
+            &object,
+            &out.plan,
+            |t| t.delete(Table::Networks, &network.id),
+            |t| t.put(Table::Networks, &network.id, network),
+        )?;
         state.networks.remove(&network.id);
         tracing::info!(network = %network.name, "network removed");
         Ok(())
@@ -426,7 +434,7 @@ impl Engine {
         endpoint.plan = plan;
         self.check_ports(&state, &endpoint)?;
         let object = format!("endpoint of {} on network {}", sandbox.name, network.name);
-        self.apply(&object, &endpoint.plan, |t| {
+        self.apply(Author::Driver(&network.driver), &object, &endpoint.plan, |t| {
             t.put(Table::Networks, &net.id, &net)?;
             t.put(Table::Endpoints, &endpoint.id, &endpoint)
         })?;
@@ -496,10 +504,21 @@ impl Engine {
             }
         }
         let object = format!("endpoint of {} on network {}", sandbox.name, network.name);
-        self.apply(&object, &plan, |t| {
-            t.put(Table::Networks, &net.id, &net)?;
-            t.delete(Table::Endpoints, &endpoint.id)
-        })?;
+        // A removal: after a crash the endpoint is gone from the store and recovery finishes
+        // taking its links down, whichever end was retired last.
+        self.apply_removal(
+            Author::Driver(&network.driver),
+            &object,
+            &plan,
+            |t| {
+                t.put(Table::Networks, &net.id, &net)?;
+                t.delete(Table::Endpoints, &endpoint.id)
+            },
+            |t| {
+                t.put(Table::Networks, &network.id, &network)?;
+                t.put(Table::Endpoints, &endpoint.id, endpoint)
+            },
+        )?;
         state.networks.insert(net.id.clone(), net);
         state.endpoints.remove(&endpoint.id);
         Ok(())

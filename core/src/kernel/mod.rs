@@ -101,6 +101,7 @@ impl Kernel {
                 if let Some((path, peer)) = &peer {
                     // A peer that is gone already (its namespace removed) leaves the host end.
                     self.retire(&Netns::Path(path.clone()), peer, &grave)?;
+                    crate::crash::point("retired-sandbox-end");
                 }
                 self.retire(&Netns::Host, name, &grave)
             };
@@ -313,6 +314,31 @@ impl Kernel {
         }
         Ok(())
     }
+
+    /// Carry out one operation.
+    fn carry_out(&self, op: &Op) -> Result<(), ExecError> {
+        match op {
+            Op::Noop => Ok(()),
+            Op::FirewallAdd { fact } => self.firewall.add(fact),
+            Op::FirewallDel { fact } => self.firewall.remove(fact),
+            Op::Mount { source, target, fstype, options } => mount::mount_fs(source, target, fstype, options),
+            Op::Unmount { target } => mount::unmount_fs(target),
+            Op::DirCreate { path, mode, uid, gid } => mount::dir_create(path, *mode, *uid, *gid),
+            Op::DirRemove { path } => mount::dir_remove(path),
+            Op::ImageCreate { path, size, fstype } => mount::image_create(path, *size, fstype),
+            Op::FileRemove { path } => mount::file_remove(path),
+            Op::FileWrite { path, contents } => mount::file_write(path, contents),
+            Op::NetnsCreate { path } => {
+                let p = Path::new(path);
+                let (Some(dir), Some(name)) = (p.parent(), p.file_name().and_then(|n| n.to_str())) else {
+                    return Err(ExecError::new(format!("invalid namespace path {path:?}")));
+                };
+                self.create_netns(dir, name).map(|_| ())
+            }
+            Op::NetnsRemove { path } => self.remove_netns(Path::new(path)),
+            _ => self.netlink(op),
+        }
+    }
 }
 
 /// The namespace a link's far end is created in, when it is not the step's own.
@@ -335,18 +361,11 @@ fn sysctl(key: &str, value: &str) -> Result<(), ExecError> {
 
 impl Executor for Kernel {
     fn apply(&self, op: &Op) -> Result<(), ExecError> {
-        match op {
-            Op::Noop => Ok(()),
-            Op::FirewallAdd { fact } => self.firewall.add(fact),
-            Op::FirewallDel { fact } => self.firewall.remove(fact),
-            Op::Mount { source, target, fstype, options } => mount::mount_fs(source, target, fstype, options),
-            Op::Unmount { target } => mount::unmount_fs(target),
-            Op::DirCreate { path, mode, uid, gid } => mount::dir_create(path, *mode, *uid, *gid),
-            Op::DirRemove { path } => mount::dir_remove(path),
-            Op::ImageCreate { path, size, fstype } => mount::image_create(path, *size, fstype),
-            Op::FileRemove { path } => mount::file_remove(path),
-            _ => self.netlink(op),
+        let done = self.carry_out(op);
+        if done.is_ok() {
+            crate::crash::after(op);
         }
+        done
     }
 
     fn host_facts(&self) -> Result<HostFacts, ExecError> {
