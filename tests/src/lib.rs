@@ -88,6 +88,7 @@ pub struct Host {
     pub dir: PathBuf,
     daemon: Option<Child>,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Host {
@@ -118,7 +119,7 @@ impl Host {
         let ns = Netns::new("wh");
         let dir = std::env::temp_dir().join(format!("wharf-e2e-{}", ns.name));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        Host { ns, dir, daemon: None, extra_args: Vec::new() }
+        Host { ns, dir, daemon: None, extra_args: Vec::new(), env: Vec::new() }
     }
 
     /// The API socket.
@@ -161,6 +162,7 @@ impl Host {
         args.extend(self.extra_args.iter().cloned());
         let child = Command::new("nsenter")
             .args(&args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -178,6 +180,15 @@ impl Host {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("wharfd did not answer in time:\n{}", self.log());
+    }
+
+    /// Set (or, with `None`, drop) an environment variable for the next daemon start, such
+    /// as `WHARF_TEST_CRASH_AT`.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.to_string(), v.to_string()));
+        }
     }
 
     /// Stop wharfd with SIGTERM and wait; returns whether it exited 0.
