@@ -434,7 +434,7 @@ impl Engine {
         endpoint.plan = plan;
         self.check_ports(&state, &endpoint)?;
         let object = format!("endpoint of {} on network {}", sandbox.name, network.name);
-        self.apply(Author::Driver(&network.driver), &object, &endpoint.plan, |t| {
+        self.apply(Author::Endpoint(&network.driver, &sandbox.netns), &object, &endpoint.plan, |t| {
             t.put(Table::Networks, &net.id, &net)?;
             t.put(Table::Endpoints, &endpoint.id, &endpoint)
         })?;
@@ -507,7 +507,7 @@ impl Engine {
         // A removal: after a crash the endpoint is gone from the store and recovery finishes
         // taking its links down, whichever end was retired last.
         self.apply_removal(
-            Author::Driver(&network.driver),
+            Author::Endpoint(&network.driver, &sandbox.netns),
             &object,
             &plan,
             |t| {

@@ -3,25 +3,54 @@
 //!
 //! Files and directories only under wharf's own directories (the volume root, the netns
 //! directory, the per-sandbox `/etc/netns`), mounts only onto targets under the volume root
-//! and only of allowed filesystem types, sysctls only under `net.`. Namespace and file
-//! writes are core's own operations for sandboxes; a driver's plan may not hold them.
+//! and only of allowed filesystem types, sysctls only under `net.`, network operations only
+//! in the host namespace or in the namespace of the sandbox the plan is for. Namespace and
+//! file writes are core's own operations for sandboxes; a driver's plan may not hold them.
 
 use super::Settings;
 use crate::error::{Error, Result};
 use std::path::{Component, Path};
-use wharf_sdk::{Op, Plan};
+use wharf_sdk::{LinkKind, Netns, Op, Plan};
 
 /// Filesystem types a mount step may use. `none` is a bind mount.
 pub const FSTYPES: [&str; 14] =
     ["none", "tmpfs", "ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "exfat", "nfs", "nfs4", "cifs", "smb3", "9p"];
+
+/// Filesystem types an image step may make (it runs `mkfs.TYPE`).
+pub const IMAGE_FSTYPES: [&str; 5] = ["ext2", "ext3", "ext4", "xfs", "btrfs"];
 
 /// Who wrote a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Author<'a> {
     /// Core itself (sandboxes).
     Core,
-    /// The named driver.
+    /// The named driver, for a network or a volume: host namespace only.
     Driver(&'a str),
+    /// The named driver, for an endpoint of the sandbox whose namespace file is the second
+    /// field: the host namespace and that one.
+    Endpoint(&'a str, &'a str),
+}
+
+impl Author<'_> {
+    fn describe(&self) -> String {
+        match self {
+            Author::Core => "core".to_string(),
+            Author::Driver(d) | Author::Endpoint(d, _) => format!("driver {d:?}"),
+        }
+    }
+}
+
+/// The namespaces `op` works in: its own and, for a link, the one its far end goes to.
+fn namespaces(op: &Op) -> impl Iterator<Item = &Netns> {
+    let far = match op {
+        Op::LinkAdd { link, .. } => match &link.kind {
+            LinkKind::Veth { peer_netns, .. } => Some(peer_netns),
+            LinkKind::Macvlan { target_netns, .. } => target_netns.as_ref(),
+            _ => None,
+        },
+        _ => None,
+    };
+    op.netns().into_iter().chain(far)
 }
 
 /// The directories a plan may touch.
@@ -58,8 +87,19 @@ fn violation(op: &Op, roots: &Roots<'_>, author: Author<'_>) -> Option<String> {
     let files = [roots.volumes, roots.netns, roots.netns_etc];
     let core_only = || match author {
         Author::Core => None,
-        Author::Driver(_) => Some("only core may manage namespaces and write files".to_string()),
+        _ => Some("only core may manage namespaces and write files".to_string()),
     };
+    let sandbox = match author {
+        Author::Endpoint(_, netns) => Some(netns),
+        _ => None,
+    };
+    for ns in namespaces(op) {
+        if let Netns::Path(p) = ns {
+            if sandbox != Some(p.as_str()) {
+                return Some(format!("namespace {p:?} is not the one of the sandbox the plan is for"));
+            }
+        }
+    }
     match op {
         Op::Sysctl { key, .. } if !key.starts_with("net.") => Some(format!("sysctl {key:?} is not under net.")),
         Op::Sysctl { key, .. } if key.split('.').any(|p| p.is_empty() || p.contains('/')) => {
@@ -72,6 +112,9 @@ fn violation(op: &Op, roots: &Roots<'_>, author: Author<'_>) -> Option<String> {
             under(target, &[roots.volumes])
         }
         Op::Unmount { target } => under(target, &[roots.volumes]),
+        Op::ImageCreate { fstype, .. } if !IMAGE_FSTYPES.contains(&fstype.as_str()) => {
+            Some(format!("image filesystem type {fstype:?} is not one of {}", IMAGE_FSTYPES.join(", ")))
+        }
         Op::DirCreate { path, .. }
         | Op::DirRemove { path }
         | Op::ImageCreate { path, .. }
@@ -89,12 +132,9 @@ pub fn check(plan: &Plan, settings: &Settings, author: Author<'_>, object: &str)
     for (i, step) in plan.steps.iter().enumerate() {
         for op in [&step.op, &step.undo] {
             if let Some(reason) = violation(op, &roots, author) {
-                let by = match author {
-                    Author::Core => "core".to_string(),
-                    Author::Driver(d) => format!("driver {d:?}"),
-                };
                 return Err(Error::Internal(format!(
-                    "{object}: the plan from {by} is refused at step {} ({}): {reason}",
+                    "{object}: the plan from {} is refused at step {} ({}): {reason}",
+                    author.describe(),
                     i + 1,
                     op.describe()
                 )));
@@ -108,7 +148,7 @@ pub fn check(plan: &Plan, settings: &Settings, author: Author<'_>, object: &str)
 mod tests {
     use super::*;
     use crate::engine::tests::Fixture;
-    use wharf_sdk::{Netns, Step};
+    use wharf_sdk::{LinkSpec, Step};
 
     fn refused(f: &Fixture, step: Step, author: Author<'_>) -> String {
         let plan: Plan = [step].into_iter().collect();
@@ -167,6 +207,36 @@ mod tests {
         assert!(err.contains("set sysctl kernel.panic=1") && err.contains("not under net."), "{err}");
         let err = refused(&f, Step::sysctl(Netns::Host, "net..x", "1", None), Author::Driver("bridge"));
         assert!(err.contains("malformed"), "{err}");
+    }
+
+    #[test]
+    fn network_steps_stay_in_the_host_and_the_plans_sandbox() {
+        let f = Fixture::new();
+        let mine = "/run/netns/mine";
+        let addr = |ns: &str| Step::addr_add(Netns::Path(ns.into()), "eth0", "10.0.0.2/24".parse().unwrap());
+        accepted(&f, addr(mine), Author::Endpoint("bridge", mine));
+        accepted(&f, Step::link_up(Netns::Host, "br0"), Author::Driver("bridge"));
+        let err = refused(&f, addr("/proc/1/ns/net"), Author::Endpoint("bridge", mine));
+        assert!(err.contains("\"/proc/1/ns/net\" is not the one of the sandbox"), "{err}");
+        assert!(refused(&f, addr(mine), Author::Driver("bridge")).contains("not the one of the sandbox"));
+        let veth =
+            LinkKind::Veth { peer: "eth0".into(), peer_netns: Netns::Path("/proc/1/ns/net".into()), peer_mac: None };
+        let err = refused(&f, Step::link_add(Netns::Host, LinkSpec::new("veth0", veth)), Author::Endpoint("x", mine));
+        assert!(err.contains("create link veth0"), "{err}");
+    }
+
+    #[test]
+    fn images_are_made_only_of_known_filesystems() {
+        let f = Fixture::new();
+        let image = f.settings().volumes_dir.join("v/disk.img").display().to_string();
+        let make = |fstype: &str| {
+            Step::new(
+                Op::ImageCreate { path: image.clone(), size: 1 << 24, fstype: fstype.into() },
+                Op::FileRemove { path: image.clone() },
+            )
+        };
+        accepted(&f, make("ext4"), Author::Driver("local"));
+        assert!(refused(&f, make("../../tmp/x"), Author::Driver("local")).contains("image filesystem type"));
     }
 
     #[test]
