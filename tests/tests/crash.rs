@@ -156,3 +156,173 @@ fn a_volume_in_use_is_refused_even_with_force() {
     let (status, _) = h.api("DELETE", "/volumes/busy?force=1", "");
     assert_eq!(status, 204);
 }
+
+#[test]
+fn a_failed_create_never_removes_a_directory_that_was_already_there() {
+    let h = Host::start();
+    let dir = h.dir.join("root/volumes/pre");
+    std::fs::create_dir_all(dir.join("_data")).unwrap();
+    std::fs::write(dir.join("_data/theirs"), "keep").unwrap();
+    // The image cannot be made where a directory sits, so the create fails after its
+    // directory steps and is rolled back.
+    std::fs::create_dir_all(dir.join("disk.img")).unwrap();
+    h.wharf_err(&["volume", "create", "pre", "-o", "size=16M"]);
+    assert_eq!(std::fs::read_to_string(dir.join("_data/theirs")).unwrap(), "keep");
+    assert!(h.wharf_err(&["volume", "inspect", "pre"]).contains("not found"));
+}
+
+/// A small deterministic generator (xorshift), seeded per run and printed on failure.
+struct Dice(u64);
+
+impl Dice {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0 % n
+    }
+}
+
+/// One random sandbox, volume or connection operation; its outcome does not matter.
+fn random_operation(h: &Host, dice: &mut Dice) {
+    let s = format!("s{}", dice.below(3));
+    let v = format!("v{}", dice.below(3));
+    let id = format!("c{}", dice.below(2));
+    let volume_options: &[&str] = match v.as_str() {
+        "v0" => &["-o", "type=tmpfs", "-o", "o=size=4m"],
+        "v1" => &["-o", "size=8M"],
+        _ => &[],
+    };
+    let args: Vec<&str> = match dice.below(8) {
+        0 => vec!["sandbox", "create", &s],
+        1 => vec!["sandbox", "rm", "--force", &s],
+        2 => [&["volume", "create", &v][..], volume_options].concat(),
+        3 => vec!["volume", "rm", &v],
+        4 => vec!["volume", "mount", &v, "--id", &id],
+        5 => vec!["volume", "unmount", &v, "--id", &id],
+        6 => vec!["network", "connect", "n", &s],
+        _ => vec!["network", "disconnect", "n", &s],
+    };
+    h.wharf(&args);
+}
+
+fn json(h: &Host, args: &[&str]) -> Value {
+    serde_json::from_str(&h.wharf_ok(args)).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+}
+
+/// Names of the entries of `dir`, sorted; none when it does not exist.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The kernel and the files against the API: every namespace, resolver directory, volume
+/// directory, mount, loop device and interface belongs to something listed, and the other
+/// way round.
+fn census(h: &Host) {
+    let sandboxes = json(h, &["sandbox", "ls", "--format", "json"]);
+    let mut names: Vec<String> =
+        sandboxes.as_array().unwrap().iter().map(|s| s["Name"].as_str().unwrap().to_string()).collect();
+    names.sort();
+    assert_eq!(entries(&h.netns_dir()), names, "namespaces against sandboxes");
+    assert_eq!(entries(&h.dir.join("etc-netns")), names, "resolver directories against sandboxes");
+    let mut endpoints = 0;
+    for name in &names {
+        let connected =
+            json(h, &["sandbox", "inspect", name])[0]["Networks"].as_object().is_some_and(|n| !n.is_empty());
+        endpoints += usize::from(connected);
+        let links = String::from_utf8_lossy(&h.in_sandbox(name, &["ip", "-o", "link"]).stdout).into_owned();
+        assert_eq!(links.contains("eth0"), connected, "sandbox {name}: {links}");
+        assert_eq!(links.lines().count(), 1 + usize::from(connected), "sandbox {name}: {links}");
+    }
+    let host_links = h.in_host_ok(&["ip", "-o", "link"]);
+    assert_eq!(host_links.matches(": veth").count(), endpoints, "host ends against endpoints: {host_links}");
+    assert!(!host_links.contains(": wgc"), "retired links left: {host_links}");
+
+    let volumes = json(h, &["volume", "ls", "--format", "json"]);
+    let mut listed: Vec<String> =
+        volumes.as_array().unwrap().iter().map(|v| v["Name"].as_str().unwrap().to_string()).collect();
+    listed.sort();
+    let volumes_dir = std::fs::canonicalize(h.dir.join("root/volumes")).unwrap();
+    assert_eq!(entries(&volumes_dir), listed, "volume directories against volumes");
+    let mut mounted = 0;
+    for v in &listed {
+        let info = &json(h, &["volume", "inspect", v])[0];
+        let in_use = info["UsageData"]["RefCount"].as_i64().unwrap_or(0) > 0;
+        let mp = info["Mountpoint"].as_str().unwrap();
+        let backed = v != "v2";
+        assert_eq!(mounts_at(Path::new(mp)), usize::from(in_use && backed), "volume {v} ({info})");
+        mounted += usize::from(in_use && backed);
+    }
+    let prefix = volumes_dir.display().to_string();
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let under = info.lines().filter(|l| l.split_whitespace().nth(4).is_some_and(|p| p.starts_with(&prefix))).count();
+    assert_eq!(under, mounted, "mounts under the volume root");
+    let image = volumes_dir.join("v1/disk.img").display().to_string();
+    let loops = wharf_tests::run("losetup", &["-j", &image]);
+    let attached = String::from_utf8_lossy(&loops.stdout).lines().count();
+    let v1_mounted = listed.contains(&"v1".to_string()) && mounts_at(&volumes_dir.join("v1/_data")) == 1;
+    assert_eq!(attached, usize::from(v1_mounted), "loop devices of v1");
+}
+
+#[test]
+fn a_crash_loop_leaves_sandboxes_volumes_and_connections_consistent() {
+    let kills: usize = std::env::var("WHARF_CRASH_KILLS").ok().and_then(|k| k.parse().ok()).unwrap_or(100);
+    let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
+    eprintln!("crash loop seed {seed}");
+    let mut dice = Dice(seed);
+    let mut h = Host::start();
+    h.wharf_ok(&["network", "create", "--subnet", "10.92.0.0/24", "n"]);
+    let operations = std::sync::atomic::AtomicUsize::new(0);
+    for _ in 0..kills {
+        let delay = std::time::Duration::from_millis(dice.below(200));
+        let mut worker = Dice(dice.below(u64::MAX) | 1);
+        let started = std::time::Instant::now();
+        let pid = nix::unistd::Pid::from_raw(h.daemon_pid().expect("running") as i32);
+        let killed = std::sync::atomic::AtomicBool::new(false);
+        std::thread::scope(|scope| {
+            let (h, killed, operations) = (&h, &killed, &operations);
+            let ops = scope.spawn(move || {
+                while !killed.load(std::sync::atomic::Ordering::SeqCst) {
+                    random_operation(h, &mut worker);
+                    operations.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            });
+            while started.elapsed() < delay && !ops.is_finished() {
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
+            killed.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        h.kill_daemon();
+        h.start_daemon();
+    }
+    eprintln!("{} operations under {kills} kills", operations.into_inner());
+    // Let the last start's background deletions settle before counting.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    census(&h);
+    for s in ["s0", "s1", "s2"] {
+        let _ = h.wharf(&["sandbox", "rm", "--force", s]);
+    }
+    for v in ["v0", "v1", "v2"] {
+        for id in ["c0", "c1"] {
+            let _ = h.wharf(&["volume", "unmount", v, "--id", id]);
+        }
+        let _ = h.wharf(&["volume", "rm", v]);
+    }
+    census(&h);
+    for s in ["s0", "s1", "s2"] {
+        h.wharf_ok(&["sandbox", "create", s]);
+        h.wharf_ok(&["network", "connect", "n", s]);
+    }
+    h.wharf_ok(&["volume", "create", "v0", "-o", "type=tmpfs", "-o", "o=size=4m"]);
+    h.wharf_ok(&["volume", "create", "v1", "-o", "size=8M"]);
+    h.wharf_ok(&["volume", "create", "v2"]);
+    census(&h);
+}
