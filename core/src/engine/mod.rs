@@ -302,7 +302,10 @@ impl Engine {
             })?;
             return Err(Error::Plan { object: object.to_string(), error });
         }
-        self.store.write(|t| t.delete(Table::Journal, &key))
+        // Should a crash lose this, recovery runs the finished plan once more, which changes
+        // nothing: its steps are idempotent, and anything made since was journaled by a
+        // durable write that also kept this one.
+        self.store.write_lazily(|t| t.delete(Table::Journal, &key))
     }
 
     /// Settle the plans a crash interrupted: a removal is carried on to its end, anything
