@@ -15,5 +15,6 @@ pub mod firewall;
 pub mod ipam;
 pub mod kernel;
 pub mod model;
+pub mod paths;
 pub mod registry;
 pub mod store;

@@ -66,13 +66,16 @@ impl Roots<'_> {
     }
 }
 
-/// Whether `path` is a plain absolute path strictly below `root` (no `..`, no `.`).
+/// Whether `path` is a plain absolute path (no `..`) that leads strictly below `root`,
+/// once the symlinks of its directories are resolved (see [`crate::paths::located`]): a
+/// link inside a root that points elsewhere does not take a step out of it.
 fn below(path: &str, root: &Path) -> bool {
     let p = Path::new(path);
-    p.is_absolute()
-        && p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
-        && p.starts_with(root)
-        && p != root
+    if !p.is_absolute() || !p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_))) {
+        return false;
+    }
+    let place = crate::paths::located(p).unwrap_or_else(|| p.to_path_buf());
+    place.starts_with(root) && place != root
 }
 
 /// Why `op` breaks the policy, if it does.
@@ -172,6 +175,19 @@ mod tests {
         }
         let err = refused(&f, Step::new(Op::FileRemove { path: "/var/x".into() }, Op::Noop), Author::Driver("x"));
         assert!(err.contains("is not below"), "{err}");
+    }
+
+    #[test]
+    fn a_link_inside_a_root_does_not_lead_out_of_it() {
+        let f = Fixture::new();
+        let vols = f.settings().volumes_dir;
+        std::fs::create_dir_all(&vols).unwrap();
+        std::os::unix::fs::symlink("/etc", vols.join("out")).unwrap();
+        let into = vols.join("out/x").display().to_string();
+        let err = refused(&f, Step::new(Op::DirRemove { path: into }, Op::Noop), Author::Driver("local"));
+        assert!(err.contains("is not below"), "{err}");
+        let link = vols.join("out").display().to_string();
+        accepted(&f, Step::new(Op::DirRemove { path: link }, Op::Noop), Author::Driver("local"));
     }
 
     #[test]

@@ -225,25 +225,30 @@ pub fn dir_create(path: &str, mode: Option<u32>, uid: Option<u32>, gid: Option<u
     Ok(())
 }
 
-/// Ensure a directory and its contents are gone. Never reaches through a mount: a mount
-/// point at or below it is refused before anything is deleted, and every directory on the
-/// way must be on the same device as the top one, so a volume's data on another filesystem
-/// or a bind source is never deleted by mistake.
+/// Ensure a directory and its contents are gone. Never reaches through a mount or a
+/// symlink: a mount point at or below it is refused before anything is deleted, every
+/// directory on the way must be on the same device as the top one, and a symlink in its
+/// place is removed itself, not followed. So a volume's data on another filesystem, a bind
+/// source or a link's target is never deleted by mistake.
 pub fn dir_remove(path: &str) -> Result<(), ExecError> {
     refuse_dangerous(path)?;
-    let Some(top) = resolved(Path::new(path)) else { return Ok(()) };
+    let err = |e: std::io::Error| ExecError::new(format!("remove directory {path}: {e}"));
+    let Some(top) = crate::paths::located(Path::new(path)) else { return Ok(()) };
+    let meta = match std::fs::symlink_metadata(&top) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(err(e)),
+    };
+    if !meta.is_dir() {
+        return std::fs::remove_file(&top).map_err(err);
+    }
     if let Some((point, _)) = mounts().into_iter().find(|(point, _)| point.starts_with(&top)) {
         return Err(ExecError::new(format!(
             "directory {path} holds the mount point {}; unmount it first",
             point.display()
         )));
     }
-    let meta = match std::fs::symlink_metadata(&top) {
-        Ok(m) => m,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(ExecError::new(format!("remove directory {path}: {e}"))),
-    };
-    remove_tree(&top, meta.dev()).map_err(|e| ExecError::new(format!("remove directory {path}: {e}")))
+    remove_tree(&top, meta.dev()).map_err(err)
 }
 
 /// Remove `dir` and what is in it without following symlinks, refusing to enter a
@@ -334,6 +339,23 @@ mod tests {
     fn mountinfo_escapes_are_read_back() {
         assert_eq!(unescape_mountinfo("/var/lib/my\\040root/v"), "/var/lib/my root/v");
         assert_eq!(unescape_mountinfo("/a\\134b\\01"), "/a\\b\\01");
+    }
+
+    #[test]
+    fn a_removal_takes_links_away_and_never_follows_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::write(theirs.join("file"), "keep").unwrap();
+        let volume = dir.path().join("volume");
+        std::fs::create_dir_all(volume.join("_data")).unwrap();
+        std::os::unix::fs::symlink(&theirs, volume.join("_data/link")).unwrap();
+        dir_remove(volume.to_str().unwrap()).unwrap();
+        assert!(!volume.exists());
+        std::os::unix::fs::symlink(&theirs, &volume).unwrap();
+        dir_remove(volume.to_str().unwrap()).unwrap();
+        assert!(std::fs::symlink_metadata(&volume).is_err(), "the link itself is gone");
+        assert_eq!(std::fs::read_to_string(theirs.join("file")).unwrap(), "keep");
     }
 
     #[test]
