@@ -164,6 +164,7 @@ fn attach_loop(file: &Path) -> Result<(String, std::fs::File), ExecError> {
 
 /// Ensure `source` is mounted at `target`.
 pub fn mount_fs(source: &str, target: &str, fstype: &str, options: &str) -> Result<(), ExecError> {
+    refuse_link(target)?;
     let t = Path::new(target);
     if mounted_at(t).is_some() {
         return Ok(());
@@ -211,9 +212,19 @@ fn refuse_dangerous(path: &str) -> Result<(), ExecError> {
     Ok(())
 }
 
+/// Refuse to create, change or mount on `path` when a symlink stands there: the operation
+/// would act on whatever the link points to.
+fn refuse_link(path: &str) -> Result<(), ExecError> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(ExecError::new(format!("refusing to touch {path}: it is a symbolic link")));
+    }
+    Ok(())
+}
+
 /// Ensure a directory exists with the given mode and owner.
 pub fn dir_create(path: &str, mode: Option<u32>, uid: Option<u32>, gid: Option<u32>) -> Result<(), ExecError> {
     refuse_dangerous(path)?;
+    refuse_link(path)?;
     let err = |e: std::io::Error| ExecError::new(format!("directory {path}: {e}"));
     std::fs::create_dir_all(path).map_err(err)?;
     if let Some(m) = mode {
@@ -275,6 +286,7 @@ fn remove_tree(dir: &Path, dev: u64) -> std::io::Result<()> {
 /// Ensure a sparse image of `size` bytes holding a filesystem of `fstype` exists.
 pub fn image_create(path: &str, size: u64, fstype: &str) -> Result<(), ExecError> {
     refuse_dangerous(path)?;
+    refuse_link(path)?;
     if std::fs::metadata(path).is_ok_and(|m| m.len() == size) {
         return Ok(());
     }
@@ -308,10 +320,18 @@ pub fn file_remove(path: &str) -> Result<(), ExecError> {
 /// Ensure a file holds exactly `contents`: written beside it and renamed over it, so a
 /// reader never sees half of it.
 pub fn file_write(path: &str, contents: &str) -> Result<(), ExecError> {
+    use std::io::Write;
     refuse_dangerous(path)?;
     let err = |e: std::io::Error| ExecError::new(format!("write file {path}: {e}"));
     let temporary = format!("{path}.wharf-new");
-    std::fs::write(&temporary, contents).map_err(err)?;
+    // A stale temporary file (or a link planted in its place) goes first; the new one is
+    // made fresh, so nothing is written through a link.
+    match std::fs::remove_file(&temporary) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&temporary).map_err(err)?;
+    file.write_all(contents.as_bytes()).map_err(err)?;
     std::fs::rename(&temporary, path).map_err(err)
 }
 
@@ -356,6 +376,14 @@ mod tests {
         dir_remove(volume.to_str().unwrap()).unwrap();
         assert!(std::fs::symlink_metadata(&volume).is_err(), "the link itself is gone");
         assert_eq!(std::fs::read_to_string(theirs.join("file")).unwrap(), "keep");
+
+        std::os::unix::fs::symlink(&theirs, &volume).unwrap();
+        assert!(dir_create(volume.to_str().unwrap(), Some(0o700), None, None).is_err(), "no chmod through a link");
+        let conf = dir.path().join("resolv.conf");
+        std::os::unix::fs::symlink(theirs.join("file"), format!("{}.wharf-new", conf.display())).unwrap();
+        file_write(conf.to_str().unwrap(), "nameserver 10.0.0.1\n").unwrap();
+        assert_eq!(std::fs::read_to_string(theirs.join("file")).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), "nameserver 10.0.0.1\n");
     }
 
     #[test]
