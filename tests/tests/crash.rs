@@ -131,6 +131,19 @@ fn a_root_through_a_symlink_mounts_once_and_unmounts() {
     assert!(loops.trim().is_empty(), "no loop device left: {loops}");
     h.wharf_ok(&["volume", "rm", "small"]);
     assert!(!real.join("volumes/small").exists());
+
+    // A bind source is unmounted for real, so removing the volume leaves its files alone.
+    let src = h.dir.join("shared");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("file"), "keep me").unwrap();
+    let device = format!("device={}", src.display());
+    h.wharf_ok(&["volume", "create", "shared", "-o", "type=none", "-o", "o=bind", "-o", &device]);
+    let mp = h.wharf_ok(&["volume", "mount", "shared", "--id", "w"]).trim().to_string();
+    assert_eq!(mounts_at(Path::new(&mp)), 1);
+    h.wharf_ok(&["volume", "unmount", "shared", "--id", "w"]);
+    assert_eq!(mounts_at(Path::new(&mp)), 0);
+    h.wharf_ok(&["volume", "rm", "shared"]);
+    assert_eq!(std::fs::read_to_string(src.join("file")).unwrap(), "keep me");
 }
 
 #[test]
