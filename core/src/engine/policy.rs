@@ -1,11 +1,12 @@
 //! The plan policy: what any plan may ask of the kernel, checked by core before the plan is
 //! journaled, whoever wrote it.
 //!
-//! Files and directories only under wharf's own directories (the volume root, the netns
-//! directory, the per-sandbox `/etc/netns`), mounts only onto targets under the volume root
-//! and only of allowed filesystem types, sysctls only under `net.`, network operations only
-//! in the host namespace or in the namespace of the sandbox the plan is for. Namespace and
-//! file writes are core's own operations for sandboxes; a driver's plan may not hold them.
+//! Files and directories only under wharf's own directories (a driver's under the volume
+//! root, core's under the per-sandbox `/etc/netns`, namespaces under the netns directory),
+//! mounts only onto targets under the volume root and only of allowed filesystem types,
+//! sysctls only under `net.`, network operations only in the host namespace or in the
+//! namespace of the sandbox the plan is for. Namespace and file writes are core's own
+//! operations for sandboxes; a driver's plan may not hold them.
 
 use super::Settings;
 use crate::error::{Error, Result};
@@ -87,7 +88,11 @@ fn violation(op: &Op, roots: &Roots<'_>, author: Author<'_>) -> Option<String> {
         let names: Vec<String> = allowed.iter().map(|r| r.display().to_string()).collect();
         Some(format!("{path:?} is not below {}", names.join(" or ")))
     };
-    let files = [roots.volumes, roots.netns, roots.netns_etc];
+    // Drivers keep files in the volume root; core keeps a sandbox's resolver files.
+    let files = match author {
+        Author::Core => [roots.netns_etc],
+        _ => [roots.volumes],
+    };
     let core_only = || match author {
         Author::Core => None,
         _ => Some("only core may manage namespaces and write files".to_string()),
@@ -175,6 +180,9 @@ mod tests {
         }
         let err = refused(&f, Step::new(Op::FileRemove { path: "/var/x".into() }, Op::Noop), Author::Driver("x"));
         assert!(err.contains("is not below"), "{err}");
+        let etc = f.settings().netns_etc_dir.join("sb").display().to_string();
+        let err = refused(&f, Step::new(Op::DirRemove { path: etc }, Op::Noop), Author::Driver("x"));
+        assert!(err.contains("is not below"), "a driver has no business in /etc/netns: {err}");
     }
 
     #[test]
