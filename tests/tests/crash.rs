@@ -39,10 +39,12 @@ fn mounts_at(path: &Path) -> usize {
 #[test]
 fn a_sandbox_create_killed_midway_leaves_the_name_free() {
     let mut h = Host::start();
-    crash_during(&mut h, "after:create namespace", &["sandbox", "create", "s1"]);
-    assert!(!h.wharf_ok(&["sandbox", "ls"]).contains("s1"));
-    assert!(!h.netns_dir().join("s1").exists(), "the namespace is removed at start");
-    assert!(!h.dir.join("etc-netns/s1").exists());
+    for point in ["journaled", "after:create namespace", "after:create directory", "after:write file"] {
+        crash_during(&mut h, point, &["sandbox", "create", "s1"]);
+        assert!(!h.wharf_ok(&["sandbox", "ls"]).contains("s1"), "{point}");
+        assert!(!h.netns_dir().join("s1").exists(), "{point}: the namespace is removed at start");
+        assert!(!h.dir.join("etc-netns/s1").exists(), "{point}");
+    }
     h.wharf_ok(&["sandbox", "create", "s1"]);
     assert!(h.in_sandbox("s1", &["ip", "link", "show", "lo"]).status.success());
 }
@@ -50,10 +52,13 @@ fn a_sandbox_create_killed_midway_leaves_the_name_free() {
 #[test]
 fn a_sandbox_rm_killed_midway_is_finished_at_start() {
     let mut h = Host::start();
-    h.wharf_ok(&["sandbox", "create", "s1"]);
-    crash_during(&mut h, "after:remove directory", &["sandbox", "rm", "s1"]);
-    assert!(!h.wharf_ok(&["sandbox", "ls"]).contains("s1"));
-    assert!(!h.netns_dir().join("s1").exists(), "{}", h.log());
+    for point in ["journaled", "after:remove directory", "after:remove namespace"] {
+        h.wharf_ok(&["sandbox", "create", "s1"]);
+        crash_during(&mut h, point, &["sandbox", "rm", "s1"]);
+        assert!(!h.wharf_ok(&["sandbox", "ls"]).contains("s1"), "{point}");
+        assert!(!h.netns_dir().join("s1").exists(), "{point}: {}", h.log());
+        assert!(!h.dir.join("etc-netns/s1").exists(), "{point}");
+    }
     h.wharf_ok(&["sandbox", "create", "s1"]);
 }
 
@@ -72,15 +77,20 @@ fn a_name_taken_by_a_foreign_namespace_is_a_conflict() {
 #[test]
 fn a_volume_rm_killed_midway_is_finished_and_the_name_reusable() {
     let mut h = Host::start();
-    h.wharf_ok(&["volume", "create", "data"]);
-    let mp = mountpoint(&h, "data");
-    std::fs::write(format!("{mp}/old"), "x").unwrap();
-    crash_during(&mut h, "after:remove directory", &["volume", "rm", "data"]);
-    assert!(h.wharf_err(&["volume", "inspect", "data"]).contains("not found"), "not listed with its data gone");
-    h.wharf_ok(&["volume", "create", "data"]);
-    let mp = mountpoint(&h, "data");
-    assert!(Path::new(&mp).is_dir(), "a working volume, not the broken one");
-    assert!(!Path::new(&format!("{mp}/old")).exists());
+    for point in ["journaled", "after:unmount", "after:remove directory"] {
+        h.wharf_ok(&["volume", "create", "data", "-o", "type=tmpfs", "-o", "o=size=4m"]);
+        let mp = mountpoint(&h, "data");
+        std::fs::write(format!("{mp}/old"), "x").unwrap();
+        crash_during(&mut h, point, &["volume", "rm", "data"]);
+        let err = h.wharf_err(&["volume", "inspect", "data"]);
+        assert!(err.contains("not found"), "{point}: not listed with its data gone: {err}");
+        assert!(!Path::new(&mp).exists(), "{point}: the removal was finished");
+        h.wharf_ok(&["volume", "create", "data"]);
+        let mp = mountpoint(&h, "data");
+        assert!(Path::new(&mp).is_dir(), "{point}: a working volume, not the broken one");
+        assert!(!Path::new(&format!("{mp}/old")).exists(), "{point}");
+        h.wharf_ok(&["volume", "rm", "data"]);
+    }
 }
 
 #[test]
