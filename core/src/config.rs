@@ -47,6 +47,9 @@ pub struct Config {
     pub plugin_dirs: Vec<PathBuf>,
     /// Firewall backend.
     pub firewall: FirewallBackend,
+    /// Name of wharf's nftables tables (`inet NAME`, `bridge NAME`): a second wharfd on the
+    /// same host needs tables of its own.
+    pub firewall_table: String,
     /// Let a new connection from outside the host reach a published port only when the host's
     /// own firewall has marked its packet with `published_ports_mark` (see the README).
     pub published_ports_respect_input: bool,
@@ -87,6 +90,7 @@ impl Default for Config {
             socket: "/run/wharf/wharf.sock".into(),
             plugin_dirs,
             firewall: FirewallBackend::Nftables,
+            firewall_table: crate::firewall::ruleset::DEFAULT_TABLE.into(),
             published_ports_respect_input: false,
             published_ports_mark: crate::firewall::DEFAULT_PUBLISHED_MARK,
             log_level: "info".into(),
@@ -118,6 +122,10 @@ impl Config {
     /// Parse TOML text.
     pub fn parse(text: &str) -> Result<Config, String> {
         let config: Config = toml::from_str(text).map_err(|e| e.message().to_string())?;
+        let t = &config.firewall_table;
+        if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+            return Err(format!("firewall_table {t:?}: use letters, digits, '-' and '_' only"));
+        }
         if config.published_ports_mark == 0 {
             return Err("published_ports_mark must have at least one bit set".into());
         }

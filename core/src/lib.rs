@@ -6,6 +6,7 @@
 pub mod api;
 pub mod client;
 pub mod config;
+pub mod crash;
 pub mod drivers;
 pub mod engine;
 pub mod error;
@@ -14,5 +15,6 @@ pub mod firewall;
 pub mod ipam;
 pub mod kernel;
 pub mod model;
+pub mod paths;
 pub mod registry;
 pub mod store;

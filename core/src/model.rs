@@ -167,4 +167,7 @@ pub struct JournalEntry {
     pub object: String,
     /// The plan.
     pub plan: wharf_sdk::Plan,
+    /// A removal: the store already holds its outcome, so recovery after a crash carries
+    /// the plan on to its end instead of undoing it.
+    pub roll_forward: bool,
 }

@@ -155,6 +155,17 @@ impl Store {
         txn.commit()?;
         Ok(r)
     }
+
+    /// Like [`Store::write`], without waiting for the disk: a crash loses the change unless a
+    /// later [`Store::write`] has made it durable with its own. For changes whose loss costs
+    /// only repeated idempotent work, such as clearing a finished removal from the journal.
+    pub fn write_lazily<R>(&self, f: impl FnOnce(&mut Txn<'_>) -> Result<R>) -> Result<R> {
+        let mut txn = self.db.begin_write()?;
+        txn.set_durability(redb::Durability::None).map_err(|e| crate::error::Error::Store(e.to_string()))?;
+        let r = f(&mut Txn { txn: &txn })?;
+        txn.commit()?;
+        Ok(r)
+    }
 }
 
 /// An open write transaction.

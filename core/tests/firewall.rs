@@ -865,7 +865,7 @@ fn the_firewall_restores_itself_when_someone_flushes_the_ruleset() {
 #[test]
 fn published_ports_can_be_left_to_the_hosts_own_input_policy() {
     let t = topology();
-    let policy = Policy { respect_input: Some(0x100) };
+    let policy = Policy { respect_input: Some(0x100), ..Default::default() };
     let fw = Nftables::with_policy(Some(&netns_path(&t.h)), policy).unwrap();
     let mut lab = Lab::new();
     lab.serve_tcp(&t.a, 80, "A");
@@ -883,4 +883,25 @@ fn published_ports_can_be_left_to_the_hosts_own_input_policy() {
     nft.stdin.take().unwrap().write_all(rules.as_bytes()).unwrap();
     assert!(nft.wait().unwrap().success());
     assert_eq!(tcp(&t.u, "192.0.2.1:8080").as_deref(), Some("A 192.0.2.2"), "marked by the host's firewall");
+}
+
+#[test]
+fn a_second_daemon_never_takes_over_the_tables_of_another() {
+    let t = topology();
+    let mut lab = Lab::new();
+    lab.serve_tcp(&t.a, 80, "A");
+    let owned =
+        |table: &str, owner: &str| Policy { table: table.into(), owner: Some(owner.into()), respect_input: None };
+    let first = Nftables::with_policy(Some(&netns_path(&t.h)), owned("wharf", "wharf:first")).unwrap();
+    first.reload(&[nat("br-test0", &["10.77.0.0/24"]), port(Protocol::Tcp, None, 8080, "10.77.0.2", 80)]).unwrap();
+    assert!(t.nft(&["list", "table", "inet", "wharf"]).contains("comment \"wharf:first\""));
+
+    let err = Nftables::with_policy(Some(&netns_path(&t.h)), owned("wharf", "wharf:second")).err().unwrap();
+    assert!(err.to_string().contains("belongs to another wharfd (wharf:first)"), "{err}");
+    let second = Nftables::with_policy(Some(&netns_path(&t.h)), owned("wharf2", "wharf:second")).unwrap();
+    second.reload(&[nat("br-test1", &["10.78.0.0/24"])]).unwrap();
+    assert_eq!(tcp(&t.u, "192.0.2.1:8080").as_deref(), Some("A 192.0.2.2"), "the first one's port is untouched");
+    assert!(ping(&t.c, "192.0.2.2"), "the second one's network has egress");
+    drop(second);
+    assert!(t.nft(&["list", "table", "inet", "wharf"]).contains("tcp . 8080"), "{}", t.nft(&["list", "ruleset"]));
 }

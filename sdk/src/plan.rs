@@ -423,6 +423,25 @@ pub enum Op {
         /// Path.
         path: String,
     },
+    /// Ensure a persistent named network namespace is bound at `path`, with loopback up.
+    /// Core's own operation for a sandbox; a driver's plan may not hold it.
+    NetnsCreate {
+        /// The namespace file, under the netns directory.
+        path: String,
+    },
+    /// Ensure the named namespace at `path` is unbound and its file gone. Core's own.
+    NetnsRemove {
+        /// The namespace file.
+        path: String,
+    },
+    /// Ensure a file holds exactly `contents` (written to a temporary file and renamed).
+    /// Core's own operation, for a sandbox's `resolv.conf`.
+    FileWrite {
+        /// Path.
+        path: String,
+        /// Contents.
+        contents: String,
+    },
 }
 
 impl Op {
@@ -482,6 +501,9 @@ impl Op {
             Op::DirRemove { path } => format!("remove directory {path}"),
             Op::ImageCreate { path, .. } => format!("create image {path}"),
             Op::FileRemove { path } => format!("remove file {path}"),
+            Op::NetnsCreate { path } => format!("create namespace {path}"),
+            Op::NetnsRemove { path } => format!("remove namespace {path}"),
+            Op::FileWrite { path, .. } => format!("write file {path}"),
         }
     }
 }

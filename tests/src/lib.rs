@@ -93,6 +93,7 @@ pub struct Host {
     pub dir: PathBuf,
     daemon: Option<Child>,
     extra_args: Vec<String>,
+    env: Vec<(String, String)>,
 }
 
 impl Host {
@@ -123,7 +124,7 @@ impl Host {
         let ns = Netns::new("wh");
         let dir = std::env::temp_dir().join(format!("wharf-e2e-{}", ns.name));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        Host { ns, dir, daemon: None, extra_args: Vec::new() }
+        Host { ns, dir, daemon: None, extra_args: Vec::new(), env: Vec::new() }
     }
 
     /// A new host namespace with no wharfd running yet: set the scene, then
@@ -138,7 +139,8 @@ impl Host {
         let ns = Netns { name: other.ns.name.clone(), owned: false };
         let dir = std::env::temp_dir().join(format!("wharf-e2e-{}", unique("beside")));
         std::fs::create_dir_all(&dir).expect("temp dir");
-        let mut h = Host { ns, dir, daemon: None, extra_args: extra.iter().map(|s| s.to_string()).collect() };
+        let extra_args = extra.iter().map(|s| s.to_string()).collect();
+        let mut h = Host { ns, dir, daemon: None, extra_args, env: Vec::new() };
         h.start_daemon();
         h
     }
@@ -183,6 +185,7 @@ impl Host {
         args.extend(self.extra_args.iter().cloned());
         let child = Command::new("nsenter")
             .args(&args)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -200,6 +203,15 @@ impl Host {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("wharfd did not answer in time:\n{}", self.log());
+    }
+
+    /// Set (or, with `None`, drop) an environment variable for the next daemon start, such
+    /// as `WHARF_TEST_CRASH_AT`.
+    pub fn set_env(&mut self, key: &str, value: Option<&str>) {
+        self.env.retain(|(k, _)| k != key);
+        if let Some(v) = value {
+            self.env.push((key.to_string(), v.to_string()));
+        }
     }
 
     /// Stop wharfd with SIGTERM and wait; returns whether it exited 0.

@@ -83,7 +83,8 @@ fn a_second_wharfd_leaves_the_first_ones_links() {
     let b_ip = h1.sandbox_ip("b", "first");
     assert!(h1.ping("a", &b_ip));
 
-    let mut h2 = Host::beside(&h1, &["--firewall", "none"]);
+    // A second wharfd needs nftables tables of its own: those of the first carry its mark.
+    let mut h2 = Host::beside(&h1, &["--firewall-table", "wharf2"]);
     churn(&h2, "10.72.0.0/24");
     h2.wharf_ok(&["network", "create", "--subnet", "10.73.0.0/24", "second"]);
     h2.wharf_ok(&["sandbox", "create", "c"]);
@@ -96,6 +97,8 @@ fn a_second_wharfd_leaves_the_first_ones_links() {
     }
     assert_eq!(addresses(&h1, &bridge), ["10.71.0.1/24"]);
     assert!(h1.ping("a", &b_ip), "traffic between the first wharfd's sandboxes");
+    let table = h1.in_host_ok(&["nft", "list", "set", "inet", "wharf", "bridges"]);
+    assert!(table.contains(&bridge), "the first wharfd's firewall elements are still there: {table}");
     assert_ne!(h1.link_alias(&bridge), h2.link_alias(&bridge_of(&h2, "second")), "each wharfd has its own mark");
 
     // And the first, restarted, leaves the second's.

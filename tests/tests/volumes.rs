@@ -41,8 +41,10 @@ fn tmpfs_is_mounted_by_the_first_user_and_unmounted_after_the_last() {
     assert_eq!(mounted_fstype(&mp), None);
     assert!(h.wharf_err(&["volume", "unmount", "scratch", "--id", "b"]).contains("not mounted by"));
     h.wharf_ok(&["volume", "mount", "scratch", "--id", "c"]);
-    h.wharf_ok(&["volume", "rm", "--force", "scratch"]);
-    assert_eq!(mounted_fstype(&mp), None, "a forced removal unmounts first");
+    assert!(h.wharf_err(&["volume", "rm", "--force", "scratch"]).contains("in use"), "Docker refuses even with -f");
+    assert_eq!(mounted_fstype(&mp).as_deref(), Some("tmpfs"), "a refused removal leaves the mount alone");
+    h.wharf_ok(&["volume", "unmount", "scratch", "--id", "c"]);
+    h.wharf_ok(&["volume", "rm", "scratch"]);
     assert!(h.wharf_err(&["volume", "inspect", "scratch"]).contains("not found"));
 }
 

@@ -194,7 +194,8 @@ enum VolumeCmd {
     /// Remove volumes.
     #[command(alias = "remove")]
     Rm {
-        /// Remove even when in use.
+        /// Succeed for volumes that do not exist. A volume in use is refused regardless,
+        /// as Docker does.
         #[arg(short, long)]
         force: bool,
         /// Volumes.

@@ -32,6 +32,9 @@ struct Flags {
     /// Firewall backend.
     #[arg(long, value_enum)]
     firewall: Option<FirewallBackend>,
+    /// Name of wharf's nftables tables (`inet NAME`, `bridge NAME`; default `wharf`).
+    #[arg(long)]
+    firewall_table: Option<String>,
     /// Let new connections from outside reach published ports only when the host's firewall
     /// marked them (see `published_ports_mark`).
     #[arg(long)]
@@ -68,6 +71,9 @@ fn config(flags: Flags) -> Result<Config, String> {
     }
     if let Some(v) = flags.firewall {
         c.firewall = v;
+    }
+    if let Some(v) = flags.firewall_table {
+        c.firewall_table = v;
     }
     if flags.published_ports_respect_input {
         c.published_ports_respect_input = true;
@@ -110,8 +116,15 @@ fn raise_open_files_limit() {
     }
 }
 
+/// `dir`, made if missing, with every symlink on the way resolved.
+fn resolved_dir(dir: &std::path::Path, what: &str) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(dir)
+        .and_then(|_| std::fs::canonicalize(dir))
+        .map_err(|e| format!("{what} {}: {e}", dir.display()))
+}
+
 fn run(flags: Flags) -> Result<(), String> {
-    let c = config(flags)?;
+    let mut c = config(flags)?;
     let filter = tracing_subscriber::EnvFilter::try_new(&c.log_level).map_err(|e| format!("log level: {e}"))?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -120,20 +133,28 @@ fn run(flags: Flags) -> Result<(), String> {
         .init();
 
     raise_open_files_limit();
-    std::fs::create_dir_all(&c.root).map_err(|e| format!("root {}: {e}", c.root.display()))?;
+    // Paths are resolved once, here: the kernel names mount points by their resolved paths,
+    // so a root reached through a symlink must be compared and mounted on as the kernel sees it.
+    c.root = resolved_dir(&c.root, "root")?;
+    c.netns_dir = resolved_dir(&c.netns_dir, "netns directory")?;
+    c.netns_etc_dir = resolved_dir(&c.netns_etc_dir, "netns etc directory")?;
     let volumes_dir = c.root.join("volumes");
     std::fs::create_dir_all(&volumes_dir).map_err(|e| format!("{}: {e}", volumes_dir.display()))?;
     let registry = registry(&c);
+    let store_path = c.root.join("state.redb");
+    let store = Store::open(&store_path).map_err(|e| format!("{}: {e}", store_path.display()))?;
+    let instance = wharf_core::engine::instance_id(&store).map_err(|e| format!("instance id: {e}"))?;
     let firewall: Arc<dyn Firewall> = match c.firewall {
         FirewallBackend::Nftables => {
-            let policy = Policy { respect_input: c.published_ports_respect_input.then_some(c.published_ports_mark) };
+            let policy = Policy {
+                table: c.firewall_table.clone(),
+                owner: Some(format!("wharf:{instance}")),
+                respect_input: c.published_ports_respect_input.then_some(c.published_ports_mark),
+            };
             Arc::new(Nftables::with_policy(None, policy).map_err(|e| format!("firewall: {e}"))?)
         }
         FirewallBackend::None => Arc::new(NoFirewall),
     };
-    let store_path = c.root.join("state.redb");
-    let store = Store::open(&store_path).map_err(|e| format!("{}: {e}", store_path.display()))?;
-    let instance = wharf_core::engine::instance_id(&store).map_err(|e| format!("instance id: {e}"))?;
     let exec = Arc::new(Kernel::new(firewall, &instance).map_err(|e| format!("executor: {e}"))?);
     let settings = Settings {
         netns_dir: c.netns_dir.clone(),

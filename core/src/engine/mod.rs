@@ -8,6 +8,7 @@
 
 mod firewall;
 mod network;
+mod policy;
 mod reconcile;
 mod sandbox;
 mod volume;
@@ -23,10 +24,11 @@ use crate::model::{Endpoint, JournalEntry, Network, Sandbox, Volume};
 use crate::registry::Registry;
 use crate::store::{Store, Table, Txn};
 use ipnet::IpNet;
+use policy::Author;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard};
-use wharf_sdk::{HostFacts, LinkKind, Op, Plan};
+use wharf_sdk::{HostFacts, LinkKind, Op, Plan, Step};
 
 /// Settings the engine needs from the daemon's configuration.
 #[derive(Debug, Clone)]
@@ -171,6 +173,19 @@ fn plan_links(plan: &Plan) -> impl Iterator<Item = (&LinkKind, &str)> {
     })
 }
 
+/// `plan` with the undo of each directory it creates that exists already turned into
+/// nothing: a directory wharf did not make is adopted, and a later failure never removes it.
+pub(super) fn adopt_existing_directories(mut plan: Plan) -> Plan {
+    for step in &mut plan.steps {
+        if let Op::DirCreate { path, .. } = &step.op {
+            if std::fs::symlink_metadata(path).is_ok() {
+                step.undo = Op::Noop;
+            }
+        }
+    }
+    plan
+}
+
 impl Engine {
     /// Open the engine over `store`, roll back interrupted plans, reconcile the kernel with
     /// the store, and make the predefined networks.
@@ -236,9 +251,16 @@ impl Engine {
     }
 
     /// Carry out `plan` for `object`, journaled; then run `commit` in the same store
-    /// transaction that clears the journal. If the commit fails, the plan is undone.
-    fn apply(&self, object: &str, plan: &Plan, commit: impl FnOnce(&mut Txn<'_>) -> Result<()>) -> Result<()> {
-        self.apply_recorded(object, plan, |t, _| commit(t))
+    /// transaction that clears the journal. If the commit fails, the plan is undone. The plan
+    /// is checked against the policy first.
+    fn apply(
+        &self,
+        author: Author<'_>,
+        object: &str,
+        plan: &Plan,
+        commit: impl FnOnce(&mut Txn<'_>) -> Result<()>,
+    ) -> Result<()> {
+        self.apply_recorded(author, object, plan, |t, _| commit(t))
     }
 
     /// [`Engine::apply`], handing `commit` the indices of the steps that found their object
@@ -252,16 +274,19 @@ impl Engine {
     /// recorded as created (see [`Engine::recover_journal`]).
     fn apply_recorded(
         &self,
+        author: Author<'_>,
         object: &str,
         plan: &Plan,
         commit: impl FnOnce(&mut Txn<'_>, &[usize]) -> Result<()>,
     ) -> Result<()> {
+        policy::check(plan, &self.settings, author, object)?;
         if plan.is_empty() {
             return self.store.write(|t| commit(t, &[]));
         }
         let key = new_id();
-        let entry = JournalEntry { object: object.to_string(), plan: plan.clone() };
+        let entry = JournalEntry { object: object.to_string(), plan: plan.clone(), roll_forward: false };
         self.store.write(|t| t.put(Table::Journal, &key, &entry))?;
+        crate::crash::point("journaled");
         let outcomes = match run_plan(self.exec.as_ref(), plan, &mut |i, o| self.store.step_done(&key, i, o)) {
             Ok(outcomes) => outcomes,
             Err(error) => {
@@ -285,26 +310,75 @@ impl Engine {
         Ok(())
     }
 
-    /// Roll back the plans a crash interrupted: each step recorded as having created
-    /// something is undone, last first; steps that found their object, and steps that
-    /// never ran, are left. The one step that may have been under way (the first without a
-    /// record) is undone only when it made a link that carries this daemon's mark and that
-    /// no stored object names; other objects it may have made are left for reconcile.
+    /// Carry out removal `plan` for `object`. `commit`, the store without the object, is
+    /// written together with the journal entry before the first step, so after a crash at any
+    /// point the object is gone from the store and recovery finishes the plan (every step is
+    /// idempotent). If a step fails, the completed ones are undone and `restore` puts the
+    /// object back.
+    fn apply_removal(
+        &self,
+        author: Author<'_>,
+        object: &str,
+        plan: &Plan,
+        commit: impl FnOnce(&mut Txn<'_>) -> Result<()>,
+        restore: impl FnOnce(&mut Txn<'_>) -> Result<()>,
+    ) -> Result<()> {
+        policy::check(plan, &self.settings, author, object)?;
+        if plan.is_empty() {
+            return self.store.write(commit);
+        }
+        let key = new_id();
+        let entry = JournalEntry { object: object.to_string(), plan: plan.clone(), roll_forward: true };
+        self.store.write(|t| {
+            commit(t)?;
+            t.put(Table::Journal, &key, &entry)
+        })?;
+        crate::crash::point("journaled");
+        if let Err(error) = run_plan(self.exec.as_ref(), plan, &mut |_, _| ()) {
+            self.store.write(|t| {
+                restore(t)?;
+                t.delete(Table::Journal, &key)
+            })?;
+            return Err(Error::Plan { object: object.to_string(), error });
+        }
+        // Should a crash lose this, recovery runs the finished plan once more, which changes
+        // nothing: its steps are idempotent, and anything made since was journaled by a
+        // durable write that also kept this one.
+        self.store.write_lazily(|t| t.delete(Table::Journal, &key))
+    }
+
+    /// Settle the plans a crash interrupted. A removal is carried on to its end (every step
+    /// is idempotent). Anything else is rolled back: each step recorded as having created
+    /// something is undone, last first; steps that found their object, and steps that never
+    /// ran, are left. The one step that may have been under way (the first without a record)
+    /// is undone only when it made a link that carries this daemon's mark and that no stored
+    /// object names; other objects it may have made are left for reconcile.
     fn recover_journal(&self) -> Result<()> {
         for (key, entry) in self.store.list::<JournalEntry>(Table::Journal)? {
-            let done = self.store.steps_done(&key);
-            tracing::warn!(object = %entry.object, steps = entry.plan.steps.len(), ran = done.len(), "rolling back an interrupted plan");
+            let steps = entry.plan.steps.len();
             let mut failures = Vec::new();
-            if let Some(step) = entry.plan.steps.get(done.len()) {
-                if self.made_in_flight(&step.op) {
-                    if let Err(e) = self.exec.apply(&step.undo) {
-                        failures.push(format!("{}: {e}", step.undo.describe()));
+            if entry.roll_forward {
+                tracing::warn!(object = %entry.object, steps, "completing an interrupted removal");
+                failures.extend(
+                    entry
+                        .plan
+                        .ops()
+                        .filter_map(|op| self.exec.apply(op).err().map(|e| format!("{}: {e}", op.describe()))),
+                );
+            } else {
+                let done = self.store.steps_done(&key);
+                tracing::warn!(object = %entry.object, steps, ran = done.len(), "rolling back an interrupted plan");
+                if let Some(step) = entry.plan.steps.get(done.len()) {
+                    if self.made_in_flight(step) {
+                        if let Err(e) = self.exec.apply(&step.undo) {
+                            failures.push(format!("{}: {e}", step.undo.describe()));
+                        }
                     }
                 }
+                failures.extend(undo_steps(self.exec.as_ref(), &entry.plan, &done));
             }
-            failures.extend(undo_steps(self.exec.as_ref(), &entry.plan, &done));
             for f in failures {
-                tracing::warn!("rollback of {}: {f}", entry.object);
+                tracing::warn!("recovery of {}: {f}", entry.object);
             }
             self.store.write(|t| t.delete(Table::Journal, &key))?;
         }
@@ -312,10 +386,18 @@ impl Engine {
         Ok(())
     }
 
-    /// Whether `op`, a step whose outcome was never recorded, made a link of this daemon's
-    /// that no stored network or endpoint names.
-    fn made_in_flight(&self, op: &Op) -> bool {
-        self.ours_alone(&self.lock(), op, "")
+    /// Whether `step`, whose outcome was never recorded, made something of this daemon's: a
+    /// link with its mark that no stored network or endpoint names; a sandbox's namespace or
+    /// resolver file (made only where nothing stood: a name whose namespace file exists is
+    /// refused before anything is journaled); or a directory that was absent when the plan
+    /// was made (one that stood there already was given no undo, see
+    /// [`adopt_existing_directories`]).
+    fn made_in_flight(&self, step: &Step) -> bool {
+        match &step.op {
+            Op::NetnsCreate { .. } | Op::FileWrite { .. } => true,
+            Op::DirCreate { .. } => step.undo != Op::Noop,
+            op => self.ours_alone(&self.lock(), op, ""),
+        }
     }
 
     /// Whether `op` makes a link that carries this daemon's mark and that no stored network
@@ -381,3 +463,6 @@ impl Engine {
 
 #[cfg(test)]
 pub(crate) mod tests;
+
+#[cfg(test)]
+mod recovery_tests;

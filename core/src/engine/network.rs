@@ -1,6 +1,6 @@
 //! Network operations: create, delete, prune, connect and disconnect.
 
-use super::{new_id, now, valid_name, Engine, State};
+use super::{new_id, now, valid_name, Author, Engine, State};
 use crate::error::{Error, Result};
 use crate::firewall::{HostPort, PortState};
 use crate::ipam::{overlaps, pick_subnet};
@@ -278,7 +278,8 @@ impl Engine {
         network.plan = out.plan;
         let object = format!("network {}", network.name);
         let plan = network.plan.clone();
-        self.apply_recorded(&object, &plan, |t, found| {
+        let driver = network.driver.clone();
+        self.apply_recorded(Author::Driver(&driver), &object, &plan, |t, found| {
             network.found = found.to_vec();
             t.put(Table::Networks, &network.id, &network)
         })?;
@@ -361,7 +362,13 @@ impl Engine {
             .map_err(|e| Error::driver(&network.driver, e))?;
         let object = format!("network {}", network.name);
         let plan = self.removal_plan(state, out.plan, &network.plan, &network.found, &network.id);
-        self.apply(&object, &plan, |t| t.delete(Table::Networks, &network.id))?;
+        self.apply_removal(
+            Author::Driver(&network.driver),
+            &object,
+            &plan,
+            |t| t.delete(Table::Networks, &network.id),
+            |t| t.put(Table::Networks, &network.id, network),
+        )?;
         state.networks.remove(&network.id);
         tracing::info!(network = %network.name, "network removed");
         Ok(())
@@ -474,7 +481,7 @@ impl Engine {
         self.check_ports(&state, &endpoint)?;
         let object = format!("endpoint of {} on network {}", sandbox.name, network.name);
         let plan = endpoint.plan.clone();
-        self.apply_recorded(&object, &plan, |t, found| {
+        self.apply_recorded(Author::Endpoint(&network.driver, &sandbox.netns), &object, &plan, |t, found| {
             endpoint.found = found.to_vec();
             t.put(Table::Networks, &net.id, &net)?;
             t.put(Table::Endpoints, &endpoint.id, &endpoint)
@@ -564,10 +571,21 @@ impl Engine {
             }
         }
         let object = format!("endpoint of {} on network {}", sandbox.name, network.name);
-        self.apply(&object, &plan, |t| {
-            t.put(Table::Networks, &net.id, &net)?;
-            t.delete(Table::Endpoints, &endpoint.id)
-        })?;
+        // A removal: after a crash the endpoint is gone from the store and recovery finishes
+        // taking its links down, whichever end was retired last.
+        self.apply_removal(
+            Author::Endpoint(&network.driver, &sandbox.netns),
+            &object,
+            &plan,
+            |t| {
+                t.put(Table::Networks, &net.id, &net)?;
+                t.delete(Table::Endpoints, &endpoint.id)
+            },
+            |t| {
+                t.put(Table::Networks, &network.id, &network)?;
+                t.put(Table::Endpoints, &endpoint.id, endpoint)
+            },
+        )?;
         state.networks.insert(net.id.clone(), net);
         state.endpoints.remove(&endpoint.id);
         Ok(())

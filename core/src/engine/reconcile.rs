@@ -7,7 +7,7 @@
 //!
 //! [`Executor::sweep`]: crate::executor::Executor::sweep
 
-use super::{network::PoolRequest, Engine, NetworkCreateRequest, State};
+use super::{network::PoolRequest, policy, Author, Engine, NetworkCreateRequest, State};
 use crate::error::Result;
 use crate::model::Endpoint;
 use crate::store::Table;
@@ -115,7 +115,12 @@ impl Engine {
                 continue;
             };
             let request = self.volume_request(&v, "");
-            match driver.mount(request) {
+            let checked =
+                driver.mount(request).map_err(|e| crate::error::Error::driver(&v.driver, e)).and_then(|out| {
+                    policy::check(&out.plan, &self.settings, Author::Driver(&v.driver), &format!("volume {}", v.name))
+                        .map(|()| out)
+                });
+            match checked {
                 Ok(out) => {
                     self.reapply(&format!("volume {}", v.name), &out.plan, &HostFacts::default());
                     tracing::info!("reconcile: volume {} is mounted for {} user(s)", v.name, v.mounts.len());

@@ -1,12 +1,13 @@
 //! Sandbox operations: create, remove. A sandbox is a network namespace, either made by
 //! wharf (a named namespace under the netns directory) or handed over by a runtime.
 
-use super::{new_id, now, valid_name, Engine};
+use super::{new_id, now, valid_name, Author, Engine};
 use crate::error::{Error, Result};
 use crate::model::Sandbox;
 use crate::store::Table;
 use std::collections::BTreeMap;
 use std::path::Path;
+use wharf_sdk::{Op, Plan, Step};
 
 /// Resolver lines for a sandbox: the host's nameservers, search and options, leaving out
 /// loopback nameservers (unreachable from a sandbox), with Docker's fallback servers when
@@ -40,7 +41,8 @@ pub fn sandbox_resolv_conf(host: &str) -> String {
 
 impl Engine {
     /// Create a sandbox: a new persistent named namespace, or register `netns` (a path
-    /// such as `/proc/PID/ns/net`) a runtime made.
+    /// such as `/proc/PID/ns/net`) a runtime made. The namespace and the sandbox's
+    /// `resolv.conf` are made by one journaled plan, so a crash leaves no trace.
     pub fn sandbox_create(&self, name: &str, netns: Option<&str>, labels: BTreeMap<String, String>) -> Result<Sandbox> {
         let mut state = self.lock();
         if !valid_name(name) {
@@ -51,6 +53,7 @@ impl Engine {
         if state.sandboxes.values().any(|s| s.name == name) {
             return Err(Error::Conflict(format!("sandbox with name {name} already exists")));
         }
+        let mut plan = Plan::new();
         let (path, owned) = match netns {
             Some(p) => {
                 self.exec.check_netns(Path::new(p)).map_err(|e| {
@@ -59,47 +62,45 @@ impl Engine {
                 (p.to_string(), false)
             }
             None => {
-                let path = self
-                    .exec
-                    .create_netns(&self.settings.netns_dir, name)
-                    .map_err(|e| Error::Internal(format!("sandbox {name}: {e}")))?;
-                (path.display().to_string(), true)
+                let path = self.settings.netns_dir.join(name);
+                if std::fs::symlink_metadata(&path).is_ok() {
+                    // Someone else's namespace (or file): never adopted, never deleted.
+                    return Err(Error::Conflict(format!(
+                        "sandbox {name}: {} exists and was not made by wharf; remove it or choose another name",
+                        path.display()
+                    )));
+                }
+                let path = path.display().to_string();
+                plan.push(Step::new(Op::NetnsCreate { path: path.clone() }, Op::NetnsRemove { path: path.clone() }));
+                (path, true)
             }
         };
+        let host = std::fs::read_to_string(&self.settings.host_resolv_conf).unwrap_or_default();
+        let dir = self.etc_dir(name);
+        let conf = format!("{dir}/resolv.conf");
+        plan.push(Step::dir_create(&dir, None, None, None));
+        plan.push(Step::new(
+            Op::FileWrite { path: conf.clone(), contents: sandbox_resolv_conf(&host) },
+            Op::FileRemove { path: conf },
+        ));
+        let plan = super::adopt_existing_directories(plan);
         let sandbox = Sandbox { id: new_id(), name: name.to_string(), netns: path, owned, created: now(), labels };
-        let stored = self
-            .write_resolv_conf(&sandbox)
-            .and_then(|_| self.store.write(|t| t.put(Table::Sandboxes, &sandbox.id, &sandbox)));
-        if let Err(e) = stored {
-            self.discard_sandbox_files(&sandbox);
-            return Err(e);
-        }
+        self.apply(Author::Core, &format!("sandbox {name}"), &plan, |t| {
+            t.put(Table::Sandboxes, &sandbox.id, &sandbox)
+        })?;
         state.sandboxes.insert(sandbox.id.clone(), sandbox.clone());
         tracing::info!(sandbox = %sandbox.name, netns = %sandbox.netns, "sandbox created");
         Ok(sandbox)
     }
 
-    fn write_resolv_conf(&self, sandbox: &Sandbox) -> Result<()> {
-        let host = std::fs::read_to_string(&self.settings.host_resolv_conf).unwrap_or_default();
-        let dir = self.settings.netns_etc_dir.join(&sandbox.name);
-        std::fs::create_dir_all(&dir)
-            .and_then(|_| std::fs::write(dir.join("resolv.conf"), sandbox_resolv_conf(&host)))
-            .map_err(|e| {
-                Error::Internal(format!("sandbox {}: writing {}/resolv.conf: {e}", sandbox.name, dir.display()))
-            })
-    }
-
-    fn discard_sandbox_files(&self, sandbox: &Sandbox) {
-        let _ = std::fs::remove_dir_all(self.settings.netns_etc_dir.join(&sandbox.name));
-        if sandbox.owned {
-            if let Err(e) = self.exec.remove_netns(Path::new(&sandbox.netns)) {
-                tracing::warn!(sandbox = %sandbox.name, error = %e, "could not remove namespace");
-            }
-        }
+    /// `/etc/netns/NAME`: where `ip netns exec NAME` finds the sandbox's `resolv.conf`.
+    fn etc_dir(&self, name: &str) -> String {
+        self.settings.netns_etc_dir.join(name).display().to_string()
     }
 
     /// Remove a sandbox. While it is connected this is refused unless `force`, which
-    /// disconnects it from every network first.
+    /// disconnects it from every network first. Its files and namespace go in one journaled
+    /// removal that a crash cannot leave half done.
     pub fn sandbox_remove(&self, key: &str, force: bool) -> Result<()> {
         let mut state = self.lock();
         let sandbox = state.sandbox(key)?.clone();
@@ -114,9 +115,19 @@ impl Engine {
         for e in &endpoints {
             self.disconnect_locked(&mut state, e)?;
         }
-        self.store.write(|t| t.delete(Table::Sandboxes, &sandbox.id))?;
+        let mut plan = Plan::new();
+        plan.push(Step::new(Op::DirRemove { path: self.etc_dir(&sandbox.name) }, Op::Noop));
+        if sandbox.owned {
+            plan.push(Step::new(Op::NetnsRemove { path: sandbox.netns.clone() }, Op::Noop));
+        }
+        self.apply_removal(
+            Author::Core,
+            &format!("sandbox {}", sandbox.name),
+            &plan,
+            |t| t.delete(Table::Sandboxes, &sandbox.id),
+            |t| t.put(Table::Sandboxes, &sandbox.id, &sandbox),
+        )?;
         state.sandboxes.remove(&sandbox.id);
-        self.discard_sandbox_files(&sandbox);
         tracing::info!(sandbox = %sandbox.name, "sandbox removed");
         Ok(())
     }

@@ -117,21 +117,26 @@ impl Fixture {
     }
 
     pub fn engine(&self) -> Engine {
+        self.engine_on(self.rec.clone())
+    }
+
+    /// The engine over this fixture's store, carrying plans out on `exec`.
+    pub fn engine_on(&self, exec: Arc<dyn Executor>) -> Engine {
         let mut reg = Registry::new();
         reg.add_network(Arc::new(Host), Source::Builtin).unwrap();
         reg.add_network(Arc::new(Null), Source::Builtin).unwrap();
         reg.add_network(Arc::new(TestNet), Source::Builtin).unwrap();
         reg.add_volume(Arc::new(TestVol), Source::Builtin).unwrap();
         let store = Store::open(&self.dir.path().join("state.redb")).unwrap();
-        Engine::start(store, reg, self.rec.clone(), self.settings()).unwrap()
+        Engine::start(store, reg, exec, self.settings()).unwrap()
     }
 }
 
-fn net(name: &str) -> NetworkCreateRequest {
+pub(crate) fn net(name: &str) -> NetworkCreateRequest {
     NetworkCreateRequest { name: name.into(), driver: "testnet".into(), ..Default::default() }
 }
 
-fn connect(network: &str, sandbox: &str) -> ConnectRequest {
+pub(crate) fn connect(network: &str, sandbox: &str) -> ConnectRequest {
     ConnectRequest { network: network.into(), sandbox: sandbox.into(), ..Default::default() }
 }
 
@@ -353,7 +358,7 @@ fn three_steps() -> Plan {
 fn crash_and_recover(f: &Fixture, plan: &Plan, ran: &[crate::executor::Outcome]) -> Vec<Op> {
     {
         let e = f.engine();
-        let entry = crate::model::JournalEntry { object: "network x".into(), plan: plan.clone() };
+        let entry = crate::model::JournalEntry { object: "network x".into(), plan: plan.clone(), ..Default::default() };
         e.store.write(|t| t.put(Table::Journal, "k", &entry)).unwrap();
         for (i, o) in ran.iter().enumerate() {
             e.store.step_done("k", i, *o);

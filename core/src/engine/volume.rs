@@ -1,14 +1,14 @@
 //! Volume operations with Docker's semantics: idempotent create, anonymous volumes,
 //! reference-counted mounts, removal of unused volumes, prune.
 
-use super::{new_id, now, valid_name, Engine, State};
+use super::{new_id, now, valid_name, Author, Engine, State};
 use crate::error::{Error, Result};
 use crate::model::{Volume, ANONYMOUS_LABEL};
 use crate::store::Table;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
-use wharf_sdk::{VolumeDriver, VolumeRequest, VolumeSpec};
+use wharf_sdk::{Plan, VolumeDriver, VolumeRequest, VolumeSpec};
 
 /// A volume create request.
 #[derive(Debug, Clone, Default)]
@@ -103,7 +103,10 @@ impl Engine {
         volume.mountpoint = out.response.mountpoint;
         volume.status = out.response.status;
         volume.state = out.state;
-        self.apply(&format!("volume {name}"), &out.plan, |t| t.put(Table::Volumes, &name, &volume))?;
+        let plan = super::adopt_existing_directories(out.plan);
+        self.apply(Author::Driver(&driver_name), &format!("volume {name}"), &plan, |t| {
+            t.put(Table::Volumes, &name, &volume)
+        })?;
         state.volumes.insert(name, volume.clone());
         Ok(volume)
     }
@@ -118,7 +121,8 @@ impl Engine {
         self.lock().volumes.get(name).cloned().ok_or_else(|| Error::NotFound(format!("volume {name} not found")))
     }
 
-    /// Remove a volume. One in use is refused unless `force`, which unmounts it first.
+    /// Remove a volume. One in use is refused, `force` or not; `force` only makes an
+    /// absent volume no error.
     pub fn volume_remove(&self, name: &str, force: bool) -> Result<()> {
         let mut state = self.lock();
         let volume = match state.volumes.get(name) {
@@ -126,27 +130,28 @@ impl Engine {
             None if force => return Ok(()),
             None => return Err(Error::NotFound(format!("volume {name} not found"))),
         };
-        self.remove_volume_locked(&mut state, volume, force)
+        self.remove_volume_locked(&mut state, volume)
     }
 
-    fn remove_volume_locked(&self, state: &mut State, mut volume: Volume, force: bool) -> Result<()> {
-        let driver = self.volume_driver(&volume.driver)?;
+    fn remove_volume_locked(&self, state: &mut State, volume: Volume) -> Result<()> {
         if !volume.mounts.is_empty() {
-            if !force {
-                return Err(Error::Conflict(format!(
-                    "remove {}: volume is in use by {}",
-                    volume.name,
-                    volume.mounts.iter().cloned().collect::<Vec<_>>().join(", ")
-                )));
-            }
-            let out = driver.unmount(self.volume_request(&volume, "")).map_err(|e| Error::driver(&volume.driver, e))?;
-            volume.mounts.clear();
-            let name = volume.name.clone();
-            self.apply(&format!("volume {name}"), &out.plan, |t| t.put(Table::Volumes, &name, &volume))?;
-            state.volumes.insert(name, volume.clone());
+            // Docker refuses a volume in use even with --force: its users would lose their
+            // files under them.
+            return Err(Error::Conflict(format!(
+                "remove {}: volume is in use by {}",
+                volume.name,
+                volume.mounts.iter().cloned().collect::<Vec<_>>().join(", ")
+            )));
         }
+        let driver = self.volume_driver(&volume.driver)?;
         let out = driver.remove(self.volume_request(&volume, "")).map_err(|e| Error::driver(&volume.driver, e))?;
-        self.apply(&format!("volume {}", volume.name), &out.plan, |t| t.delete(Table::Volumes, &volume.name))?;
+        self.apply_removal(
+            Author::Driver(&volume.driver),
+            &format!("volume {}", volume.name),
+            &out.plan,
+            |t| t.delete(Table::Volumes, &volume.name),
+            |t| t.put(Table::Volumes, &volume.name, &volume),
+        )?;
         state.volumes.remove(&volume.name);
         tracing::info!(volume = %volume.name, "volume removed");
         Ok(())
@@ -164,7 +169,7 @@ impl Engine {
         if volume.mounts.contains(id) {
             return Ok(volume.mountpoint);
         }
-        let mut plan = wharf_sdk::Plan::new();
+        let mut plan = Plan::new();
         if volume.mounts.is_empty() {
             let driver = self.volume_driver(&volume.driver)?;
             let out = driver.mount(self.volume_request(&volume, id)).map_err(|e| Error::driver(&volume.driver, e))?;
@@ -175,7 +180,9 @@ impl Engine {
             plan = out.plan;
         }
         volume.mounts.insert(id.to_string());
-        self.apply(&format!("volume {name}"), &plan, |t| t.put(Table::Volumes, name, &volume))?;
+        self.apply(Author::Driver(&volume.driver), &format!("volume {name}"), &plan, |t| {
+            t.put(Table::Volumes, name, &volume)
+        })?;
         let mountpoint = volume.mountpoint.clone();
         state.volumes.insert(name.to_string(), volume);
         Ok(mountpoint)
@@ -189,14 +196,16 @@ impl Engine {
         if !volume.mounts.remove(id) {
             return Err(Error::Conflict(format!("volume {name} is not mounted by {id:?}")));
         }
-        let mut plan = wharf_sdk::Plan::new();
+        let mut plan = Plan::new();
         if volume.mounts.is_empty() {
             let driver = self.volume_driver(&volume.driver)?;
             let out = driver.unmount(self.volume_request(&volume, id)).map_err(|e| Error::driver(&volume.driver, e))?;
             volume.state = if out.state.is_null() { volume.state } else { out.state };
             plan = out.plan;
         }
-        self.apply(&format!("volume {name}"), &plan, |t| t.put(Table::Volumes, name, &volume))?;
+        self.apply(Author::Driver(&volume.driver), &format!("volume {name}"), &plan, |t| {
+            t.put(Table::Volumes, name, &volume)
+        })?;
         state.volumes.insert(name.to_string(), volume);
         Ok(())
     }
@@ -214,7 +223,7 @@ impl Engine {
         let mut report = PruneReport::default();
         for v in candidates {
             let size = if v.driver == "local" { disk_usage(Path::new(&v.mountpoint)) } else { 0 };
-            match self.remove_volume_locked(&mut state, v.clone(), false) {
+            match self.remove_volume_locked(&mut state, v.clone()) {
                 Ok(()) => {
                     report.removed.push(v.name);
                     report.space_reclaimed += size;

@@ -26,7 +26,7 @@
 
 use super::libnftables::Context;
 use super::ports::{bind_port, HostPort, Reservations};
-use super::ruleset::{self, Elem, Policy};
+use super::ruleset::{self, Elem, Family, Policy};
 use super::watch::{Seen, Watch};
 use super::{conntrack, Firewall, PortState};
 use crate::executor::ExecError;
@@ -44,7 +44,7 @@ use wharf_sdk::{FirewallFact, Protocol};
 const WATCH_TICK: Duration = Duration::from_millis(200);
 
 /// An element's identity in the kernel: its table, set and key (a map's value aside).
-type ElemKey = (&'static str, &'static str, String);
+type ElemKey = (Family, &'static str, String);
 
 fn key(e: &Elem) -> ElemKey {
     (e.table, e.set, e.key.clone())
@@ -82,12 +82,28 @@ impl Backend {
     /// rules, keeping existing elements; if they cannot be brought up to date in place (their
     /// layout differs), create them afresh and empty.
     fn init(&mut self) -> Result<(), ExecError> {
-        self.ibrname = self.nft.run(&ruleset::ibrname_probe(), true).is_ok();
-        if let Err(e) = self.nft.run(&ruleset::structure(self.ibrname, self.policy), false) {
+        self.check_owner()?;
+        self.ibrname = self.nft.run(&ruleset::ibrname_probe(&self.policy), true).is_ok();
+        if let Err(e) = self.nft.run(&ruleset::structure(self.ibrname, &self.policy), false) {
             tracing::warn!(error = %e, "wharf's nftables tables differ from this version's; recreating them");
-            self.nft.exec(&ruleset::recreate(self.ibrname, self.policy))?;
+            self.nft.exec(&ruleset::recreate(self.ibrname, &self.policy))?;
         }
         Ok(())
+    }
+
+    /// Refuse tables of this name that another wharfd marked as its own: they are never
+    /// touched, let alone re-created.
+    fn check_owner(&mut self) -> Result<(), ExecError> {
+        let Some(owner) = &self.policy.owner else { return Ok(()) };
+        let inet = self.policy.table(Family::Inet);
+        let Ok(listing) = self.nft.run(&format!("list table {inet}"), false) else { return Ok(()) };
+        match ruleset::owner_of(&listing) {
+            Some(other) if other != owner => Err(ExecError::new(format!(
+                "nftables table {inet} belongs to another wharfd ({other}); give this one tables of its own \
+                 (firewall_table in wharf.toml, or --firewall-table NAME), or run it with --firewall none"
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Re-create the tables holding exactly `facts`; their host ports are held afresh. A host
@@ -98,7 +114,7 @@ impl Backend {
         for fact in facts {
             elems.extend(self.elements(fact)?);
         }
-        self.nft.exec(&(ruleset::recreate(self.ibrname, self.policy) + &ruleset::bulk_add(&elems)))?;
+        self.nft.exec(&(ruleset::recreate(self.ibrname, &self.policy) + &ruleset::bulk_add(&elems, &self.policy)))?;
         self.facts.clear();
         self.refs.clear();
         self.ports.clear();
@@ -126,14 +142,14 @@ impl Backend {
     /// Whether wharf's tables and base chains are all there; if not, re-create them holding
     /// every fact in place and say so once. Returns whether anything was restored.
     fn heal(&mut self) -> Result<bool, ExecError> {
-        if ruleset::presence_probes().iter().all(|probe| self.nft.run(probe, false).is_ok()) {
+        if ruleset::presence_probes(&self.policy).iter().all(|probe| self.nft.run(probe, false).is_ok()) {
             return Ok(false);
         }
         let mut elems = Vec::new();
         for fact in &self.facts {
             elems.extend(self.elements(fact)?);
         }
-        self.nft.exec(&(ruleset::recreate(self.ibrname, self.policy) + &ruleset::bulk_add(&elems)))?;
+        self.nft.exec(&(ruleset::recreate(self.ibrname, &self.policy) + &ruleset::bulk_add(&elems, &self.policy)))?;
         tracing::warn!(facts = self.facts.len(), "wharf's nftables tables were removed by someone else; restored them");
         Ok(true)
     }
@@ -172,7 +188,7 @@ impl Backend {
     }
 
     fn add_elements(&mut self, elems: &[Elem]) -> Result<(), ExecError> {
-        let fast: String = elems.iter().map(Elem::add).collect();
+        let fast: String = elems.iter().map(|e| e.add(&self.policy)).collect();
         if self.nft.run(&fast, false).is_ok() {
             return Ok(());
         }
@@ -180,10 +196,10 @@ impl Backend {
         // A map key already holds another value: replace it, in one transaction.
         let mut slow = String::new();
         for e in elems {
-            if e.value.is_some() && self.nft.run(&e.add(), true).is_err() {
-                slow += &e.delete();
+            if e.value.is_some() && self.nft.run(&e.add(&self.policy), true).is_err() {
+                slow += &e.delete(&self.policy);
             }
-            slow += &e.add();
+            slow += &e.add(&self.policy);
         }
         self.exec_healing(&slow)
     }
@@ -213,15 +229,15 @@ impl Backend {
             }
         }
         // Adding an element before deleting it makes deleting an absent element succeed.
-        let fast: String = doomed.iter().map(|e| e.add() + &e.delete()).collect();
+        let fast: String = doomed.iter().map(|e| e.add(&self.policy) + &e.delete(&self.policy)).collect();
         if !fast.is_empty() && self.nft.run(&fast, false).is_err() && !self.heal()? {
             // Some element cannot be added: its key holds another value, so this fact's
             // element is not there; delete the others.
             let mut slow = String::new();
             for e in &doomed {
-                if self.nft.run(&e.add(), true).is_ok() {
-                    slow += &e.add();
-                    slow += &e.delete();
+                if self.nft.run(&e.add(&self.policy), true).is_ok() {
+                    slow += &e.add(&self.policy);
+                    slow += &e.delete(&self.policy);
                 }
             }
             if !slow.is_empty() {
@@ -267,12 +283,11 @@ impl Backend {
         for fact in facts {
             let mut elems = Vec::new();
             for e in self.elements(fact)? {
-                let get = format!("get element {} {} {{ {} }}", e.table, e.set, e.key);
-                let present = match self.nft.run(&get, false) {
+                let present = match self.nft.run(&e.get(&self.policy), false) {
                     Ok(listing) => e.value.as_ref().is_none_or(|v| listing.contains(&format!(": {v}"))),
                     Err(_) => false,
                 };
-                elems.push((e.describe(), present));
+                elems.push((e.describe(&self.policy), present));
             }
             out.push(elems);
         }
@@ -281,8 +296,8 @@ impl Backend {
 
     fn list(&mut self) -> Result<String, ExecError> {
         // One table per call: libnftables 1.0.6 fills its cache for one table per command buffer.
-        let inet = self.nft.exec(&format!("list table {}", ruleset::INET))?;
-        Ok(inet + &self.nft.exec(&format!("list table {}", ruleset::BRIDGE))?)
+        let inet = self.nft.exec(&format!("list table {}", self.policy.table(Family::Inet)))?;
+        Ok(inet + &self.nft.exec(&format!("list table {}", self.policy.table(Family::Bridge)))?)
     }
 }
 
@@ -308,7 +323,8 @@ impl Nftables {
         Self::start(Some(netns), Policy::default())
     }
 
-    /// Like [`Nftables::new`] or [`Nftables::in_netns`], with a ruleset policy.
+    /// Like [`Nftables::new`] or [`Nftables::in_netns`], with a ruleset policy (table name,
+    /// owner, published-port policy).
     pub fn with_policy(netns: Option<&Path>, policy: Policy) -> Result<Nftables, ExecError> {
         Self::start(netns, policy)
     }
@@ -331,6 +347,7 @@ impl Nftables {
                     }
                 }
                 drop(file);
+                let table = policy.table.clone();
                 let opened = Context::open().and_then(|nft| {
                     let mut b = Backend {
                         nft,
@@ -341,7 +358,7 @@ impl Nftables {
                         ports: Reservations::default(),
                     };
                     b.init()?;
-                    let watch = Watch::new(WATCH_TICK).map_err(ExecError)?;
+                    let watch = Watch::new(WATCH_TICK, &table).map_err(ExecError)?;
                     Ok((b, watch))
                 });
                 let mut backend = match opened {

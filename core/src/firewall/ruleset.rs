@@ -44,18 +44,60 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use wharf_sdk::{FirewallFact, GatewayMode};
 
-/// wharf's inet table.
-pub const INET: &str = "inet wharf";
-/// wharf's bridge table.
-pub const BRIDGE: &str = "bridge wharf";
+/// The name of wharf's tables unless the operator picks another.
+pub const DEFAULT_TABLE: &str = "wharf";
+
+/// Which of wharf's two tables an element or command is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Family {
+    /// `table inet NAME`: filter and NAT.
+    Inet,
+    /// `table bridge NAME`: frames between ports of one bridge.
+    Bridge,
+}
 
 /// Choices that change the fixed rules (not their elements).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Policy {
+    /// The name of wharf's tables (`inet NAME`, `bridge NAME`).
+    pub table: String,
+    /// The comment that marks the tables as this daemon's (`wharf:<instance id>`); tables
+    /// that carry another are another wharfd's and are never touched.
+    pub owner: Option<String>,
     /// A new connection from outside the host to a published port is let through only when
     /// its packet carries `mark` (every bit of it), set by the host's own firewall; without
     /// this, wharf lets every published port through.
     pub respect_input: Option<u32>,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Policy { table: DEFAULT_TABLE.into(), owner: None, respect_input: None }
+    }
+}
+
+impl Policy {
+    /// `inet NAME` or `bridge NAME`.
+    pub fn table(&self, family: Family) -> String {
+        match family {
+            Family::Inet => format!("inet {}", self.table),
+            Family::Bridge => format!("bridge {}", self.table),
+        }
+    }
+
+    /// The `add table` command for `family`, with the owner's comment.
+    fn add_table(&self, family: Family) -> String {
+        match &self.owner {
+            Some(owner) => format!("add table {} {{ comment \"{owner}\"; }}\n", self.table(family)),
+            None => format!("add table {}\n", self.table(family)),
+        }
+    }
+}
+
+/// The owner comment of a table as `nft list table` prints it, if it has one.
+pub fn owner_of(listing: &str) -> Option<&str> {
+    let line = listing.lines().map(str::trim).find(|l| l.starts_with("comment \""))?;
+    line.strip_prefix("comment \"")?.strip_suffix('"')
 }
 
 /// The mark [`Policy::respect_input`] uses unless the operator picks another.
@@ -83,7 +125,7 @@ const INET_SETS: &[(&str, &str, &str)] = &[
 /// rules.
 type Chain = (&'static str, &'static str, Vec<String>);
 
-fn inet_chains(policy: Policy) -> Vec<Chain> {
+fn inet_chains(respect_input: Option<u32>) -> Vec<Chain> {
     let rules = |r: &[&str]| r.iter().map(|s| s.to_string()).collect::<Vec<_>>();
     let mut forward = rules(&[
         "iifname . oifname @intra accept",
@@ -92,7 +134,7 @@ fn inet_chains(policy: Policy) -> Vec<Chain> {
         "ct state related accept",
         "ct state established ct direction reply accept",
     ]);
-    if let Some(mark) = policy.respect_input {
+    if let Some(mark) = respect_input {
         forward
             .push(format!("ct status dnat ct state new iifname != @bridges meta mark & {mark:#x} != {mark:#x} drop"));
     }
@@ -171,68 +213,72 @@ const BRIDGE_ADDR_RULES: &[&str] =
 /// The commands that make sure wharf's tables, sets, maps and chains exist and that the chains
 /// hold exactly the fixed rules; existing elements are kept. `ibrname`: the kernel supports
 /// `meta ibrname` in the bridge family.
-pub fn structure(ibrname: bool, policy: Policy) -> String {
-    let mut s = format!("add table {INET}\n");
+pub fn structure(ibrname: bool, policy: &Policy) -> String {
+    let (inet, bridge) = (policy.table(Family::Inet), policy.table(Family::Bridge));
+    let mut s = policy.add_table(Family::Inet);
     for (kind, name, decl) in INET_SETS {
-        s += &format!("add {kind} {INET} {name} {{ {decl} }}\n");
+        s += &format!("add {kind} {inet} {name} {{ {decl} }}\n");
     }
-    let chains = inet_chains(policy);
+    let chains = inet_chains(policy.respect_input);
     for (name, decl, _) in &chains {
         if decl.is_empty() {
-            s += &format!("add chain {INET} {name}\n");
+            s += &format!("add chain {inet} {name}\n");
         } else {
-            s += &format!("add chain {INET} {name} {{ {decl} }}\n");
+            s += &format!("add chain {inet} {name} {{ {decl} }}\n");
         }
-        s += &format!("flush chain {INET} {name}\n");
+        s += &format!("flush chain {inet} {name}\n");
     }
     for (name, _, rules) in &chains {
         for rule in rules {
-            s += &format!("add rule {INET} {name} {rule}\n");
+            s += &format!("add rule {inet} {name} {rule}\n");
         }
     }
-    s += &format!("add table {BRIDGE}\n");
+    s += &policy.add_table(Family::Bridge);
     if ibrname {
-        s += &format!("add set {BRIDGE} icc_off {{ type ifname; }}\n");
+        s += &format!("add set {bridge} icc_off {{ type ifname; }}\n");
     } else {
-        s += &format!("add set {BRIDGE} icc_off4 {{ type ipv4_addr; flags interval; }}\n");
-        s += &format!("add set {BRIDGE} icc_off6 {{ type ipv6_addr; flags interval; }}\n");
+        s += &format!("add set {bridge} icc_off4 {{ type ipv4_addr; flags interval; }}\n");
+        s += &format!("add set {bridge} icc_off6 {{ type ipv6_addr; flags interval; }}\n");
     }
-    s += &format!("add chain {BRIDGE} forward {{ {BRIDGE_FORWARD} }}\nflush chain {BRIDGE} forward\n");
+    s += &format!("add chain {bridge} forward {{ {BRIDGE_FORWARD} }}\nflush chain {bridge} forward\n");
     if ibrname {
-        s += &format!("add rule {BRIDGE} forward meta ibrname @icc_off drop\n");
+        s += &format!("add rule {bridge} forward meta ibrname @icc_off drop\n");
     } else {
         for rule in BRIDGE_ADDR_RULES {
-            s += &format!("add rule {BRIDGE} forward {rule}\n");
+            s += &format!("add rule {bridge} forward {rule}\n");
         }
     }
     s
 }
 
 /// Commands that drop wharf's tables (absent is fine) and create them afresh, empty.
-pub fn recreate(ibrname: bool, policy: Policy) -> String {
+pub fn recreate(ibrname: bool, policy: &Policy) -> String {
+    let (inet, bridge) = (policy.table(Family::Inet), policy.table(Family::Bridge));
     format!(
-        "add table {INET}\ndelete table {INET}\nadd table {BRIDGE}\ndelete table {BRIDGE}\n{}",
+        "add table {inet}\ndelete table {inet}\nadd table {bridge}\ndelete table {bridge}\n{}",
         structure(ibrname, policy)
     )
 }
 
 /// A dry-run transaction that fails where the kernel lacks `meta ibrname` in the bridge family.
-pub fn ibrname_probe() -> String {
-    format!("add table {BRIDGE}\nadd chain {BRIDGE} probe\nadd rule {BRIDGE} probe meta ibrname \"wharf\" drop\n")
+pub fn ibrname_probe(policy: &Policy) -> String {
+    let bridge = policy.table(Family::Bridge);
+    format!("add table {bridge}\nadd chain {bridge} probe\nadd rule {bridge} probe meta ibrname \"wharf\" drop\n")
 }
 
 /// Commands, each to be run on its own (libnftables 1.0.6 fills its cache for one listing per
 /// command buffer), that fail unless wharf's tables and their filter chains are there: what
 /// someone else's `flush ruleset` or `delete table` takes away.
-pub fn presence_probes() -> [String; 3] {
-    [format!("list chain {INET} forward"), format!("list chain {INET} raw"), format!("list chain {BRIDGE} forward")]
+pub fn presence_probes(policy: &Policy) -> [String; 3] {
+    let (inet, bridge) = (policy.table(Family::Inet), policy.table(Family::Bridge));
+    [format!("list chain {inet} forward"), format!("list chain {inet} raw"), format!("list chain {bridge} forward")]
 }
 
 /// One element of one of wharf's sets or maps.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Elem {
-    /// `inet wharf` or `bridge wharf`.
-    pub table: &'static str,
+    /// Which of wharf's tables it is in.
+    pub table: Family,
     /// Set or map name.
     pub set: &'static str,
     /// The key, in nft syntax.
@@ -242,11 +288,11 @@ pub struct Elem {
 }
 
 impl Elem {
-    fn new(table: &'static str, set: &'static str, key: String) -> Self {
+    fn new(table: Family, set: &'static str, key: String) -> Self {
         Elem { table, set, key, value: None }
     }
 
-    fn mapped(table: &'static str, set: &'static str, key: String, value: String) -> Self {
+    fn mapped(table: Family, set: &'static str, key: String, value: String) -> Self {
         Elem { table, set, key, value: Some(value) }
     }
 
@@ -258,19 +304,24 @@ impl Elem {
         }
     }
 
-    /// The command that adds it.
-    pub fn add(&self) -> String {
-        format!("add element {} {} {{ {} }}\n", self.table, self.set, self.full())
+    /// The command that adds it to `policy`'s tables.
+    pub fn add(&self, policy: &Policy) -> String {
+        format!("add element {} {} {{ {} }}\n", policy.table(self.table), self.set, self.full())
     }
 
     /// The command that deletes it (by key).
-    pub fn delete(&self) -> String {
-        format!("delete element {} {} {{ {} }}\n", self.table, self.set, self.key)
+    pub fn delete(&self, policy: &Policy) -> String {
+        format!("delete element {} {} {{ {} }}\n", policy.table(self.table), self.set, self.key)
+    }
+
+    /// The command that fails unless the kernel has its key.
+    pub fn get(&self, policy: &Policy) -> String {
+        format!("get element {} {} {{ {} }}", policy.table(self.table), self.set, self.key)
     }
 
     /// Where it lives and what it holds, for people.
-    pub fn describe(&self) -> String {
-        format!("{} @{} {{ {} }}", self.table, self.set, self.full())
+    pub fn describe(&self, policy: &Policy) -> String {
+        format!("{} @{} {{ {} }}", policy.table(self.table), self.set, self.full())
     }
 }
 
@@ -299,15 +350,15 @@ pub fn elements(fact: &FirewallFact, ibrname: bool) -> Result<Vec<Elem>, ExecErr
             trusted,
         } => {
             let br = ifname(bridge)?;
-            let mut out = vec![Elem::new(INET, "bridges", br.clone())];
+            let mut out = vec![Elem::new(Family::Inet, "bridges", br.clone())];
             if *icc {
-                out.push(Elem::new(INET, "intra", format!("{br} . {br}")));
+                out.push(Elem::new(Family::Inet, "intra", format!("{br} . {br}")));
             } else if ibrname {
-                out.push(Elem::new(BRIDGE, "icc_off", br.clone()));
+                out.push(Elem::new(Family::Bridge, "icc_off", br.clone()));
             } else {
                 for net in subnets {
                     let set = if matches!(net, IpNet::V4(_)) { "icc_off4" } else { "icc_off6" };
-                    out.push(Elem::new(BRIDGE, set, net.trunc().to_string()));
+                    out.push(Elem::new(Family::Bridge, set, net.trunc().to_string()));
                 }
             }
             let snat = match snat_v4 {
@@ -321,26 +372,28 @@ pub fn elements(fact: &FirewallFact, ibrname: bool) -> Result<Vec<Elem>, ExecErr
                 let mode = if *internal { GatewayMode::Isolated } else { *mode };
                 let key = format!("{family} . {br}");
                 match mode {
-                    GatewayMode::Isolated => out.push(Elem::new(INET, "isolated", key)),
+                    GatewayMode::Isolated => out.push(Elem::new(Family::Inet, "isolated", key)),
                     GatewayMode::Routed => {
-                        out.push(Elem::new(INET, "guarded", key.clone()));
-                        out.push(Elem::new(INET, "routed", key));
+                        out.push(Elem::new(Family::Inet, "guarded", key.clone()));
+                        out.push(Elem::new(Family::Inet, "routed", key));
                     }
                     GatewayMode::Nat | GatewayMode::NatUnprotected => {
                         if mode == GatewayMode::Nat {
-                            out.push(Elem::new(INET, "guarded", key.clone()));
+                            out.push(Elem::new(Family::Inet, "guarded", key.clone()));
                         }
                         match (&snat, *masquerade, family) {
                             (_, false, _) => {}
-                            (Some(a), true, "ipv4") => out.push(Elem::mapped(INET, "snat4", br.clone(), a.clone())),
-                            _ => out.push(Elem::new(INET, "masq", key)),
+                            (Some(a), true, "ipv4") => {
+                                out.push(Elem::mapped(Family::Inet, "snat4", br.clone(), a.clone()))
+                            }
+                            _ => out.push(Elem::new(Family::Inet, "masq", key)),
                         }
                     }
                 }
             }
             if !*internal {
                 for iface in trusted {
-                    out.push(Elem::new(INET, "trusted", format!("{} . {br}", ifname(iface)?)));
+                    out.push(Elem::new(Family::Inet, "trusted", format!("{} . {br}", ifname(iface)?)));
                 }
             }
             Ok(out)
@@ -350,7 +403,8 @@ pub fn elements(fact: &FirewallFact, ibrname: bool) -> Result<Vec<Elem>, ExecErr
             let service = format!("{proto} . {host_port}");
             let value = format!("{address} . {port}");
             let v4 = address.is_ipv4();
-            let open = Elem::new(INET, if v4 { "open4" } else { "open6" }, format!("{address} . {proto} . {port}"));
+            let open =
+                Elem::new(Family::Inet, if v4 { "open4" } else { "open6" }, format!("{address} . {proto} . {port}"));
             match host_ip {
                 Some(h) if h.is_ipv4() != v4 => Err(ExecError::new(format!(
                     "firewall: published port {host_port}: host address {h} and endpoint address {address} \
@@ -358,9 +412,9 @@ pub fn elements(fact: &FirewallFact, ibrname: bool) -> Result<Vec<Elem>, ExecErr
                 ))),
                 Some(h) if !h.is_unspecified() => {
                     let set = if v4 { "dnat4_ip" } else { "dnat6_ip" };
-                    Ok(vec![Elem::mapped(INET, set, format!("{h} . {service}"), value), open])
+                    Ok(vec![Elem::mapped(Family::Inet, set, format!("{h} . {service}"), value), open])
                 }
-                _ => Ok(vec![Elem::mapped(INET, if v4 { "dnat4" } else { "dnat6" }, service, value), open]),
+                _ => Ok(vec![Elem::mapped(Family::Inet, if v4 { "dnat4" } else { "dnat6" }, service, value), open]),
             }
         }
     }
@@ -368,15 +422,15 @@ pub fn elements(fact: &FirewallFact, ibrname: bool) -> Result<Vec<Elem>, ExecErr
 
 /// Commands that add every element of `elems` at once, one `add element` per set; on a key
 /// given twice, the last value wins.
-pub fn bulk_add<'a>(elems: impl IntoIterator<Item = &'a Elem>) -> String {
-    let mut by_set: BTreeMap<(&str, &str), BTreeMap<&str, &Elem>> = BTreeMap::new();
+pub fn bulk_add<'a>(elems: impl IntoIterator<Item = &'a Elem>, policy: &Policy) -> String {
+    let mut by_set: BTreeMap<(Family, &str), BTreeMap<&str, &Elem>> = BTreeMap::new();
     for e in elems {
         by_set.entry((e.table, e.set)).or_default().insert(&e.key, e);
     }
     let mut s = String::new();
     for ((table, set), items) in by_set {
         let list: Vec<String> = items.values().map(|e| e.full()).collect();
-        s += &format!("add element {table} {set} {{ {} }}\n", list.join(", "));
+        s += &format!("add element {} {set} {{ {} }}\n", policy.table(table), list.join(", "));
     }
     s
 }
@@ -409,7 +463,7 @@ mod tests {
     }
 
     fn adds(elems: &[Elem]) -> Vec<String> {
-        elems.iter().map(|e| e.add().trim_end().to_string()).collect()
+        elems.iter().map(|e| e.add(&Policy::default()).trim_end().to_string()).collect()
     }
 
     #[test]
@@ -500,13 +554,25 @@ mod tests {
     #[test]
     fn the_inet_table_has_no_interval_sets() {
         assert!(INET_SETS.iter().all(|(_, _, decl)| !decl.contains("interval")));
-        assert!(structure(true, Policy::default()).lines().all(|l| !l.contains("interval")));
+        assert!(structure(true, &Policy::default()).lines().all(|l| !l.contains("interval")));
+    }
+
+    #[test]
+    fn tables_carry_their_owner_and_another_name_when_given() {
+        let policy = Policy { table: "wharf2".into(), owner: Some("wharf:abc".into()), respect_input: None };
+        let s = structure(false, &policy);
+        assert!(s.starts_with("add table inet wharf2 { comment \"wharf:abc\"; }\n"), "{s}");
+        assert!(s.contains("add table bridge wharf2 { comment \"wharf:abc\"; }\n"), "{s}");
+        assert!(!s.contains(" wharf "), "{s}");
+        let listing = "table inet wharf2 {\n\tcomment \"wharf:abc\"\n\n\tset bridges {\n";
+        assert_eq!(owner_of(listing), Some("wharf:abc"));
+        assert_eq!(owner_of("table inet wharf {\n\tset bridges {\n"), None);
     }
 
     #[test]
     fn respecting_the_host_input_policy_adds_one_mark_check() {
-        let plain = structure(true, Policy::default());
-        let marked = structure(true, Policy { respect_input: Some(0x40) });
+        let plain = structure(true, &Policy::default());
+        let marked = structure(true, &Policy { respect_input: Some(0x40), ..Default::default() });
         assert!(!plain.contains("meta mark"), "{plain}");
         let rule =
             "add rule inet wharf forward ct status dnat ct state new iifname != @bridges meta mark & 0x40 != 0x40 drop";
@@ -529,16 +595,22 @@ mod tests {
     #[test]
     fn published_ports_are_map_elements_and_open_the_endpoint_port() {
         let elems = elements(&port(None, "10.1.0.2"), false).unwrap();
-        assert_eq!(elems[0].add(), "add element inet wharf dnat4 { udp . 5353 : 10.1.0.2 . 53 }\n");
-        assert_eq!(elems[0].delete(), "delete element inet wharf dnat4 { udp . 5353 }\n");
-        assert_eq!(elems[1].add(), "add element inet wharf open4 { 10.1.0.2 . udp . 53 }\n");
+        assert_eq!(elems[0].add(&Policy::default()), "add element inet wharf dnat4 { udp . 5353 : 10.1.0.2 . 53 }\n");
+        assert_eq!(elems[0].delete(&Policy::default()), "delete element inet wharf dnat4 { udp . 5353 }\n");
+        assert_eq!(elems[1].add(&Policy::default()), "add element inet wharf open4 { 10.1.0.2 . udp . 53 }\n");
         let e = &elements(&port(Some("0.0.0.0"), "10.1.0.2"), false).unwrap()[0];
         assert_eq!(e.set, "dnat4");
         let e = &elements(&port(Some("127.0.0.1"), "10.1.0.2"), false).unwrap()[0];
-        assert_eq!(e.add(), "add element inet wharf dnat4_ip { 127.0.0.1 . udp . 5353 : 10.1.0.2 . 53 }\n");
+        assert_eq!(
+            e.add(&Policy::default()),
+            "add element inet wharf dnat4_ip { 127.0.0.1 . udp . 5353 : 10.1.0.2 . 53 }\n"
+        );
         let elems = elements(&port(Some("fd00::1"), "fd00:1::2"), false).unwrap();
-        assert_eq!(elems[0].add(), "add element inet wharf dnat6_ip { fd00::1 . udp . 5353 : fd00:1::2 . 53 }\n");
-        assert_eq!(elems[1].add(), "add element inet wharf open6 { fd00:1::2 . udp . 53 }\n");
+        assert_eq!(
+            elems[0].add(&Policy::default()),
+            "add element inet wharf dnat6_ip { fd00::1 . udp . 5353 : fd00:1::2 . 53 }\n"
+        );
+        assert_eq!(elems[1].add(&Policy::default()), "add element inet wharf open6 { fd00:1::2 . udp . 53 }\n");
         assert!(elements(&port(Some("::1"), "10.1.0.2"), false).is_err());
     }
 
@@ -552,10 +624,9 @@ mod tests {
 
     #[test]
     fn the_structure_only_names_wharfs_tables() {
-        let policy = Policy { respect_input: Some(DEFAULT_PUBLISHED_MARK) };
-        for s in
-            [structure(true, policy), recreate(false, Policy::default()), ibrname_probe(), presence_probes().join("\n")]
-        {
+        let policy = Policy { respect_input: Some(DEFAULT_PUBLISHED_MARK), ..Default::default() };
+        let probes = presence_probes(&policy).join("\n");
+        for s in [structure(true, &policy), recreate(false, &policy), ibrname_probe(&policy), probes] {
             assert!(!s.is_empty());
             for line in s.lines() {
                 assert!(line.contains(" inet wharf") || line.contains(" bridge wharf"), "{line}");
@@ -570,7 +641,7 @@ mod tests {
         elems.extend(elements(&port(None, "10.1.0.3"), false).unwrap());
         elems.extend(elements(&network(true, false), false).unwrap());
         elems.extend(elements(&network(true, false), false).unwrap());
-        let s = bulk_add(&elems);
+        let s = bulk_add(&elems, &Policy::default());
         assert!(s.contains("add element inet wharf dnat4 { udp . 5353 : 10.1.0.3 . 53 }\n"), "{s}");
         assert_eq!(s.matches("add element inet wharf bridges").count(), 1, "{s}");
     }

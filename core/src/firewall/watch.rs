@@ -26,6 +26,8 @@ const ATTR_TABLE: u16 = 1;
 pub struct Watch {
     fd: OwnedFd,
     buf: Vec<u8>,
+    /// The name of wharf's tables.
+    table: Vec<u8>,
 }
 
 /// What one wait for notifications found.
@@ -41,21 +43,22 @@ pub enum Seen {
 
 impl Watch {
     /// Subscribe; waits for notifications return at least every `tick`.
-    pub fn new(tick: std::time::Duration) -> Result<Watch, String> {
+    /// `table`: the name of wharf's tables.
+    pub fn new(tick: std::time::Duration, table: &str) -> Result<Watch, String> {
         let fd = socket(AddressFamily::Netlink, SockType::Raw, SockFlag::SOCK_CLOEXEC, SockProtocol::NetlinkNetFilter)
             .map_err(|e| format!("nftables watch socket: {e}"))?;
         bind(fd.as_raw_fd(), &NetlinkAddr::new(0, 1 << (GROUP_NFTABLES - 1)))
             .map_err(|e| format!("nftables watch: joining the nftables group: {e}"))?;
         let tick = TimeVal::new(tick.as_secs() as _, tick.subsec_micros() as _);
         setsockopt(&fd, sockopt::ReceiveTimeout, &tick).map_err(|e| format!("nftables watch: {e}"))?;
-        Ok(Watch { fd, buf: vec![0; 1 << 16] })
+        Ok(Watch { fd, buf: vec![0; 1 << 16], table: table.as_bytes().to_vec() })
     }
 
     /// Wait up to one tick for notifications and read what has come.
     pub fn wait(&mut self) -> Seen {
         match recv(self.fd.as_raw_fd(), &mut self.buf, MsgFlags::empty()) {
             Ok(n) => {
-                if touches_wharf(&self.buf[..n]) {
+                if touches(&self.buf[..n], &self.table) {
                     Seen::Check
                 } else {
                     Seen::Harmless
@@ -69,14 +72,14 @@ impl Watch {
 }
 
 /// Whether the notifications in `buf` delete a table, chain, rule or set of a table named
-/// `wharf` in the inet or bridge family.
-fn touches_wharf(buf: &[u8]) -> bool {
+/// `table` in the inet or bridge family.
+fn touches(buf: &[u8], table: &[u8]) -> bool {
     messages(buf).any(|(kind, payload)| {
         let deletion = kind >> 8 == SUBSYS_NFTABLES && DELETIONS.contains(&(kind & 0xff));
         deletion
             && payload.len() >= 4
             && FAMILIES.contains(&payload[0])
-            && attrs(&payload[4..]).any(|(t, _, v)| t == ATTR_TABLE && v.split(|b| *b == 0).next() == Some(b"wharf"))
+            && attrs(&payload[4..]).any(|(t, _, v)| t == ATTR_TABLE && v.split(|b| *b == 0).next() == Some(table))
     })
 }
 
@@ -104,12 +107,13 @@ mod tests {
     fn only_deletions_in_wharfs_tables_count() {
         let deltable = SUBSYS_NFTABLES << 8 | 2;
         let delsetelem = SUBSYS_NFTABLES << 8 | 14;
-        assert!(touches_wharf(&message(deltable, 1, "wharf")));
-        assert!(touches_wharf(&message(SUBSYS_NFTABLES << 8 | 8, 7, "wharf")));
-        assert!(!touches_wharf(&message(deltable, 1, "filter")), "another table");
-        assert!(!touches_wharf(&message(deltable, 2, "wharf")), "an ip-family table of that name is not wharf's");
-        assert!(!touches_wharf(&message(delsetelem, 1, "wharf")), "element changes are wharf's own business");
+        assert!(touches(&message(deltable, 1, "wharf"), b"wharf"));
+        assert!(!touches(&message(deltable, 1, "wharf"), b"wharf2"), "another wharfd's tables");
+        assert!(touches(&message(SUBSYS_NFTABLES << 8 | 8, 7, "wharf"), b"wharf"));
+        assert!(!touches(&message(deltable, 1, "filter"), b"wharf"), "another table");
+        assert!(!touches(&message(deltable, 2, "wharf"), b"wharf"), "an ip-family table of that name is not wharf's");
+        assert!(!touches(&message(delsetelem, 1, "wharf"), b"wharf"), "element changes are wharf's own business");
         let both = [message(delsetelem, 1, "wharf"), message(deltable, 7, "wharf")].concat();
-        assert!(touches_wharf(&both));
+        assert!(touches(&both, b"wharf"));
     }
 }

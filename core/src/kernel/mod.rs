@@ -105,6 +105,7 @@ impl Kernel {
                 if let Some((path, peer)) = &peer {
                     // A peer that is gone already (its namespace removed) leaves the host end.
                     self.retire(&Netns::Path(path.clone()), peer, &grave)?;
+                    crate::crash::point("retired-sandbox-end");
                 }
                 self.retire(&Netns::Host, name, &grave)
             };
@@ -348,6 +349,36 @@ impl Kernel {
             ctx.block_on(netlink::link_add(&ctx.handle, &creating, file.as_ref(), &mark, alias_here))
         })?
     }
+
+    /// Carry out one operation, saying whether it made its object or found it there.
+    fn carry_out(&self, op: &Op) -> Result<Outcome, ExecError> {
+        let created = |r: Result<(), ExecError>| r.map(|()| Outcome::Created);
+        match op {
+            Op::Noop => Ok(Outcome::Created),
+            Op::FirewallAdd { fact } => created(self.firewall.add(fact)),
+            Op::FirewallDel { fact } => created(self.firewall.remove(fact)),
+            Op::Mount { source, target, fstype, options } => created(mount::mount_fs(source, target, fstype, options)),
+            Op::Unmount { target } => created(mount::unmount_fs(target)),
+            Op::DirCreate { path, mode, uid, gid } => {
+                let existed = Path::new(path).exists();
+                mount::dir_create(path, *mode, *uid, *gid)?;
+                Ok(if existed { Outcome::Found } else { Outcome::Created })
+            }
+            Op::DirRemove { path } => created(mount::dir_remove(path)),
+            Op::ImageCreate { path, size, fstype } => created(mount::image_create(path, *size, fstype)),
+            Op::FileRemove { path } => created(mount::file_remove(path)),
+            Op::FileWrite { path, contents } => created(mount::file_write(path, contents)),
+            Op::NetnsCreate { path } => {
+                let p = Path::new(path);
+                let (Some(dir), Some(name)) = (p.parent(), p.file_name().and_then(|n| n.to_str())) else {
+                    return Err(ExecError::new(format!("invalid namespace path {path:?}")));
+                };
+                created(self.create_netns(dir, name).map(|_| ()))
+            }
+            Op::NetnsRemove { path } => created(self.remove_netns(Path::new(path))),
+            _ => self.netlink(op),
+        }
+    }
 }
 
 /// The namespace a link's far end is created in, when it is not the step's own.
@@ -370,23 +401,11 @@ fn sysctl(key: &str, value: &str) -> Result<(), ExecError> {
 
 impl Executor for Kernel {
     fn apply(&self, op: &Op) -> Result<Outcome, ExecError> {
-        let created = |r: Result<(), ExecError>| r.map(|()| Outcome::Created);
-        match op {
-            Op::Noop => Ok(Outcome::Created),
-            Op::FirewallAdd { fact } => created(self.firewall.add(fact)),
-            Op::FirewallDel { fact } => created(self.firewall.remove(fact)),
-            Op::Mount { source, target, fstype, options } => created(mount::mount_fs(source, target, fstype, options)),
-            Op::Unmount { target } => created(mount::unmount_fs(target)),
-            Op::DirCreate { path, mode, uid, gid } => {
-                let existed = Path::new(path).exists();
-                mount::dir_create(path, *mode, *uid, *gid)?;
-                Ok(if existed { Outcome::Found } else { Outcome::Created })
-            }
-            Op::DirRemove { path } => created(mount::dir_remove(path)),
-            Op::ImageCreate { path, size, fstype } => created(mount::image_create(path, *size, fstype)),
-            Op::FileRemove { path } => created(mount::file_remove(path)),
-            _ => self.netlink(op),
+        let done = self.carry_out(op);
+        if done.is_ok() {
+            crate::crash::after(op);
         }
+        done
     }
 
     fn host_facts(&self) -> Result<HostFacts, ExecError> {

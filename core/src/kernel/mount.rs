@@ -4,8 +4,8 @@
 use crate::executor::ExecError;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use std::os::fd::AsRawFd;
-use std::os::unix::fs::{chown, PermissionsExt};
-use std::path::Path;
+use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
 
 /// Mount options with the values of `pass…=` elements replaced by `***`.
 pub fn mask_secrets(options: &str) -> String {
@@ -45,15 +45,53 @@ pub fn split_options(options: &str) -> (MsFlags, String, bool) {
     (flags, data.join(","), want_loop)
 }
 
+/// A path as `/proc/self/mountinfo` writes it: space, tab, newline and backslash as octal
+/// escapes.
+fn unescape_mountinfo(field: &str) -> String {
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let octal =
+            bytes.get(i + 1..i + 4).filter(|d| bytes[i] == b'\\' && d.iter().all(|b| (b'0'..=b'7').contains(b)));
+        match octal {
+            Some(d) => {
+                out.push(d.iter().fold(0u8, |n, b| n.wrapping_mul(8) + (b - b'0')));
+                i += 4;
+            }
+            None => {
+                out.push(bytes[i]);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Every mount as (mount point, source), in mount order. Mount points are the kernel's
+/// resolved paths.
+fn mounts() -> Vec<(PathBuf, String)> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    info.lines()
+        .filter_map(|l| {
+            let fields: Vec<&str> = l.split_whitespace().collect();
+            let sep = fields.iter().position(|f| *f == "-")?;
+            let point = PathBuf::from(unescape_mountinfo(fields.get(4)?));
+            Some((point, fields.get(sep + 2).map(|s| unescape_mountinfo(s)).unwrap_or_default()))
+        })
+        .collect()
+}
+
+/// `path` with symlinks resolved, as the kernel names it in mountinfo; `None` when it does
+/// not exist.
+fn resolved(path: &Path) -> Option<PathBuf> {
+    std::fs::canonicalize(path).ok()
+}
+
 /// The source mounted at `target`, if anything is.
 pub fn mounted_at(target: &Path) -> Option<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let target = target.to_str()?;
-    info.lines().rev().find_map(|l| {
-        let fields: Vec<&str> = l.split_whitespace().collect();
-        let sep = fields.iter().position(|f| *f == "-")?;
-        (fields.get(4) == Some(&target)).then(|| fields.get(sep + 2).unwrap_or(&"").to_string())
-    })
+    let target = resolved(target)?;
+    mounts().into_iter().rev().find_map(|(point, source)| (point == target).then_some(source))
 }
 
 const LOOP_CTL_GET_FREE: u64 = 0x4C82;
@@ -126,6 +164,7 @@ fn attach_loop(file: &Path) -> Result<(String, std::fs::File), ExecError> {
 
 /// Ensure `source` is mounted at `target`.
 pub fn mount_fs(source: &str, target: &str, fstype: &str, options: &str) -> Result<(), ExecError> {
+    refuse_link(target)?;
     let t = Path::new(target);
     if mounted_at(t).is_some() {
         return Ok(());
@@ -173,9 +212,19 @@ fn refuse_dangerous(path: &str) -> Result<(), ExecError> {
     Ok(())
 }
 
+/// Refuse to create, change or mount on `path` when a symlink stands there: the operation
+/// would act on whatever the link points to.
+fn refuse_link(path: &str) -> Result<(), ExecError> {
+    if std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink()) {
+        return Err(ExecError::new(format!("refusing to touch {path}: it is a symbolic link")));
+    }
+    Ok(())
+}
+
 /// Ensure a directory exists with the given mode and owner.
 pub fn dir_create(path: &str, mode: Option<u32>, uid: Option<u32>, gid: Option<u32>) -> Result<(), ExecError> {
     refuse_dangerous(path)?;
+    refuse_link(path)?;
     let err = |e: std::io::Error| ExecError::new(format!("directory {path}: {e}"));
     std::fs::create_dir_all(path).map_err(err)?;
     if let Some(m) = mode {
@@ -187,23 +236,57 @@ pub fn dir_create(path: &str, mode: Option<u32>, uid: Option<u32>, gid: Option<u
     Ok(())
 }
 
-/// Ensure a directory and its contents are gone. Refuses while something is mounted on
-/// it, so a volume's data on another filesystem is never deleted by mistake.
+/// Ensure a directory and its contents are gone. Never reaches through a mount or a
+/// symlink: a mount point at or below it is refused before anything is deleted, every
+/// directory on the way must be on the same device as the top one, and a symlink in its
+/// place is removed itself, not followed. So a volume's data on another filesystem, a bind
+/// source or a link's target is never deleted by mistake.
 pub fn dir_remove(path: &str) -> Result<(), ExecError> {
     refuse_dangerous(path)?;
-    if mounted_at(Path::new(path)).is_some() {
-        return Err(ExecError::new(format!("directory {path} is a mount point; unmount it first")));
+    let err = |e: std::io::Error| ExecError::new(format!("remove directory {path}: {e}"));
+    let Some(top) = crate::paths::located(Path::new(path)) else { return Ok(()) };
+    let meta = match std::fs::symlink_metadata(&top) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(err(e)),
+    };
+    if !meta.is_dir() {
+        return std::fs::remove_file(&top).map_err(err);
     }
-    match std::fs::remove_dir_all(path) {
-        Ok(()) => Ok(()),
+    if let Some((point, _)) = mounts().into_iter().find(|(point, _)| point.starts_with(&top)) {
+        return Err(ExecError::new(format!(
+            "directory {path} holds the mount point {}; unmount it first",
+            point.display()
+        )));
+    }
+    remove_tree(&top, meta.dev()).map_err(err)
+}
+
+/// Remove `dir` and what is in it without following symlinks, refusing to enter a
+/// directory on another device than `dev`.
+fn remove_tree(dir: &Path, dev: u64) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let entry = entry?;
+        let meta = std::fs::symlink_metadata(entry.path())?;
+        if meta.is_dir() {
+            if meta.dev() != dev {
+                return Err(std::io::Error::other(format!("{} is on another filesystem", entry.path().display())));
+            }
+            remove_tree(&entry.path(), dev)?;
+        } else {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    match std::fs::remove_dir(dir) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(ExecError::new(format!("remove directory {path}: {e}"))),
+        other => other,
     }
 }
 
 /// Ensure a sparse image of `size` bytes holding a filesystem of `fstype` exists.
 pub fn image_create(path: &str, size: u64, fstype: &str) -> Result<(), ExecError> {
     refuse_dangerous(path)?;
+    refuse_link(path)?;
     if std::fs::metadata(path).is_ok_and(|m| m.len() == size) {
         return Ok(());
     }
@@ -234,6 +317,24 @@ pub fn file_remove(path: &str) -> Result<(), ExecError> {
     }
 }
 
+/// Ensure a file holds exactly `contents`: written beside it and renamed over it, so a
+/// reader never sees half of it.
+pub fn file_write(path: &str, contents: &str) -> Result<(), ExecError> {
+    use std::io::Write;
+    refuse_dangerous(path)?;
+    let err = |e: std::io::Error| ExecError::new(format!("write file {path}: {e}"));
+    let temporary = format!("{path}.wharf-new");
+    // A stale temporary file (or a link planted in its place) goes first; the new one is
+    // made fresh, so nothing is written through a link.
+    match std::fs::remove_file(&temporary) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(err(e)),
+        _ => {}
+    }
+    let mut file = std::fs::OpenOptions::new().write(true).create_new(true).open(&temporary).map_err(err)?;
+    file.write_all(contents.as_bytes()).map_err(err)?;
+    std::fs::rename(&temporary, path).map_err(err)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -252,6 +353,37 @@ mod tests {
     #[test]
     fn secrets_are_masked() {
         assert_eq!(mask_secrets("username=a,password=s3cret,pass=x"), "username=a,password=***,pass=***");
+    }
+
+    #[test]
+    fn mountinfo_escapes_are_read_back() {
+        assert_eq!(unescape_mountinfo("/var/lib/my\\040root/v"), "/var/lib/my root/v");
+        assert_eq!(unescape_mountinfo("/a\\134b\\01"), "/a\\b\\01");
+    }
+
+    #[test]
+    fn a_removal_takes_links_away_and_never_follows_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::write(theirs.join("file"), "keep").unwrap();
+        let volume = dir.path().join("volume");
+        std::fs::create_dir_all(volume.join("_data")).unwrap();
+        std::os::unix::fs::symlink(&theirs, volume.join("_data/link")).unwrap();
+        dir_remove(volume.to_str().unwrap()).unwrap();
+        assert!(!volume.exists());
+        std::os::unix::fs::symlink(&theirs, &volume).unwrap();
+        dir_remove(volume.to_str().unwrap()).unwrap();
+        assert!(std::fs::symlink_metadata(&volume).is_err(), "the link itself is gone");
+        assert_eq!(std::fs::read_to_string(theirs.join("file")).unwrap(), "keep");
+
+        std::os::unix::fs::symlink(&theirs, &volume).unwrap();
+        assert!(dir_create(volume.to_str().unwrap(), Some(0o700), None, None).is_err(), "no chmod through a link");
+        let conf = dir.path().join("resolv.conf");
+        std::os::unix::fs::symlink(theirs.join("file"), format!("{}.wharf-new", conf.display())).unwrap();
+        file_write(conf.to_str().unwrap(), "nameserver 10.0.0.1\n").unwrap();
+        assert_eq!(std::fs::read_to_string(theirs.join("file")).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(&conf).unwrap(), "nameserver 10.0.0.1\n");
     }
 
     #[test]

@@ -1,0 +1,46 @@
+//! Where a path leads: the one rule the plan policy and the executor share for telling
+//! what a file operation would touch.
+
+use std::path::{Path, PathBuf};
+
+/// `path` with the symlinks of its directories resolved, its last component as it is (not
+/// followed): the place an operation on `path` acts on. Directories that do not exist yet
+/// are kept as written below the deepest one that does. `None` for a path without a
+/// parent or a last component, such as `/`.
+pub fn located(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?;
+    let mut existing = path.parent()?;
+    let mut missing = Vec::new();
+    let mut place = loop {
+        match std::fs::canonicalize(existing) {
+            Ok(real) => break real,
+            Err(_) => {
+                missing.push(existing.file_name()?);
+                existing = existing.parent()?;
+            }
+        }
+    };
+    place.extend(missing.iter().rev());
+    place.push(name);
+    Some(place)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn directories_are_resolved_and_the_last_component_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let real = dir.path().join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("/etc", real.join("out")).unwrap();
+        let real = std::fs::canonicalize(&real).unwrap();
+        assert_eq!(located(&dir.path().join("link/v")), Some(real.join("v")));
+        assert_eq!(located(&dir.path().join("link/a/b/c")), Some(real.join("a/b/c")));
+        assert_eq!(located(&dir.path().join("link/out")), Some(real.join("out")));
+        assert_eq!(located(&dir.path().join("link/out/passwd")), Some(PathBuf::from("/etc/passwd")));
+        assert_eq!(located(Path::new("/")), None);
+    }
+}
