@@ -43,6 +43,11 @@ pub struct Settings {
     pub gateway_mode_v6: GatewayMode,
     pub inhibit_ipv4: bool,
     pub iface_prefix: String,
+    /// The bridge's own MAC, chosen once when the driver creates the bridge; `None` for a
+    /// bridge that existed before (its address is the operator's) and for networks made
+    /// before the driver chose one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 /// Go's `strconv.ParseBool`, which Docker uses for boolean options.
@@ -100,5 +105,6 @@ pub fn resolve(network: &NetworkSpec, facts: &HostFacts) -> DriverResult<Setting
         gateway_mode_v6: get(o, GATEWAY_MODE_V6).map_or(Ok(GatewayMode::Nat), |v| parse_mode(GATEWAY_MODE_V6, v))?,
         inhibit_ipv4: flag(INHIBIT_IPV4, false)?,
         iface_prefix,
+        mac: None,
     })
 }
