@@ -23,7 +23,7 @@ pub use error::{DriverError, DriverResult, ErrorKind};
 pub use facts::{HostFacts, HostLink};
 pub use helpers::{
     fnv1a, iface_prefix, mac_from_seed, mtu_option, next_interface_name, sandbox_ifname, state_from_value,
-    state_to_value, valid_ifname, VethEndpoint, ENDPOINT_IFNAME, IFACE_PREFIX, MTU,
+    state_to_value, valid_ifname, VethEndpoint, ENDPOINT_IFNAME, IFACE_PREFIX, LOOPBACK, MTU,
 };
 pub use network::{
     CreateNetwork, DeleteNetwork, EndpointInfo, EndpointRequest, EndpointSpec, JoinInfo, NetworkCapabilities,

@@ -10,7 +10,7 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use wharf_sdk::{
     CreateNetwork, DeleteNetwork, EndpointRequest, EndpointSpec, NetworkDriver, NetworkPeer, NetworkSpec, Plan,
-    PortBinding, SandboxSpec, Subnet,
+    PortBinding, SandboxSpec, Subnet, MTU,
 };
 
 /// One `IPAM.Config` entry of a create request.
@@ -202,6 +202,7 @@ impl Engine {
         if !predefined && SINGLETON_DRIVERS.contains(&driver_name.as_str()) {
             return Err(Error::Forbidden(format!("only one instance of {driver_name:?} network is allowed")));
         }
+        check_ipv6_mtu(&req)?;
         if let Some(k) = req.ipam_options.keys().next() {
             return Err(Error::InvalidArgument(format!("IPAM driver option {k:?} is not supported")));
         }
@@ -371,9 +372,7 @@ impl Engine {
             )));
         }
         if let Some(mac) = &req.mac {
-            if !valid_mac(mac) {
-                return Err(Error::InvalidArgument(format!("invalid MAC address {mac:?}")));
-            }
+            check_mac(mac)?;
         }
         let mut net = network.clone();
         let ipv4 = allocate(&mut net.ipv4, req.ipv4, "IPv4", &network.name)?;
@@ -530,8 +529,31 @@ fn allocate(pools: &mut [Pool], wanted: Option<IpAddr>, family: &str, network: &
     Err(last.unwrap_or_else(|| Error::Forbidden(format!("network {network} has no free {family} address"))))
 }
 
-/// Whether `mac` is six colon-separated hex octets.
-pub fn valid_mac(mac: &str) -> bool {
-    let parts: Vec<&str> = mac.split(':').collect();
-    parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+/// Refuse a MAC an interface cannot have: anything but six colon-separated hex octets, the
+/// zero address, and group (multicast, broadcast) addresses.
+pub fn check_mac(mac: &str) -> Result<()> {
+    let octets: Option<Vec<u8>> =
+        mac.split(':').map(|p| (p.len() == 2).then(|| u8::from_str_radix(p, 16).ok()).flatten()).collect();
+    let reason = match octets.as_deref() {
+        Some(o) if o.len() == 6 && o.iter().all(|b| *b == 0) => "it is the zero address",
+        Some([first, _, _, _, _, _]) if first & 1 == 1 => "it is a multicast or broadcast address",
+        Some([_, _, _, _, _, _]) => return Ok(()),
+        _ => "it is not six colon-separated hex octets",
+    };
+    Err(Error::InvalidArgument(format!("invalid MacAddress {mac:?}: {reason}")))
+}
+
+/// The smallest MTU IPv6 works with (RFC 8200).
+const IPV6_MIN_MTU: u32 = 1280;
+
+/// Refuse an MTU option below IPv6's minimum on a network with IPv6: the kernel takes IPv6
+/// off a link with a smaller MTU, so its addresses and routes could not be added.
+fn check_ipv6_mtu(req: &NetworkCreateRequest) -> Result<()> {
+    let Some(value) = req.options.get(MTU).filter(|_| req.enable_ipv6) else { return Ok(()) };
+    match value.parse::<u32>() {
+        Ok(mtu) if mtu < IPV6_MIN_MTU => Err(Error::InvalidArgument(format!(
+            "option {MTU}={mtu} is below {IPV6_MIN_MTU}, the smallest MTU IPv6 works with"
+        ))),
+        _ => Ok(()),
+    }
 }
