@@ -114,6 +114,7 @@ fn run(flags: Flags) -> Result<(), String> {
         netns_dir: c.netns_dir.clone(),
         netns_etc_dir: c.netns_etc_dir.clone(),
         host_resolv_conf: "/etc/resolv.conf".into(),
+        volumes_max_file_size: wharf_core::kernel::max_file_size(&volumes_dir),
         volumes_dir,
         pools_v4: c.default_address_pools.clone(),
         pools_v6: c.default_ipv6_pools.clone(),

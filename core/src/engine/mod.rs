@@ -37,6 +37,8 @@ pub struct Settings {
     pub host_resolv_conf: PathBuf,
     /// Directory under which volume data lives.
     pub volumes_dir: PathBuf,
+    /// The largest file the filesystem of `volumes_dir` can hold, when known.
+    pub volumes_max_file_size: Option<u64>,
     /// Default IPv4 pools.
     pub pools_v4: Vec<DefaultPool>,
     /// Default IPv6 pools; empty means a ULA /48 chosen at first start.
@@ -200,6 +202,7 @@ impl Engine {
         let mut f = self.exec.host_facts().map_err(|e| Error::Internal(format!("reading host facts: {e}")))?;
         f.default_mtu = self.settings.default_mtu;
         f.volumes_dir = self.settings.volumes_dir.display().to_string();
+        f.volumes_max_file_size = self.settings.volumes_max_file_size;
         f.bind_allowed_bases = self.settings.bind_allowed_bases.clone();
         f.wharf_bridges = state
             .networks
@@ -217,6 +220,7 @@ impl Engine {
         HostFacts {
             default_mtu: self.settings.default_mtu,
             volumes_dir: self.settings.volumes_dir.display().to_string(),
+            volumes_max_file_size: self.settings.volumes_max_file_size,
             bind_allowed_bases: self.settings.bind_allowed_bases.clone(),
             ..Default::default()
         }
