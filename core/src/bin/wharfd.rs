@@ -150,7 +150,7 @@ async fn serve(engine: Arc<Engine>, socket: PathBuf) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", socket.display()))?;
     tracing::info!(socket = %socket.display(), "serving the API");
     let app = wharf_core::api::router(engine);
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown()).await;
+    let served = wharf_core::api::serve(listener, app, shutdown()).await;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped");
     served.map_err(|e| format!("serve: {e}"))
