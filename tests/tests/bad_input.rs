@@ -3,7 +3,7 @@
 //! gateways, IPv6 MTUs, volume sizes and mount options, and wharfd's own namespace.
 
 use serde_json::json;
-use wharf_tests::{assert_same_snapshot, Host};
+use wharf_tests::{assert_same_snapshot, Host, Netns};
 
 /// Send `body` to `path`; it must be refused with a 4xx whose message contains `field`,
 /// and the kernel and the store must look as before.
@@ -49,6 +49,22 @@ fn interface_names_the_kernel_would_refuse_or_that_are_taken() {
     }
     let err = h.wharf_err(&["network", "connect", "--driver-opt", &format!("{ifname}=lo"), "m", "a"]);
     assert!(err.contains(ifname), "{err}");
+}
+
+#[test]
+fn interfaces_a_runtime_made_in_its_namespace_are_taken_too() {
+    let h = host_with_a_sandbox();
+    let runtime = Netns::new("edgrt");
+    // A runtime's own interface: a veth pair, both ends inside its namespace.
+    assert!(runtime.exec(&["ip", "link", "add", "eth0", "type", "veth", "peer", "name", "edgpeer"]).status.success());
+    h.wharf_ok(&["sandbox", "create", "--netns", &runtime.path(), "rt"]);
+    let body = json!({ "Container": "rt", "EndpointConfig": { "DriverOpts": { "com.docker.network.endpoint.ifname": "eth0" } } });
+    refused(&h, "/networks/n/connect", body, "interface eth0 already exists");
+    h.wharf_ok(&["network", "connect", "n", "rt"]);
+    assert!(runtime.exec(&["ip", "link", "show", "eth1"]).status.success(), "the next free name is used");
+    assert!(runtime.exec(&["ip", "link", "show", "eth0", "type", "veth"]).status.success());
+    h.wharf_ok(&["network", "disconnect", "n", "rt"]);
+    h.wharf_ok(&["sandbox", "rm", "rt"]);
 }
 
 #[test]

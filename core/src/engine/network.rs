@@ -2,12 +2,14 @@
 
 use super::{new_id, now, valid_name, Engine, State};
 use crate::error::{Error, Result};
+use crate::executor::ExecError;
 use crate::ipam::{overlaps, pick_subnet};
 use crate::model::{Endpoint, Network, Pool};
 use crate::store::Table;
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::Path;
 use wharf_sdk::{
     CreateNetwork, DeleteNetwork, EndpointRequest, EndpointSpec, NetworkDriver, NetworkPeer, NetworkSpec, Plan,
     PortBinding, SandboxSpec, Subnet, MTU,
@@ -401,7 +403,7 @@ impl Engine {
             id: sandbox.id.clone(),
             name: sandbox.name.clone(),
             netns: sandbox.netns.clone(),
-            interfaces: existing.iter().filter_map(|e| e.join.interface.clone()).collect(),
+            interfaces: sandbox_interfaces(self.exec.link_names(Path::new(&sandbox.netns)), &existing),
         };
         let mut request = EndpointRequest {
             network: spec(&network),
@@ -527,6 +529,17 @@ fn allocate(pools: &mut [Pool], wanted: Option<IpAddr>, family: &str, network: &
         }
     }
     Err(last.unwrap_or_else(|| Error::Forbidden(format!("network {network} has no free {family} address"))))
+}
+
+/// The interface names taken in a sandbox: those of its endpoints, and every link its
+/// namespace holds (a runtime's own interfaces among them) when they could be listed.
+fn sandbox_interfaces(links: std::result::Result<Vec<String>, ExecError>, endpoints: &[&Endpoint]) -> Vec<String> {
+    let mut names: Vec<String> = endpoints.iter().filter_map(|e| e.join.interface.clone()).collect();
+    match links {
+        Ok(links) => names.extend(links.into_iter().filter(|l| !names.contains(l)).collect::<Vec<_>>()),
+        Err(e) => tracing::warn!("cannot list the sandbox's links, so only wharf's are known: {e}"),
+    }
+    names
 }
 
 /// Refuse a MAC an interface cannot have: anything but six colon-separated hex octets, the

@@ -48,6 +48,12 @@ pub trait Executor: Send + Sync {
     fn sweep_retired(&self, _netns: &Path) -> Result<Vec<String>, ExecError> {
         Ok(Vec::new())
     }
+
+    /// The names of the links in namespace `netns`, wharf's or not, so a new interface
+    /// there gets a name that is free.
+    fn link_names(&self, _netns: &Path) -> Result<Vec<String>, ExecError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A plan step that failed, after the steps before it were rolled back.

@@ -407,6 +407,11 @@ impl Executor for Kernel {
             })
         })?
     }
+
+    fn link_names(&self, netns: &Path) -> Result<Vec<String>, ExecError> {
+        let netns = Netns::Path(netns.display().to_string());
+        self.on(&netns, |ctx| ctx.block_on(netlink::link_names(&ctx.handle)))?
+    }
 }
 
 impl Drop for Kernel {
