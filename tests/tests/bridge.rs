@@ -357,3 +357,14 @@ fn a_sandbox_keeps_its_egress_while_others_connect_and_disconnect() {
     assert!(received + 1 >= count, "egress was lost while others came and went: {summary}");
     assert_eq!(host_mac(&h, "brmac0"), mac);
 }
+
+#[test]
+fn a_bridge_made_again_after_a_restart_gets_the_same_mac() {
+    let mut h = Host::start();
+    h.wharf_ok(&["network", "create", "--subnet", "10.38.0.0/24", "-o", "com.docker.network.bridge.name=brmac1", "n"]);
+    let mac = host_mac(&h, "brmac1");
+    assert!(h.stop_daemon());
+    h.in_host_ok(&["ip", "link", "del", "brmac1"]);
+    h.start_daemon();
+    assert_eq!(host_mac(&h, "brmac1"), mac, "\n{}", h.log());
+}

@@ -215,3 +215,19 @@ fn tempfile_dir(tag: &str) -> PathBuf {
     std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
     d
 }
+
+#[test]
+fn wharfd_starts_beside_a_truncated_plugin_and_logs_why_it_was_refused() {
+    let dir = tempfile_dir("daemon");
+    let whole = std::fs::read(example("wharf_example_driver")).unwrap();
+    let half = dir.join("libhalf.so");
+    std::fs::write(&half, &whole[..whole.len() / 2]).unwrap();
+    std::fs::set_permissions(&half, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let h = wharf_tests::Host::start_with(&["--plugin-dir", dir.to_str().unwrap()]);
+    let plugins = h.wharf_ok(&["plugin", "ls"]);
+    assert!(plugins.contains("bridge") && !plugins.contains("ptp"), "{plugins}");
+    let log = h.log();
+    assert!(log.contains("libhalf.so: truncated"), "{log}");
+    drop(h);
+    std::fs::remove_dir_all(dir).unwrap();
+}
