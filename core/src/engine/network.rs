@@ -2,9 +2,9 @@
 
 use super::{new_id, now, valid_name, Engine, State};
 use crate::error::{Error, Result};
-use crate::executor::ExecError;
+use crate::executor::Executor;
 use crate::ipam::{overlaps, pick_subnet};
-use crate::model::{Endpoint, Network, Pool};
+use crate::model::{Endpoint, Network, Pool, Sandbox};
 use crate::store::Table;
 use ipnet::IpNet;
 use std::collections::BTreeMap;
@@ -403,7 +403,7 @@ impl Engine {
             id: sandbox.id.clone(),
             name: sandbox.name.clone(),
             netns: sandbox.netns.clone(),
-            interfaces: sandbox_interfaces(self.exec.link_names(Path::new(&sandbox.netns)), &existing),
+            interfaces: sandbox_interfaces(&sandbox, self.exec.as_ref(), &existing),
         };
         let mut request = EndpointRequest {
             network: spec(&network),
@@ -531,13 +531,20 @@ fn allocate(pools: &mut [Pool], wanted: Option<IpAddr>, family: &str, network: &
     Err(last.unwrap_or_else(|| Error::Forbidden(format!("network {network} has no free {family} address"))))
 }
 
-/// The interface names taken in a sandbox: those of its endpoints, and every link its
-/// namespace holds (a runtime's own interfaces among them) when they could be listed.
-fn sandbox_interfaces(links: std::result::Result<Vec<String>, ExecError>, endpoints: &[&Endpoint]) -> Vec<String> {
+/// The interface names taken in a sandbox: those of its endpoints, and in a namespace a
+/// runtime made, every link it holds (the runtime's own interfaces among them) when they
+/// can be listed. A namespace wharf made holds only wharf's links and loopback, so it is
+/// not asked, which keeps a connect from waking a worker in it.
+fn sandbox_interfaces(sandbox: &Sandbox, exec: &dyn Executor, endpoints: &[&Endpoint]) -> Vec<String> {
     let mut names: Vec<String> = endpoints.iter().filter_map(|e| e.join.interface.clone()).collect();
-    match links {
+    if sandbox.owned {
+        return names;
+    }
+    match exec.link_names(Path::new(&sandbox.netns)) {
         Ok(links) => names.extend(links.into_iter().filter(|l| !names.contains(l)).collect::<Vec<_>>()),
-        Err(e) => tracing::warn!("cannot list the sandbox's links, so only wharf's are known: {e}"),
+        Err(e) => {
+            tracing::warn!(sandbox = %sandbox.name, "cannot list the sandbox's links, so only wharf's are known: {e}")
+        }
     }
     names
 }
