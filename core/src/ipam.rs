@@ -90,6 +90,32 @@ fn host_bounds(net: &IpNet) -> (u128, u128) {
     }
 }
 
+/// Address ranges no network's subnet may touch: the kernel routes them itself (loopback,
+/// multicast) or they mean "every address" or "no address".
+const UNUSABLE: [(&str, &str); 7] = [
+    ("0.0.0.0/8", "\"this network\" (0.0.0.0/8)"),
+    ("127.0.0.0/8", "loopback (127.0.0.0/8)"),
+    ("224.0.0.0/4", "multicast (224.0.0.0/4)"),
+    ("255.255.255.255/32", "the limited broadcast address"),
+    ("::/128", "the unspecified address"),
+    ("::1/128", "loopback (::1/128)"),
+    ("ff00::/8", "multicast (ff00::/8)"),
+];
+
+/// Refuse a subnet no network can use, naming why.
+pub fn check_subnet(subnet: &IpNet) -> Result<()> {
+    if subnet.prefix_len() == 0 {
+        return Err(Error::InvalidArgument(format!("subnet {subnet} would hold every address; give a smaller subnet")));
+    }
+    for (range, what) in UNUSABLE {
+        let range: IpNet = range.parse().expect("valid reserved range");
+        if overlaps(&range, subnet) {
+            return Err(Error::InvalidArgument(format!("subnet {subnet} overlaps {what}, which no network can use")));
+        }
+    }
+    Ok(())
+}
+
 impl Pool {
     /// A pool for `subnet`, checking that `ip_range`, `gateway` and `aux` lie inside it,
     /// and choosing the first host address as gateway when none is given and
@@ -102,6 +128,7 @@ impl Pool {
         want_gateway: bool,
     ) -> Result<Pool> {
         let subnet = subnet.trunc();
+        check_subnet(&subnet)?;
         if let Some(r) = ip_range {
             if matches!(r, IpNet::V4(_)) != matches!(subnet, IpNet::V4(_)) || !subnet.contains(&r) {
                 return Err(Error::InvalidArgument(format!("ip-range {r} is not inside subnet {subnet}")));
@@ -110,6 +137,13 @@ impl Pool {
         if let Some(g) = gateway {
             if !subnet.contains(&g) {
                 return Err(Error::InvalidArgument(format!("gateway {g} is not inside subnet {subnet}")));
+            }
+            let (first, last) = host_bounds(&subnet);
+            if !(first..=last).contains(&to_u128(g)) {
+                let what = if to_u128(g) == to_u128(subnet.network()) { "network" } else { "broadcast" };
+                return Err(Error::InvalidArgument(format!(
+                    "gateway {g} is the {what} address of subnet {subnet}, not a host address"
+                )));
             }
         }
         for (name, a) in &aux {
@@ -217,6 +251,25 @@ mod tests {
         let pool = ula_pool([1, 2, 3, 4, 5]);
         assert_eq!(pool.base, net("fd01:203:405::/48"));
         assert_eq!(pick_subnet(&[pool], true, &[]), Some(net("fd01:203:405::/64")));
+    }
+
+    #[test]
+    fn subnets_the_kernel_routes_itself_are_refused() {
+        for bad in ["127.5.0.0/16", "224.1.0.0/16", "0.0.0.0/0", "::/0", "::1/128", "ff02::/16", "0.1.0.0/16"] {
+            let err = Pool::new(net(bad), None, None, BTreeMap::new(), true).unwrap_err();
+            assert!(matches!(err, Error::InvalidArgument(_)), "{bad}: {err}");
+            assert!(err.to_string().starts_with("subnet "), "{bad}: {err}");
+        }
+        assert!(Pool::new(net("10.9.0.0/24"), None, None, BTreeMap::new(), true).is_ok());
+    }
+
+    #[test]
+    fn a_gateway_must_be_a_host_address() {
+        for (gw, what) in [("10.9.0.0", "network"), ("10.9.0.255", "broadcast")] {
+            let err = Pool::new(net("10.9.0.0/24"), None, Some(ip(gw)), BTreeMap::new(), true).unwrap_err();
+            assert!(err.to_string().contains(&format!("gateway {gw} is the {what} address")), "{err}");
+        }
+        assert!(Pool::new(net("10.9.0.0/31"), None, Some(ip("10.9.0.0")), BTreeMap::new(), true).is_ok());
     }
 
     #[test]

@@ -1,12 +1,24 @@
 //! The driver registry: built-in drivers and drivers loaded from plugin libraries.
 //!
 //! A plugin library is refused, with one log line naming the file and the reason, when it
-//! is not owned by root or is group- or world-writable, lacks the `wharf_plugin_v1` symbol,
-//! or speaks another ABI version. A driver whose name is already registered is refused on
+//! or its directory is not owned by root or is group- or world-writable, when it is a
+//! symbolic link, when it is not a complete ELF shared object for this machine (checked
+//! before the loader maps it, so a half-copied file cannot crash wharfd), when the loader
+//! refuses it (dlerror's text is kept), lacks the `wharf_plugin_v1` symbol, or speaks
+//! another ABI version. What is checked is what is loaded: the file is opened once and
+//! loaded through its descriptor. A driver whose name is already registered is refused on
 //! its own. Libraries are never unloaded: a loaded table stays valid for the process' life.
 
+mod elf;
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::fmt;
+use std::fs::File;
+use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -135,22 +147,28 @@ impl Registry {
             .collect()
     }
 
-    /// Load every `*.so` in `dir`, in name order. Refusals are logged and returned; the
-    /// drivers of the other files are registered.
+    /// Load every `*.so` in `dir`, in name order. A directory that is not owned by root or
+    /// that group or others can write is refused as a whole. Refusals are logged and
+    /// returned; the drivers of the other files are registered. A missing directory is
+    /// not an error: the configured list names directories an installation may not have.
     pub fn load_dir(&mut self, dir: &Path) -> Vec<LoadError> {
         let dir = dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf());
-        let mut files: Vec<PathBuf> = match std::fs::read_dir(&dir) {
-            Ok(rd) => rd.flatten().map(|e| e.path()).filter(|p| p.extension().is_some_and(|e| e == "so")).collect(),
-            Err(_) => return Vec::new(),
-        };
-        files.sort();
-        let mut errors = Vec::new();
-        for file in files {
-            match self.load_file(&file) {
-                Ok(mut refused) => errors.append(&mut refused),
-                Err(e) => errors.push(e),
+        let errors = match open_dir(&dir) {
+            Ok(Some((fd, names))) => {
+                let mut errors = Vec::new();
+                for name in names {
+                    let path = dir.join(&name);
+                    let opened = open_plugin(Some(&fd), Path::new(&name), &path);
+                    match opened.and_then(|file| self.load_open(&path, file)) {
+                        Ok(mut refused) => errors.append(&mut refused),
+                        Err(e) => errors.push(e),
+                    }
+                }
+                errors
             }
-        }
+            Ok(None) => Vec::new(),
+            Err(reason) => vec![LoadError { path: dir.clone(), reason }],
+        };
         for e in &errors {
             tracing::warn!("{e}");
         }
@@ -160,9 +178,21 @@ impl Registry {
     /// Load one plugin library. A refused library is an `Err`; a library whose drivers
     /// were partly refused (duplicate names) returns those refusals in `Ok`.
     pub fn load_file(&mut self, path: &Path) -> Result<Vec<LoadError>, LoadError> {
+        let file = open_plugin(None, path, path)?;
+        self.load_open(path, file)
+    }
+
+    /// Check the opened library and load it through its descriptor, so the file checked is
+    /// the file loaded even if `path` is replaced meanwhile.
+    fn load_open(&mut self, path: &Path, file: File) -> Result<Vec<LoadError>, LoadError> {
         let refuse = |reason: String| LoadError { path: path.to_path_buf(), reason };
-        check_ownership(path).map_err(refuse)?;
-        let table = open_table(path).map_err(refuse)?;
+        let meta = file.metadata().map_err(|e| refuse(format!("cannot stat: {e}")))?;
+        if !meta.file_type().is_file() {
+            return Err(refuse("not a regular file".to_string()));
+        }
+        check_owner(&meta).map_err(refuse)?;
+        elf::check(&file, meta.len()).map_err(refuse)?;
+        let table = open_table(file).map_err(refuse)?;
         // SAFETY: `open_table` checked the version and size of a table that lives for the
         // rest of the process, as its library is never unloaded.
         let drivers = unsafe { PluginClient::drivers(table) }.map_err(refuse)?;
@@ -185,8 +215,48 @@ impl Registry {
     }
 }
 
-fn check_ownership(path: &Path) -> Result<(), String> {
-    let meta = std::fs::metadata(path).map_err(|e| format!("cannot stat: {e}"))?;
+/// Open a plugin directory and list its `*.so` names in order; `None` when it does not
+/// exist. The directory is refused unless root owns it and only root can write it, as
+/// whoever can write it chooses what wharfd loads.
+fn open_dir(dir: &Path) -> Result<Option<(OwnedFd, Vec<OsString>)>, String> {
+    let flags = OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC;
+    let fd = match nix::fcntl::open(dir, flags, Mode::empty()) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(None),
+        Err(e) => return Err(format!("cannot open plugin directory: {}", std::io::Error::from(e))),
+    };
+    let meta = File::from(fd.try_clone().map_err(|e| format!("cannot open plugin directory: {e}"))?)
+        .metadata()
+        .map_err(|e| format!("cannot stat plugin directory: {e}"))?;
+    check_owner(&meta).map_err(|reason| format!("plugin directory {reason}"))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| format!("cannot list plugin directory: {e}"))?;
+    let mut names: Vec<OsString> = entries
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| Path::new(n).extension().is_some_and(|e| e == "so"))
+        .collect();
+    names.sort();
+    Ok(Some((fd, names)))
+}
+
+/// Open a library without following a symbolic link (a link planted in a plugin directory
+/// is refused, not followed) and without blocking on a FIFO; relative to `dir` when given.
+fn open_plugin(dir: Option<&OwnedFd>, name: &Path, path: &Path) -> Result<File, LoadError> {
+    let flags = OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_NONBLOCK | OFlag::O_CLOEXEC;
+    let opened = match dir {
+        Some(dir) => nix::fcntl::openat(dir, name, flags, Mode::empty()),
+        None => nix::fcntl::open(name, flags, Mode::empty()),
+    };
+    opened.map(File::from).map_err(|e| LoadError {
+        path: path.to_path_buf(),
+        reason: match e {
+            Errno::ELOOP => "is a symbolic link, which is never followed".to_string(),
+            e => format!("cannot open: {}", std::io::Error::from(e)),
+        },
+    })
+}
+
+fn check_owner(meta: &std::fs::Metadata) -> Result<(), String> {
     if meta.uid() != 0 {
         return Err(format!("owned by uid {}, not root", meta.uid()));
     }
@@ -196,14 +266,36 @@ fn check_ownership(path: &Path) -> Result<(), String> {
     Ok(())
 }
 
-fn open_table(path: &Path) -> Result<&'static PluginTable, String> {
-    // SAFETY: loading a library runs its initialisers. Only root-owned files that no one
-    // else can write are loaded (checked by the caller), the same trust as wharfd itself.
-    let lib = unsafe { libloading::Library::new(path) }.map_err(|e| format!("cannot load: {e}"))?;
+/// An error with the errors it came from, so dlerror's text reaches the log line.
+fn with_sources(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// Load the library open as `file` through `/proc/self/fd/N` and check its table.
+///
+/// The descriptor stays open for the rest of the process once the library is loaded: the
+/// dynamic loader remembers a library by the name it was opened with, so a later plugin
+/// given the same descriptor number would otherwise be mistaken for this one.
+fn open_table(file: File) -> Result<&'static PluginTable, String> {
+    let fd_path = format!("/proc/self/fd/{}", file.as_raw_fd());
+    let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL;
+    // SAFETY: loading a library runs its initialisers. Only complete ELF shared objects that
+    // root owns and no one else can write are loaded (checked by the caller on this very
+    // descriptor), the same trust as wharfd itself.
+    let lib = unsafe { libloading::os::unix::Library::open(Some(&fd_path), flags) }
+        .map_err(|e| format!("cannot load: {}", with_sources(&e)))?;
+    let _kept_open = file.into_raw_fd();
     // SAFETY: the symbol's type is fixed by the ABI: `extern "C" fn() -> *const PluginTable`.
     let entry: EntryFn = match unsafe { lib.get::<EntryFn>(abi::SYMBOL) } {
         Ok(sym) => *sym,
-        Err(_) => return Err("does not export the symbol wharf_plugin_v1".to_string()),
+        Err(e) => return Err(format!("does not export the symbol wharf_plugin_v1 ({})", with_sources(&e))),
     };
     // Libraries are never unloaded, so the table and the functions it points to stay valid.
     std::mem::forget(lib);

@@ -61,6 +61,9 @@ pub struct HostFacts {
     pub wharf_bridges: Vec<String>,
     /// Directory under which volume drivers keep their data.
     pub volumes_dir: String,
+    /// The largest file the filesystem holding `volumes_dir` can hold, when known.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub volumes_max_file_size: Option<u64>,
     /// Base directories under which `bind` volumes may point.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bind_allowed_bases: Vec<String>,

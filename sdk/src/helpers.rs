@@ -32,14 +32,19 @@ pub fn next_interface_name(prefix: &str, taken: &[String]) -> String {
         .expect("an unbounded range always yields a free name")
 }
 
-/// Whether `name` is a usable interface name: 1 to 15 bytes, no '/', ':' or whitespace.
+/// Whether `name` is a usable interface name: 1 to 15 bytes of printable ASCII, not `.` or
+/// `..`, without `/` or `:` (the kernel refuses them), `%` (the kernel would number the name
+/// itself) or whitespace, NUL and non-ASCII bytes (tools cannot show or type them).
 pub fn valid_ifname(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 15
         && name != "."
         && name != ".."
-        && !name.chars().any(|c| c == '/' || c == ':' || c.is_whitespace())
+        && name.bytes().all(|b| b.is_ascii_graphic() && !b"/:%".contains(&b))
 }
+
+/// The loopback interface every network namespace has.
+pub const LOOPBACK: &str = "lo";
 
 /// The network option setting the MTU of its links, as Docker spells it.
 pub const MTU: &str = "com.docker.network.driver.mtu";
@@ -73,6 +78,9 @@ pub fn sandbox_ifname(driver: &str, req: &EndpointRequest, prefix: &str) -> Driv
         return Err(DriverError::unknown_option(driver, bad));
     }
     let name = match req.endpoint.options.get(ENDPOINT_IFNAME) {
+        Some(n) if n == LOOPBACK => {
+            return Err(DriverError::invalid_option(ENDPOINT_IFNAME, "lo is the sandbox's loopback interface"))
+        }
         Some(n) if valid_ifname(n) => n.clone(),
         Some(n) => {
             return Err(DriverError::invalid_option(ENDPOINT_IFNAME, format!("{n:?} is not a valid interface name")))
@@ -206,5 +214,8 @@ mod tests {
         assert!(!valid_ifname("sixteen-chars-xx"));
         assert!(!valid_ifname(".."));
         assert!(!valid_ifname("a b"));
+        for bad in ["", "eth\0", "\u{e9}th0", "eth%d", "a:b", "a/b", "tab\t"] {
+            assert!(!valid_ifname(bad), "{bad:?}");
+        }
     }
 }

@@ -15,6 +15,7 @@ pub mod abi;
 mod error;
 mod facts;
 mod helpers;
+mod mount_options;
 mod network;
 pub mod plan;
 mod volume;
@@ -23,8 +24,9 @@ pub use error::{DriverError, DriverResult, ErrorKind};
 pub use facts::{HostFacts, HostLink};
 pub use helpers::{
     fnv1a, iface_prefix, mac_from_seed, mtu_option, next_interface_name, sandbox_ifname, state_from_value,
-    state_to_value, valid_ifname, VethEndpoint, ENDPOINT_IFNAME, IFACE_PREFIX, MTU,
+    state_to_value, valid_ifname, VethEndpoint, ENDPOINT_IFNAME, IFACE_PREFIX, LOOPBACK, MTU,
 };
+pub use mount_options::{is_mount_flag, join_mount_options, mask_mount_secrets, split_mount_options, MOUNT_FLAGS};
 pub use network::{
     CreateNetwork, DeleteNetwork, EndpointInfo, EndpointRequest, EndpointSpec, JoinInfo, NetworkCapabilities,
     NetworkDriver, NetworkPeer, NetworkSpec, Outcome, PortBinding, SandboxSpec, Scope, Subnet,

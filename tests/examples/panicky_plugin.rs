@@ -1,12 +1,16 @@
-//! A test plugin whose driver panics on request, to show a panic inside a plugin becomes
-//! an error for that call only.
+//! A test plugin whose driver misbehaves on request: it panics, to show a panic inside a
+//! plugin becomes an error for that call only, or takes its time, to hold an operation in
+//! flight while a test checks what else the daemon answers.
 
 use wharf_sdk::{
     export_plugin, CreateNetwork, DeleteNetwork, DriverResult, EndpointInfo, EndpointRequest, HostFacts, JoinInfo,
     NetworkDriver, NetworkSpec, Outcome,
 };
 
-/// Panics in `create_network` when the network is named `boom`.
+/// How long `create_network` takes for a network named `slow`.
+const SLOW: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Panics in `create_network` when the network is named `boom`; takes [`SLOW`] for `slow`.
 pub struct Panicky;
 
 impl NetworkDriver for Panicky {
@@ -17,8 +21,10 @@ impl NetworkDriver for Panicky {
         Ok(())
     }
     fn create_network(&self, req: CreateNetwork) -> DriverResult<Outcome<()>> {
-        if req.network.name == "boom" {
-            panic!("asked to explode");
+        match req.network.name.as_str() {
+            "boom" => panic!("asked to explode"),
+            "slow" => std::thread::sleep(SLOW),
+            _ => {}
         }
         Ok(Outcome::default())
     }

@@ -371,3 +371,79 @@ fn a_removed_network_can_be_made_again_at_once_with_its_bridge_and_subnet() {
         std::thread::sleep(std::time::Duration::from_millis(50));
     }
 }
+
+/// The MAC address of link `name` in the host namespace.
+fn host_mac(h: &Host, name: &str) -> String {
+    let out = h.in_host_ok(&["cat", &format!("/sys/class/net/{name}/address")]);
+    out.trim().to_string()
+}
+
+#[test]
+fn a_sandbox_keeps_its_egress_while_others_connect_and_disconnect() {
+    let h = Host::start();
+    let _up = upstream(&h);
+    h.wharf_ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.37.0.0/24",
+        "-o",
+        "com.docker.network.bridge.name=brmac0",
+        "out",
+    ]);
+    let mac = host_mac(&h, "brmac0");
+    let others = ["b", "c", "d"];
+    for sb in ["a"].iter().chain(&others) {
+        h.wharf_ok(&["sandbox", "create", sb]);
+    }
+    // The others join first, so without a fixed MAC the bridge would take the lowest of
+    // their ports' and `a` would learn a gateway MAC that leaves with them.
+    for sb in others {
+        h.wharf_ok(&["network", "connect", "out", sb]);
+    }
+    h.wharf_ok(&["network", "connect", "out", "a"]);
+    assert!(h.ping("a", "192.0.2.2"), "egress before the churn\n{}", h.log());
+    assert_eq!(host_mac(&h, "brmac0"), mac, "ports joining do not change the bridge's MAC");
+
+    let count = 40;
+    let pinger = Command::new("nsenter")
+        .arg(format!("--net={}", h.sandbox_path("a")))
+        .args(["--", "ping", "-n", "-q", "-i", "0.2", "-W", "1", "-c", &count.to_string(), "192.0.2.2"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    for round in 0..3 {
+        for sb in others {
+            h.wharf_ok(&["network", "disconnect", "out", sb]);
+            assert_eq!(host_mac(&h, "brmac0"), mac, "round {round}: {sb} left");
+        }
+        for sb in others {
+            h.wharf_ok(&["network", "connect", "out", sb]);
+            assert_eq!(host_mac(&h, "brmac0"), mac, "round {round}: {sb} joined");
+        }
+    }
+    for sb in others {
+        h.wharf_ok(&["network", "disconnect", "out", sb]);
+    }
+    let out = pinger.wait_with_output().unwrap();
+    let summary = String::from_utf8_lossy(&out.stdout).into_owned();
+    let received: u32 = summary
+        .split(", ")
+        .find_map(|part| part.strip_suffix(" received").or_else(|| part.strip_suffix(" packets received")))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no ping summary: {summary}"));
+    assert!(received + 1 >= count, "egress was lost while others came and went: {summary}");
+    assert_eq!(host_mac(&h, "brmac0"), mac);
+}
+
+#[test]
+fn a_bridge_made_again_after_a_restart_gets_the_same_mac() {
+    let mut h = Host::start();
+    h.wharf_ok(&["network", "create", "--subnet", "10.38.0.0/24", "-o", "com.docker.network.bridge.name=brmac1", "n"]);
+    let mac = host_mac(&h, "brmac1");
+    assert!(h.stop_daemon());
+    h.in_host_ok(&["ip", "link", "del", "brmac1"]);
+    h.start_daemon();
+    assert_eq!(host_mac(&h, "brmac1"), mac, "\n{}", h.log());
+}

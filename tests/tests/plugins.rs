@@ -1,4 +1,5 @@
-//! Loading plugin libraries: the example plugin, refusals, panics, duplicates.
+//! Loading plugin libraries: the example plugin, refusals, panics, duplicates, and files
+//! that must never reach the dynamic loader (truncated, planted links, foreign directories).
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
@@ -115,9 +116,118 @@ fn a_panic_fails_one_call_and_the_next_call_works() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+#[test]
+fn a_truncated_library_is_refused_before_the_loader_maps_it() {
+    let dir = tempfile_dir("trunc");
+    let whole = std::fs::read(example("wharf_example_driver")).unwrap();
+    for (name, len) in [("libhalf.so", whole.len() / 2), ("libalmost.so", whole.len() - 1), ("libhead.so", 100)] {
+        let so = dir.join(name);
+        std::fs::write(&so, &whole[..len]).unwrap();
+        std::fs::set_permissions(&so, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut r = Registry::new();
+    let errs = r.load_dir(&dir);
+    assert_eq!(errs.len(), 3, "{errs:?}");
+    for e in &errs {
+        assert!(e.to_string().contains("truncated"), "{e}");
+    }
+    assert!(r.network("ptp").is_none());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_library_for_another_class_or_machine_is_refused() {
+    let dir = tempfile_dir("class");
+    let whole = std::fs::read(example("wharf_example_driver")).unwrap();
+    let mut other_class = whole.clone();
+    other_class[4] = 1;
+    let mut other_machine = whole;
+    other_machine[18] ^= 0x55;
+    for (name, bytes) in [("libclass.so", other_class), ("libmachine.so", other_machine)] {
+        std::fs::write(dir.join(name), bytes).unwrap();
+    }
+    let errs = Registry::new().load_dir(&dir);
+    assert_eq!(errs.len(), 2, "{errs:?}");
+    assert!(errs[0].to_string().contains("ELF class 32-bit does not match"), "{}", errs[0]);
+    assert!(errs[1].to_string().contains("ELF machine"), "{}", errs[1]);
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_symlink_planted_in_the_plugin_directory_is_not_followed() {
+    let elsewhere = tempfile_dir("target");
+    let real = install(&elsewhere, &example("wharf_example_driver"), "libreal.so", 0o755);
+    let dir = tempfile_dir("link");
+    std::os::unix::fs::symlink(&real, dir.join("libptp.so")).unwrap();
+    let mut r = Registry::new();
+    let errs = r.load_dir(&dir);
+    assert_eq!(errs.len(), 1, "{errs:?}");
+    assert!(errs[0].to_string().contains("libptp.so: is a symbolic link"), "{}", errs[0]);
+    assert!(r.network("ptp").is_none());
+    let err = Registry::new().load_file(&dir.join("libptp.so")).unwrap_err();
+    assert!(err.to_string().contains("symbolic link"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+    std::fs::remove_dir_all(elsewhere).unwrap();
+}
+
+#[test]
+fn a_plugin_directory_others_can_write_or_own_is_refused() {
+    let dir = tempfile_dir("dirperm");
+    install(&dir, &example("wharf_example_driver"), "libptp.so", 0o755);
+    for mode in [0o775, 0o757] {
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
+        let mut r = Registry::new();
+        let errs = r.load_dir(&dir);
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].to_string().contains("plugin directory writable by group or others"), "{}", errs[0]);
+        assert_eq!(errs[0].path, dir);
+        assert!(r.network("ptp").is_none());
+    }
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
+    nix::unistd::chown(&dir, Some(nix::unistd::Uid::from_raw(1000)), None).unwrap();
+    let errs = Registry::new().load_dir(&dir);
+    assert!(errs[0].to_string().contains("plugin directory owned by uid 1000, not root"), "{errs:?}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn the_loaders_own_reason_is_kept() {
+    let dir = tempfile_dir("dlerror");
+    let dep = compile_c(&dir, "libedgdep", "int dep(void) { return 1; }\n");
+    let src = dir.join("needs.c");
+    std::fs::write(&src, "int dep(void);\nint needs(void) { return dep(); }\n").unwrap();
+    let so = dir.join("libneeds.so");
+    let dir_s = dir.to_str().unwrap();
+    wharf_tests::ok(
+        "cc",
+        &["-shared", "-fPIC", "-o", so.to_str().unwrap(), src.to_str().unwrap(), "-L", dir_s, "-ledgdep"],
+    );
+    std::fs::set_permissions(&so, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::remove_file(dep).unwrap();
+    let err = Registry::new().load_file(&so).unwrap_err();
+    assert!(err.to_string().contains("libedgdep.so: cannot open shared object file"), "{err}");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 fn tempfile_dir(tag: &str) -> PathBuf {
     let d = std::env::temp_dir().join(wharf_tests::unique(&format!("wharf-plugins-{tag}-")));
     std::fs::create_dir_all(&d).unwrap();
     std::fs::set_permissions(&d, std::fs::Permissions::from_mode(0o755)).unwrap();
     d
+}
+
+#[test]
+fn wharfd_starts_beside_a_truncated_plugin_and_logs_why_it_was_refused() {
+    let dir = tempfile_dir("daemon");
+    let whole = std::fs::read(example("wharf_example_driver")).unwrap();
+    let half = dir.join("libhalf.so");
+    std::fs::write(&half, &whole[..whole.len() / 2]).unwrap();
+    std::fs::set_permissions(&half, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let h = wharf_tests::Host::start_with(&["--plugin-dir", dir.to_str().unwrap()]);
+    let plugins = h.wharf_ok(&["plugin", "ls"]);
+    assert!(plugins.contains("bridge") && !plugins.contains("ptp"), "{plugins}");
+    let log = h.log();
+    assert!(log.contains("libhalf.so: truncated"), "{log}");
+    drop(h);
+    std::fs::remove_dir_all(dir).unwrap();
 }

@@ -3,6 +3,8 @@
 //!
 //! Handlers parse the request, call the engine on a blocking thread, and render Docker's
 //! JSON. Errors become `{"message": ...}` with the status code from [`Error::status`].
+//! [`serve`] runs the router on a socket, closing connections whose request headers do not
+//! arrive within [`HEADER_READ_TIMEOUT`].
 
 pub mod filters;
 pub mod shapes;
@@ -107,6 +109,57 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .fallback(not_found)
         .with_state(engine);
     Router::new().fallback_service(routes).layer(axum::middleware::from_fn(versioned))
+}
+
+/// How long a client may take to send a request's headers, and a kept-alive connection may
+/// stay idle; then the connection is closed, so half-sent requests do not pile up.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serve `app` on `listener` over HTTP/1.1 until `shutdown` completes, then let requests in
+/// flight finish.
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, most likely: wait for connections to close.
+                    tracing::warn!("accepting an API connection: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stopped = stopped.clone();
+        connections.spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+            let mut conn = std::pin::pin!(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+            let served = tokio::select! {
+                served = conn.as_mut() => served,
+                _ = stopped.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!("API connection closed: {e}");
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    drop(stop);
+    while connections.join_next().await.is_some() {}
+    Ok(())
 }
 
 async fn not_found(method: Method, uri: Uri) -> Error {

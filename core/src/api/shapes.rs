@@ -76,7 +76,7 @@ pub fn volume(v: &Volume) -> Value {
     let options: BTreeMap<&String, String> = v
         .options
         .iter()
-        .map(|(k, val)| (k, if k == "o" { crate::kernel::mount::mask_secrets(val) } else { val.clone() }))
+        .map(|(k, val)| (k, if k == "o" { wharf_sdk::mask_mount_secrets(val) } else { val.clone() }))
         .collect();
     let size = v.status.get("size").and_then(Value::as_i64).unwrap_or(-1);
     let mut out = json!({

@@ -160,6 +160,7 @@ fn run(flags: Flags) -> Result<(), String> {
         netns_dir: c.netns_dir.clone(),
         netns_etc_dir: c.netns_etc_dir.clone(),
         host_resolv_conf: "/etc/resolv.conf".into(),
+        volumes_max_file_size: wharf_core::kernel::max_file_size(&volumes_dir),
         volumes_dir,
         pools_v4: c.default_address_pools.clone(),
         pools_v6: c.default_ipv6_pools.clone(),
@@ -195,7 +196,7 @@ async fn serve(engine: Arc<Engine>, socket: PathBuf) -> Result<(), String> {
         .map_err(|e| format!("{}: {e}", socket.display()))?;
     tracing::info!(socket = %socket.display(), "serving the API");
     let app = wharf_core::api::router(engine);
-    let served = axum::serve(listener, app).with_graceful_shutdown(shutdown()).await;
+    let served = wharf_core::api::serve(listener, app, shutdown()).await;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped");
     served.map_err(|e| format!("serve: {e}"))

@@ -27,7 +27,7 @@ use ipnet::IpNet;
 use policy::Author;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use wharf_sdk::{HostFacts, LinkKind, Op, Plan, Step};
 
 /// Settings the engine needs from the daemon's configuration.
@@ -41,6 +41,8 @@ pub struct Settings {
     pub host_resolv_conf: PathBuf,
     /// Directory under which volume data lives.
     pub volumes_dir: PathBuf,
+    /// The largest file the filesystem of `volumes_dir` can hold, when known.
+    pub volumes_max_file_size: Option<u64>,
     /// Default IPv4 pools.
     pub pools_v4: Vec<DefaultPool>,
     /// Default IPv6 pools; empty means a ULA /48 chosen at first start.
@@ -63,7 +65,7 @@ pub struct DefaultBridge {
 }
 
 /// The in-memory mirror of the store.
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct State {
     networks: BTreeMap<String, Network>,
     endpoints: BTreeMap<String, Endpoint>,
@@ -80,6 +82,41 @@ pub struct Engine {
     exec: Arc<dyn Executor>,
     settings: Settings,
     state: Mutex<State>,
+    /// The state as every finished operation left it, published by [`StateGuard`], so reads
+    /// never wait for an operation in flight (plugin calls, kernel I/O).
+    published: RwLock<Arc<State>>,
+}
+
+/// The engine's state, locked for an operation. Dropping it after a change publishes the
+/// new state for reads, before the lock is let go, so snapshots follow operations in order.
+struct StateGuard<'a> {
+    state: MutexGuard<'a, State>,
+    published: &'a RwLock<Arc<State>>,
+    changed: bool,
+}
+
+impl std::ops::Deref for StateGuard<'_> {
+    type Target = State;
+
+    fn deref(&self) -> &State {
+        &self.state
+    }
+}
+
+impl std::ops::DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        self.changed = true;
+        &mut self.state
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        if self.changed {
+            let snapshot = Arc::new(self.state.clone());
+            *self.published.write().unwrap_or_else(|p| p.into_inner()) = snapshot;
+        }
+    }
 }
 
 /// A fresh 64-hex id.
@@ -206,15 +243,23 @@ impl Engine {
         for (_, v) in store.list::<Volume>(Table::Volumes)? {
             state.volumes.insert(v.name.clone(), v);
         }
-        let engine = Engine { store, registry, exec, settings, state: Mutex::new(state) };
+        let published = RwLock::new(Arc::new(state.clone()));
+        let engine = Engine { store, registry, exec, settings, state: Mutex::new(state), published };
         engine.recover_journal()?;
         engine.reconcile()?;
         engine.ensure_predefined()?;
         Ok(engine)
     }
 
-    fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    /// The state, for an operation: one at a time.
+    fn lock(&self) -> StateGuard<'_> {
+        let state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        StateGuard { state, published: &self.published, changed: false }
+    }
+
+    /// The state as the last finished operation left it, for reads.
+    fn read(&self) -> Arc<State> {
+        self.published.read().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// The driver registry.
@@ -228,6 +273,7 @@ impl Engine {
         let mut f = self.exec.host_facts().map_err(|e| Error::Internal(format!("reading host facts: {e}")))?;
         f.default_mtu = self.settings.default_mtu;
         f.volumes_dir = self.settings.volumes_dir.display().to_string();
+        f.volumes_max_file_size = self.settings.volumes_max_file_size;
         f.bind_allowed_bases = self.settings.bind_allowed_bases.clone();
         f.wharf_bridges = state
             .networks
@@ -245,6 +291,7 @@ impl Engine {
         HostFacts {
             default_mtu: self.settings.default_mtu,
             volumes_dir: self.settings.volumes_dir.display().to_string(),
+            volumes_max_file_size: self.settings.volumes_max_file_size,
             bind_allowed_bases: self.settings.bind_allowed_bases.clone(),
             ..Default::default()
         }
@@ -426,17 +473,17 @@ impl Engine {
 
     /// Every network.
     pub fn networks(&self) -> Vec<Network> {
-        self.lock().networks.values().cloned().collect()
+        self.read().networks.values().cloned().collect()
     }
 
     /// One network by id, name or id prefix.
     pub fn network(&self, key: &str) -> Result<Network> {
-        self.lock().network(key).cloned()
+        self.read().network(key).cloned()
     }
 
     /// Every endpoint of a network, with its sandbox.
     pub fn network_endpoints(&self, id: &str) -> Vec<(Endpoint, Sandbox)> {
-        let s = self.lock();
+        let s = self.read();
         s.endpoints_of_network(id)
             .filter_map(|e| s.sandboxes.get(&e.sandbox_id).map(|sb| (e.clone(), sb.clone())))
             .collect()
@@ -444,17 +491,17 @@ impl Engine {
 
     /// Every sandbox.
     pub fn sandboxes(&self) -> Vec<Sandbox> {
-        self.lock().sandboxes.values().cloned().collect()
+        self.read().sandboxes.values().cloned().collect()
     }
 
     /// One sandbox by id, name or id prefix.
     pub fn sandbox(&self, key: &str) -> Result<Sandbox> {
-        self.lock().sandbox(key).cloned()
+        self.read().sandbox(key).cloned()
     }
 
     /// Every endpoint of a sandbox, with its network.
     pub fn sandbox_endpoints(&self, id: &str) -> Vec<(Endpoint, Network)> {
-        let s = self.lock();
+        let s = self.read();
         s.endpoints_of_sandbox(id)
             .filter_map(|e| s.networks.get(&e.network_id).map(|n| (e.clone(), n.clone())))
             .collect()

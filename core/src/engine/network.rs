@@ -2,16 +2,18 @@
 
 use super::{new_id, now, valid_name, Author, Engine, State};
 use crate::error::{Error, Result};
+use crate::executor::Executor;
 use crate::firewall::{HostPort, PortState};
 use crate::ipam::{overlaps, pick_subnet};
-use crate::model::{Endpoint, Network, Pool};
+use crate::model::{Endpoint, Network, Pool, Sandbox};
 use crate::store::Table;
 use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
+use std::path::Path;
 use wharf_sdk::{
     CreateNetwork, DeleteNetwork, EndpointRequest, EndpointSpec, NetworkDriver, NetworkPeer, NetworkSpec, Plan,
-    PortBinding, SandboxSpec, Subnet,
+    PortBinding, SandboxSpec, Subnet, MTU,
 };
 
 /// One `IPAM.Config` entry of a create request.
@@ -243,6 +245,7 @@ impl Engine {
         if !predefined && SINGLETON_DRIVERS.contains(&driver_name.as_str()) {
             return Err(Error::Forbidden(format!("only one instance of {driver_name:?} network is allowed")));
         }
+        check_ipv6_mtu(&req)?;
         if let Some(k) = req.ipam_options.keys().next() {
             return Err(Error::InvalidArgument(format!("IPAM driver option {k:?} is not supported")));
         }
@@ -424,9 +427,7 @@ impl Engine {
             )));
         }
         if let Some(mac) = &req.mac {
-            if !valid_mac(mac) {
-                return Err(Error::InvalidArgument(format!("invalid MAC address {mac:?}")));
-            }
+            check_mac(mac)?;
         }
         let mut net = network.clone();
         let ipv4 = allocate(&mut net.ipv4, req.ipv4, "IPv4", &network.name)?;
@@ -456,7 +457,7 @@ impl Engine {
             id: sandbox.id.clone(),
             name: sandbox.name.clone(),
             netns: sandbox.netns.clone(),
-            interfaces: existing.iter().filter_map(|e| e.join.interface.clone()).collect(),
+            interfaces: sandbox_interfaces(&sandbox, self.exec.as_ref(), &existing),
         };
         let mut request = EndpointRequest {
             network: spec(&network),
@@ -616,8 +617,49 @@ fn allocate(pools: &mut [Pool], wanted: Option<IpAddr>, family: &str, network: &
     Err(last.unwrap_or_else(|| Error::Forbidden(format!("network {network} has no free {family} address"))))
 }
 
-/// Whether `mac` is six colon-separated hex octets.
-pub fn valid_mac(mac: &str) -> bool {
-    let parts: Vec<&str> = mac.split(':').collect();
-    parts.len() == 6 && parts.iter().all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
+/// The interface names taken in a sandbox: those of its endpoints, and in a namespace a
+/// runtime made, every link it holds (the runtime's own interfaces among them) when they
+/// can be listed. A namespace wharf made holds only wharf's links and loopback, so it is
+/// not asked, which keeps a connect from waking a worker in it.
+fn sandbox_interfaces(sandbox: &Sandbox, exec: &dyn Executor, endpoints: &[&Endpoint]) -> Vec<String> {
+    let mut names: Vec<String> = endpoints.iter().filter_map(|e| e.join.interface.clone()).collect();
+    if sandbox.owned {
+        return names;
+    }
+    match exec.link_names(Path::new(&sandbox.netns)) {
+        Ok(links) => names.extend(links.into_iter().filter(|l| !names.contains(l)).collect::<Vec<_>>()),
+        Err(e) => {
+            tracing::warn!(sandbox = %sandbox.name, "cannot list the sandbox's links, so only wharf's are known: {e}")
+        }
+    }
+    names
+}
+
+/// Refuse a MAC an interface cannot have: anything but six colon-separated hex octets, the
+/// zero address, and group (multicast, broadcast) addresses.
+pub fn check_mac(mac: &str) -> Result<()> {
+    let octets: Option<Vec<u8>> =
+        mac.split(':').map(|p| (p.len() == 2).then(|| u8::from_str_radix(p, 16).ok()).flatten()).collect();
+    let reason = match octets.as_deref() {
+        Some(o) if o.len() == 6 && o.iter().all(|b| *b == 0) => "it is the zero address",
+        Some([first, _, _, _, _, _]) if first & 1 == 1 => "it is a multicast or broadcast address",
+        Some([_, _, _, _, _, _]) => return Ok(()),
+        _ => "it is not six colon-separated hex octets",
+    };
+    Err(Error::InvalidArgument(format!("invalid MacAddress {mac:?}: {reason}")))
+}
+
+/// The smallest MTU IPv6 works with (RFC 8200).
+const IPV6_MIN_MTU: u32 = 1280;
+
+/// Refuse an MTU option below IPv6's minimum on a network with IPv6: the kernel takes IPv6
+/// off a link with a smaller MTU, so its addresses and routes could not be added.
+fn check_ipv6_mtu(req: &NetworkCreateRequest) -> Result<()> {
+    let Some(value) = req.options.get(MTU).filter(|_| req.enable_ipv6) else { return Ok(()) };
+    match value.parse::<u32>() {
+        Ok(mtu) if mtu < IPV6_MIN_MTU => Err(Error::InvalidArgument(format!(
+            "option {MTU}={mtu} is below {IPV6_MIN_MTU}, the smallest MTU IPv6 works with"
+        ))),
+        _ => Ok(()),
+    }
 }

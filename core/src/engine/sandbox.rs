@@ -57,7 +57,7 @@ impl Engine {
         let (path, owned) = match netns {
             Some(p) => {
                 self.exec.check_netns(Path::new(p)).map_err(|e| {
-                    Error::InvalidArgument(format!("sandbox {name}: {p} is not a network namespace: {e}"))
+                    Error::InvalidArgument(format!("sandbox {name}: Netns {p} cannot be a sandbox: {e}"))
                 })?;
                 (p.to_string(), false)
             }

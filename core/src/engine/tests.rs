@@ -108,6 +108,7 @@ impl Fixture {
             netns_etc_dir: self.dir.path().join("etc-netns"),
             host_resolv_conf: self.dir.path().join("resolv.conf"),
             volumes_dir: self.dir.path().join("volumes"),
+            volumes_max_file_size: None,
             pools_v4: crate::ipam::docker_default_pools(),
             pools_v6: Vec::new(),
             default_mtu: None,

@@ -113,12 +113,12 @@ impl Engine {
 
     /// Every volume.
     pub fn volumes(&self) -> Vec<Volume> {
-        self.lock().volumes.values().cloned().collect()
+        self.read().volumes.values().cloned().collect()
     }
 
     /// One volume by name.
     pub fn volume(&self, name: &str) -> Result<Volume> {
-        self.lock().volumes.get(name).cloned().ok_or_else(|| Error::NotFound(format!("volume {name} not found")))
+        self.read().volumes.get(name).cloned().ok_or_else(|| Error::NotFound(format!("volume {name} not found")))
     }
 
     /// Remove a volume. One in use is refused, `force` or not; `force` only makes an

@@ -91,6 +91,12 @@ pub trait Executor: Send + Sync {
     fn owns(&self, _op: &Op) -> bool {
         false
     }
+
+    /// The names of the links in namespace `netns`, wharf's or not, so a new interface
+    /// there gets a name that is free.
+    fn link_names(&self, _netns: &Path) -> Result<Vec<String>, ExecError> {
+        Ok(Vec::new())
+    }
 }
 
 /// A plan step that failed, after the steps before it were rolled back.

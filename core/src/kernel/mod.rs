@@ -436,6 +436,16 @@ impl Executor for Kernel {
         if st.filesystem_type().0 as i64 != NSFS_MAGIC {
             return Err(ExecError::new(format!("{} is not a namespace file", path.display())));
         }
+        // Wiring wharfd's own namespace as a sandbox would put sandbox interfaces, addresses
+        // and routes on the host, and removing the sandbox would take them off it again.
+        let same =
+            |a: &nix::sys::stat::FileStat, b: &nix::sys::stat::FileStat| a.st_dev == b.st_dev && a.st_ino == b.st_ino;
+        let given = nix::sys::stat::stat(path).map_err(|e| ExecError::new(format!("{}: {e}", path.display())))?;
+        let own =
+            nix::sys::stat::stat("/proc/self/ns/net").map_err(|e| ExecError::new(format!("/proc/self/ns/net: {e}")))?;
+        if same(&given, &own) {
+            return Err(ExecError::new(format!("{} is wharfd's own network namespace", path.display())));
+        }
         Ok(())
     }
 
@@ -481,12 +491,30 @@ impl Executor for Kernel {
         let (name, mark) = (link.name.clone(), self.mark.clone());
         matches!(self.on(home, move |ctx| ctx.block_on(netlink::link_marked(&ctx.handle, &name, &mark))), Ok(Ok(true)))
     }
+
+    fn link_names(&self, netns: &Path) -> Result<Vec<String>, ExecError> {
+        let netns = Netns::Path(netns.display().to_string());
+        self.on(&netns, |ctx| ctx.block_on(netlink::link_names(&ctx.handle)))?
+    }
 }
 
 impl Drop for Kernel {
     fn drop(&mut self) {
         self.drain();
     }
+}
+
+/// The largest file the filesystem holding `dir` can hold: ext2/3/4 address at most 2^32
+/// blocks in a file; other Linux filesystems reach the VFS limit, `i64::MAX` bytes.
+pub fn max_file_size(dir: &Path) -> Option<u64> {
+    const EXT4_SUPER_MAGIC: i64 = 0xEF53;
+    let st = nix::sys::statfs::statfs(dir).ok()?;
+    let vfs_limit = i64::MAX as u64;
+    if st.filesystem_type().0 as i64 == EXT4_SUPER_MAGIC {
+        let block = u64::try_from(st.block_size()).ok()?;
+        return Some(((1u64 << 32) - 1).saturating_mul(block).min(vfs_limit));
+    }
+    Some(vfs_limit)
 }
 
 /// Make a persistent named network namespace at `dir/name`, as `ip netns add` does: a new

@@ -7,42 +7,36 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::{chown, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-/// Mount options with the values of `pass…=` elements replaced by `***`.
-pub fn mask_secrets(options: &str) -> String {
-    options
-        .split(',')
-        .map(|e| match e.split_once('=') {
-            Some((k, _)) if k.to_ascii_lowercase().starts_with("pass") => format!("{k}=***"),
-            _ => e.to_string(),
-        })
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// Split mount(8)-style options into flags, filesystem data, and whether a loop device
-/// is wanted.
-pub fn split_options(options: &str) -> (MsFlags, String, bool) {
+/// is wanted; read as drivers read them ([`wharf_sdk::split_mount_options`]).
+pub fn split_options(options: &str) -> Result<(MsFlags, String, bool), ExecError> {
+    let elements =
+        wharf_sdk::split_mount_options(options).map_err(|reason| ExecError::new(format!("mount options: {reason}")))?;
     let mut flags = MsFlags::empty();
     let mut data = Vec::new();
     let mut want_loop = false;
-    for o in options.split(',').filter(|o| !o.is_empty()) {
-        match o {
+    for o in &elements {
+        match o.as_str() {
             "ro" => flags |= MsFlags::MS_RDONLY,
-            "rw" | "defaults" => {}
             "nosuid" => flags |= MsFlags::MS_NOSUID,
             "nodev" => flags |= MsFlags::MS_NODEV,
             "noexec" => flags |= MsFlags::MS_NOEXEC,
             "noatime" => flags |= MsFlags::MS_NOATIME,
             "nodiratime" => flags |= MsFlags::MS_NODIRATIME,
             "relatime" => flags |= MsFlags::MS_RELATIME,
+            "strictatime" => flags |= MsFlags::MS_STRICTATIME,
+            "lazytime" => flags |= MsFlags::MS_LAZYTIME,
             "sync" => flags |= MsFlags::MS_SYNCHRONOUS,
+            "silent" => flags |= MsFlags::MS_SILENT,
             "bind" => flags |= MsFlags::MS_BIND,
             "rbind" => flags |= MsFlags::MS_BIND | MsFlags::MS_REC,
             "loop" => want_loop = true,
+            // The opposites of the flags above: what a fresh mount has anyway.
+            flag if wharf_sdk::is_mount_flag(flag) => {}
             other => data.push(other),
         }
     }
-    (flags, data.join(","), want_loop)
+    Ok((flags, wharf_sdk::join_mount_options(&data), want_loop))
 }
 
 /// A path as `/proc/self/mountinfo` writes it: space, tab, newline and backslash as octal
@@ -169,7 +163,7 @@ pub fn mount_fs(source: &str, target: &str, fstype: &str, options: &str) -> Resu
     if mounted_at(t).is_some() {
         return Ok(());
     }
-    let (flags, data, want_loop) = split_options(options);
+    let (flags, data, want_loop) = split_options(options)?;
     let (source, _loop_held) = if want_loop {
         let (dev, held) = attach_loop(Path::new(source))?;
         (dev, Some(held))
@@ -182,7 +176,7 @@ pub fn mount_fs(source: &str, target: &str, fstype: &str, options: &str) -> Resu
         ExecError::new(format!(
             "mount {} at {target} ({}): {}",
             source,
-            mask_secrets(options),
+            wharf_sdk::mask_mount_secrets(options),
             std::io::Error::from_raw_os_error(e as i32)
         ))
     })?;
@@ -341,18 +335,23 @@ mod tests {
 
     #[test]
     fn options_split_into_flags_data_and_loop() {
-        let (f, d, l) = split_options("ro,nosuid,size=64m,uid=1000,loop");
+        let (f, d, l) = split_options("ro,nosuid,size=64m,uid=1000,loop").unwrap();
         assert!(f.contains(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID));
         assert_eq!(d, "size=64m,uid=1000");
         assert!(l);
-        let (f, d, _) = split_options("rbind");
+        let (f, d, _) = split_options("rbind").unwrap();
         assert!(f.contains(MsFlags::MS_BIND | MsFlags::MS_REC));
         assert!(d.is_empty());
     }
 
     #[test]
-    fn secrets_are_masked() {
-        assert_eq!(mask_secrets("username=a,password=s3cret,pass=x"), "username=a,password=***,pass=***");
+    fn flags_that_clear_stay_out_of_the_data_and_values_keep_their_commas() {
+        let (f, d, _) = split_options("suid,dev,exec,size=64m").unwrap();
+        assert_eq!(f, MsFlags::empty());
+        assert_eq!(d, "size=64m");
+        let (_, d, _) = split_options("username=a,password=se,,cret").unwrap();
+        assert_eq!(d, "username=a,password=se,,cret");
+        assert!(split_options("ro,,bind").is_err());
     }
 
     #[test]

@@ -130,6 +130,12 @@ fn identity(l: &LinkMessage) -> (Option<&str>, Option<&str>, u32) {
 }
 
 /// The names of the links in this namespace that carry `mark`.
+/// The names of every link in the namespace `h` talks to.
+pub async fn link_names(h: &Handle) -> Result<Vec<String>, ExecError> {
+    let links = dump_links(h).await?;
+    Ok(links.iter().filter_map(|l| identity(l).0.map(str::to_string)).collect())
+}
+
 pub async fn marked_links(h: &Handle, mark: &Mark) -> Result<Vec<String>, ExecError> {
     let links = dump_links(h).await?;
     Ok(links

@@ -4,7 +4,8 @@
 //! pair whose sandbox end is created directly inside the sandbox, with the endpoint's
 //! addresses and a default route through the gateway (none on internal networks). NAT,
 //! isolation, ICC and published ports are firewall facts that core's nftables backend
-//! turns into set and map elements. The driver only plans; it never touches the kernel.
+//! turns into set and map elements. A bridge the driver creates gets a fixed MAC, so its
+//! address does not follow its ports. The driver only plans; it never touches the kernel.
 
 mod options;
 
@@ -13,9 +14,9 @@ use options::Settings;
 use serde_json::Value;
 use std::net::IpAddr;
 use wharf_sdk::{
-    state_from_value, state_to_value, CreateNetwork, DeleteNetwork, DriverError, DriverResult, EndpointInfo,
-    EndpointRequest, FirewallFact, HostFacts, JoinInfo, LinkKind, LinkSpec, Netns, NetworkDriver, NetworkSpec, Op,
-    Outcome, Plan, PortBinding, RouteSpec, Step, VethEndpoint,
+    mac_from_seed, state_from_value, state_to_value, CreateNetwork, DeleteNetwork, DriverError, DriverResult,
+    EndpointInfo, EndpointRequest, FirewallFact, HostFacts, JoinInfo, LinkKind, LinkSpec, Netns, NetworkDriver,
+    NetworkSpec, Op, Outcome, Plan, PortBinding, RouteSpec, Step, VethEndpoint,
 };
 
 const DRIVER: &str = "bridge";
@@ -36,6 +37,7 @@ fn network_plan(network: &NetworkSpec, s: &Settings) -> Plan {
     let mut plan = Plan::new();
     let mut bridge = LinkSpec::new(&s.bridge, LinkKind::Bridge);
     bridge.mtu = Some(s.mtu);
+    bridge.mac = s.mac.clone();
     bridge.up = true;
     plan.push(Step::link_add(Netns::Host, bridge));
     let v4 = network.ipv4.iter().filter(|_| !s.inhibit_ipv4);
@@ -198,7 +200,15 @@ impl NetworkDriver for BridgeDriver {
     }
 
     fn create_network(&self, req: CreateNetwork) -> DriverResult<Outcome<()>> {
-        let s = options::resolve(&req.network, &req.facts)?;
+        let mut s = options::resolve(&req.network, &req.facts)?;
+        // A bridge without an address of its own takes the lowest MAC among its ports, so
+        // its address would change as sandboxes join and leave and the others' neighbour
+        // caches would point at a MAC that is gone. Fix one at creation, as Docker does;
+        // the network id is random, so the MAC drawn from it is too, and it is kept in
+        // the network's state so a re-created bridge gets the same one.
+        if req.facts.link(&s.bridge).is_none() {
+            s.mac = Some(mac_from_seed(&format!("bridge {}", req.network.id)));
+        }
         let plan = network_plan(&req.network, &s);
         Ok(Outcome::new((), plan, state_to_value(DRIVER, &s)?))
     }

@@ -47,6 +47,11 @@ pub struct Settings {
     pub iface_prefix: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub trusted: Vec<String>,
+    /// The bridge's own MAC, chosen once when the driver creates the bridge; `None` for a
+    /// bridge that existed before (its address is the operator's) and for networks made
+    /// before the driver chose one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
 }
 
 /// Go's `strconv.ParseBool`, which Docker uses for boolean options.
@@ -123,5 +128,6 @@ pub fn resolve(network: &NetworkSpec, facts: &HostFacts) -> DriverResult<Setting
         inhibit_ipv4: flag(INHIBIT_IPV4, false)?,
         iface_prefix,
         trusted: get(o, TRUSTED).map_or(Ok(Vec::new()), parse_trusted)?,
+        mac: None,
     })
 }

@@ -347,3 +347,30 @@ fn the_driver_answers_the_same_through_the_c_abi() {
     let err = client.validate(&network(&[("nope", "1")]), &facts()).unwrap_err();
     assert_eq!(err.option.as_deref(), Some("nope"));
 }
+
+#[test]
+fn a_new_bridge_gets_a_fixed_local_unicast_mac_kept_in_its_state() {
+    let n = network(&[]);
+    let out = create(&n);
+    let Some(Op::LinkAdd { link, .. }) = out.plan.ops().next() else { panic!("{:?}", out.plan) };
+    let mac = link.mac.clone().expect("the bridge has a MAC of its own");
+    let first = u8::from_str_radix(&mac[..2], 16).unwrap();
+    assert_eq!(first & 0b11, 0b10, "{mac}: locally administered and unicast");
+    let s: Settings = state_from_value(DRIVER, &out.state, "network").unwrap();
+    assert_eq!(s.mac.as_deref(), Some(mac.as_str()));
+    let mut other = network(&[]);
+    other.id = EP.into();
+    let other = create(&other);
+    let Some(Op::LinkAdd { link: other_link, .. }) = other.plan.ops().next() else { panic!("{:?}", other.plan) };
+    assert_ne!(other_link.mac.as_deref(), Some(mac.as_str()), "each network has its own");
+}
+
+#[test]
+fn an_existing_bridge_keeps_the_operators_mac() {
+    let n = network(&[(options::NAME, "opbr0")]);
+    let mut f = facts();
+    f.links.push(HostLink { name: "opbr0".into(), mtu: 1500, kind: "bridge".into(), ..Default::default() });
+    let out = BridgeDriver.create_network(CreateNetwork { network: n, facts: f, ..Default::default() }).unwrap();
+    let Some(Op::LinkAdd { link, .. }) = out.plan.ops().next() else { panic!("{:?}", out.plan) };
+    assert_eq!(link.mac, None);
+}

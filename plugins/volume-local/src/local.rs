@@ -92,7 +92,7 @@ impl LocalState {
             gid: parsed(options, "gid", parse::id)?,
         };
         let volume_dir = volume_dir(&req.facts, &req.volume.name)?;
-        let backing = backing(options, &volume_dir)?;
+        let backing = backing(options, &volume_dir, &req.facts)?;
         Ok(LocalState { data_dir: format!("{volume_dir}/{DATA_DIR}"), volume_dir, permissions, backing })
     }
 
@@ -192,7 +192,7 @@ fn volume_dir(facts: &HostFacts, name: &str) -> DriverResult<String> {
 }
 
 /// Decide what holds the volume's data from `type`, `device`, `o` and `size`.
-fn backing(options: &BTreeMap<String, String>, volume_dir: &str) -> DriverResult<Backing> {
+fn backing(options: &BTreeMap<String, String>, volume_dir: &str, facts: &HostFacts) -> DriverResult<Backing> {
     let size = parsed(options, "size", parse::size)?;
     let Some(fstype) = options.get("type") else {
         if let Some(o) = options.get("o") {
@@ -203,7 +203,11 @@ fn backing(options: &BTreeMap<String, String>, volume_dir: &str) -> DriverResult
             return Err(DriverError::invalid_option("device", "is given without type"));
         }
         return match (size, options.get("size")) {
-            (Some(size), Some(given)) => image_backing(size, given, volume_dir),
+            (Some(size), Some(given)) => {
+                parse::image_size(size, facts.volumes_max_file_size)
+                    .map_err(|reason| DriverError::invalid_option("size", reason))?;
+                image_backing(size, given, volume_dir)
+            }
             _ => Ok(Backing::Directory),
         };
     };
@@ -214,7 +218,10 @@ fn backing(options: &BTreeMap<String, String>, volume_dir: &str) -> DriverResult
         None => return Err(DriverError::invalid_option("device", format!("is required with type={fstype}"))),
     };
     let mut mount_options = options.get("o").cloned().unwrap_or_default();
-    let elements = parse::mount_options(&mount_options);
+    let elements = parse::mount_options(&mount_options).map_err(|reason| DriverError::invalid_option("o", reason))?;
+    if fstype == "tmpfs" {
+        parse::tmpfs_options(&elements).map_err(|reason| DriverError::invalid_option("o", reason))?;
+    }
     let bind = elements.iter().any(|e| e == "bind" || e == "rbind");
     if fstype == "none" && !bind {
         let reason = format!("type=none mounts nothing without bind in o (o={})", parse::mask_secrets(&mount_options));

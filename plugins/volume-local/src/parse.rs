@@ -68,34 +68,72 @@ pub(crate) fn fstype(value: &str) -> Result<(), String> {
     }
 }
 
-/// The elements of a comma-separated mount option string. A doubled comma is a literal comma
-/// inside an element, as cifs reads it in a password.
-pub(crate) fn mount_options(options: &str) -> Vec<String> {
-    let mut elements = Vec::new();
-    let mut current = String::new();
-    let mut chars = options.chars().peekable();
-    while let Some(c) = chars.next() {
-        match c {
-            ',' if chars.next_if_eq(&',').is_some() => current.push(','),
-            ',' => elements.push(std::mem::take(&mut current)),
-            c => current.push(c),
-        }
-    }
-    elements.push(current);
-    elements
+/// The elements of a comma-separated mount option string, read as core's mount code reads
+/// them ([`wharf_sdk::split_mount_options`]): a doubled comma inside a value is a literal
+/// comma, as cifs reads it in a password; an empty item is refused.
+pub(crate) fn mount_options(options: &str) -> Result<Vec<String>, String> {
+    wharf_sdk::split_mount_options(options)
 }
 
-/// `options` fit to show in a message: the value of every option whose name starts with
-/// `pass` (`pass=`, `password=`, `password2=`, `passwd=`) becomes `***`.
+/// The options tmpfs takes besides the mount flags (Linux's `shmem_fs_parameters`), and the
+/// security labels any filesystem takes.
+const TMPFS_OPTIONS: [&str; 25] = [
+    "size",
+    "nr_blocks",
+    "nr_inodes",
+    "mode",
+    "uid",
+    "gid",
+    "huge",
+    "mpol",
+    "inode32",
+    "inode64",
+    "noswap",
+    "quota",
+    "usrquota",
+    "grpquota",
+    "usrquota_block_hardlimit",
+    "usrquota_inode_hardlimit",
+    "grpquota_block_hardlimit",
+    "grpquota_inode_hardlimit",
+    "casefold",
+    "strict_encoding",
+    "context",
+    "fscontext",
+    "defcontext",
+    "rootcontext",
+    "seclabel",
+];
+
+/// Refuse an element tmpfs would refuse at mount, which happens long after create.
+pub(crate) fn tmpfs_options(elements: &[String]) -> Result<(), String> {
+    let unknown = elements
+        .iter()
+        .filter(|e| !wharf_sdk::is_mount_flag(e))
+        .map(|e| e.split_once('=').map_or(e.as_str(), |(k, _)| k))
+        .find(|k| !TMPFS_OPTIONS.contains(k));
+    match unknown {
+        Some(key) => Err(format!("tmpfs does not take the option {key:?}")),
+        None => Ok(()),
+    }
+}
+
+/// The largest ext4 filesystem, 2^48 blocks of 4 KiB, which `mkfs.ext4` makes by default.
+const EXT4_MAX_SIZE: u64 = 1 << 60;
+
+/// Refuse an image `size` the filesystem holding the volumes cannot hold as one file (its
+/// limit is `max_file`, when known) or that ext4 cannot fill.
+pub(crate) fn image_size(size: u64, max_file: Option<u64>) -> Result<(), String> {
+    let limit = max_file.unwrap_or(u64::MAX).min(EXT4_MAX_SIZE);
+    if size > limit {
+        return Err(format!("{size} bytes is more than the largest image this host can hold, {limit} bytes"));
+    }
+    Ok(())
+}
+
+/// `options` fit to show in a message: see [`wharf_sdk::mask_mount_secrets`].
 pub(crate) fn mask_secrets(options: &str) -> String {
-    let shown: Vec<String> = mount_options(options)
-        .into_iter()
-        .map(|element| match element.split_once('=') {
-            Some((key, _)) if key.trim().to_ascii_lowercase().starts_with("pass") => format!("{key}=***"),
-            _ => element.replace(',', ",,"),
-        })
-        .collect();
-    shown.join(",")
+    wharf_sdk::mask_mount_secrets(options)
 }
 
 #[cfg(test)]
@@ -178,6 +216,21 @@ mod tests {
         let shown = mask_secrets("password=se,,cret,uid=1000");
         assert_eq!(shown, "password=***,uid=1000");
         assert!(!shown.contains("cret"));
-        assert_eq!(mount_options("a,,b,c"), vec!["a,b".to_string(), "c".to_string()]);
+        assert_eq!(mount_options("a=x,,b,c"), Ok(vec!["a=x,b".to_string(), "c".to_string()]));
+        assert!(mount_options("ro,,bind").is_err());
+    }
+
+    #[test]
+    fn tmpfs_takes_its_own_options_and_the_flags() {
+        let elements = |o: &str| mount_options(o).unwrap();
+        assert_eq!(tmpfs_options(&elements("suid,dev,exec,size=64m,mode=1777,nr_inodes=1k")), Ok(()));
+        assert!(tmpfs_options(&elements("size=64m,data=ordered")).unwrap_err().contains("\"data\""));
+    }
+
+    #[test]
+    fn images_fit_the_host_and_ext4() {
+        assert_eq!(image_size(1 << 40, Some(1 << 44)), Ok(()));
+        assert!(image_size(1 << 45, Some(1 << 44)).is_err());
+        assert!(image_size(1 << 61, None).is_err());
     }
 }
