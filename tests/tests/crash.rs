@@ -245,7 +245,7 @@ fn random_operation(h: &Host, dice: &mut Dice) {
         "v1" => &["-o", "size=8M"],
         _ => &[],
     };
-    let args: Vec<&str> = match dice.below(8) {
+    let args: Vec<&str> = match dice.below(12) {
         0 => vec!["sandbox", "create", &s],
         1 => vec!["sandbox", "rm", "--force", &s],
         2 => [&["volume", "create", &v][..], volume_options].concat(),
@@ -253,7 +253,11 @@ fn random_operation(h: &Host, dice: &mut Dice) {
         4 => vec!["volume", "mount", &v, "--id", &id],
         5 => vec!["volume", "unmount", &v, "--id", &id],
         6 => vec!["network", "connect", "n", &s],
-        _ => vec!["network", "disconnect", "n", &s],
+        7 => vec!["network", "connect", "n", &s, "-p", "80", "-p", "5353:53/udp"],
+        8 => vec!["network", "create", "--subnet", "10.93.0.0/24", "m"],
+        9 => vec!["network", "rm", "m"],
+        10 => vec!["network", "connect", "m", &s],
+        _ => vec!["network", "disconnect", if dice.below(2) == 0 { "n" } else { "m" }, &s],
     };
     h.wharf(&args);
 }
@@ -288,14 +292,50 @@ fn census(h: &Host) {
     for name in &names {
         let connected =
             json(h, &["sandbox", "inspect", name])[0]["Networks"].as_object().is_some_and(|n| !n.is_empty());
-        endpoints += usize::from(connected);
+        let networks = json(h, &["sandbox", "inspect", name])[0]["Networks"].as_object().map_or(0, |n| n.len());
+        endpoints += networks;
         let links = String::from_utf8_lossy(&h.in_sandbox(name, &["ip", "-o", "link"]).stdout).into_owned();
         assert_eq!(links.contains("eth0"), connected, "sandbox {name}: {links}");
-        assert_eq!(links.lines().count(), 1 + usize::from(connected), "sandbox {name}: {links}");
+        assert_eq!(links.lines().count(), 1 + networks, "sandbox {name}: {links}");
     }
     let host_links = h.in_host_ok(&["ip", "-o", "link"]);
     assert_eq!(host_links.matches(": veth").count(), endpoints, "host ends against endpoints: {host_links}");
     assert!(!host_links.contains(": wgc"), "retired links left: {host_links}");
+
+    // Bridges, their addresses and the firewall's elements against the networks and ports.
+    let networks = json(h, &["network", "ls", "--format", "json"]);
+    let mut bridges = Vec::new();
+    for n in networks.as_array().unwrap().iter().filter(|n| n["Driver"] == "bridge") {
+        let name = n["Name"].as_str().unwrap();
+        let info = &json(h, &["network", "inspect", name])[0];
+        let id = info["Id"].as_str().unwrap();
+        let bridge = info["Options"]["com.docker.network.bridge.name"]
+            .as_str()
+            .map_or_else(|| format!("br-{}", &id[..12]), str::to_string);
+        let gateway = info["IPAM"]["Config"][0]["Gateway"].as_str().unwrap();
+        let addrs = h.in_host_ok(&["ip", "-o", "-4", "addr", "show", "dev", &bridge]);
+        assert_eq!(addrs.matches(" inet ").count(), 1, "network {name}: {addrs}");
+        assert!(addrs.contains(&format!(" {gateway}/")), "network {name}: {addrs}");
+        bridges.push(bridge);
+    }
+    let bridge_links = h.in_host_ok(&["ip", "-o", "link", "show", "type", "bridge"]);
+    assert_eq!(bridge_links.lines().count(), bridges.len(), "bridges against networks: {bridge_links}");
+    let set = h.in_host_ok(&["nft", "list", "set", "inet", "wharf", "bridges"]);
+    for b in &bridges {
+        assert!(set.contains(&format!("\"{b}\"")), "{b} in the firewall: {set}");
+    }
+    assert_eq!(set.matches("\"").count(), 2 * bridges.len(), "no firewall element of a removed network: {set}");
+    let mut published = 0;
+    for name in &names {
+        let networks = json(h, &["sandbox", "inspect", name])[0]["Networks"].clone();
+        for (_, ep) in networks.as_object().into_iter().flatten() {
+            published += ep["Ports"].as_array().map_or(0, Vec::len);
+        }
+    }
+    let dnat = h.in_host_ok(&["nft", "list", "map", "inet", "wharf", "dnat4"]);
+    assert_eq!(dnat.matches(" : 10.").count(), published, "published ports against the firewall: {dnat}");
+    let shown = h.wharf_ok(&["firewall", "show"]);
+    assert!(!shown.contains("MISSING"), "{shown}");
 
     let volumes = json(h, &["volume", "ls", "--format", "json"]);
     let mut listed: Vec<String> =
@@ -369,9 +409,13 @@ fn a_crash_loop_leaves_sandboxes_volumes_and_connections_consistent() {
         let _ = h.wharf(&["volume", "rm", v]);
     }
     census(&h);
+    let _ = h.wharf(&["network", "rm", "m"]);
+    census(&h);
+    h.wharf_ok(&["network", "create", "--subnet", "10.93.0.0/24", "m"]);
     for s in ["s0", "s1", "s2"] {
         h.wharf_ok(&["sandbox", "create", s]);
-        h.wharf_ok(&["network", "connect", "n", s]);
+        h.wharf_ok(&["network", "connect", "n", s, "-p", "80"]);
+        h.wharf_ok(&["network", "connect", "m", s]);
     }
     h.wharf_ok(&["volume", "create", "v0", "-o", "type=tmpfs", "-o", "o=size=4m"]);
     h.wharf_ok(&["volume", "create", "v1", "-o", "size=8M"]);
