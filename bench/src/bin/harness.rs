@@ -411,8 +411,12 @@ fn dataplane(o: &Opts, report: &mut Report) {
     w.connect(0, &[Port { host_port: 15201, container_port: 5201 }]).unwrap_or_else(|e| panic!("{e}"));
     w.connect(1, &[]).unwrap_or_else(|e| panic!("{e}"));
     w.call("POST", "/wharf/sandboxes", Some(&serde_json::json!({ "Name": "r" }))).unwrap_or_else(|e| panic!("{e}"));
-    w.call("POST", "/networks/routed/connect", Some(&serde_json::json!({ "Container": "r", "EndpointConfig": { "IPAMConfig": { "IPv4Address": "10.213.0.2" } } })))
-        .unwrap_or_else(|e| panic!("{e}"));
+    // In routed mode only published ports (and ICMP) are reachable from outside, as in Docker.
+    let direct = serde_json::json!({ "Container": "r", "EndpointConfig": {
+        "IPAMConfig": { "IPv4Address": "10.213.0.2" },
+        "PortBindings": { "5201/tcp": [{ "HostIp": "", "HostPort": "25201" }] },
+    } });
+    w.call("POST", "/networks/routed/connect", Some(&direct)).unwrap_or_else(|e| panic!("{e}"));
     let sandbox = |name: &str| w.daemon.dir().join("netns").join(name).display().to_string();
     // An outside namespace wired to wharf's host namespace.
     let outside = PrivateNetns::new(&format!("wharf-bench-out{}", std::process::id())).expect("netns");
