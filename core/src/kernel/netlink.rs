@@ -291,9 +291,8 @@ pub async fn link_add(
     mark: &Mark,
     alias_here: bool,
 ) -> Result<(Outcome, bool), ExecError> {
-    if let Some(found) = find(h, &link.name).await? {
-        return adopt(h, found, link, mark).await;
-    }
+    // Create first and look only when the name is taken: most links are new, and a
+    // lookup first would cost every one of them a netlink round trip.
     let msg = link_message(h, link, target.map(|f| f.as_raw_fd()), mark.group).await?;
     match h.link().add(msg).execute().await {
         Ok(()) => {}
