@@ -53,10 +53,14 @@ impl Table {
     }
 }
 
+/// How large the progress file may grow with the records of finished plans before it is
+/// emptied.
+const PROGRESS_LIMIT: u64 = 64 * 1024;
+
 /// The store.
 pub struct Store {
     db: Database,
-    /// The progress file of the plan being carried out.
+    /// The progress file of the plans being carried out.
     progress: Mutex<File>,
 }
 
@@ -118,9 +122,23 @@ impl Store {
         done
     }
 
-    /// Forget every recorded step: no plan is under way. The engine runs one plan at a
-    /// time (under its lock), so the one that just ended was the only one recorded.
+    /// Forget the recorded steps of the plan that just ended. Records are keyed by their
+    /// plan's journal key, which is never used again, so those of finished plans are only
+    /// dead weight: the file is emptied once it passes [`PROGRESS_LIMIT`] rather than after
+    /// every plan, which would cost each operation a truncation. The engine runs one plan at
+    /// a time, so no plan is under way when this is called.
     pub fn forget_progress(&self) {
+        let file = self.progress();
+        if file.metadata().is_ok_and(|m| m.len() < PROGRESS_LIMIT) {
+            return;
+        }
+        drop(file);
+        self.clear_progress();
+    }
+
+    /// Empty the progress file: no plan is under way, and the records of the plans that
+    /// were have been acted on (recovery at start).
+    pub fn clear_progress(&self) {
         if let Err(e) = self.progress().set_len(0) {
             tracing::warn!("clearing the plan progress: {e}");
         }
@@ -224,6 +242,8 @@ mod tests {
         assert_eq!(store.steps_done("k1"), [Outcome::Found, Outcome::Created]);
         assert_eq!(store.steps_done("k3"), []);
         store.forget_progress();
+        assert_eq!(store.steps_done("k1"), [Outcome::Found, Outcome::Created], "kept while the file is small");
+        store.clear_progress();
         assert_eq!(store.steps_done("k1"), []);
         store.step_done("k1", 0, Outcome::Created);
         assert_eq!(store.steps_done("k1"), [Outcome::Created]);

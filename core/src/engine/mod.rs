@@ -429,7 +429,7 @@ impl Engine {
             }
             self.store.write(|t| t.delete(Table::Journal, &key))?;
         }
-        self.store.forget_progress();
+        self.store.clear_progress();
         Ok(())
     }
 

@@ -64,9 +64,10 @@ impl Watch {
                     Seen::Harmless
                 }
             }
-            Err(nix::errno::Errno::EAGAIN | nix::errno::Errno::EINTR) => Seen::Nothing,
             // ENOBUFS: the socket overflowed and notifications were lost.
-            Err(_) => Seen::Check,
+            Err(nix::errno::Errno::ENOBUFS) => Seen::Check,
+            // A timeout (EAGAIN), an interrupted wait, or anything else: nothing was read.
+            Err(_) => Seen::Nothing,
         }
     }
 }
