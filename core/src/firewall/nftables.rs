@@ -154,16 +154,6 @@ impl Backend {
         Ok(true)
     }
 
-    /// Run `script`; when it fails because wharf's tables are gone, restore them and run it
-    /// once more.
-    fn exec_healing(&mut self, script: &str) -> Result<(), ExecError> {
-        match self.nft.exec(script) {
-            Ok(_) => Ok(()),
-            Err(e) if self.heal()? => self.nft.exec(script).map(drop).map_err(|_| e),
-            Err(e) => Err(e),
-        }
-    }
-
     fn add(&mut self, fact: &FirewallFact) -> Result<(), ExecError> {
         let elems = self.elements(fact)?;
         let hold = host_port(fact).filter(|_| !self.facts.contains(fact));
@@ -192,8 +182,9 @@ impl Backend {
         if self.nft.run(&fast, false).is_ok() {
             return Ok(());
         }
+        // Either wharf's tables are gone (restore them first, so the checks below see them)
+        // or a map key already holds another value: replace it, in one transaction.
         self.heal()?;
-        // A map key already holds another value: replace it, in one transaction.
         let mut slow = String::new();
         for e in elems {
             if e.value.is_some() && self.nft.run(&e.add(&self.policy), true).is_err() {
@@ -201,7 +192,7 @@ impl Backend {
             }
             slow += &e.add(&self.policy);
         }
-        self.exec_healing(&slow)
+        self.nft.exec(&slow).map(drop)
     }
 
     fn remove(&mut self, fact: &FirewallFact) -> Result<(), ExecError> {
