@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use wharf_core::client::Client;
+use wharf_client::Client;
 
 /// A private network namespace, deleted on drop.
 pub struct PrivateNetns(pub String);

@@ -3,7 +3,8 @@
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use wharf_core::registry::{Registry, Source};
+use wharf_engine::registry::{Registry, Source};
+use wharf_linux::plugins;
 use wharf_sdk::{CreateNetwork, NetworkSpec};
 use wharf_tests::target_dir;
 
@@ -34,7 +35,7 @@ fn the_example_plugin_loads_from_a_plugin_directory() {
     let dir = tempfile_dir("load");
     let file = install(&dir, &example("wharf_example_driver"), "libptp.so", 0o755);
     let mut r = Registry::new();
-    assert!(r.load_dir(&dir).is_empty());
+    assert!(plugins::load_dir(&mut r, &dir).is_empty());
     let d = r.network("ptp").expect("ptp registered");
     assert_eq!(r.list()[0].source, Source::File(file));
     assert!(d.capabilities().uses_ipam);
@@ -55,7 +56,7 @@ fn another_abi_version_is_refused_naming_both_versions() {
          static struct t table = { 99, sizeof(struct t) };\nconst struct t *wharf_plugin_v1(void) { return &table; }\n",
     );
     let mut r = Registry::new();
-    let err = r.load_file(&so).unwrap_err();
+    let err = plugins::load_file(&mut r, &so).unwrap_err();
     assert!(err.to_string().contains("speaks plugin ABI version 99, but wharfd speaks version 1"), "{err}");
     assert!(err.to_string().contains("libfuture.so"));
     std::fs::remove_dir_all(dir).unwrap();
@@ -65,7 +66,7 @@ fn another_abi_version_is_refused_naming_both_versions() {
 fn a_library_without_the_symbol_is_refused() {
     let dir = tempfile_dir("sym");
     let so = compile_c(&dir, "libplain", "int nothing(void) { return 0; }\n");
-    let err = Registry::new().load_file(&so).unwrap_err();
+    let err = plugins::load_file(&mut Registry::new(), &so).unwrap_err();
     assert!(err.to_string().contains("does not export the symbol wharf_plugin_v1"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -74,11 +75,11 @@ fn a_library_without_the_symbol_is_refused() {
 fn files_others_can_write_or_own_are_refused() {
     let dir = tempfile_dir("perm");
     let writable = install(&dir, &example("wharf_example_driver"), "libgw.so", 0o775);
-    let err = Registry::new().load_file(&writable).unwrap_err();
+    let err = plugins::load_file(&mut Registry::new(), &writable).unwrap_err();
     assert!(err.to_string().contains("writable by group or others"), "{err}");
     let foreign = install(&dir, &example("wharf_example_driver"), "libforeign.so", 0o755);
     nix::unistd::chown(&foreign, Some(nix::unistd::Uid::from_raw(1000)), None).unwrap();
-    let err = Registry::new().load_file(&foreign).unwrap_err();
+    let err = plugins::load_file(&mut Registry::new(), &foreign).unwrap_err();
     assert!(err.to_string().contains("not root"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -89,7 +90,7 @@ fn a_second_driver_of_the_same_name_is_refused_and_the_first_kept() {
     let first = install(&dir, &example("wharf_example_driver"), "liba.so", 0o755);
     install(&dir, &example("wharf_example_driver"), "libb.so", 0o755);
     let mut r = Registry::new();
-    let errs = r.load_dir(&dir);
+    let errs = plugins::load_dir(&mut r, &dir);
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].to_string().contains("already registered"), "{}", errs[0]);
     assert!(errs[0].to_string().contains("libb.so"));
@@ -102,7 +103,7 @@ fn a_panic_fails_one_call_and_the_next_call_works() {
     let dir = tempfile_dir("panic");
     install(&dir, &example("panicky_plugin"), "libpanicky.so", 0o755);
     let mut r = Registry::new();
-    assert!(r.load_dir(&dir).is_empty());
+    assert!(plugins::load_dir(&mut r, &dir).is_empty());
     let d = r.network("panicky").unwrap();
     let call = |name: &str| {
         d.create_network(CreateNetwork {
@@ -126,7 +127,7 @@ fn a_truncated_library_is_refused_before_the_loader_maps_it() {
         std::fs::set_permissions(&so, std::fs::Permissions::from_mode(0o755)).unwrap();
     }
     let mut r = Registry::new();
-    let errs = r.load_dir(&dir);
+    let errs = plugins::load_dir(&mut r, &dir);
     assert_eq!(errs.len(), 3, "{errs:?}");
     for e in &errs {
         assert!(e.to_string().contains("truncated"), "{e}");
@@ -146,7 +147,7 @@ fn a_library_for_another_class_or_machine_is_refused() {
     for (name, bytes) in [("libclass.so", other_class), ("libmachine.so", other_machine)] {
         std::fs::write(dir.join(name), bytes).unwrap();
     }
-    let errs = Registry::new().load_dir(&dir);
+    let errs = plugins::load_dir(&mut Registry::new(), &dir);
     assert_eq!(errs.len(), 2, "{errs:?}");
     assert!(errs[0].to_string().contains("ELF class 32-bit does not match"), "{}", errs[0]);
     assert!(errs[1].to_string().contains("ELF machine"), "{}", errs[1]);
@@ -160,11 +161,11 @@ fn a_symlink_planted_in_the_plugin_directory_is_not_followed() {
     let dir = tempfile_dir("link");
     std::os::unix::fs::symlink(&real, dir.join("libptp.so")).unwrap();
     let mut r = Registry::new();
-    let errs = r.load_dir(&dir);
+    let errs = plugins::load_dir(&mut r, &dir);
     assert_eq!(errs.len(), 1, "{errs:?}");
     assert!(errs[0].to_string().contains("libptp.so: is a symbolic link"), "{}", errs[0]);
     assert!(r.network("ptp").is_none());
-    let err = Registry::new().load_file(&dir.join("libptp.so")).unwrap_err();
+    let err = plugins::load_file(&mut Registry::new(), &dir.join("libptp.so")).unwrap_err();
     assert!(err.to_string().contains("symbolic link"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
     std::fs::remove_dir_all(elsewhere).unwrap();
@@ -177,7 +178,7 @@ fn a_plugin_directory_others_can_write_or_own_is_refused() {
     for mode in [0o775, 0o757] {
         std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(mode)).unwrap();
         let mut r = Registry::new();
-        let errs = r.load_dir(&dir);
+        let errs = plugins::load_dir(&mut r, &dir);
         assert_eq!(errs.len(), 1, "{errs:?}");
         assert!(errs[0].to_string().contains("plugin directory writable by group or others"), "{}", errs[0]);
         assert_eq!(errs[0].path, dir);
@@ -185,7 +186,7 @@ fn a_plugin_directory_others_can_write_or_own_is_refused() {
     }
     std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).unwrap();
     nix::unistd::chown(&dir, Some(nix::unistd::Uid::from_raw(1000)), None).unwrap();
-    let errs = Registry::new().load_dir(&dir);
+    let errs = plugins::load_dir(&mut Registry::new(), &dir);
     assert!(errs[0].to_string().contains("plugin directory owned by uid 1000, not root"), "{errs:?}");
     std::fs::remove_dir_all(dir).unwrap();
 }
@@ -204,7 +205,7 @@ fn the_loaders_own_reason_is_kept() {
     );
     std::fs::set_permissions(&so, std::fs::Permissions::from_mode(0o755)).unwrap();
     std::fs::remove_file(dep).unwrap();
-    let err = Registry::new().load_file(&so).unwrap_err();
+    let err = plugins::load_file(&mut Registry::new(), &so).unwrap_err();
     assert!(err.to_string().contains("libedgdep.so: cannot open shared object file"), "{err}");
     std::fs::remove_dir_all(dir).unwrap();
 }

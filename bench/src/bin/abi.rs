@@ -7,7 +7,7 @@
 use std::io::Write;
 use std::path::PathBuf;
 use wharf_bench::{abi::join_request, measure, micros};
-use wharf_core::registry::Registry;
+use wharf_engine::registry::Registry;
 use wharf_sdk::NetworkDriver;
 
 fn main() {
@@ -16,7 +16,7 @@ fn main() {
     let dir = std::env::current_exe().ok().and_then(|p| p.parent().map(PathBuf::from)).expect("binary directory");
     let so = dir.join("libwharf_network_bridge.so");
     let mut registry = Registry::new();
-    if let Err(e) = registry.load_file(&so) {
+    if let Err(e) = wharf_linux::plugins::load_file(&mut registry, &so) {
         eprintln!("abi: {e} (build the workspace first: cargo build --release --workspace)");
         std::process::exit(1);
     }

@@ -275,7 +275,7 @@ fn networks(o: &Opts, report: &mut Report) {
     let mut have = 0;
     for n in scales {
         for d in std::iter::once(&wharfd).chain(dockerd.as_ref()) {
-            let client = wharf_core::client::Client::new(&d.socket.display().to_string()).expect("client");
+            let client = wharf_client::Client::new(&d.socket.display().to_string()).expect("client");
             for i in have..n {
                 let body = serde_json::json!({
                     "Name": format!("fill{i}"),

@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use wharf_bench::daemons::Daemon;
 use wharf_bench::micros;
-use wharf_core::client::Client;
+use wharf_client::Client;
 
 struct Bench {
     rt: tokio::runtime::Runtime,

@@ -7,7 +7,7 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
-use wharf_core::client::Client;
+use wharf_client::Client;
 
 /// How the endpoints are attached.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

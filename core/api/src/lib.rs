@@ -1,0 +1,439 @@
+//! The HTTP API on the unix socket: Docker Engine API network and volume endpoints, with
+//! `/_ping`, `/version` and `/info`, plus wharf's own endpoints under `/wharf/`.
+//!
+//! Handlers parse the request, call the engine on a blocking thread, and render Docker's
+//! JSON. Errors become `{"message": ...}` with the status code from [`Error::status`].
+//! [`serve`] runs the router on a socket, closing connections whose request headers do not
+//! arrive within [`HEADER_READ_TIMEOUT`].
+
+pub mod filters;
+pub mod shapes;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use filters::Filters;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::Arc;
+use wharf_engine::engine::Engine;
+use wharf_engine::error::Error;
+
+/// The newest Docker Engine API version served.
+pub const API_VERSION: &str = "1.50";
+/// The oldest Docker Engine API version served.
+pub const MIN_API_VERSION: &str = "1.24";
+
+type Shared = State<Arc<Engine>>;
+type Params = Query<HashMap<String, String>>;
+
+/// An engine error on its way to the client, as Docker's `{"message": ...}` with the status
+/// code from [`Error::status`].
+#[derive(Debug)]
+pub struct ApiError(pub Error);
+
+impl From<Error> for ApiError {
+    fn from(e: Error) -> Self {
+        ApiError(e)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let ApiError(e) = self;
+        let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            tracing::error!("{e}");
+        }
+        (status, Json(json!({ "message": e.to_string() }))).into_response()
+    }
+}
+
+type ApiResult = Result<Response, ApiError>;
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, Error> + Send + 'static) -> Result<T, Error> {
+    tokio::task::spawn_blocking(f).await.map_err(|e| Error::Internal(format!("engine task failed: {e}")))?
+}
+
+fn minor(v: &str) -> Option<u32> {
+    v.strip_prefix("1.")?.parse().ok()
+}
+
+/// Strip a `/v1.NN` prefix, refusing versions outside the served range with a 400.
+async fn versioned(mut req: Request, next: Next) -> Response {
+    let path = req.uri().path();
+    if let Some(rest) = path.strip_prefix("/v") {
+        let (version, tail) = rest.split_once('/').map(|(v, t)| (v, format!("/{t}"))).unwrap_or((rest, "/".into()));
+        if let Some(m) = minor(version) {
+            let (max, min) = (minor(API_VERSION).unwrap_or(0), minor(MIN_API_VERSION).unwrap_or(0));
+            if m > max {
+                let msg =
+                    format!("client version {version} is too new. Maximum supported API version is {API_VERSION}");
+                return ApiError(Error::InvalidArgument(msg)).into_response();
+            }
+            if m < min {
+                let msg = format!(
+                    "client version {version} is too old. Minimum supported API version is {MIN_API_VERSION}, please upgrade your client to a newer version"
+                );
+                return ApiError(Error::InvalidArgument(msg)).into_response();
+            }
+            let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
+            if let Ok(uri) = format!("{tail}{query}").parse::<Uri>() {
+                *req.uri_mut() = uri;
+            }
+        }
+    }
+    let mut resp = next.run(req).await;
+    let h = resp.headers_mut();
+    h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
+    h.insert("Server", HeaderValue::from_static(concat!("wharf/", env!("CARGO_PKG_VERSION"), " (linux)")));
+    h.insert("OSType", HeaderValue::from_static("linux"));
+    resp
+}
+
+/// The API's router over `engine`. URIs are normalised (version prefix) before routing.
+pub fn router(engine: Arc<Engine>) -> Router {
+    let routes = Router::new()
+        .route("/_ping", get(ping).head(ping))
+        .route("/version", get(version))
+        .route("/info", get(info))
+        .route("/networks", get(network_list))
+        .route("/networks/create", post(network_create))
+        .route("/networks/prune", post(network_prune))
+        .route("/networks/{id}", get(network_inspect).delete(network_remove))
+        .route("/networks/{id}/connect", post(network_connect))
+        .route("/networks/{id}/disconnect", post(network_disconnect))
+        .route("/volumes", get(volume_list))
+        .route("/volumes/create", post(volume_create))
+        .route("/volumes/prune", post(volume_prune))
+        .route("/volumes/{name}", get(volume_inspect).delete(volume_remove))
+        .route("/wharf/volumes/{name}/mount", post(volume_mount))
+        .route("/wharf/volumes/{name}/unmount", post(volume_unmount))
+        .route("/wharf/sandboxes", get(sandbox_list).post(sandbox_create))
+        .route("/wharf/sandboxes/{id}", get(sandbox_inspect).delete(sandbox_remove))
+        .route("/wharf/plugins", get(plugin_list))
+        .route("/wharf/firewall/reload", post(firewall_reload))
+        .route("/wharf/firewall", get(firewall_show))
+        .fallback(not_found)
+        .with_state(engine);
+    Router::new().fallback_service(routes).layer(axum::middleware::from_fn(versioned))
+}
+
+/// How long a client may take to send a request's headers, and a kept-alive connection may
+/// stay idle; then the connection is closed, so half-sent requests do not pile up.
+pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Serve `app` on `listener` over HTTP/1.1 until `shutdown` completes, then let requests in
+/// flight finish.
+pub async fn serve(
+    listener: tokio::net::UnixListener,
+    app: Router,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> std::io::Result<()> {
+    let (stop, stopped) = tokio::sync::watch::channel(());
+    let mut connections = tokio::task::JoinSet::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // Out of descriptors, most likely: wait for connections to close.
+                    tracing::warn!("accepting an API connection: {e}");
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        let mut stopped = stopped.clone();
+        connections.spawn(async move {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(hyper_util::rt::TokioTimer::new()).header_read_timeout(HEADER_READ_TIMEOUT);
+            let mut conn = std::pin::pin!(http.serve_connection(hyper_util::rt::TokioIo::new(stream), service));
+            let served = tokio::select! {
+                served = conn.as_mut() => served,
+                _ = stopped.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    conn.await
+                }
+            };
+            if let Err(e) = served {
+                tracing::debug!("API connection closed: {e}");
+            }
+        });
+        while connections.try_join_next().is_some() {}
+    }
+    drop(stop);
+    while connections.join_next().await.is_some() {}
+    Ok(())
+}
+
+async fn not_found(method: Method, uri: Uri) -> ApiError {
+    ApiError(Error::NotFound(format!("page not found: {method} {}", uri.path())))
+}
+
+async fn ping(method: Method) -> Response {
+    let mut h = HeaderMap::new();
+    h.insert("Cache-Control", HeaderValue::from_static("no-cache, no-store, must-revalidate"));
+    h.insert("Docker-Experimental", HeaderValue::from_static("false"));
+    h.insert("Content-Type", HeaderValue::from_static("text/plain; charset=utf-8"));
+    let body = if method == Method::HEAD { "" } else { "OK" };
+    (StatusCode::OK, h, body).into_response()
+}
+
+fn kernel_version() -> String {
+    nix::sys::utsname::uname().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+fn arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        other => other,
+    }
+}
+
+async fn version() -> Json<Value> {
+    let v = env!("CARGO_PKG_VERSION");
+    Json(json!({
+        "Platform": { "Name": "wharf" },
+        "Components": [{
+            "Name": "Engine",
+            "Version": v,
+            "Details": { "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux", "Arch": arch(), "KernelVersion": kernel_version() }
+        }],
+        "Version": v,
+        "ApiVersion": API_VERSION,
+        "MinAPIVersion": MIN_API_VERSION,
+        "GitCommit": "",
+        "GoVersion": "",
+        "Os": "linux",
+        "Arch": arch(),
+        "KernelVersion": kernel_version(),
+        "BuildTime": "",
+    }))
+}
+
+async fn info(State(engine): Shared) -> Json<Value> {
+    let plugins = engine.registry().list();
+    let names = |k: wharf_engine::registry::Kind| -> Vec<String> {
+        plugins.iter().filter(|p| p.kind == k).map(|p| p.name.clone()).collect()
+    };
+    let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    Json(json!({
+        "ID": "",
+        "Name": hostname,
+        "ServerVersion": env!("CARGO_PKG_VERSION"),
+        "OperatingSystem": "wharf",
+        "OSType": "linux",
+        "Architecture": std::env::consts::ARCH,
+        "KernelVersion": kernel_version(),
+        "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0, "Images": 0,
+        "Driver": "",
+        "Plugins": { "Volume": names(wharf_engine::registry::Kind::Volume), "Network": names(wharf_engine::registry::Kind::Network) },
+        "Networks": engine.networks().len(),
+        "Volumes": engine.volumes().len(),
+        "Sandboxes": engine.sandboxes().len(),
+    }))
+}
+
+fn filters(q: &HashMap<String, String>) -> Result<Filters, Error> {
+    Filters::parse(q.get("filters").map(String::as_str))
+}
+
+fn flag(q: &HashMap<String, String>, name: &str) -> bool {
+    q.get(name).is_some_and(|v| matches!(v.as_str(), "1" | "true" | "True"))
+}
+
+fn network_matches(f: &Filters, n: &wharf_engine::model::Network, in_use: bool) -> Result<bool, Error> {
+    let builtin = n.predefined;
+    Ok(f.any("driver", |v| v == n.driver)
+        && f.any("id", |v| n.id.starts_with(v))
+        && f.any("name", |v| n.name.contains(v))
+        && f.any("scope", |v| v == n.scope)
+        && f.any("type", |v| (v == "builtin" && builtin) || (v == "custom" && !builtin))
+        && f.labels_match("label", &n.labels)
+        && f.bool("dangling")?.is_none_or(|d| d == (!in_use && !builtin)))
+}
+
+async fn network_list(State(engine): Shared, Query(q): Params) -> ApiResult {
+    let f = filters(&q)?;
+    f.only(&["driver", "id", "label", "name", "scope", "type", "dangling"])?;
+    let mut out = Vec::new();
+    for n in engine.networks() {
+        let eps = engine.network_endpoints(&n.id);
+        if network_matches(&f, &n, !eps.is_empty())? {
+            out.push(shapes::network(&n, &[]));
+        }
+    }
+    Ok(Json(out).into_response())
+}
+
+async fn network_inspect(State(engine): Shared, Path(id): Path<String>) -> ApiResult {
+    let n = engine.network(&id)?;
+    Ok(Json(shapes::network(&n, &engine.network_endpoints(&n.id))).into_response())
+}
+
+async fn network_create(State(engine): Shared, body: Bytes) -> ApiResult {
+    let req = shapes::network_create(&body)?;
+    let n = blocking(move || engine.network_create(req)).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "Id": n.id, "Warning": "" }))).into_response())
+}
+
+async fn network_remove(State(engine): Shared, Path(id): Path<String>) -> ApiResult {
+    blocking(move || engine.network_remove(&id)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn network_prune(State(engine): Shared, Query(q): Params) -> ApiResult {
+    let f = filters(&q)?;
+    f.only(&["label", "label!", "until"])?;
+    if f.get("until").is_some() {
+        return Err(Error::InvalidArgument("the until filter is not supported".into()).into());
+    }
+    let removed = blocking(move || {
+        engine.network_prune(|n| f.labels_match("label", &n.labels) && f.labels_exclude("label!", &n.labels))
+    })
+    .await?;
+    Ok(Json(json!({ "NetworksDeleted": removed })).into_response())
+}
+
+async fn network_connect(State(engine): Shared, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    let req = shapes::connect(&id, &body)?;
+    blocking(move || engine.connect(req)).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn network_disconnect(State(engine): Shared, Path(id): Path<String>, body: Bytes) -> ApiResult {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(rename_all = "PascalCase", default)]
+    struct Body {
+        container: String,
+    }
+    let b: Body = shapes::parse_body(&body)?;
+    blocking(move || engine.disconnect(&id, &b.container)).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+fn volume_matches(f: &Filters, v: &wharf_engine::model::Volume) -> Result<bool, Error> {
+    Ok(f.any("driver", |d| d == v.driver)
+        && f.any("name", |n| v.name.contains(n))
+        && f.labels_match("label", &v.labels)
+        && f.bool("dangling")?.is_none_or(|d| d == v.mounts.is_empty()))
+}
+
+async fn volume_list(State(engine): Shared, Query(q): Params) -> ApiResult {
+    let f = filters(&q)?;
+    f.only(&["dangling", "driver", "label", "name"])?;
+    let mut out = Vec::new();
+    for v in engine.volumes() {
+        if volume_matches(&f, &v)? {
+            out.push(shapes::volume(&v));
+        }
+    }
+    Ok(Json(json!({ "Volumes": out, "Warnings": [] })).into_response())
+}
+
+async fn volume_create(State(engine): Shared, body: Bytes) -> ApiResult {
+    let req = shapes::volume_create(&body)?;
+    let v = blocking(move || engine.volume_create(req)).await?;
+    Ok((StatusCode::CREATED, Json(shapes::volume(&v))).into_response())
+}
+
+async fn volume_inspect(State(engine): Shared, Path(name): Path<String>) -> ApiResult {
+    Ok(Json(shapes::volume(&engine.volume(&name)?)).into_response())
+}
+
+async fn volume_remove(State(engine): Shared, Path(name): Path<String>, Query(q): Params) -> ApiResult {
+    let force = flag(&q, "force");
+    blocking(move || engine.volume_remove(&name, force)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn volume_prune(State(engine): Shared, Query(q): Params) -> ApiResult {
+    let f = filters(&q)?;
+    f.only(&["label", "all"])?;
+    let all = f.bool("all")?.unwrap_or(false);
+    let report = blocking(move || engine.volume_prune(all, |v| f.labels_match("label", &v.labels))).await?;
+    Ok(Json(json!({ "VolumesDeleted": report.removed, "SpaceReclaimed": report.space_reclaimed })).into_response())
+}
+
+#[derive(serde::Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct MountBody {
+    #[serde(rename = "ID")]
+    id: String,
+}
+
+async fn volume_mount(State(engine): Shared, Path(name): Path<String>, body: Bytes) -> ApiResult {
+    let b: MountBody = shapes::parse_body(&body)?;
+    let mountpoint = blocking(move || engine.volume_mount(&name, &b.id)).await?;
+    Ok(Json(json!({ "Mountpoint": mountpoint })).into_response())
+}
+
+async fn volume_unmount(State(engine): Shared, Path(name): Path<String>, body: Bytes) -> ApiResult {
+    let b: MountBody = shapes::parse_body(&body)?;
+    blocking(move || engine.volume_unmount(&name, &b.id)).await?;
+    Ok(StatusCode::OK.into_response())
+}
+
+async fn sandbox_list(State(engine): Shared) -> ApiResult {
+    let out: Vec<Value> =
+        engine.sandboxes().iter().map(|s| shapes::sandbox(s, &engine.sandbox_endpoints(&s.id))).collect();
+    Ok(Json(out).into_response())
+}
+
+async fn sandbox_create(State(engine): Shared, body: Bytes) -> ApiResult {
+    #[derive(serde::Deserialize, Default)]
+    #[serde(rename_all = "PascalCase", default)]
+    struct Body {
+        name: String,
+        netns: Option<String>,
+        labels: std::collections::BTreeMap<String, String>,
+    }
+    let b: Body = shapes::parse_body(&body)?;
+    let s = blocking(move || engine.sandbox_create(&b.name, b.netns.as_deref().filter(|p| !p.is_empty()), b.labels))
+        .await?;
+    Ok((StatusCode::CREATED, Json(json!({ "Id": s.id, "Netns": s.netns }))).into_response())
+}
+
+async fn sandbox_inspect(State(engine): Shared, Path(id): Path<String>) -> ApiResult {
+    let s = engine.sandbox(&id)?;
+    Ok(Json(shapes::sandbox(&s, &engine.sandbox_endpoints(&s.id))).into_response())
+}
+
+async fn sandbox_remove(State(engine): Shared, Path(id): Path<String>, Query(q): Params) -> ApiResult {
+    let force = flag(&q, "force");
+    blocking(move || engine.sandbox_remove(&id, force)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn plugin_list(State(engine): Shared) -> ApiResult {
+    let out: Vec<Value> = engine
+        .registry()
+        .list()
+        .into_iter()
+        .map(|d| json!({ "Name": d.name, "Kind": d.kind.as_str(), "Source": d.source.to_string(), "AbiVersion": d.abi_version }))
+        .collect();
+    Ok(Json(out).into_response())
+}
+
+async fn firewall_reload(State(engine): Shared) -> ApiResult {
+    let n = blocking(move || engine.firewall_reload()).await?;
+    Ok(Json(json!({ "Facts": n })).into_response())
+}
+
+async fn firewall_show(State(engine): Shared) -> ApiResult {
+    let report = blocking(move || engine.firewall_show()).await?;
+    Ok(Json(report).into_response())
+}
+
+#[cfg(test)]
+mod tests;

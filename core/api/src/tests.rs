@@ -1,0 +1,111 @@
+//! API handler tests: requests through the router to an engine on the recording executor.
+
+use super::*;
+use axum::body::Body;
+use http_body_util::BodyExt;
+use tower::ServiceExt;
+use wharf_engine::engine::tests::Fixture;
+
+async fn call(app: &Router, method: &str, uri: &str, body: &str) -> (u16, HeaderMap, Value) {
+    let uri: String = uri
+        .chars()
+        .map(|c| match c {
+            '{' | '}' | '"' | '[' | ']' => format!("%{:02X}", c as u32),
+            c => c.to_string(),
+        })
+        .collect();
+    let req = Request::builder().method(method).uri(uri).body(Body::from(body.to_string())).unwrap();
+    let resp = app.clone().oneshot(req).await.unwrap();
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+    let value = serde_json::from_slice(&bytes).unwrap_or(Value::String(String::from_utf8_lossy(&bytes).into()));
+    (status, headers, value)
+}
+
+fn app(f: &Fixture) -> Router {
+    router(Arc::new(f.engine()))
+}
+
+#[tokio::test]
+async fn ping_and_version_negotiation() {
+    let f = Fixture::new();
+    let app = app(&f);
+    let (status, headers, body) = call(&app, "GET", "/_ping", "").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, Value::String("OK".into()));
+    assert_eq!(headers["Api-Version"], API_VERSION);
+    assert_eq!(headers["OSType"], "linux");
+    let (status, _, _) = call(&app, "HEAD", "/v1.41/_ping", "").await;
+    assert_eq!(status, 200);
+    let (status, _, body) = call(&app, "GET", "/v1.99/version", "").await;
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().contains("too new"));
+    let (status, _, body) = call(&app, "GET", "/v1.12/version", "").await;
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().contains("too old"));
+    let (_, _, body) = call(&app, "GET", "/v1.47/version", "").await;
+    assert_eq!(body["ApiVersion"], API_VERSION);
+    assert_eq!(body["MinAPIVersion"], MIN_API_VERSION);
+}
+
+#[tokio::test]
+async fn network_lifecycle_and_docker_status_codes() {
+    let f = Fixture::new();
+    let app = app(&f);
+    let create = r#"{"Name":"n1","Driver":"testnet","Labels":{"team":"a"}}"#;
+    let (status, _, body) = call(&app, "POST", "/v1.47/networks/create", create).await;
+    assert_eq!(status, 201, "{body}");
+    let id = body["Id"].as_str().unwrap().to_string();
+    assert_eq!(call(&app, "POST", "/networks/create", create).await.0, 409);
+    assert_eq!(call(&app, "POST", "/networks/create", r#"{"Name":"n2","Driver":"zzz"}"#).await.0, 404);
+    let (status, _, body) =
+        call(&app, "POST", "/networks/create", r#"{"Name":"n2","Driver":"testnet","Options":{"weird":"1"}}"#).await;
+    assert_eq!(status, 400);
+    assert!(body["message"].as_str().unwrap().contains("weird"));
+    assert_eq!(call(&app, "POST", "/networks/create", "{not json").await.0, 400);
+    assert_eq!(call(&app, "POST", "/networks/create", r#"{"Name":"bad/name","Driver":"testnet"}"#).await.0, 400);
+
+    let (_, _, list) = call(&app, "GET", "/networks?filters=%7B%22label%22%3A%7B%22team%3Da%22%3Atrue%7D%7D", "").await;
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    let (_, _, list) = call(&app, "GET", r#"/networks?filters={"type":["builtin"]}"#, "").await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let (status, _, net) = call(&app, "GET", &format!("/networks/{}", &id[..6]), "").await;
+    assert_eq!(status, 200);
+    assert_eq!(net["Name"], "n1");
+    assert_eq!(net["IPAM"]["Config"][0]["Subnet"], "172.17.0.0/16");
+
+    assert_eq!(call(&app, "POST", "/wharf/sandboxes", r#"{"Name":"s1"}"#).await.0, 201);
+    assert_eq!(call(&app, "POST", "/networks/n1/connect", r#"{"Container":"s1"}"#).await.0, 200);
+    let (_, _, net) = call(&app, "GET", "/networks/n1", "").await;
+    let containers = net["Containers"].as_object().unwrap();
+    assert_eq!(containers.len(), 1);
+    assert_eq!(containers.values().next().unwrap()["IPv4Address"], "172.17.0.2/16");
+    assert_eq!(call(&app, "DELETE", "/networks/n1", "").await.0, 403);
+    assert_eq!(call(&app, "POST", "/networks/n1/disconnect", r#"{"Container":"s1"}"#).await.0, 200);
+    assert_eq!(call(&app, "DELETE", "/networks/host", "").await.0, 403);
+    let (_, _, pruned) = call(&app, "POST", "/networks/prune", "").await;
+    assert_eq!(pruned["NetworksDeleted"], json!(["n1"]));
+    assert_eq!(call(&app, "GET", "/networks/n1", "").await.0, 404);
+}
+
+#[tokio::test]
+async fn volume_endpoints() {
+    let f = Fixture::new();
+    let app = app(&f);
+    let (status, _, v) = call(&app, "POST", "/volumes/create", r#"{"Name":"data","Labels":{"k":"v"}}"#).await;
+    assert_eq!(status, 201);
+    assert_eq!(v["Driver"], "local");
+    assert_eq!(call(&app, "POST", "/volumes/create", r#"{"Name":"data","Driver":"other"}"#).await.0, 409);
+    let (_, _, m) = call(&app, "POST", "/wharf/volumes/data/mount", r#"{"ID":"c1"}"#).await;
+    assert!(m["Mountpoint"].as_str().unwrap().ends_with("/data"));
+    assert_eq!(call(&app, "DELETE", "/volumes/data", "").await.0, 409);
+    let (_, _, list) = call(&app, "GET", r#"/volumes?filters={"dangling":["false"]}"#, "").await;
+    assert_eq!(list["Volumes"].as_array().unwrap().len(), 1);
+    assert_eq!(call(&app, "POST", "/wharf/volumes/data/unmount", r#"{"ID":"c1"}"#).await.0, 200);
+    let (_, _, pruned) = call(&app, "POST", "/volumes/prune", "").await;
+    assert_eq!(pruned["VolumesDeleted"], json!([]));
+    let (_, _, pruned) = call(&app, "POST", r#"/volumes/prune?filters={"all":["true"]}"#, "").await;
+    assert_eq!(pruned["VolumesDeleted"], json!(["data"]));
+    assert_eq!(call(&app, "GET", "/volumes/data", "").await.0, 404);
+}

@@ -1,0 +1,665 @@
+//! Network operations: create, delete, prune, connect and disconnect.
+
+use super::{new_id, now, valid_name, Author, Engine, State};
+use crate::error::{Error, Result};
+use crate::executor::Executor;
+use crate::executor::{HostPort, PortState};
+use crate::ipam::{overlaps, pick_subnet};
+use crate::model::{Endpoint, Network, Pool, Sandbox};
+use crate::store::Table;
+use ipnet::IpNet;
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::Path;
+use wharf_sdk::{
+    CreateNetwork, DeleteNetwork, EndpointRequest, EndpointSpec, NetworkDriver, NetworkPeer, NetworkSpec, Plan,
+    PortBinding, SandboxSpec, Subnet, MTU,
+};
+
+/// One `IPAM.Config` entry of a create request.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PoolRequest {
+    /// Subnet.
+    pub subnet: Option<IpNet>,
+    /// Range for dynamic addresses.
+    pub ip_range: Option<IpNet>,
+    /// Gateway.
+    pub gateway: Option<IpAddr>,
+    /// Auxiliary addresses.
+    pub aux: BTreeMap<String, IpAddr>,
+}
+
+/// A network create request, already parsed.
+#[derive(Debug, Clone, Default)]
+pub struct NetworkCreateRequest {
+    /// Name.
+    pub name: String,
+    /// Driver; empty means `bridge`.
+    pub driver: String,
+    /// Internal network.
+    pub internal: bool,
+    /// Attachable.
+    pub attachable: bool,
+    /// IPv4 on (default) or off.
+    pub enable_ipv4: Option<bool>,
+    /// IPv6 on.
+    pub enable_ipv6: bool,
+    /// IPAM pools.
+    pub pools: Vec<PoolRequest>,
+    /// IPAM driver options.
+    pub ipam_options: BTreeMap<String, String>,
+    /// Driver options.
+    pub options: BTreeMap<String, String>,
+    /// Labels.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// A connect request, already parsed.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectRequest {
+    /// Network id, name or id prefix.
+    pub network: String,
+    /// Sandbox id, name or id prefix.
+    pub sandbox: String,
+    /// Static IPv4 address.
+    pub ipv4: Option<IpAddr>,
+    /// Static IPv6 address.
+    pub ipv6: Option<IpAddr>,
+    /// MAC address.
+    pub mac: Option<String>,
+    /// DNS aliases.
+    pub aliases: Vec<String>,
+    /// Ports to publish.
+    pub ports: Vec<PortBinding>,
+    /// Endpoint driver options.
+    pub options: BTreeMap<String, String>,
+}
+
+/// Drivers of which only the predefined network may exist.
+const SINGLETON_DRIVERS: [&str; 2] = ["host", "null"];
+
+pub(super) fn spec(n: &Network) -> NetworkSpec {
+    let subnets = |pools: &[Pool]| {
+        pools.iter().filter_map(|p| p.subnet.map(|s| Subnet { subnet: s, gateway: p.gateway })).collect()
+    };
+    NetworkSpec {
+        id: n.id.clone(),
+        name: n.name.clone(),
+        options: n.options.clone(),
+        ipv4: subnets(&n.ipv4),
+        ipv6: subnets(&n.ipv6),
+        enable_ipv6: n.enable_ipv6,
+        internal: n.internal,
+        labels: n.labels.clone(),
+    }
+}
+
+/// The other networks of `driver`, for conflict checks.
+fn peers(state: &State, driver: &str, except: &str) -> Vec<NetworkPeer> {
+    state
+        .networks
+        .values()
+        .filter(|n| n.driver == driver && n.id != except)
+        .map(|n| NetworkPeer { network: spec(n), state: n.state.clone() })
+        .collect()
+}
+
+pub(super) fn endpoint_spec(e: &Endpoint) -> EndpointSpec {
+    EndpointSpec {
+        id: e.id.clone(),
+        network_id: e.network_id.clone(),
+        ipv4: e.ipv4,
+        ipv6: e.ipv6,
+        mac: e.mac.clone(),
+        aliases: e.aliases.clone(),
+        ports: e.ports.clone(),
+        options: e.options.clone(),
+    }
+}
+
+/// Docker's range for the host ports it picks itself.
+const PICKED_PORTS: std::ops::RangeInclusive<u16> = 49153..=60999;
+
+/// Whether publishing `new` on host port `port` collides with `other`: the same protocol
+/// and port, on the same host address or on every address.
+fn clash(new: &PortBinding, port: u16, other: &PortBinding) -> bool {
+    let same_ip = new.host_ip.is_none() || other.host_ip.is_none() || new.host_ip == other.host_ip;
+    new.protocol == other.protocol && port == other.host_port && same_ip
+}
+
+/// Settle the host port of each binding that leaves it open, as Docker does: a range
+/// (`8000-8010:80`) takes its first port that neither another endpoint publishes nor a host
+/// process uses; port 0 (`-p 80`) takes the next such port of [`PICKED_PORTS`] after `cursor`
+/// (the one picked last), so a freed port is not handed out again at once. Bindings earlier in
+/// `ports` count as taken. A fixed host port that a host process uses is refused. `host` says
+/// whether a host port is free on the host itself. Core does this, not the driver, because
+/// host ports are shared by every network, like addresses in IPAM.
+fn settle_host_ports(
+    state: &State,
+    cursor: &mut u16,
+    ports: &mut [PortBinding],
+    host: &dyn Fn(&PortBinding, u16) -> Result<PortState>,
+) -> Result<()> {
+    for i in 0..ports.len() {
+        let (settled, rest) = ports.split_at_mut(i);
+        let p = &mut rest[0];
+        let published = |port: u16| {
+            state.endpoints.values().flat_map(|e| &e.join.ports).chain(settled.iter()).any(|o| clash(p, port, o))
+        };
+        let what = format!("{}/{}", p.port, p.protocol.as_str());
+        let on_host = |port: u16| -> Result<bool> {
+            match host(p, port)? {
+                PortState::Free => Ok(true),
+                PortState::InUse => Ok(false),
+                PortState::NotLocal => Err(Error::InvalidArgument(format!(
+                    "port {what}: host IP {} is not an address of this host",
+                    p.host_ip.map_or_else(|| "*".to_string(), |ip| ip.to_string())
+                ))),
+            }
+        };
+        let free = |port: u16| -> Result<bool> { Ok(!published(port) && on_host(port)?) };
+        if p.host_port != 0 && p.host_port_end == 0 {
+            if published(p.host_port) {
+                return Err(Error::Conflict(format!(
+                    "host port {}/{} is already published by another endpoint",
+                    p.host_port,
+                    p.protocol.as_str()
+                )));
+            }
+            if !on_host(p.host_port)? {
+                return Err(Error::Conflict(format!(
+                    "port {what}: host port {}{}: address already in use",
+                    p.host_ip.map_or_else(String::new, |ip| format!("{ip}:")),
+                    p.host_port
+                )));
+            }
+            continue;
+        }
+        let port = if p.host_port == 0 {
+            let (first, last) = (*PICKED_PORTS.start(), *PICKED_PORTS.end());
+            let span = u32::from(last - first) + 1;
+            let start = if PICKED_PORTS.contains(cursor) { *cursor } else { last };
+            // Every port of the range once, beginning after `start` and wrapping around.
+            let after = (1..=span).map(|k| first + ((u32::from(start - first) + k) % span) as u16);
+            let port = first_free(after, free)?.ok_or_else(|| {
+                Error::Conflict(format!("port {what}: no free host port left between {first} and {last}"))
+            })?;
+            *cursor = port;
+            port
+        } else {
+            if p.host_port_end < p.host_port {
+                return Err(Error::InvalidArgument(format!(
+                    "port {what}: host port range {}-{} is empty",
+                    p.host_port, p.host_port_end
+                )));
+            }
+            first_free(p.host_port..=p.host_port_end, free)?.ok_or_else(|| {
+                Error::Conflict(format!(
+                    "port {what}: every host port of {}-{} is published already or in use",
+                    p.host_port, p.host_port_end
+                ))
+            })?
+        };
+        p.host_port = port;
+        p.host_port_end = 0;
+    }
+    Ok(())
+}
+
+/// The first port of `ports` that `free` accepts.
+fn first_free(mut ports: impl Iterator<Item = u16>, free: impl Fn(u16) -> Result<bool>) -> Result<Option<u16>> {
+    ports.try_fold(None, |found, port| match found {
+        Some(_) => Ok(found),
+        None => Ok(free(port)?.then_some(port)),
+    })
+}
+
+impl Engine {
+    fn network_driver(&self, name: &str) -> Result<std::sync::Arc<dyn NetworkDriver>> {
+        self.registry.network(name).ok_or_else(|| Error::NotFound(format!("plugin {name:?} not found")))
+    }
+
+    /// Create a network. Nothing is stored or changed unless every check passes.
+    pub fn network_create(&self, req: NetworkCreateRequest) -> Result<Network> {
+        let mut state = self.lock();
+        self.create_network_locked(&mut state, req, false)
+    }
+
+    pub(super) fn create_network_locked(
+        &self,
+        state: &mut State,
+        req: NetworkCreateRequest,
+        predefined: bool,
+    ) -> Result<Network> {
+        if !valid_name(&req.name) {
+            return Err(Error::InvalidArgument(format!(
+                "invalid network name {:?}: it must match [a-zA-Z0-9][a-zA-Z0-9_.-]*",
+                req.name
+            )));
+        }
+        if state.networks.values().any(|n| n.name == req.name) {
+            return Err(Error::Conflict(format!("network with name {} already exists", req.name)));
+        }
+        let driver_name = if req.driver.is_empty() { "bridge".to_string() } else { req.driver.clone() };
+        let driver = self.network_driver(&driver_name)?;
+        if !predefined && SINGLETON_DRIVERS.contains(&driver_name.as_str()) {
+            return Err(Error::Forbidden(format!("only one instance of {driver_name:?} network is allowed")));
+        }
+        check_ipv6_mtu(&req)?;
+        if let Some(k) = req.ipam_options.keys().next() {
+            return Err(Error::InvalidArgument(format!("IPAM driver option {k:?} is not supported")));
+        }
+        let caps = driver.capabilities();
+        let facts = self.facts(state)?;
+        let mut network = Network {
+            id: new_id(),
+            name: req.name.clone(),
+            driver: driver_name.clone(),
+            scope: caps.scope.as_str().to_string(),
+            created: now(),
+            internal: req.internal,
+            attachable: req.attachable,
+            enable_ipv4: req.enable_ipv4.unwrap_or(true),
+            enable_ipv6: req.enable_ipv6,
+            options: req.options.clone(),
+            labels: req.labels.clone(),
+            predefined,
+            ..Default::default()
+        };
+        if caps.uses_ipam {
+            self.assign_pools(state, &mut network, &req, &facts.routes)?;
+        } else if !req.pools.is_empty() {
+            return Err(Error::InvalidArgument(format!("driver {driver_name:?} does not use IPAM; give no subnets")));
+        }
+        let spec = spec(&network);
+        driver.validate(&spec, &facts).map_err(|e| Error::driver(&driver_name, e))?;
+        let others = peers(state, &driver_name, &network.id);
+        let out = driver
+            .create_network(CreateNetwork { network: spec, facts, others })
+            .map_err(|e| Error::driver(&driver_name, e))?;
+        network.state = out.state;
+        network.plan = out.plan;
+        let object = format!("network {}", network.name);
+        let plan = network.plan.clone();
+        let driver = network.driver.clone();
+        self.apply_recorded(Author::Driver(&driver), &object, &plan, |t, found| {
+            network.found = found.to_vec();
+            t.put(Table::Networks, &network.id, &network)
+        })?;
+        tracing::info!(network = %network.name, id = %network.id, driver = %network.driver, "network created");
+        state.networks.insert(network.id.clone(), network.clone());
+        Ok(network)
+    }
+
+    fn assign_pools(
+        &self,
+        state: &State,
+        network: &mut Network,
+        req: &NetworkCreateRequest,
+        host_routes: &[IpNet],
+    ) -> Result<()> {
+        let mut used: Vec<IpNet> =
+            state.networks.values().flat_map(|n| n.ipv4.iter().chain(&n.ipv6)).filter_map(|p| p.subnet).collect();
+        for p in &req.pools {
+            let Some(subnet) = p.subnet else {
+                return Err(Error::InvalidArgument("an IPAM config entry needs a subnet".into()));
+            };
+            if matches!(subnet, IpNet::V6(_)) && !network.enable_ipv6 {
+                return Err(Error::InvalidArgument(format!("subnet {subnet} is IPv6 but IPv6 is not enabled")));
+            }
+            if matches!(subnet, IpNet::V4(_)) && !network.enable_ipv4 {
+                return Err(Error::InvalidArgument(format!("subnet {subnet} is IPv4 but IPv4 is disabled")));
+            }
+            if let Some(other) = used.iter().find(|u| overlaps(u, &subnet)) {
+                return Err(Error::Forbidden(format!(
+                    "subnet {subnet} overlaps with subnet {other} of another network"
+                )));
+            }
+            if let Some(route) = host_routes.iter().find(|r| overlaps(r, &subnet)) {
+                return Err(Error::Forbidden(format!("subnet {subnet} overlaps with the host route to {route}")));
+            }
+            let pool = Pool::new(subnet, p.ip_range, p.gateway, p.aux.clone(), true)?;
+            used.push(subnet);
+            if matches!(subnet, IpNet::V4(_)) {
+                network.ipv4.push(pool);
+            } else {
+                network.ipv6.push(pool);
+            }
+        }
+        let taken: Vec<IpNet> = used.iter().chain(host_routes).copied().collect();
+        if network.enable_ipv4 && network.ipv4.is_empty() {
+            let subnet = pick_subnet(&self.settings.pools_v4, false, &taken)
+                .ok_or_else(|| Error::Forbidden("all default IPv4 address pools are in use".into()))?;
+            network.ipv4.push(Pool::new(subnet, None, None, BTreeMap::new(), true)?);
+        }
+        if network.enable_ipv6 && network.ipv6.is_empty() {
+            let subnet = pick_subnet(&self.settings.pools_v6, true, &taken)
+                .ok_or_else(|| Error::Forbidden("all default IPv6 address pools are in use".into()))?;
+            network.ipv6.push(Pool::new(subnet, None, None, BTreeMap::new(), true)?);
+        }
+        Ok(())
+    }
+
+    /// Remove a network that has no endpoints.
+    pub fn network_remove(&self, key: &str) -> Result<()> {
+        let mut state = self.lock();
+        let network = state.network(key)?.clone();
+        self.remove_network_locked(&mut state, &network)
+    }
+
+    fn remove_network_locked(&self, state: &mut State, network: &Network) -> Result<()> {
+        if network.predefined {
+            return Err(Error::Forbidden(format!("{} is a pre-defined network and cannot be removed", network.name)));
+        }
+        if state.endpoints_of_network(&network.id).next().is_some() {
+            return Err(Error::Forbidden(format!(
+                "error while removing network: network {} id {} has active endpoints",
+                network.name, network.id
+            )));
+        }
+        let driver = self.network_driver(&network.driver)?;
+        let facts = self.facts(state)?;
+        let others = peers(state, &network.driver, &network.id);
+        let out = driver
+            .delete_network(DeleteNetwork { network: spec(network), state: network.state.clone(), facts, others })
+            .map_err(|e| Error::driver(&network.driver, e))?;
+        let object = format!("network {}", network.name);
+        let plan = self.removal_plan(state, out.plan, &network.plan, &network.found, &network.id);
+        self.apply_removal(
+            Author::Driver(&network.driver),
+            &object,
+            &plan,
+            |t| t.delete(Table::Networks, &network.id),
+            |t| t.put(Table::Networks, &network.id, network),
+        )?;
+        state.networks.remove(&network.id);
+        tracing::info!(network = %network.name, "network removed");
+        Ok(())
+    }
+
+    /// Remove every network that is not predefined, has no endpoints and matches `keep`.
+    /// Returns the names removed.
+    pub fn network_prune(&self, keep: impl Fn(&Network) -> bool) -> Result<Vec<String>> {
+        let mut state = self.lock();
+        let candidates: Vec<Network> = state
+            .networks
+            .values()
+            .filter(|n| !n.predefined && keep(n))
+            .filter(|n| state.endpoints_of_network(&n.id).next().is_none())
+            .cloned()
+            .collect();
+        let mut removed = Vec::new();
+        for n in candidates {
+            match self.remove_network_locked(&mut state, &n) {
+                Ok(()) => removed.push(n.name),
+                Err(e) => tracing::warn!(network = %n.name, error = %e, "prune could not remove network"),
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Connect a sandbox to a network.
+    pub fn connect(&self, req: ConnectRequest) -> Result<Endpoint> {
+        let mut state = self.lock();
+        let network = state.network(&req.network)?.clone();
+        let sandbox = state.sandbox(&req.sandbox)?.clone();
+        let driver = self.network_driver(&network.driver)?;
+        let existing: Vec<&Endpoint> = state.endpoints_of_sandbox(&sandbox.id).collect();
+        if existing.iter().any(|e| e.network_id == network.id) {
+            return Err(Error::Forbidden(format!(
+                "endpoint with name {} already exists in network {}",
+                sandbox.name, network.name
+            )));
+        }
+        let exclusive = |n: &str| SINGLETON_DRIVERS.contains(&n) || n == "none";
+        let others_exclusive =
+            existing.iter().any(|e| state.networks.get(&e.network_id).is_some_and(|n| exclusive(&n.driver)));
+        if !existing.is_empty() && (exclusive(&network.driver) || others_exclusive) {
+            return Err(Error::Forbidden(format!(
+                "sandbox {} cannot be connected to network {}: the host and none networks cannot be combined with others",
+                sandbox.name, network.name
+            )));
+        }
+        if !req.ports.is_empty() && network.internal {
+            return Err(Error::InvalidArgument(format!(
+                "network {} is internal: ports cannot be published",
+                network.name
+            )));
+        }
+        if let Some(mac) = &req.mac {
+            check_mac(mac)?;
+        }
+        let mut net = network.clone();
+        let ipv4 = allocate(&mut net.ipv4, req.ipv4, "IPv4", &network.name)?;
+        let ipv6 = if net.enable_ipv6 { allocate(&mut net.ipv6, req.ipv6, "IPv6", &network.name)? } else { None };
+        if req.ipv6.is_some() && !net.enable_ipv6 {
+            return Err(Error::InvalidArgument(format!("network {} does not have IPv6 enabled", network.name)));
+        }
+        let mut ports = req.ports.clone();
+        let mut port_cursor = state.port_cursor;
+        let families = (ipv4.is_some(), ipv6.is_some());
+        settle_host_ports(&state, &mut port_cursor, &mut ports, &|p, port| self.host_port_state(p, port, families))?;
+        let mut endpoint = Endpoint {
+            id: new_id(),
+            network_id: network.id.clone(),
+            sandbox_id: sandbox.id.clone(),
+            ipv4,
+            ipv6,
+            static_ipv4: req.ipv4.is_some(),
+            static_ipv6: req.ipv6.is_some(),
+            mac: req.mac.clone(),
+            aliases: req.aliases.clone(),
+            ports,
+            options: req.options.clone(),
+            ..Default::default()
+        };
+        let sandbox_spec = SandboxSpec {
+            id: sandbox.id.clone(),
+            name: sandbox.name.clone(),
+            netns: sandbox.netns.clone(),
+            interfaces: sandbox_interfaces(&sandbox, self.exec.as_ref(), &existing),
+        };
+        let mut request = EndpointRequest {
+            network: spec(&network),
+            network_state: network.state.clone(),
+            endpoint: endpoint_spec(&endpoint),
+            endpoint_state: serde_json::Value::Null,
+            sandbox: sandbox_spec,
+            facts: self.endpoint_facts(),
+        };
+        let created = driver.create_endpoint(request.clone()).map_err(|e| Error::driver(&network.driver, e))?;
+        if endpoint.mac.is_none() {
+            endpoint.mac = created.response.mac.clone();
+            request.endpoint.mac = endpoint.mac.clone();
+        }
+        request.endpoint_state = created.state;
+        let joined = driver.join(request).map_err(|e| Error::driver(&network.driver, e))?;
+        let mut plan = created.plan;
+        plan.extend(joined.plan);
+        endpoint.join = joined.response;
+        endpoint.state = joined.state;
+        endpoint.plan = plan;
+        self.check_ports(&state, &endpoint)?;
+        let object = format!("endpoint of {} on network {}", sandbox.name, network.name);
+        let plan = endpoint.plan.clone();
+        self.apply_recorded(Author::Endpoint(&network.driver, &sandbox.netns), &object, &plan, |t, found| {
+            endpoint.found = found.to_vec();
+            t.put(Table::Networks, &net.id, &net)?;
+            t.put(Table::Endpoints, &endpoint.id, &endpoint)
+        })?;
+        state.networks.insert(net.id.clone(), net);
+        state.endpoints.insert(endpoint.id.clone(), endpoint.clone());
+        state.port_cursor = port_cursor;
+        Ok(endpoint)
+    }
+
+    /// Whether host port `port` of binding `p` is free on the host, for each address family the
+    /// endpoint has (`families`: IPv4, IPv6) when the binding names no host address.
+    fn host_port_state(&self, p: &PortBinding, port: u16, families: (bool, bool)) -> Result<PortState> {
+        let wildcards = [(families.0, IpAddr::from([0u8; 4])), (families.1, IpAddr::from([0u16; 8]))];
+        let ips: Vec<IpAddr> = match p.host_ip {
+            Some(ip) => vec![ip],
+            None => wildcards.iter().filter(|(has, _)| *has).map(|(_, ip)| *ip).collect(),
+        };
+        for ip in ips {
+            let hp = HostPort { protocol: p.protocol, ip, port };
+            let state = self.exec.host_port_state(&hp).map_err(|e| Error::Internal(e.to_string()))?;
+            if state != PortState::Free {
+                return Ok(state);
+            }
+        }
+        Ok(PortState::Free)
+    }
+
+    fn check_ports(&self, state: &State, endpoint: &Endpoint) -> Result<()> {
+        for new in &endpoint.join.ports {
+            for other in state.endpoints.values().flat_map(|e| &e.join.ports) {
+                if clash(new, new.host_port, other) {
+                    return Err(Error::Conflict(format!(
+                        "host port {}/{} is already published by another endpoint",
+                        new.host_port,
+                        new.protocol.as_str()
+                    )));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Disconnect a sandbox from a network.
+    pub fn disconnect(&self, network: &str, sandbox: &str) -> Result<()> {
+        let mut state = self.lock();
+        let network = state.network(network)?.clone();
+        let sandbox = state.sandbox(sandbox)?.clone();
+        let endpoint =
+            state.endpoints_of_sandbox(&sandbox.id).find(|e| e.network_id == network.id).cloned().ok_or_else(|| {
+                Error::NotFound(format!("sandbox {} is not connected to network {}", sandbox.name, network.name))
+            })?;
+        self.disconnect_locked(&mut state, &endpoint)
+    }
+
+    pub(super) fn disconnect_locked(&self, state: &mut State, endpoint: &Endpoint) -> Result<()> {
+        let network = state
+            .networks
+            .get(&endpoint.network_id)
+            .cloned()
+            .ok_or_else(|| Error::Internal(format!("endpoint {} has no network", endpoint.id)))?;
+        let sandbox = state.sandboxes.get(&endpoint.sandbox_id).cloned().unwrap_or_default();
+        let driver = self.network_driver(&network.driver)?;
+        let mut request = EndpointRequest {
+            network: spec(&network),
+            network_state: network.state.clone(),
+            endpoint: endpoint_spec(endpoint),
+            endpoint_state: endpoint.state.clone(),
+            sandbox: SandboxSpec {
+                id: sandbox.id.clone(),
+                name: sandbox.name.clone(),
+                netns: sandbox.netns.clone(),
+                interfaces: Vec::new(),
+            },
+            facts: self.endpoint_facts(),
+        };
+        let left = driver.leave(request.clone()).map_err(|e| Error::driver(&network.driver, e))?;
+        request.endpoint_state = left.state;
+        let deleted = driver.delete_endpoint(request).map_err(|e| Error::driver(&network.driver, e))?;
+        let mut plan: Plan = left.plan;
+        plan.extend(deleted.plan);
+        let plan = self.removal_plan(state, plan, &endpoint.plan, &endpoint.found, &endpoint.id);
+        let mut net = network.clone();
+        for (ip, pools) in [(endpoint.ipv4, &mut net.ipv4), (endpoint.ipv6, &mut net.ipv6)] {
+            if let Some(ip) = ip {
+                pools.iter_mut().filter(|p| p.contains(&ip.addr())).for_each(|p| p.release(ip.addr()));
+            }
+        }
+        let object = format!("endpoint of {} on network {}", sandbox.name, network.name);
+        // A removal: after a crash the endpoint is gone from the store and recovery finishes
+        // taking its links down, whichever end was retired last.
+        self.apply_removal(
+            Author::Endpoint(&network.driver, &sandbox.netns),
+            &object,
+            &plan,
+            |t| {
+                t.put(Table::Networks, &net.id, &net)?;
+                t.delete(Table::Endpoints, &endpoint.id)
+            },
+            |t| {
+                t.put(Table::Networks, &network.id, &network)?;
+                t.put(Table::Endpoints, &endpoint.id, endpoint)
+            },
+        )?;
+        state.networks.insert(net.id.clone(), net);
+        state.endpoints.remove(&endpoint.id);
+        Ok(())
+    }
+}
+
+fn allocate(pools: &mut [Pool], wanted: Option<IpAddr>, family: &str, network: &str) -> Result<Option<IpNet>> {
+    if pools.is_empty() {
+        return match wanted {
+            Some(ip) => Err(Error::InvalidArgument(format!("network {network} has no {family} subnet for {ip}"))),
+            None => Ok(None),
+        };
+    }
+    if let Some(ip) = wanted {
+        let pool = pools
+            .iter_mut()
+            .find(|p| p.contains(&ip))
+            .ok_or_else(|| Error::InvalidArgument(format!("address {ip} is not in any subnet of network {network}")))?;
+        return pool.allocate(Some(ip)).map(Some);
+    }
+    let mut last = None;
+    for pool in pools.iter_mut() {
+        match pool.allocate(None) {
+            Ok(ip) => return Ok(Some(ip)),
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| Error::Forbidden(format!("network {network} has no free {family} address"))))
+}
+
+/// The interface names taken in a sandbox: those of its endpoints, and in a namespace a
+/// runtime made, every link it holds (the runtime's own interfaces among them) when they
+/// can be listed. A namespace wharf made holds only wharf's links and loopback, so it is
+/// not asked, which keeps a connect from waking a worker in it.
+fn sandbox_interfaces(sandbox: &Sandbox, exec: &dyn Executor, endpoints: &[&Endpoint]) -> Vec<String> {
+    let mut names: Vec<String> = endpoints.iter().filter_map(|e| e.join.interface.clone()).collect();
+    if sandbox.owned {
+        return names;
+    }
+    match exec.link_names(Path::new(&sandbox.netns)) {
+        Ok(links) => names.extend(links.into_iter().filter(|l| !names.contains(l)).collect::<Vec<_>>()),
+        Err(e) => {
+            tracing::warn!(sandbox = %sandbox.name, "cannot list the sandbox's links, so only wharf's are known: {e}")
+        }
+    }
+    names
+}
+
+/// Refuse a MAC an interface cannot have: anything but six colon-separated hex octets, the
+/// zero address, and group (multicast, broadcast) addresses.
+pub fn check_mac(mac: &str) -> Result<()> {
+    let octets: Option<Vec<u8>> =
+        mac.split(':').map(|p| (p.len() == 2).then(|| u8::from_str_radix(p, 16).ok()).flatten()).collect();
+    let reason = match octets.as_deref() {
+        Some(o) if o.len() == 6 && o.iter().all(|b| *b == 0) => "it is the zero address",
+        Some([first, _, _, _, _, _]) if first & 1 == 1 => "it is a multicast or broadcast address",
+        Some([_, _, _, _, _, _]) => return Ok(()),
+        _ => "it is not six colon-separated hex octets",
+    };
+    Err(Error::InvalidArgument(format!("invalid MacAddress {mac:?}: {reason}")))
+}
+
+/// The smallest MTU IPv6 works with (RFC 8200).
+const IPV6_MIN_MTU: u32 = 1280;
+
+/// Refuse an MTU option below IPv6's minimum on a network with IPv6: the kernel takes IPv6
+/// off a link with a smaller MTU, so its addresses and routes could not be added.
+fn check_ipv6_mtu(req: &NetworkCreateRequest) -> Result<()> {
+    let Some(value) = req.options.get(MTU).filter(|_| req.enable_ipv6) else { return Ok(()) };
+    match value.parse::<u32>() {
+        Ok(mtu) if mtu < IPV6_MIN_MTU => Err(Error::InvalidArgument(format!(
+            "option {MTU}={mtu} is below {IPV6_MIN_MTU}, the smallest MTU IPv6 works with"
+        ))),
+        _ => Ok(()),
+    }
+}
