@@ -89,7 +89,9 @@ mod tests {
         let exported: &'static Exported =
             Box::leak(Exported::new(vec![Driver::network(wharf_network_bridge::BridgeDriver)]));
         // SAFETY: the table is leaked, so it stays valid for the rest of the process.
-        let client = unsafe { PluginClient::new(&*exported.table(), 0, "bridge".into()) };
+        let table = unsafe { &*exported.table() };
+        // SAFETY: driver 0 of that table is the bridge driver.
+        let client = unsafe { PluginClient::new(table, 0, "bridge".into()) };
         let direct = wharf_network_bridge::BridgeDriver;
         let req = join_request(&direct);
         let a = direct.join(req.clone()).unwrap();

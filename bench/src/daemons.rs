@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use wharf_client::Client;
 
 /// A private network namespace, deleted on drop.
+#[derive(Debug)]
 pub struct PrivateNetns(pub String);
 
 impl PrivateNetns {
@@ -35,6 +36,7 @@ impl Drop for PrivateNetns {
 }
 
 /// A daemon process serving the Docker volume API on a unix socket.
+#[derive(Debug)]
 pub struct Daemon {
     /// What it is, for reports.
     pub name: &'static str,

@@ -19,7 +19,7 @@ use wharf_sdk::{
 };
 
 /// The driver. It keeps nothing of its own: everything it needs arrives in each request.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Ptp;
 
 /// What the driver remembers about a network between calls.

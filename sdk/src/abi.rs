@@ -168,6 +168,7 @@ pub enum VolumeCall {
 }
 
 /// A driver of either kind, as a plugin exports it.
+#[derive(Debug)]
 pub enum Driver {
     /// A network driver.
     Network(Box<dyn NetworkDriver>),
@@ -271,6 +272,7 @@ fn encode<T: Serialize>(value: &T) -> DriverResult<Vec<u8>> {
 
 /// The exporting side of a plugin library: its drivers and the table pointing at them.
 /// Built once by [`crate::export_plugin!`] and kept for the life of the process.
+#[derive(Debug)]
 pub struct Exported {
     drivers: Vec<Driver>,
     _names: Vec<CString>,
@@ -451,7 +453,9 @@ impl PluginClient {
         let mut out = Vec::with_capacity(table.driver_count);
         for i in 0..table.driver_count {
             // SAFETY: the caller guarantees `drivers` has `driver_count` entries.
-            let entry = unsafe { &*table.drivers.add(i) };
+            let entry = unsafe { table.drivers.add(i) };
+            // SAFETY: in bounds (above), and the plugin keeps the array alive.
+            let entry = unsafe { &*entry };
             if entry.name.is_null() {
                 return Err(format!("driver number {i} has no name"));
             }
@@ -644,8 +648,10 @@ mod tests {
         let exported: &'static Exported = Box::leak(Exported::new(vec![Driver::network(Flaky)]));
         // SAFETY: the table is leaked, so it lives for the rest of the test process.
         let table = unsafe { &*exported.table() };
+        // SAFETY: a table made by `Exported`, valid for the process.
         let drivers = unsafe { PluginClient::drivers(table) }.unwrap();
         assert_eq!(drivers, vec![TableDriver { name: "flaky".into(), kind: KIND_NETWORK }]);
+        // SAFETY: driver 0 exists, as listed above.
         unsafe { PluginClient::new(table, 0, "flaky".into()) }
     }
 

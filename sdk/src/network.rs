@@ -316,3 +316,9 @@ pub trait NetworkDriver: Send + Sync {
     /// Plan how an endpoint leaves its sandbox.
     fn leave(&self, req: EndpointRequest) -> DriverResult<Outcome<()>>;
 }
+
+impl std::fmt::Debug for dyn NetworkDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkDriver").field("name", &self.name()).finish()
+    }
+}

@@ -633,6 +633,7 @@ impl Serialize for CompactStep<'_> {
 }
 
 /// A plan serialised with plain undos left out; see [`Plan::compact`].
+#[derive(Debug)]
 pub struct CompactPlan<'a>(&'a Plan);
 
 impl Serialize for CompactPlan<'_> {

@@ -94,3 +94,9 @@ pub trait VolumeDriver: Send + Sync {
         reqs.into_iter().map(|r| self.get(r)).collect()
     }
 }
+
+impl std::fmt::Debug for dyn VolumeDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("VolumeDriver").field("name", &self.name()).finish()
+    }
+}

@@ -11,6 +11,7 @@ use wharf_sdk::{
 const SLOW: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Panics in `create_network` when the network is named `boom`; takes [`SLOW`] for `slow`.
+#[derive(Debug)]
 pub struct Panicky;
 
 impl NetworkDriver for Panicky {

@@ -15,6 +15,23 @@ use std::time::{Duration, Instant};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
+/// Whether this process runs as root, which every end-to-end test needs.
+pub fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+/// Return from the calling test, with one line saying why, unless it runs as root: the
+/// end-to-end tests make network namespaces, links, firewall tables and mounts.
+#[macro_export]
+macro_rules! require_root {
+    () => {
+        if !$crate::is_root() {
+            eprintln!("skipped: needs root (it makes network namespaces, links, nftables tables and mounts)");
+            return;
+        }
+    };
+}
+
 /// The target directory (`target/debug`) holding the built binaries and plugins.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
@@ -47,6 +64,7 @@ pub fn ok(program: &str, args: &[&str]) -> String {
 }
 
 /// A private network namespace made with `ip netns add`, deleted on drop.
+#[derive(Debug)]
 pub struct Netns {
     /// Its name under /run/netns.
     pub name: String,
@@ -86,6 +104,7 @@ impl Drop for Netns {
 }
 
 /// A private host namespace with a running wharfd.
+#[derive(Debug)]
 pub struct Host {
     /// The host namespace.
     pub ns: Netns,

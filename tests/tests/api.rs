@@ -7,6 +7,7 @@ use wharf_tests::Host;
 
 #[test]
 fn a_request_whose_headers_never_finish_is_closed() {
+    wharf_tests::require_root!();
     let h = Host::start();
     let mut stalled = UnixStream::connect(h.socket()).unwrap();
     stalled.write_all(b"GET /_ping HTTP/1.1\r\nHost: wharf\r\nUser-Agent: half").unwrap();
@@ -26,6 +27,7 @@ fn a_request_whose_headers_never_finish_is_closed() {
 
 #[test]
 fn reads_are_answered_while_an_operation_is_in_flight() {
+    wharf_tests::require_root!();
     // Only this build's panicky plugin: the examples directory may hold older builds of it.
     let plugins = std::env::temp_dir().join(wharf_tests::unique("wharf-api-plugins"));
     std::fs::create_dir_all(&plugins).unwrap();

@@ -40,6 +40,7 @@ fn host_with_a_sandbox() -> Host {
 
 #[test]
 fn interface_names_the_kernel_would_refuse_or_that_are_taken() {
+    wharf_tests::require_root!();
     let h = host_with_a_sandbox();
     let ifname = "com.docker.network.endpoint.ifname";
     for name in ["lo", "eth\u{0}1", "\u{e9}th1", "sixteen-bytes-xx", "eth%d", "a:b", "eth0"] {
@@ -53,6 +54,7 @@ fn interface_names_the_kernel_would_refuse_or_that_are_taken() {
 
 #[test]
 fn interfaces_a_runtime_made_in_its_namespace_are_taken_too() {
+    wharf_tests::require_root!();
     let h = host_with_a_sandbox();
     let runtime = Netns::new("edgrt");
     // A runtime's own interface: a veth pair, both ends inside its namespace.
@@ -69,6 +71,7 @@ fn interfaces_a_runtime_made_in_its_namespace_are_taken_too() {
 
 #[test]
 fn broadcast_multicast_and_zero_macs_are_refused() {
+    wharf_tests::require_root!();
     let h = host_with_a_sandbox();
     h.wharf_ok(&["sandbox", "create", "b"]);
     for mac in ["ff:ff:ff:ff:ff:ff", "01:00:5e:00:00:01", "33:33:00:00:00:01", "00:00:00:00:00:00", "02:42:zz:00:00:01"]
@@ -83,6 +86,7 @@ fn broadcast_multicast_and_zero_macs_are_refused() {
 
 #[test]
 fn subnets_the_kernel_routes_itself_are_refused() {
+    wharf_tests::require_root!();
     let h = Host::start();
     for (subnet, ipv6) in [("127.5.0.0/16", false), ("224.1.0.0/16", false), ("::/0", true), ("::1/128", true)] {
         refused(&h, "/networks/create", network_create("x", subnet, None, ipv6, None), "subnet");
@@ -93,6 +97,7 @@ fn subnets_the_kernel_routes_itself_are_refused() {
 
 #[test]
 fn a_gateway_on_the_network_or_broadcast_address_is_refused() {
+    wharf_tests::require_root!();
     let h = Host::start();
     for gw in ["10.63.0.0", "10.63.0.255"] {
         refused(&h, "/networks/create", network_create("x", "10.63.0.0/24", Some(gw), false, None), "gateway");
@@ -102,6 +107,7 @@ fn a_gateway_on_the_network_or_broadcast_address_is_refused() {
 
 #[test]
 fn ipv6_with_an_mtu_below_1280_is_refused() {
+    wharf_tests::require_root!();
     let h = Host::start();
     let body = json!({
         "Name": "x", "EnableIPv6": true,
@@ -122,6 +128,7 @@ fn ipv6_with_an_mtu_below_1280_is_refused() {
 
 #[test]
 fn a_volume_larger_than_the_filesystem_can_hold_is_refused() {
+    wharf_tests::require_root!();
     let h = Host::start();
     let body = json!({ "Name": "big", "Driver": "local", "DriverOpts": { "size": "100P" } });
     refused(&h, "/volumes/create", body, "invalid option \"size\"");
@@ -131,6 +138,7 @@ fn a_volume_larger_than_the_filesystem_can_hold_is_refused() {
 
 #[test]
 fn mount_options_are_read_as_the_kernel_mount_reads_them() {
+    wharf_tests::require_root!();
     let h = Host::start();
     for o in ["ro,,bind", "size=64m,data=ordered", ",noexec"] {
         let body =
@@ -160,6 +168,7 @@ fn mount_options_are_read_as_the_kernel_mount_reads_them() {
 
 #[test]
 fn wharfds_own_namespace_is_not_a_sandbox() {
+    wharf_tests::require_root!();
     let h = Host::start();
     refused(&h, "/wharf/sandboxes", json!({ "Name": "self", "Netns": h.ns.path() }), "Netns");
     let err = h.wharf_err(&["sandbox", "create", "--netns", &h.ns.path(), "self"]);

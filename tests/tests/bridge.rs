@@ -68,6 +68,7 @@ fn fetch(run: impl Fn(&[&str]) -> std::process::Output, url: &str) -> Option<Str
 
 #[test]
 fn networks_are_isolated_and_icc_can_be_turned_off() {
+    wharf_tests::require_root!();
     let h = Host::start();
     h.wharf_ok(&["network", "create", "--subnet", "10.31.0.0/24", "n1"]);
     h.wharf_ok(&["network", "create", "--subnet", "10.32.0.0/24", "n2"]);
@@ -93,6 +94,7 @@ fn networks_are_isolated_and_icc_can_be_turned_off() {
 
 #[test]
 fn masquerade_gives_egress_and_internal_networks_have_none() {
+    wharf_tests::require_root!();
     let h = Host::start();
     let _up = upstream(&h);
     h.wharf_ok(&["network", "create", "--subnet", "10.34.0.0/24", "out"]);
@@ -122,6 +124,7 @@ fn masquerade_gives_egress_and_internal_networks_have_none() {
 
 #[test]
 fn published_ports_answer_from_outside_localhost_and_hairpin() {
+    wharf_tests::require_root!();
     let h = Host::start();
     let up = upstream(&h);
     h.wharf_ok(&["network", "create", "--subnet", "10.37.0.0/24", "web"]);
@@ -157,6 +160,7 @@ fn published_ports_answer_from_outside_localhost_and_hairpin() {
 
 #[test]
 fn the_firewall_restores_itself_after_a_flush_and_reload_still_works() {
+    wharf_tests::require_root!();
     let mut h = Host::start();
     let up = upstream(&h);
     h.wharf_ok(&["network", "create", "--subnet", "10.38.0.0/24", "n"]);
@@ -218,6 +222,7 @@ impl Drop for HostListener {
 
 #[test]
 fn published_ports_are_refused_where_the_host_uses_them_and_shown_with_their_elements() {
+    wharf_tests::require_root!();
     let h = Host::start();
     let up = upstream(&h);
     h.wharf_ok(&["network", "create", "--subnet", "10.40.0.0/24", "--ipv6", "--subnet", "fd40::/64", "web"]);
@@ -254,6 +259,7 @@ fn published_ports_are_refused_where_the_host_uses_them_and_shown_with_their_ele
 
 #[test]
 fn dual_stack_and_mtu() {
+    wharf_tests::require_root!();
     let h = Host::start();
     h.wharf_ok(&[
         "network",
@@ -279,6 +285,7 @@ fn dual_stack_and_mtu() {
 
 #[test]
 fn removal_leaves_nothing_behind() {
+    wharf_tests::require_root!();
     let h = Host::start();
     let baseline_links = h.in_host_ok(&["ip", "-o", "link", "show"]).lines().count();
     let id = h.wharf_ok(&["network", "create", "--subnet", "10.40.0.0/24", "gone"]);
@@ -303,6 +310,7 @@ fn removal_leaves_nothing_behind() {
 
 #[test]
 fn a_sandbox_reconnects_at_once_and_retired_links_go_away() {
+    wharf_tests::require_root!();
     let h = Host::start();
     h.wharf_ok(&["network", "create", "--subnet", "10.41.0.0/24", "again"]);
     h.wharf_ok(&["sandbox", "create", "a"]);
@@ -341,6 +349,7 @@ fn a_sandbox_reconnects_at_once_and_retired_links_go_away() {
 
 #[test]
 fn a_removed_network_can_be_made_again_at_once_with_its_bridge_and_subnet() {
+    wharf_tests::require_root!();
     let h = Host::start();
     h.wharf_ok(&["sandbox", "create", "a"]);
     h.wharf_ok(&["sandbox", "create", "b"]);
@@ -380,6 +389,7 @@ fn host_mac(h: &Host, name: &str) -> String {
 
 #[test]
 fn a_sandbox_keeps_its_egress_while_others_connect_and_disconnect() {
+    wharf_tests::require_root!();
     let h = Host::start();
     let _up = upstream(&h);
     h.wharf_ok(&[
@@ -439,6 +449,7 @@ fn a_sandbox_keeps_its_egress_while_others_connect_and_disconnect() {
 
 #[test]
 fn a_bridge_made_again_after_a_restart_gets_the_same_mac() {
+    wharf_tests::require_root!();
     let mut h = Host::start();
     h.wharf_ok(&["network", "create", "--subnet", "10.38.0.0/24", "-o", "com.docker.network.bridge.name=brmac1", "n"]);
     let mac = host_mac(&h, "brmac1");

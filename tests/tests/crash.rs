@@ -47,6 +47,7 @@ fn mounts_at(path: &Path) -> usize {
 
 #[test]
 fn a_sandbox_create_killed_midway_leaves_the_name_free() {
+    wharf_tests::require_root!();
     if !crash_points() {
         return;
     }
@@ -63,6 +64,7 @@ fn a_sandbox_create_killed_midway_leaves_the_name_free() {
 
 #[test]
 fn a_sandbox_rm_killed_midway_is_finished_at_start() {
+    wharf_tests::require_root!();
     if !crash_points() {
         return;
     }
@@ -79,6 +81,7 @@ fn a_sandbox_rm_killed_midway_is_finished_at_start() {
 
 #[test]
 fn a_name_taken_by_a_foreign_namespace_is_a_conflict() {
+    wharf_tests::require_root!();
     let h = Host::start();
     std::fs::create_dir_all(h.netns_dir()).unwrap();
     let theirs = h.netns_dir().join("theirs");
@@ -91,6 +94,7 @@ fn a_name_taken_by_a_foreign_namespace_is_a_conflict() {
 
 #[test]
 fn a_volume_rm_killed_midway_is_finished_and_the_name_reusable() {
+    wharf_tests::require_root!();
     if !crash_points() {
         return;
     }
@@ -113,6 +117,7 @@ fn a_volume_rm_killed_midway_is_finished_and_the_name_reusable() {
 
 #[test]
 fn a_disconnect_killed_at_any_point_recovers_cleanly() {
+    wharf_tests::require_root!();
     if !crash_points() {
         return;
     }
@@ -143,6 +148,7 @@ fn a_disconnect_killed_at_any_point_recovers_cleanly() {
 
 #[test]
 fn a_root_through_a_symlink_mounts_once_and_unmounts() {
+    wharf_tests::require_root!();
     let mut h = Host::start();
     h.stop_daemon();
     let real = h.dir.join("real-root");
@@ -179,6 +185,7 @@ fn a_root_through_a_symlink_mounts_once_and_unmounts() {
 
 #[test]
 fn volume_rm_never_deletes_through_a_live_mount() {
+    wharf_tests::require_root!();
     let h = Host::start();
     let src = h.dir.join("precious");
     std::fs::create_dir_all(&src).unwrap();
@@ -198,6 +205,7 @@ fn volume_rm_never_deletes_through_a_live_mount() {
 
 #[test]
 fn a_volume_in_use_is_refused_even_with_force() {
+    wharf_tests::require_root!();
     let h = Host::start();
     h.wharf_ok(&["volume", "create", "busy", "-o", "type=tmpfs", "-o", "o=size=4m"]);
     let mp = h.wharf_ok(&["volume", "mount", "busy", "--id", "c1"]).trim().to_string();
@@ -211,6 +219,7 @@ fn a_volume_in_use_is_refused_even_with_force() {
 
 #[test]
 fn a_failed_create_never_removes_a_directory_that_was_already_there() {
+    wharf_tests::require_root!();
     let h = Host::start();
     let dir = h.dir.join("root/volumes/pre");
     std::fs::create_dir_all(dir.join("_data")).unwrap();
@@ -365,6 +374,7 @@ fn census(h: &Host) {
 
 #[test]
 fn a_crash_loop_leaves_sandboxes_volumes_and_connections_consistent() {
+    wharf_tests::require_root!();
     let kills: usize = std::env::var("WHARF_CRASH_KILLS").ok().and_then(|k| k.parse().ok()).unwrap_or(100);
     let seed = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_nanos() as u64 | 1;
     eprintln!("crash loop seed {seed}");

@@ -10,6 +10,7 @@ fn json(s: &str) -> Value {
 
 #[test]
 fn walkthrough_two_sandboxes_ping_across_a_network() {
+    wharf_tests::require_root!();
     let h = Host::start();
     h.wharf_ok(&["network", "create", "--subnet", "10.90.0.0/24", "demo"]);
     h.wharf_ok(&["sandbox", "create", "alpha"]);
@@ -41,6 +42,7 @@ fn walkthrough_two_sandboxes_ping_across_a_network() {
 
 #[test]
 fn predefined_networks_and_plugins_are_listed() {
+    wharf_tests::require_root!();
     let h = Host::start();
     let ls = h.wharf_ok(&["network", "ls"]);
     for name in ["bridge", "host", "none"] {
@@ -65,6 +67,7 @@ fn predefined_networks_and_plugins_are_listed() {
 
 #[test]
 fn the_docker_cli_manages_networks() {
+    wharf_tests::require_root!();
     let h = Host::start();
     let id = h.docker_ok(&["network", "create", "--subnet", "10.50.0.0/24", "--label", "team=red", "dn1"]);
     assert_eq!(id.trim().len(), 64);
@@ -99,6 +102,7 @@ fn the_docker_cli_manages_networks() {
 
 #[test]
 fn the_docker_cli_manages_volumes() {
+    wharf_tests::require_root!();
     let h = Host::start();
     h.docker_ok(&["volume", "create", "--label", "k=v", "vol1"]);
     h.docker_ok(&["volume", "create", "vol2"]);
@@ -124,6 +128,7 @@ fn the_docker_cli_manages_volumes() {
 
 #[test]
 fn rejected_requests_leave_store_and_kernel_as_they_were() {
+    wharf_tests::require_root!();
     let h = Host::start();
     h.wharf_ok(&["network", "create", "--subnet", "10.60.0.0/24", "base"]);
     h.wharf_ok(&["sandbox", "create", "s1"]);
@@ -163,6 +168,7 @@ fn rejected_requests_leave_store_and_kernel_as_they_were() {
 
 #[test]
 fn state_survives_restarts_and_kernel_damage_is_repaired() {
+    wharf_tests::require_root!();
     let mut h = Host::start();
     h.wharf_ok(&["network", "create", "--subnet", "10.70.0.0/24", "keep"]);
     h.wharf_ok(&["sandbox", "create", "a"]);
@@ -208,6 +214,7 @@ fn state_survives_restarts_and_kernel_damage_is_repaired() {
 
 #[test]
 fn docker_py_drives_networks_and_volumes() {
+    wharf_tests::require_root!();
     let h = Host::start();
     h.wharf_ok(&["sandbox", "create", "pysb"]);
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/py/docker_py_session.py");
@@ -223,6 +230,7 @@ fn docker_py_drives_networks_and_volumes() {
 
 #[test]
 fn subnets_on_the_hosts_main_routes_are_refused_and_local_table_entries_are_not() {
+    wharf_tests::require_root!();
     let h = Host::start();
     h.in_host_ok(&["ip", "link", "add", "hr0", "type", "veth", "peer", "name", "hr1"]);
     h.in_host_ok(&["ip", "addr", "add", "10.251.0.1/24", "dev", "hr0"]);
@@ -240,6 +248,7 @@ fn subnets_on_the_hosts_main_routes_are_refused_and_local_table_entries_are_not(
 
 #[test]
 fn a_restart_with_many_sandboxes_keeps_a_bounded_number_of_workers() {
+    wharf_tests::require_root!();
     let mut h = Host::start();
     h.wharf_ok(&["network", "create", "--subnet", "10.253.0.0/24", "many"]);
     let sandboxes: Vec<String> = (0..48).map(|i| format!("m{i}")).collect();

@@ -20,6 +20,7 @@ fn kernel_has_vlans() -> bool {
 
 #[test]
 fn bridge_mode_connects_sandboxes_and_private_mode_separates_them() {
+    wharf_tests::require_root!();
     let h = Host::start();
     parent(&h, "par0");
     parent(&h, "par1");
@@ -56,6 +57,7 @@ fn bridge_mode_connects_sandboxes_and_private_mode_separates_them() {
 
 #[test]
 fn a_sandbox_reconnects_at_once_with_the_same_mac_and_retired_links_go_away() {
+    wharf_tests::require_root!();
     let h = Host::start();
     parent(&h, "par0");
     h.wharf_ok(&["network", "create", "-d", "macvlan", "--subnet", "10.79.0.0/24", "-o", "parent=par0", "mv"]);
@@ -82,6 +84,7 @@ fn a_sandbox_reconnects_at_once_with_the_same_mac_and_retired_links_go_away() {
 
 #[test]
 fn a_restart_removes_links_a_crash_left_retired_in_a_sandbox() {
+    wharf_tests::require_root!();
     let mut h = Host::start();
     parent(&h, "par0");
     h.wharf_ok(&["network", "create", "-d", "macvlan", "--subnet", "10.78.0.0/24", "-o", "parent=par0", "mv"]);
@@ -114,6 +117,7 @@ fn a_restart_removes_links_a_crash_left_retired_in_a_sandbox() {
 
 #[test]
 fn a_vlan_parent_tags_frames_and_goes_with_its_network() {
+    wharf_tests::require_root!();
     let h = Host::start();
     let wire = Netns::new("wire");
     h.in_host_ok(&["ip", "link", "add", "up0", "type", "veth", "peer", "name", "w0", "netns", &wire.name]);
@@ -161,6 +165,7 @@ fn a_vlan_parent_tags_frames_and_goes_with_its_network() {
 
 #[test]
 fn conflicting_or_invalid_macvlan_networks_are_refused() {
+    wharf_tests::require_root!();
     let h = Host::start();
     parent(&h, "par0");
     h.wharf_ok(&["network", "create", "-d", "macvlan", "--subnet", "10.83.0.0/24", "-o", "parent=par0", "first"]);

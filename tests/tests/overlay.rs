@@ -38,6 +38,7 @@ fn pings(h: &Host, from: &str, to: &str, size: &str) -> bool {
 
 #[test]
 fn sandboxes_on_two_hosts_share_one_overlay_and_survive_a_restart() {
+    wharf_tests::require_root!();
     let (mut a, b) = two_hosts();
     // The same command on both hosts, but for the address ranges each hands out; the first
     // host names its underlay address, the second takes it from its default route.
@@ -85,6 +86,7 @@ fn sandboxes_on_two_hosts_share_one_overlay_and_survive_a_restart() {
 
 #[test]
 fn overlays_with_different_vnis_do_not_see_each_other() {
+    wharf_tests::require_root!();
     let (a, b) = two_hosts();
     create(&a, "red", "10.92.0.0/24", &["--ip-range", "10.92.0.0/25", "-o", "local=192.168.77.1"]);
     create(&b, "red", "10.92.0.0/24", &["--ip-range", "10.92.0.128/25"]);
@@ -114,6 +116,7 @@ fn overlays_with_different_vnis_do_not_see_each_other() {
 
 #[test]
 fn an_ipv6_underlay_carries_the_overlay() {
+    wharf_tests::require_root!();
     let (a, b) = two_hosts();
     for (h, addr) in [(&a, "fd77::1/64"), (&b, "fd77::2/64")] {
         h.in_host_ok(&["ip", "addr", "add", addr, "dev", "u0", "nodad"]);

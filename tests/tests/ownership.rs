@@ -52,6 +52,7 @@ fn churn(h: &Host, subnet: &str) {
 
 #[test]
 fn links_named_like_wharfs_but_made_by_others_survive() {
+    wharf_tests::require_root!();
     let mut h = Host::stopped();
     let foreign = ["br-0123456789ab", "vx-0123456789ab", "veth0123456789", "wgc1234"];
     h.in_host_ok(&["ip", "link", "add", foreign[0], "type", "bridge"]);
@@ -72,6 +73,7 @@ fn links_named_like_wharfs_but_made_by_others_survive() {
 
 #[test]
 fn a_second_wharfd_leaves_the_first_ones_links() {
+    wharf_tests::require_root!();
     let mut h1 = Host::start();
     h1.wharf_ok(&["network", "create", "--subnet", "10.71.0.0/24", "first"]);
     for s in ["a", "b"] {
@@ -112,6 +114,7 @@ fn a_second_wharfd_leaves_the_first_ones_links() {
 
 #[test]
 fn an_adopted_operator_bridge_survives_network_rm_with_its_address() {
+    wharf_tests::require_root!();
     let h = Host::start();
     // The operator's bridge is down, so its subnet is not yet a route of the host.
     h.in_host_ok(&["ip", "link", "add", "opbr0", "type", "bridge"]);
@@ -231,6 +234,7 @@ fn iptables_rules(h: &Host) -> String {
 
 #[test]
 fn dockerd_networks_survive_wharfd() {
+    wharf_tests::require_root!();
     if Command::new("dockerd").arg("--version").output().is_err() {
         eprintln!("dockerd is not installed; skipping");
         return;
@@ -267,6 +271,7 @@ fn dockerd_networks_survive_wharfd() {
 
 #[test]
 fn a_crash_while_adopting_a_bridge_leaves_it_after_recovery() {
+    wharf_tests::require_root!();
     let mut h = Host::start();
     h.in_host_ok(&["ip", "link", "add", "opbr1", "type", "bridge"]);
     h.in_host_ok(&["ip", "addr", "add", "10.95.0.1/24", "dev", "opbr1"]);
@@ -328,6 +333,7 @@ fn kill_during(h: &mut Host, args: &[&str], delay: Duration) {
 
 #[test]
 fn kills_during_create_and_connect_leave_no_link_of_ours_behind() {
+    wharf_tests::require_root!();
     let mut h = Host::start();
     let mark = h.link_alias("wharf0").expect("the predefined bridge carries wharf's mark");
     h.wharf_ok(&["sandbox", "create", "s"]);
@@ -357,6 +363,7 @@ fn kills_during_create_and_connect_leave_no_link_of_ours_behind() {
 
 #[test]
 fn a_link_killed_before_its_alias_is_still_known_by_its_group() {
+    wharf_tests::require_root!();
     let mut h = Host::start();
     let line = h.in_host_ok(&["ip", "-o", "link", "show", "dev", "wharf0"]);
     let group = line.split(" group ").nth(1).and_then(|g| g.split_whitespace().next()).unwrap().to_string();

@@ -32,6 +32,7 @@ fn compile_c(dir: &Path, name: &str, source: &str) -> PathBuf {
 
 #[test]
 fn the_example_plugin_loads_from_a_plugin_directory() {
+    wharf_tests::require_root!();
     let dir = tempfile_dir("load");
     let file = install(&dir, &example("wharf_example_driver"), "libptp.so", 0o755);
     let mut r = Registry::new();
@@ -48,6 +49,7 @@ fn the_example_plugin_loads_from_a_plugin_directory() {
 
 #[test]
 fn another_abi_version_is_refused_naming_both_versions() {
+    wharf_tests::require_root!();
     let dir = tempfile_dir("abi");
     let so = compile_c(
         &dir,
@@ -64,6 +66,7 @@ fn another_abi_version_is_refused_naming_both_versions() {
 
 #[test]
 fn a_library_without_the_symbol_is_refused() {
+    wharf_tests::require_root!();
     let dir = tempfile_dir("sym");
     let so = compile_c(&dir, "libplain", "int nothing(void) { return 0; }\n");
     let err = plugins::load_file(&mut Registry::new(), &so).unwrap_err();
@@ -73,6 +76,7 @@ fn a_library_without_the_symbol_is_refused() {
 
 #[test]
 fn files_others_can_write_or_own_are_refused() {
+    wharf_tests::require_root!();
     let dir = tempfile_dir("perm");
     let writable = install(&dir, &example("wharf_example_driver"), "libgw.so", 0o775);
     let err = plugins::load_file(&mut Registry::new(), &writable).unwrap_err();
@@ -86,6 +90,7 @@ fn files_others_can_write_or_own_are_refused() {
 
 #[test]
 fn a_second_driver_of_the_same_name_is_refused_and_the_first_kept() {
+    wharf_tests::require_root!();
     let dir = tempfile_dir("dup");
     let first = install(&dir, &example("wharf_example_driver"), "liba.so", 0o755);
     install(&dir, &example("wharf_example_driver"), "libb.so", 0o755);
@@ -100,6 +105,7 @@ fn a_second_driver_of_the_same_name_is_refused_and_the_first_kept() {
 
 #[test]
 fn a_panic_fails_one_call_and_the_next_call_works() {
+    wharf_tests::require_root!();
     let dir = tempfile_dir("panic");
     install(&dir, &example("panicky_plugin"), "libpanicky.so", 0o755);
     let mut r = Registry::new();
@@ -119,6 +125,7 @@ fn a_panic_fails_one_call_and_the_next_call_works() {
 
 #[test]
 fn a_truncated_library_is_refused_before_the_loader_maps_it() {
+    wharf_tests::require_root!();
     let dir = tempfile_dir("trunc");
     let whole = std::fs::read(example("wharf_example_driver")).unwrap();
     for (name, len) in [("libhalf.so", whole.len() / 2), ("libalmost.so", whole.len() - 1), ("libhead.so", 100)] {
@@ -138,6 +145,7 @@ fn a_truncated_library_is_refused_before_the_loader_maps_it() {
 
 #[test]
 fn a_library_for_another_class_or_machine_is_refused() {
+    wharf_tests::require_root!();
     let dir = tempfile_dir("class");
     let whole = std::fs::read(example("wharf_example_driver")).unwrap();
     let mut other_class = whole.clone();
@@ -156,6 +164,7 @@ fn a_library_for_another_class_or_machine_is_refused() {
 
 #[test]
 fn a_symlink_planted_in_the_plugin_directory_is_not_followed() {
+    wharf_tests::require_root!();
     let elsewhere = tempfile_dir("target");
     let real = install(&elsewhere, &example("wharf_example_driver"), "libreal.so", 0o755);
     let dir = tempfile_dir("link");
@@ -173,6 +182,7 @@ fn a_symlink_planted_in_the_plugin_directory_is_not_followed() {
 
 #[test]
 fn a_plugin_directory_others_can_write_or_own_is_refused() {
+    wharf_tests::require_root!();
     let dir = tempfile_dir("dirperm");
     install(&dir, &example("wharf_example_driver"), "libptp.so", 0o755);
     for mode in [0o775, 0o757] {
@@ -193,6 +203,7 @@ fn a_plugin_directory_others_can_write_or_own_is_refused() {
 
 #[test]
 fn the_loaders_own_reason_is_kept() {
+    wharf_tests::require_root!();
     let dir = tempfile_dir("dlerror");
     let dep = compile_c(&dir, "libedgdep", "int dep(void) { return 1; }\n");
     let src = dir.join("needs.c");
@@ -219,6 +230,7 @@ fn tempfile_dir(tag: &str) -> PathBuf {
 
 #[test]
 fn wharfd_starts_beside_a_truncated_plugin_and_logs_why_it_was_refused() {
+    wharf_tests::require_root!();
     let dir = tempfile_dir("daemon");
     let whole = std::fs::read(example("wharf_example_driver")).unwrap();
     let half = dir.join("libhalf.so");

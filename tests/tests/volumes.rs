@@ -11,6 +11,7 @@ fn mountpoint(h: &Host, name: &str) -> String {
 
 #[test]
 fn a_plain_volume_is_a_directory_with_the_asked_owner_and_mode() {
+    wharf_tests::require_root!();
     let h = Host::start();
     h.wharf_ok(&["volume", "create", "plain", "-o", "uid=1234", "-o", "gid=4321", "-o", "mode=0750"]);
     let mp = mountpoint(&h, "plain");
@@ -26,6 +27,7 @@ fn a_plain_volume_is_a_directory_with_the_asked_owner_and_mode() {
 
 #[test]
 fn tmpfs_is_mounted_by_the_first_user_and_unmounted_after_the_last() {
+    wharf_tests::require_root!();
     let h = Host::start();
     h.wharf_ok(&["volume", "create", "scratch", "-o", "type=tmpfs", "-o", "device=tmpfs", "-o", "o=size=8m,mode=0750"]);
     let mp = mountpoint(&h, "scratch");
@@ -50,6 +52,7 @@ fn tmpfs_is_mounted_by_the_first_user_and_unmounted_after_the_last() {
 
 #[test]
 fn size_is_enforced_with_enospc() {
+    wharf_tests::require_root!();
     let h = Host::start();
     h.wharf_ok(&["volume", "create", "small", "-o", "size=16M"]);
     let mp = h.wharf_ok(&["volume", "mount", "small", "--id", "w"]).trim().to_string();
@@ -68,6 +71,7 @@ fn size_is_enforced_with_enospc() {
 
 #[test]
 fn bind_and_block_device_types_mount_what_they_name() {
+    wharf_tests::require_root!();
     let h = Host::start();
     let src = h.dir.join("src");
     std::fs::create_dir_all(&src).unwrap();
@@ -91,6 +95,7 @@ fn bind_and_block_device_types_mount_what_they_name() {
 
 #[test]
 fn a_failed_network_mount_names_the_cause_and_hides_the_password() {
+    wharf_tests::require_root!();
     let h = Host::start();
     h.wharf_ok(&[
         "volume",
@@ -113,6 +118,7 @@ fn a_failed_network_mount_names_the_cause_and_hides_the_password() {
 
 #[test]
 fn bind_volumes_stay_under_the_allowed_bases() {
+    wharf_tests::require_root!();
     let base = std::env::temp_dir().join(wharf_tests::unique("wharf-bind-base-"));
     let outside = std::env::temp_dir().join(wharf_tests::unique("wharf-bind-out-"));
     std::fs::create_dir_all(base.join("data")).unwrap();
@@ -144,6 +150,7 @@ fn bind_volumes_stay_under_the_allowed_bases() {
 
 #[test]
 fn mounts_and_references_survive_a_crash() {
+    wharf_tests::require_root!();
     let mut h = Host::start();
     h.wharf_ok(&["volume", "create", "keep", "-o", "type=tmpfs", "-o", "o=size=4m"]);
     let mp = h.wharf_ok(&["volume", "mount", "keep", "--id", "c1"]).trim().to_string();
@@ -166,6 +173,7 @@ fn mounts_and_references_survive_a_crash() {
 
 #[test]
 fn prune_reports_the_space_it_reclaimed() {
+    wharf_tests::require_root!();
     let h = Host::start();
     let anon = h.wharf_ok(&["volume", "create"]).trim().to_string();
     std::fs::write(format!("{}/blob", mountpoint(&h, &anon)), vec![7u8; 1 << 20]).unwrap();

@@ -70,6 +70,7 @@ pub fn plugin_config(list: &Value, index: usize, ports: &[Port], prev: Option<&V
 
 /// One endpoint: its namespace, the list it was added with, the ports and the ADD result
 /// (the `prevResult` of every plugin on DEL, as libcni passes its cached result).
+#[derive(Debug)]
 struct Attached {
     list: Value,
     ports: Vec<Port>,
@@ -78,6 +79,7 @@ struct Attached {
 }
 
 /// The CNI plugins in a private host namespace, attaching endpoints of one network.
+#[derive(Debug)]
 pub struct Cni {
     spec: NetSpec,
     dir: PathBuf,

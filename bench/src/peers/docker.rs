@@ -32,6 +32,7 @@ const PARALLEL: usize = 4;
 const PROGRAMS: [&str; 2] = ["/usr/bin/sleep", "/usr/bin/ping"];
 
 /// One container and the ports it was created with.
+#[derive(Debug)]
 struct Container {
     name: String,
     ports: Vec<Port>,
@@ -40,6 +41,7 @@ struct Container {
 /// A dockerd with one network of the benchmark's kind, and a running container for each
 /// endpoint; all removed on drop (containers, networks, image, macvlan parent, then the
 /// daemon itself).
+#[derive(Debug)]
 pub struct Docker {
     host: String,
     net: String,

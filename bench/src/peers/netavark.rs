@@ -27,6 +27,7 @@ static NEXT: AtomicUsize = AtomicUsize::new(0);
 /// A private namespace playing the host of a peer (`wb-<tag>-<pid>-<n>`, lo up, and for
 /// macvlan networks the veth parent link), with the container namespaces made in it.
 /// Everything is deleted on drop.
+#[derive(Debug)]
 pub struct HostNetns {
     file: File,
     netns: PrivateNetns,
@@ -59,15 +60,14 @@ impl HostNetns {
     pub fn run(&self, mut cmd: Command, stdin: &[u8]) -> Result<(Duration, String), String> {
         let what = format!("{:?}", cmd.get_program());
         let fd = self.file.as_raw_fd();
+        let enter = move || {
+            // SAFETY: `fd` stays open as long as `self` does, which outlives the spawn.
+            let ns = unsafe { BorrowedFd::borrow_raw(fd) };
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+        };
         // SAFETY: the closure runs in the forked child before exec and only makes the setns
-        // system call, which is async-signal-safe; `fd` stays open as long as `self` does,
-        // which outlives the spawn.
-        unsafe {
-            cmd.pre_exec(move || {
-                nix::sched::setns(BorrowedFd::borrow_raw(fd), nix::sched::CloneFlags::CLONE_NEWNET)
-                    .map_err(std::io::Error::from)
-            });
-        }
+        // system call, which is async-signal-safe.
+        unsafe { cmd.pre_exec(enter) };
         cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let t = Instant::now();
         let mut child = cmd.spawn().map_err(|e| format!("{what}: {e}"))?;
@@ -156,12 +156,14 @@ fn id_hash(name: &str) -> u64 {
 }
 
 /// One endpoint: its container namespace and what it was set up with.
+#[derive(Debug)]
 struct Attached {
     body: Vec<u8>,
     netns: PrivateNetns,
 }
 
 /// netavark in a private host namespace, attaching endpoints of one network like podman does.
+#[derive(Debug)]
 pub struct Netavark {
     spec: NetSpec,
     bin: PathBuf,

@@ -19,6 +19,7 @@ pub enum Via {
 }
 
 /// A wharfd of its own, in a private namespace, with one network of the benchmark's kind.
+#[derive(Debug)]
 pub struct Wharf {
     via: Via,
     label: String,

@@ -8,6 +8,7 @@ use serde_json::Value;
 use std::path::PathBuf;
 
 /// A client of one daemon socket.
+#[derive(Debug)]
 pub struct Client {
     socket: PathBuf,
 }

@@ -14,6 +14,7 @@ fn no_options(driver: &str, network: &NetworkSpec) -> DriverResult<()> {
 }
 
 /// Docker's `host` network: the endpoint stays in the host's namespace; nothing to wire.
+#[derive(Debug)]
 pub struct Host;
 
 impl NetworkDriver for Host {
@@ -47,6 +48,7 @@ impl NetworkDriver for Host {
 }
 
 /// Docker's `none` network: the sandbox gets its loopback and nothing else.
+#[derive(Debug)]
 pub struct Null;
 
 impl NetworkDriver for Null {

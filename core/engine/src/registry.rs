@@ -69,13 +69,14 @@ pub struct LoadError {
     pub reason: String,
 }
 
+#[derive(Debug)]
 struct Entry<T: ?Sized> {
     driver: Arc<T>,
     source: Source,
 }
 
 /// Every driver wharfd can use, by kind and name.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Registry {
     networks: BTreeMap<String, Entry<dyn NetworkDriver>>,
     volumes: BTreeMap<String, Entry<dyn VolumeDriver>>,

@@ -58,6 +58,7 @@ impl Table {
 const PROGRESS_LIMIT: u64 = 64 * 1024;
 
 /// The store.
+#[derive(Debug)]
 pub struct Store {
     db: Database,
     /// The progress file of the plans being carried out.
@@ -189,6 +190,12 @@ impl Store {
 /// An open write transaction.
 pub struct Txn<'a> {
     txn: &'a WriteTransaction,
+}
+
+impl std::fmt::Debug for Txn<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Txn")
+    }
 }
 
 impl Txn<'_> {

@@ -339,8 +339,10 @@ fn the_driver_answers_the_same_through_the_c_abi() {
     let exported: &'static Exported = Box::leak(Exported::new(vec![Driver::network(BridgeDriver)]));
     // SAFETY: the table is leaked, so it lives for the rest of the test process.
     let table = unsafe { &*exported.table() };
+    // SAFETY: a table made by `Exported`, valid for the process.
     let listed = unsafe { PluginClient::drivers(table) }.unwrap();
     assert_eq!((listed[0].name.as_str(), listed[0].kind), ("bridge", KIND_NETWORK));
+    // SAFETY: driver 0 exists, as listed above.
     let client = unsafe { PluginClient::new(table, 0, "bridge".into()) };
     let (req, direct) = joined(endpoint_req(&network(&[]), &[]));
     assert_eq!(client.join(req).unwrap(), direct);

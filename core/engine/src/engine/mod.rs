@@ -87,6 +87,12 @@ pub struct Engine {
     published: RwLock<Arc<State>>,
 }
 
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine").field("registry", &self.registry).field("exec", &self.exec).finish_non_exhaustive()
+    }
+}
+
 /// The engine's state, locked for an operation. Dropping it after a change publishes the
 /// new state for reads, before the lock is let go, so snapshots follow operations in order.
 struct StateGuard<'a> {

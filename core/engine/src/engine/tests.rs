@@ -8,6 +8,7 @@ use serde_json::{json, Value};
 use wharf_sdk::*;
 
 /// A small bridge-like driver: one link per network, one address step per endpoint.
+#[derive(Debug)]
 pub struct TestNet;
 
 impl NetworkDriver for TestNet {
@@ -51,6 +52,7 @@ impl NetworkDriver for TestNet {
 }
 
 /// A volume driver keeping data in a directory per volume.
+#[derive(Debug)]
 pub struct TestVol;
 
 impl VolumeDriver for TestVol {
@@ -91,6 +93,7 @@ impl VolumeDriver for TestVol {
     }
 }
 
+#[derive(Debug)]
 pub struct Fixture {
     pub dir: tempfile::TempDir,
     pub rec: Arc<Recording>,

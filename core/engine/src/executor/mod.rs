@@ -100,6 +100,12 @@ pub trait Executor: Send + Sync {
     }
 }
 
+impl std::fmt::Debug for dyn Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn Executor")
+    }
+}
+
 /// A plan step that failed, after the steps before it were rolled back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{step} failed: {cause}")]
@@ -171,7 +177,7 @@ pub fn without_found(plan: Plan, made: &Plan, found: &[usize]) -> Plan {
 /// first operation whose description contains the text fail, to test rollback; `existing`
 /// names links that make a `LinkAdd` report [`Outcome::Found`]; `marked` names links that
 /// carry this daemon's mark.
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Recording {
     log: Mutex<Vec<Op>>,
     fail_on: Mutex<Option<String>>,

@@ -43,23 +43,37 @@ impl Api {
         };
         // SAFETY: libnftables' initialisers only set up the library's own state.
         let lib = unsafe { Library::new(LIBNFTABLES) }.map_err(why)?;
-        // SAFETY: each symbol is looked up with the signature <nftables/libnftables.h> declares
-        // for it (soname 1), and the pointers are used only while `lib` is alive: `Api` owns it
-        // and lives in a static that is never dropped.
-        unsafe {
-            Ok(Api {
-                ctx_new: *lib.get::<CtxNew>("nft_ctx_new").map_err(why)?,
-                ctx_free: *lib.get::<CtxFree>("nft_ctx_free").map_err(why)?,
-                buffer_output: *lib.get::<CtxBuffer>("nft_ctx_buffer_output").map_err(why)?,
-                buffer_error: *lib.get::<CtxBuffer>("nft_ctx_buffer_error").map_err(why)?,
-                get_output: *lib.get::<CtxGetBuffer>("nft_ctx_get_output_buffer").map_err(why)?,
-                get_error: *lib.get::<CtxGetBuffer>("nft_ctx_get_error_buffer").map_err(why)?,
-                set_dry_run: *lib.get::<CtxSetDryRun>("nft_ctx_set_dry_run").map_err(why)?,
-                run_cmd: *lib.get::<RunCmd>("nft_run_cmd_from_buffer").map_err(why)?,
-                _lib: lib,
-                lock: Mutex::new(()),
-            })
-        }
+        // Each symbol is looked up with the signature <nftables/libnftables.h> declares for it
+        // (soname 1), and the pointers are used only while `lib` is alive: `Api` owns it and
+        // lives in a static that is never dropped.
+        // SAFETY: `CtxNew` is the header's signature of nft_ctx_new.
+        let ctx_new = unsafe { symbol::<CtxNew>(&lib, "nft_ctx_new") }.map_err(why)?;
+        // SAFETY: `CtxFree` is the header's signature of nft_ctx_free.
+        let ctx_free = unsafe { symbol::<CtxFree>(&lib, "nft_ctx_free") }.map_err(why)?;
+        // SAFETY: `CtxBuffer` is the header's signature of nft_ctx_buffer_output.
+        let buffer_output = unsafe { symbol::<CtxBuffer>(&lib, "nft_ctx_buffer_output") }.map_err(why)?;
+        // SAFETY: `CtxBuffer` is the header's signature of nft_ctx_buffer_error.
+        let buffer_error = unsafe { symbol::<CtxBuffer>(&lib, "nft_ctx_buffer_error") }.map_err(why)?;
+        // SAFETY: `CtxGetBuffer` is the header's signature of nft_ctx_get_output_buffer.
+        let get_output = unsafe { symbol::<CtxGetBuffer>(&lib, "nft_ctx_get_output_buffer") }.map_err(why)?;
+        // SAFETY: `CtxGetBuffer` is the header's signature of nft_ctx_get_error_buffer.
+        let get_error = unsafe { symbol::<CtxGetBuffer>(&lib, "nft_ctx_get_error_buffer") }.map_err(why)?;
+        // SAFETY: `CtxSetDryRun` is the header's signature of nft_ctx_set_dry_run.
+        let set_dry_run = unsafe { symbol::<CtxSetDryRun>(&lib, "nft_ctx_set_dry_run") }.map_err(why)?;
+        // SAFETY: `RunCmd` is the header's signature of nft_run_cmd_from_buffer.
+        let run_cmd = unsafe { symbol::<RunCmd>(&lib, "nft_run_cmd_from_buffer") }.map_err(why)?;
+        Ok(Api {
+            ctx_new,
+            ctx_free,
+            buffer_output,
+            buffer_error,
+            get_output,
+            get_error,
+            set_dry_run,
+            run_cmd,
+            _lib: lib,
+            lock: Mutex::new(()),
+        })
     }
 
     fn get() -> Result<&'static Api, ExecError> {
@@ -76,6 +90,16 @@ impl Api {
 pub struct Context {
     api: &'static Api,
     ctx: NonNull<c_void>,
+}
+
+/// The function `name` of `lib`, as a `T`.
+///
+/// # Safety
+/// `T` is the function pointer type that the library declares for `name`, and the pointer
+/// is used only while `lib` stays loaded.
+unsafe fn symbol<T: Copy>(lib: &Library, name: &str) -> Result<T, libloading::Error> {
+    // SAFETY: the type is right by the caller's contract.
+    unsafe { lib.get::<T>(name.as_bytes()) }.map(|sym| *sym)
 }
 
 /// A libnftables buffer as a string; empty for a null pointer.
@@ -98,8 +122,11 @@ impl Context {
             let _guard = api.lock();
             // SAFETY: nft_ctx_new(NFT_CTX_DEFAULT) has no preconditions; it returns null on failure.
             let raw = unsafe { (api.ctx_new)(0) };
-            // SAFETY: a non-null `raw` is a live context from nft_ctx_new.
-            let buffered = !raw.is_null() && unsafe { (api.buffer_output)(raw) == 0 && (api.buffer_error)(raw) == 0 };
+            let buffered = !raw.is_null()
+                // SAFETY: a non-null `raw` is a live context from nft_ctx_new.
+                && unsafe { (api.buffer_output)(raw) } == 0
+                // SAFETY: as above.
+                && unsafe { (api.buffer_error)(raw) } == 0;
             (raw, buffered)
         };
         let ctx = NonNull::new(raw).ok_or_else(|| ExecError::new("nftables: nft_ctx_new failed"))?;
@@ -117,25 +144,32 @@ impl Context {
         let api = self.api;
         let ctx = self.ctx.as_ptr();
         let _guard = api.lock();
-        // SAFETY: `ctx` is a live context owned by this thread; `text` outlives the call; the
-        // buffers returned by get_output/get_error are copied before the next libnftables call.
-        unsafe {
-            if dry {
-                (api.set_dry_run)(ctx, true);
-            }
-            let rc = (api.run_cmd)(ctx, text.as_ptr());
-            if dry {
-                (api.set_dry_run)(ctx, false);
-            }
-            let output = buffer_text((api.get_output)(ctx));
-            let error = buffer_text((api.get_error)(ctx));
-            if rc == 0 {
-                Ok(output)
-            } else if error.trim().is_empty() {
-                Err(format!("nftables: command failed ({rc})"))
-            } else {
-                Err(format!("nftables: {}", error.trim()))
-            }
+        // `ctx` is a live context owned by this thread; `text` outlives the calls; the buffers
+        // returned by get_output/get_error are copied before the next libnftables call.
+        if dry {
+            // SAFETY: a live context.
+            unsafe { (api.set_dry_run)(ctx, true) };
+        }
+        // SAFETY: a live context and a NUL-terminated command that outlives the call.
+        let rc = unsafe { (api.run_cmd)(ctx, text.as_ptr()) };
+        if dry {
+            // SAFETY: a live context.
+            unsafe { (api.set_dry_run)(ctx, false) };
+        }
+        // SAFETY: a live context.
+        let output = unsafe { (api.get_output)(ctx) };
+        // SAFETY: the context's buffer, NUL-terminated, copied before the next libnftables call.
+        let output = unsafe { buffer_text(output) };
+        // SAFETY: a live context.
+        let error = unsafe { (api.get_error)(ctx) };
+        // SAFETY: the context's buffer, NUL-terminated, copied before the next libnftables call.
+        let error = unsafe { buffer_text(error) };
+        if rc == 0 {
+            Ok(output)
+        } else if error.trim().is_empty() {
+            Err(format!("nftables: command failed ({rc})"))
+        } else {
+            Err(format!("nftables: {}", error.trim()))
         }
     }
 

@@ -39,8 +39,15 @@ pub trait Firewall: Send + Sync {
     }
 }
 
+impl std::fmt::Debug for dyn Firewall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("dyn Firewall")
+    }
+}
+
 /// Backend `none`: for hosts that manage their own firewall. Facts are accepted and ignored,
 /// and host ports are not held.
+#[derive(Debug)]
 pub struct NoFirewall;
 
 impl Firewall for NoFirewall {

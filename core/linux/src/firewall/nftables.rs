@@ -295,6 +295,7 @@ impl Backend {
 type Job = Box<dyn FnOnce(&mut Backend) + Send>;
 
 /// The nftables firewall backend. See the module documentation for the threading rule.
+#[derive(Debug)]
 pub struct Nftables {
     jobs: Option<Sender<Job>>,
     worker: Option<JoinHandle<()>>,

@@ -43,7 +43,7 @@ pub fn bind_port(hp: &HostPort) -> Result<Option<OwnedFd>, Errno> {
 
 /// The reservations held, each counted once per published port that needs it (two published
 /// ports can share a host port while one of them replaces the other).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct Reservations {
     held: HashMap<HostPort, (Option<OwnedFd>, usize)>,
 }

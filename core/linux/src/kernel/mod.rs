@@ -53,6 +53,7 @@ const NSFS_MAGIC: i64 = 0x6e73_6673;
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
 /// The kernel executor.
+#[derive(Debug)]
 pub struct Kernel {
     host: Worker,
     reaper: Worker,

@@ -11,6 +11,7 @@ use std::time::Duration;
 use wharf_engine::executor::ExecError;
 
 /// What a job gets: a runtime to block on and a netlink handle in the worker's namespace.
+#[derive(Debug)]
 pub struct Ctx {
     rt: tokio::runtime::Runtime,
     /// Netlink handle bound to the worker's namespace.
@@ -28,6 +29,7 @@ impl Ctx {
 type Job = Box<dyn FnOnce(&Ctx) + Send>;
 
 /// A handle to one namespace's worker thread.
+#[derive(Debug)]
 pub struct Worker {
     tx: Sender<Job>,
     /// Inode of the namespace the worker is in, to notice a namespace file that now names
