@@ -47,9 +47,9 @@ impl IntoResponse for ApiError {
         let ApiError(e) = self;
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         if status.is_server_error() {
-            tracing::error!("{e}");
+            tracing::error!("{}", e.message());
         }
-        (status, Json(json!({ "message": e.to_string() }))).into_response()
+        (status, Json(json!({ "message": e.message() }))).into_response()
     }
 }
 

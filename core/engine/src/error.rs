@@ -28,16 +28,17 @@ pub enum Error {
         error: DriverError,
     },
     /// Carrying out a plan failed; completed steps were rolled back.
-    #[error("{object}: {error}")]
+    #[error("{object}")]
     Plan {
         /// What the plan was for.
         object: String,
         /// The failed step.
+        #[source]
         error: PlanError,
     },
     /// The state store failed.
-    #[error("state store: {0}")]
-    Store(String),
+    #[error("state store")]
+    Store(#[source] Box<dyn std::error::Error + Send + Sync>),
     /// Anything else (500).
     #[error("{0}")]
     Internal(String),
@@ -65,6 +66,19 @@ impl Error {
         }
     }
 
+    /// The one line a user sees: this error, every error it came from, and the undo steps
+    /// that failed when a plan was rolled back.
+    pub fn message(&self) -> String {
+        let mut text = crate::executor::report(self);
+        if let Error::Plan { error, .. } = self {
+            if !error.rollback_failures.is_empty() {
+                text.push_str("; rollback also failed: ");
+                text.push_str(&error.rollback_failures.join("; "));
+            }
+        }
+        text
+    }
+
     /// A driver error from `driver`.
     pub fn driver(driver: &str, error: DriverError) -> Self {
         Error::Driver { driver: driver.to_string(), error }
@@ -75,7 +89,7 @@ macro_rules! store_error {
     ($($t:ty),*) => {$(
         impl From<$t> for Error {
             fn from(e: $t) -> Self {
-                Error::Store(e.to_string())
+                Error::Store(Box::new(e))
             }
         }
     )*};

@@ -80,7 +80,7 @@ impl Store {
             .append(true)
             .create(true)
             .open(&progress_path)
-            .map_err(|e| crate::error::Error::Store(format!("{}: {e}", progress_path.display())))?;
+            .map_err(|e| crate::error::Error::Store(format!("{}: {e}", progress_path.display()).into()))?;
         Ok(Store { db, progress: Mutex::new(progress) })
     }
 
@@ -180,7 +180,7 @@ impl Store {
     /// only repeated idempotent work, such as clearing a finished removal from the journal.
     pub fn write_lazily<R>(&self, f: impl FnOnce(&mut Txn<'_>) -> Result<R>) -> Result<R> {
         let mut txn = self.db.begin_write()?;
-        txn.set_durability(redb::Durability::None).map_err(|e| crate::error::Error::Store(e.to_string()))?;
+        txn.set_durability(redb::Durability::None).map_err(|e| crate::error::Error::Store(Box::new(e)))?;
         let r = f(&mut Txn { txn: &txn })?;
         txn.commit()?;
         Ok(r)

@@ -145,7 +145,7 @@ fn run(flags: Flags) -> Result<(), String> {
     let registry = registry(&c);
     let store_path = c.root.join("state.redb");
     let store = Store::open(&store_path).map_err(|e| format!("{}: {e}", store_path.display()))?;
-    let instance = wharf_engine::engine::instance_id(&store).map_err(|e| format!("instance id: {e}"))?;
+    let instance = wharf_engine::engine::instance_id(&store).map_err(|e| format!("instance id: {}", e.message()))?;
     let firewall: Arc<dyn Firewall> = match c.firewall {
         FirewallBackend::Nftables => {
             let policy = Policy {
@@ -173,7 +173,8 @@ fn run(flags: Flags) -> Result<(), String> {
             .enabled
             .then(|| DefaultBridge { device: c.bridge.name.clone(), subnet: c.bridge.subnet }),
     };
-    let engine = Arc::new(Engine::start(store, registry, exec, settings).map_err(|e| format!("start: {e}"))?);
+    let engine =
+        Arc::new(Engine::start(store, registry, exec, settings).map_err(|e| format!("start: {}", e.message()))?);
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

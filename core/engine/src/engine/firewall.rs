@@ -59,7 +59,8 @@ impl Engine {
     /// Every network's and endpoint's firewall facts, and whether the kernel has their elements.
     pub fn firewall_show(&self) -> Result<FirewallReport> {
         let state = self.lock();
-        let internal = |e: crate::executor::ExecError| Error::Internal(format!("firewall: {e}"));
+        let internal =
+            |e: crate::executor::ExecError| Error::Internal(format!("firewall: {}", crate::executor::report(&e)));
         let mut networks = Vec::new();
         for n in state.networks.values() {
             let endpoints: Vec<_> = state.endpoints.values().filter(|e| e.network_id == n.id).collect();

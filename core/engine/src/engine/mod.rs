@@ -276,7 +276,10 @@ impl Engine {
     /// Host facts for network calls: the kernel's view, read fresh, plus the operator's
     /// settings and the bridges of wharf's networks.
     fn facts(&self, state: &State) -> Result<HostFacts> {
-        let mut f = self.exec.host_facts().map_err(|e| Error::Internal(format!("reading host facts: {e}")))?;
+        let mut f = self
+            .exec
+            .host_facts()
+            .map_err(|e| Error::Internal(format!("reading host facts: {}", crate::executor::report(&e))))?;
         f.default_mtu = self.settings.default_mtu;
         f.volumes_dir = self.settings.volumes_dir.display().to_string();
         f.volumes_max_file_size = self.settings.volumes_max_file_size;
@@ -412,19 +415,16 @@ impl Engine {
             let mut failures = Vec::new();
             if entry.roll_forward {
                 tracing::warn!(object = %entry.object, steps, "completing an interrupted removal");
-                failures.extend(
-                    entry
-                        .plan
-                        .ops()
-                        .filter_map(|op| self.exec.apply(op).err().map(|e| format!("{}: {e}", op.describe()))),
-                );
+                failures.extend(entry.plan.ops().filter_map(|op| {
+                    self.exec.apply(op).err().map(|e| format!("{}: {}", crate::executor::report(&e), op.describe()))
+                }));
             } else {
                 let done = self.store.steps_done(&key);
                 tracing::warn!(object = %entry.object, steps, ran = done.len(), "rolling back an interrupted plan");
                 if let Some(step) = entry.plan.steps.get(done.len()) {
                     if self.made_in_flight(step) {
                         if let Err(e) = self.exec.apply(&step.undo) {
-                            failures.push(format!("{}: {e}", step.undo.describe()));
+                            failures.push(format!("{}: {}", crate::executor::report(&e), step.undo.describe()));
                         }
                     }
                 }

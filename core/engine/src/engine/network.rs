@@ -503,7 +503,7 @@ impl Engine {
         };
         for ip in ips {
             let hp = HostPort { protocol: p.protocol, ip, port };
-            let state = self.exec.host_port_state(&hp).map_err(|e| Error::Internal(e.to_string()))?;
+            let state = self.exec.host_port_state(&hp).map_err(|e| Error::Internal(crate::executor::report(&e)))?;
             if state != PortState::Free {
                 return Ok(state);
             }
@@ -629,7 +629,7 @@ fn sandbox_interfaces(sandbox: &Sandbox, exec: &dyn Executor, endpoints: &[&Endp
     match exec.link_names(Path::new(&sandbox.netns)) {
         Ok(links) => names.extend(links.into_iter().filter(|l| !names.contains(l)).collect::<Vec<_>>()),
         Err(e) => {
-            tracing::warn!(sandbox = %sandbox.name, "cannot list the sandbox's links, so only wharf's are known: {e}")
+            tracing::warn!(sandbox = %sandbox.name, "cannot list the sandbox's links, so only wharf's are known: {}", crate::executor::report(&e))
         }
     }
     names

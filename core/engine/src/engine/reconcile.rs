@@ -69,7 +69,7 @@ impl Engine {
                         tracing::info!("reconcile {what}: {fix}");
                     }
                 }
-                Err(e) => tracing::warn!("reconcile {what}: {} failed: {e}", op.describe()),
+                Err(e) => tracing::warn!("reconcile {what}: {} failed: {}", crate::executor::report(&e), op.describe()),
             }
         }
     }
@@ -77,8 +77,9 @@ impl Engine {
     /// Make the kernel match the store.
     pub(super) fn reconcile(&self) -> Result<()> {
         let mut state = self.lock();
-        let facts =
-            self.exec.host_facts().map_err(|e| crate::error::Error::Internal(format!("reading host facts: {e}")))?;
+        let facts = self.exec.host_facts().map_err(|e| {
+            crate::error::Error::Internal(format!("reading host facts: {}", crate::executor::report(&e)))
+        })?;
         self.revive_sandboxes(&mut state)?;
         for n in state.networks.values() {
             self.reapply(&format!("network {}", n.name), &n.plan, &facts);
@@ -98,7 +99,7 @@ impl Engine {
             Ok(swept) => swept
                 .iter()
                 .for_each(|l| tracing::info!("reconcile: removed link {l} of ours that no network or endpoint owns")),
-            Err(e) => tracing::warn!("reconcile: could not remove stray links: {e}"),
+            Err(e) => tracing::warn!("reconcile: could not remove stray links: {}", crate::executor::report(&e)),
         }
         self.remount_volumes(&state);
         self.firewall_reload_locked(&state)?;
@@ -125,7 +126,7 @@ impl Engine {
                     self.reapply(&format!("volume {}", v.name), &out.plan, &HostFacts::default());
                     tracing::info!("reconcile: volume {} is mounted for {} user(s)", v.name, v.mounts.len());
                 }
-                Err(e) => tracing::warn!("reconcile: volume {}: {e}", v.name),
+                Err(e) => tracing::warn!("reconcile: volume {}: {}", crate::executor::report(&e), v.name),
             }
         }
     }
@@ -148,7 +149,7 @@ impl Engine {
                         Ok(swept) => swept.iter().for_each(|l| {
                             tracing::info!("reconcile: removed retired link {l} from sandbox {}", sb.name)
                         }),
-                        Err(e) => tracing::warn!("reconcile: sandbox {}: {e}", sb.name),
+                        Err(e) => tracing::warn!("reconcile: sandbox {}: {}", crate::executor::report(&e), sb.name),
                     }
                 }
                 continue;
@@ -157,7 +158,11 @@ impl Engine {
                 let dir = Path::new(&sb.netns).parent().unwrap_or(&self.settings.netns_dir).to_path_buf();
                 match self.exec.create_netns(&dir, &sb.name) {
                     Ok(_) => tracing::info!("reconcile: re-created namespace of sandbox {}", sb.name),
-                    Err(e) => tracing::warn!("reconcile: cannot re-create namespace of sandbox {}: {e}", sb.name),
+                    Err(e) => tracing::warn!(
+                        "reconcile: cannot re-create namespace of sandbox {}: {}",
+                        crate::executor::report(&e),
+                        sb.name
+                    ),
                 }
                 continue;
             }
@@ -200,7 +205,9 @@ impl Engine {
     fn firewall_reload_locked(&self, state: &State) -> Result<()> {
         let plans = state.networks.values().map(|n| &n.plan).chain(state.endpoints.values().map(|e| &e.plan));
         let facts = firewall_facts(plans);
-        self.exec.firewall_reload(&facts).map_err(|e| crate::error::Error::Internal(format!("firewall reload: {e}")))
+        self.exec
+            .firewall_reload(&facts)
+            .map_err(|e| crate::error::Error::Internal(format!("firewall reload: {}", crate::executor::report(&e))))
     }
 
     /// Re-create wharf's firewall tables from the store.

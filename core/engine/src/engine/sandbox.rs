@@ -57,7 +57,10 @@ impl Engine {
         let (path, owned) = match netns {
             Some(p) => {
                 self.exec.check_netns(Path::new(p)).map_err(|e| {
-                    Error::InvalidArgument(format!("sandbox {name}: Netns {p} cannot be a sandbox: {e}"))
+                    Error::InvalidArgument(format!(
+                        "sandbox {name}: Netns {p} cannot be a sandbox: {}",
+                        crate::executor::report(&e)
+                    ))
                 })?;
                 (p.to_string(), false)
             }

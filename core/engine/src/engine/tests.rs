@@ -321,7 +321,7 @@ fn a_failed_plan_is_rolled_back_and_nothing_is_stored() {
     f.rec.fail_on(Some("add address"));
     let err = e.connect(connect("n", "s1")).unwrap_err();
     assert_eq!(err.status(), 500);
-    assert!(err.to_string().contains("add address 172.17.0.2/16 to eth0"), "{err}");
+    assert!(err.message().contains("add address 172.17.0.2/16 to eth0"), "{}", err.message());
     assert_eq!(snapshot(&e), before);
     f.rec.fail_on(None);
     assert_eq!(e.connect(connect("n", "s1")).unwrap().ipv4, Some("172.17.0.2/16".parse().unwrap()));

@@ -12,19 +12,59 @@ mod ports;
 pub use ports::{HostPort, PortState};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use wharf_sdk::{FirewallFact, HostFacts, Netns, Op, Plan};
 
-/// Why one operation failed; the message names the object and the cause.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ExecError(pub String);
+/// Why one operation failed: what was being done, naming the object, and the system error
+/// it came from when there is one (kept as the source, so its errno is not lost).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{context}")]
+pub struct ExecError {
+    context: String,
+    #[source]
+    source: Option<Arc<std::io::Error>>,
+}
 
 impl ExecError {
-    /// An error with a message.
+    /// An error with a message and no system error behind it.
     pub fn new(message: impl Into<String>) -> Self {
-        ExecError(message.into())
+        ExecError { context: message.into(), source: None }
     }
+
+    /// `context` failed with a system error (an errno, or an I/O error carrying one).
+    pub fn os(context: impl Into<String>, error: impl Into<std::io::Error>) -> Self {
+        ExecError { context: context.into(), source: Some(Arc::new(error.into())) }
+    }
+
+    /// The errno behind this error, if a system call failed.
+    pub fn errno(&self) -> Option<i32> {
+        self.source.as_ref().and_then(|e| e.raw_os_error())
+    }
+
+    /// What was being done, without the system error.
+    pub fn context(&self) -> &str {
+        &self.context
+    }
+}
+
+impl PartialEq for ExecError {
+    fn eq(&self, other: &Self) -> bool {
+        self.to_string() == other.to_string() && report(self) == report(other)
+    }
+}
+
+impl Eq for ExecError {}
+
+/// An error and every error it came from, joined by `": "`: the one line a user sees.
+pub fn report(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
 }
 
 /// What one step did.
@@ -108,13 +148,14 @@ impl std::fmt::Debug for dyn Executor {
 
 /// A plan step that failed, after the steps before it were rolled back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{step} failed: {cause}")]
+#[error("{step} failed")]
 pub struct PlanError {
     /// Description of the failed step.
     pub step: String,
     /// Why it failed.
-    pub cause: String,
-    /// Undo steps that also failed during rollback.
+    #[source]
+    pub cause: ExecError,
+    /// Undo steps that also failed during rollback, each with its cause.
     pub rollback_failures: Vec<String>,
 }
 
@@ -135,7 +176,7 @@ pub fn run_plan(
             }
             Err(e) => {
                 let rollback_failures = undo_steps(exec, plan, &outcomes);
-                return Err(PlanError { step: step.op.describe(), cause: e.0, rollback_failures });
+                return Err(PlanError { step: step.op.describe(), cause: e, rollback_failures });
             }
         }
     }
@@ -150,7 +191,7 @@ pub fn undo_steps(exec: &dyn Executor, plan: &Plan, outcomes: &[Outcome]) -> Vec
     for (step, _) in plan.steps.iter().zip(outcomes).filter(|(_, o)| **o == Outcome::Created).rev() {
         if let Err(e) = exec.apply(&step.undo) {
             tracing::warn!(step = %step.undo.describe(), error = %e, "rollback step failed");
-            failures.push(format!("{}: {}", step.undo.describe(), e));
+            failures.push(format!("{}: {}", step.undo.describe(), report(&e)));
         }
     }
     failures
@@ -180,7 +221,7 @@ pub fn without_found(plan: Plan, made: &Plan, found: &[usize]) -> Plan {
 #[derive(Debug, Default)]
 pub struct Recording {
     log: Mutex<Vec<Op>>,
-    fail_on: Mutex<Option<String>>,
+    fail_on: Mutex<Vec<String>>,
     existing: Mutex<BTreeSet<String>>,
     marked: Mutex<BTreeSet<String>>,
     facts: HostFacts,
@@ -196,7 +237,12 @@ impl Recording {
 
     /// Fail operations whose description contains `text`.
     pub fn fail_on(&self, text: Option<&str>) {
-        *self.fail_on.lock().unwrap() = text.map(str::to_string);
+        self.fail_on_any(text.as_slice());
+    }
+
+    /// Fail operations whose description contains any of `texts`.
+    pub fn fail_on_any(&self, texts: &[&str]) {
+        *self.fail_on.lock().unwrap() = texts.iter().map(|t| t.to_string()).collect();
     }
 
     /// Report link `name` as there already, made by someone else.
@@ -232,10 +278,9 @@ impl Recording {
 
 impl Executor for Recording {
     fn apply(&self, op: &Op) -> Result<Outcome, ExecError> {
-        if let Some(text) = self.fail_on.lock().unwrap().as_deref() {
-            if op.describe().contains(text) {
-                return Err(ExecError::new("injected failure"));
-            }
+        let description = op.describe();
+        if self.fail_on.lock().unwrap().iter().any(|t| description.contains(t.as_str())) {
+            return Err(ExecError::os(format!("{description} (injected)"), std::io::Error::from_raw_os_error(5)));
         }
         self.log.lock().unwrap().push(op.clone());
         Ok(match op {
@@ -301,6 +346,23 @@ mod tests {
         assert_eq!(log.len(), 4);
         assert!(matches!(&log[2], Op::AddrDel { .. }));
         assert!(matches!(&log[3], Op::LinkDel { name, .. } if name == "br0"));
+    }
+
+    #[test]
+    fn a_failed_rollback_is_in_the_error_a_user_sees_and_the_errno_is_kept() {
+        let rec = Recording::default();
+        let del_addr = plan().steps[1].undo.describe();
+        rec.fail_on_any(&["set link br0 Up", &del_addr]);
+        let err = run_plan(&rec, &plan(), &mut |_, _| {}).unwrap_err();
+        assert_eq!(err.cause.errno(), Some(5), "the errno stays with the error");
+        assert_eq!(err.rollback_failures.len(), 1, "{err:?}");
+        assert!(matches!(rec.log().last(), Some(Op::LinkDel { .. })), "rollback went on past the failure");
+        let err = crate::error::Error::Plan { object: "network n".into(), error: err };
+        let message = err.message();
+        assert!(message.starts_with("network n: set link br0 Up failed: set link br0 Up (injected): "), "{message}");
+        assert!(message.contains("Input/output error"), "{message}");
+        assert!(message.contains(&format!("; rollback also failed: {del_addr}")), "{message}");
+        assert_eq!(err.status(), 500);
     }
 
     #[test]

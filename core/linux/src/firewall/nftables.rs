@@ -334,7 +334,7 @@ impl Nftables {
             .spawn(move || {
                 if let (Some(f), Some(name)) = (&file, &name) {
                     if let Err(e) = nix::sched::setns(f, nix::sched::CloneFlags::CLONE_NEWNET) {
-                        let _ = ready_tx.send(Err(ExecError::new(format!("entering netns {name}: {e}"))));
+                        let _ = ready_tx.send(Err(ExecError::os(format!("entering netns {name}"), e)));
                         return;
                     }
                 }
@@ -350,7 +350,7 @@ impl Nftables {
                         ports: Reservations::default(),
                     };
                     b.init()?;
-                    let watch = Watch::new(WATCH_TICK, &table).map_err(ExecError)?;
+                    let watch = Watch::new(WATCH_TICK, &table).map_err(ExecError::new)?;
                     Ok((b, watch))
                 });
                 let mut backend = match opened {
@@ -367,7 +367,7 @@ impl Nftables {
                     job(&mut backend);
                 }
             })
-            .map_err(|e| ExecError::new(format!("starting the nftables worker: {e}")))?;
+            .map_err(|e| ExecError::os("starting the nftables worker", e))?;
         let watch = match ready_rx.recv() {
             Ok(Ok(watch)) => watch,
             Ok(Err(e)) => {
@@ -410,7 +410,7 @@ impl Nftables {
                     }
                 }
             })
-            .map_err(|e| ExecError::new(format!("starting the nftables watch: {e}")))
+            .map_err(|e| ExecError::os("starting the nftables watch", e))
     }
 
     fn call<T: Send + 'static>(

@@ -344,7 +344,7 @@ impl Kernel {
         let (creating, target_path, mark) = (link.clone(), target_path.clone(), self.mark.clone());
         self.on(netns, move |ctx| {
             let file = match &target_path {
-                Some(p) => Some(std::fs::File::open(p).map_err(|e| ExecError::new(format!("netns {p}: {e}")))?),
+                Some(p) => Some(std::fs::File::open(p).map_err(|e| ExecError::os(format!("netns {p}"), e))?),
                 None => None,
             };
             ctx.block_on(netlink::link_add(&ctx.handle, &creating, file.as_ref(), &mark, alias_here))
@@ -397,7 +397,7 @@ fn sysctl(key: &str, value: &str) -> Result<(), ExecError> {
         return Err(ExecError::new(format!("invalid sysctl key {key:?}")));
     }
     let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    std::fs::write(&path, value).map_err(|e| ExecError::new(format!("sysctl {key}={value}: {e}")))
+    std::fs::write(&path, value).map_err(|e| ExecError::os(format!("sysctl {key}={value}"), e))
 }
 
 impl Executor for Kernel {
@@ -442,8 +442,7 @@ impl Executor for Kernel {
         let same =
             |a: &nix::sys::stat::FileStat, b: &nix::sys::stat::FileStat| a.st_dev == b.st_dev && a.st_ino == b.st_ino;
         let given = nix::sys::stat::stat(path).map_err(|e| ExecError::new(format!("{}: {e}", path.display())))?;
-        let own =
-            nix::sys::stat::stat("/proc/self/ns/net").map_err(|e| ExecError::new(format!("/proc/self/ns/net: {e}")))?;
+        let own = nix::sys::stat::stat("/proc/self/ns/net").map_err(|e| ExecError::os("/proc/self/ns/net", e))?;
         if same(&given, &own) {
             return Err(ExecError::new(format!("{} is wharfd's own network namespace", path.display())));
         }
@@ -533,7 +532,7 @@ pub fn create_named(dir: &Path, name: &str) -> Result<(), ExecError> {
         .map_err(|e| ExecError::new(format!("namespace file {}: {e}", path.display())))?;
     let target = path.clone();
     let made = std::thread::spawn(move || -> Result<(), ExecError> {
-        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| ExecError::new(format!("new network namespace: {e}")))?;
+        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| ExecError::os("new network namespace", e))?;
         sys_mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
             .map_err(|e| ExecError::new(format!("bind namespace to {}: {e}", target.display())))
     })

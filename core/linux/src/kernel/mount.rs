@@ -183,7 +183,7 @@ pub fn mount_fs(source: &str, target: &str, fstype: &str, options: &str) -> Resu
     if flags.contains(MsFlags::MS_RDONLY) && flags.contains(MsFlags::MS_BIND) {
         let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
         mount(None::<&str>, t, None::<&str>, remount, None::<&str>)
-            .map_err(|e| ExecError::new(format!("remount {target} read-only: {e}")))?;
+            .map_err(|e| ExecError::os(format!("remount {target} read-only"), e))?;
     }
     Ok(())
 }
@@ -192,7 +192,7 @@ pub fn mount_fs(source: &str, target: &str, fstype: &str, options: &str) -> Resu
 pub fn unmount_fs(target: &str) -> Result<(), ExecError> {
     let t = Path::new(target);
     while mounted_at(t).is_some() {
-        umount2(t, MntFlags::empty()).map_err(|e| ExecError::new(format!("unmount {target}: {e}")))?;
+        umount2(t, MntFlags::empty()).map_err(|e| ExecError::os(format!("unmount {target}"), e))?;
     }
     Ok(())
 }
@@ -219,7 +219,7 @@ fn refuse_link(path: &str) -> Result<(), ExecError> {
 pub fn dir_create(path: &str, mode: Option<u32>, uid: Option<u32>, gid: Option<u32>) -> Result<(), ExecError> {
     refuse_dangerous(path)?;
     refuse_link(path)?;
-    let err = |e: std::io::Error| ExecError::new(format!("directory {path}: {e}"));
+    let err = |e: std::io::Error| ExecError::os(format!("directory {path}"), e);
     std::fs::create_dir_all(path).map_err(err)?;
     if let Some(m) = mode {
         std::fs::set_permissions(path, std::fs::Permissions::from_mode(m)).map_err(err)?;
@@ -237,7 +237,7 @@ pub fn dir_create(path: &str, mode: Option<u32>, uid: Option<u32>, gid: Option<u
 /// source or a link's target is never deleted by mistake.
 pub fn dir_remove(path: &str) -> Result<(), ExecError> {
     refuse_dangerous(path)?;
-    let err = |e: std::io::Error| ExecError::new(format!("remove directory {path}: {e}"));
+    let err = |e: std::io::Error| ExecError::os(format!("remove directory {path}"), e);
     let Some(top) = wharf_engine::paths::located(Path::new(path)) else { return Ok(()) };
     let meta = match std::fs::symlink_metadata(&top) {
         Ok(m) => m,
@@ -284,7 +284,7 @@ pub fn image_create(path: &str, size: u64, fstype: &str) -> Result<(), ExecError
     if std::fs::metadata(path).is_ok_and(|m| m.len() == size) {
         return Ok(());
     }
-    let err = |e: std::io::Error| ExecError::new(format!("image {path}: {e}"));
+    let err = |e: std::io::Error| ExecError::os(format!("image {path}"), e);
     let f = std::fs::File::create(path).map_err(err)?;
     f.set_len(size).map_err(err)?;
     drop(f);
@@ -292,7 +292,7 @@ pub fn image_create(path: &str, size: u64, fstype: &str) -> Result<(), ExecError
     let out = std::process::Command::new(format!("mkfs.{fstype}"))
         .args(["-q", force, path])
         .output()
-        .map_err(|e| ExecError::new(format!("image {path}: running mkfs.{fstype}: {e}")))?;
+        .map_err(|e| ExecError::os(format!("image {path}: running mkfs.{fstype}"), e))?;
     if !out.status.success() {
         let _ = std::fs::remove_file(path);
         let msg = String::from_utf8_lossy(&out.stderr);
@@ -307,7 +307,7 @@ pub fn file_remove(path: &str) -> Result<(), ExecError> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(ExecError::new(format!("remove file {path}: {e}"))),
+        Err(e) => Err(ExecError::os(format!("remove file {path}"), e)),
     }
 }
 
@@ -316,7 +316,7 @@ pub fn file_remove(path: &str) -> Result<(), ExecError> {
 pub fn file_write(path: &str, contents: &str) -> Result<(), ExecError> {
     use std::io::Write;
     refuse_dangerous(path)?;
-    let err = |e: std::io::Error| ExecError::new(format!("write file {path}: {e}"));
+    let err = |e: std::io::Error| ExecError::os(format!("write file {path}"), e);
     let temporary = format!("{path}.wharf-new");
     // A stale temporary file (or a link planted in its place) goes first; the new one is
     // made fresh, so nothing is written through a link.

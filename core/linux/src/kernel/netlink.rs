@@ -36,15 +36,11 @@ fn errno(e: &rtnetlink::Error) -> Option<i32> {
     }
 }
 
-fn describe(e: &rtnetlink::Error) -> String {
-    match errno(e) {
-        Some(code) => std::io::Error::from_raw_os_error(code).to_string(),
-        None => e.to_string(),
-    }
-}
-
 fn fail(what: &str, e: &rtnetlink::Error) -> ExecError {
-    ExecError::new(format!("{what}: {}", describe(e)))
+    match errno(e) {
+        Some(code) => ExecError::os(what, std::io::Error::from_raw_os_error(code)),
+        None => ExecError::new(format!("{what}: {e}")),
+    }
 }
 
 /// Parse `aa:bb:cc:dd:ee:ff`.

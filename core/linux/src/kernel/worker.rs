@@ -63,7 +63,7 @@ impl Worker {
             .spawn(move || {
                 if let Some(f) = &file {
                     if let Err(e) = setns(f, CloneFlags::CLONE_NEWNET) {
-                        let _ = ready_tx.send(Err(ExecError::new(format!("entering netns {name}: {e}"))));
+                        let _ = ready_tx.send(Err(ExecError::os(format!("entering netns {name}"), e)));
                         return;
                     }
                 }
@@ -78,7 +78,7 @@ impl Worker {
                 let _ = ready_tx.send(Ok(()));
                 serve(&ctx, rx, idle);
             })
-            .map_err(|e| ExecError::new(format!("starting a netns worker: {e}")))?;
+            .map_err(|e| ExecError::os("starting a netns worker", e))?;
         ready_rx.recv().map_err(|_| ExecError::new("netns worker died while starting"))??;
         Ok(Worker { tx, inode })
     }
@@ -105,16 +105,15 @@ fn connect() -> Result<Ctx, ExecError> {
         .enable_io()
         .enable_time()
         .build()
-        .map_err(|e| ExecError::new(format!("netlink runtime: {e}")))?;
+        .map_err(|e| ExecError::os("netlink runtime", e))?;
     let handle = rt.block_on(async {
-        let (mut conn, handle, _) =
-            rtnetlink::new_connection().map_err(|e| ExecError::new(format!("netlink socket: {e}")))?;
+        let (mut conn, handle, _) = rtnetlink::new_connection().map_err(|e| ExecError::os("netlink socket", e))?;
         // Strict checking makes the kernel apply a dump request's filters (the routing table,
         // say) instead of sending everything for us to filter.
         conn.socket_mut()
             .socket_mut()
             .set_netlink_get_strict_chk(true)
-            .map_err(|e| ExecError::new(format!("netlink socket: {e}")))?;
+            .map_err(|e| ExecError::os("netlink socket", e))?;
         tokio::spawn(conn);
         Ok::<_, ExecError>(handle)
     })?;
