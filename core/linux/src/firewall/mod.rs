@@ -5,8 +5,8 @@
 
 mod conntrack;
 mod libnftables;
+mod netfilter;
 pub mod nftables;
-mod nlmsg;
 pub mod ports;
 pub mod ruleset;
 mod watch;

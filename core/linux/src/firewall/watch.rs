@@ -4,7 +4,11 @@
 //! says that something of wharf's was deleted; the firewall then checks its tables and
 //! restores them.
 
-use super::nlmsg::{attrs, messages};
+use super::netfilter::{messages, Reply};
+use netlink_packet_netfilter::nftables::{
+    ChainAttribute, NfTablesMessage, RuleAttribute, SetAttribute, TableAttribute,
+};
+use netlink_packet_netfilter::{NetfilterMessageInner, NetfilterProtoFamily};
 use nix::sys::socket::{
     bind, recv, setsockopt, socket, sockopt, AddressFamily, MsgFlags, NetlinkAddr, SockFlag, SockProtocol, SockType,
 };
@@ -13,21 +17,15 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 /// `NFNLGRP_NFTABLES`.
 const GROUP_NFTABLES: u32 = 7;
-/// `NFNL_SUBSYS_NFTABLES`.
+/// `NFNL_SUBSYS_NFTABLES`, the high byte of an nftables message's netlink type.
 const SUBSYS_NFTABLES: u16 = 10;
-/// `NFT_MSG_DELTABLE`, `NFT_MSG_DELCHAIN`, `NFT_MSG_DELRULE`, `NFT_MSG_DELSET`.
-const DELETIONS: [u16; 4] = [2, 5, 8, 11];
-/// `NFPROTO_INET`, `NFPROTO_BRIDGE`: the families of wharf's tables.
-const FAMILIES: [u8; 2] = [1, 7];
-/// The attribute naming the table, in table, chain, rule and set messages alike.
-const ATTR_TABLE: u16 = 1;
 
 /// A subscription to nftables change notifications in the calling thread's namespace.
 pub struct Watch {
     fd: OwnedFd,
     buf: Vec<u8>,
     /// The name of wharf's tables.
-    table: Vec<u8>,
+    table: String,
 }
 
 /// What one wait for notifications found.
@@ -51,7 +49,7 @@ impl Watch {
             .map_err(|e| format!("nftables watch: joining the nftables group: {e}"))?;
         let tick = TimeVal::new(tick.as_secs() as _, tick.subsec_micros() as _);
         setsockopt(&fd, sockopt::ReceiveTimeout, &tick).map_err(|e| format!("nftables watch: {e}"))?;
-        Ok(Watch { fd, buf: vec![0; 1 << 16], table: table.as_bytes().to_vec() })
+        Ok(Watch { fd, buf: vec![0; 1 << 16], table: table.to_string() })
     }
 
     /// Wait up to one tick for notifications and read what has come.
@@ -73,48 +71,70 @@ impl Watch {
 }
 
 /// Whether the notifications in `buf` delete a table, chain, rule or set of a table named
-/// `table` in the inet or bridge family.
-fn touches(buf: &[u8], table: &[u8]) -> bool {
-    messages(buf).any(|(kind, payload)| {
-        let deletion = kind >> 8 == SUBSYS_NFTABLES && DELETIONS.contains(&(kind & 0xff));
-        deletion
-            && payload.len() >= 4
-            && FAMILIES.contains(&payload[0])
-            && attrs(&payload[4..]).any(|(t, _, v)| t == ATTR_TABLE && v.split(|b| *b == 0).next() == Some(table))
+/// `table` in the inet or bridge family. A notification the netfilter crate cannot decode
+/// counts as a deletion when it is an nftables one: checking the tables costs little, and
+/// missing a deletion would leave the firewall open.
+fn touches(buf: &[u8], table: &str) -> bool {
+    messages(buf).any(|reply| match reply {
+        Reply::Message(m) => {
+            let ours = matches!(m.header.family, NetfilterProtoFamily::Inet | NetfilterProtoFamily::Bridge);
+            ours && deleted_table(&m.inner) == Some(table)
+        }
+        Reply::Undecodable(kind) => kind >> 8 == SUBSYS_NFTABLES,
+        _ => false,
     })
+}
+
+/// The table a deletion of a table, chain, rule or set happened in.
+fn deleted_table(inner: &NetfilterMessageInner) -> Option<&str> {
+    let NetfilterMessageInner::NfTables(m) = inner else { return None };
+    match m {
+        NfTablesMessage::DeleteTable(t) => t.attributes.iter().find_map(|a| match a {
+            TableAttribute::Name(n) => Some(n.as_str()),
+            _ => None,
+        }),
+        NfTablesMessage::DeleteChain(c) => c.attributes.iter().find_map(|a| match a {
+            ChainAttribute::Table(n) => Some(n.as_str()),
+            _ => None,
+        }),
+        NfTablesMessage::DeleteRule(r) => r.attributes.iter().find_map(|a| match a {
+            RuleAttribute::Table(n) => Some(n.as_str()),
+            _ => None,
+        }),
+        NfTablesMessage::DeleteSet(s) => s.attributes.iter().find_map(|a| match a {
+            SetAttribute::Table(n) => Some(n.as_str()),
+            _ => None,
+        }),
+        _ => None,
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use super::super::netfilter::request;
     use super::*;
+    use netlink_packet_netfilter::nftables::{SetElementMessage, TableMessage};
 
-    fn message(kind: u16, family: u8, table: &str) -> Vec<u8> {
-        let mut name = table.as_bytes().to_vec();
-        name.push(0);
-        let mut attr = ((4 + name.len()) as u16).to_ne_bytes().to_vec();
-        attr.extend_from_slice(&ATTR_TABLE.to_ne_bytes());
-        attr.extend_from_slice(&name);
-        attr.resize((attr.len() + 3) & !3, 0);
-        let mut m = vec![0u8; 16];
-        m.extend_from_slice(&[family, 0, 0, 0]);
-        m.extend_from_slice(&attr);
-        let len = m.len() as u32;
-        m[0..4].copy_from_slice(&len.to_ne_bytes());
-        m[4..6].copy_from_slice(&kind.to_ne_bytes());
-        m
+    fn deltable(family: NetfilterProtoFamily, table: &str) -> Vec<u8> {
+        let m = TableMessage { attributes: vec![TableAttribute::Name(table.into())] };
+        request(family, NfTablesMessage::DeleteTable(m), 0, 0)
     }
 
     #[test]
     fn only_deletions_in_wharfs_tables_count() {
-        let deltable = SUBSYS_NFTABLES << 8 | 2;
-        let delsetelem = SUBSYS_NFTABLES << 8 | 14;
-        assert!(touches(&message(deltable, 1, "wharf"), b"wharf"));
-        assert!(!touches(&message(deltable, 1, "wharf"), b"wharf2"), "another wharfd's tables");
-        assert!(touches(&message(SUBSYS_NFTABLES << 8 | 8, 7, "wharf"), b"wharf"));
-        assert!(!touches(&message(deltable, 1, "filter"), b"wharf"), "another table");
-        assert!(!touches(&message(deltable, 2, "wharf"), b"wharf"), "an ip-family table of that name is not wharf's");
-        assert!(!touches(&message(delsetelem, 1, "wharf"), b"wharf"), "element changes are wharf's own business");
-        let both = [message(delsetelem, 1, "wharf"), message(deltable, 7, "wharf")].concat();
-        assert!(touches(&both, b"wharf"));
+        use NetfilterProtoFamily::{Bridge, IPv4, Inet};
+        assert!(touches(&deltable(Inet, "wharf"), "wharf"));
+        assert!(!touches(&deltable(Inet, "wharf"), "wharf2"), "another wharfd's tables");
+        assert!(touches(&deltable(Bridge, "wharf"), "wharf"));
+        assert!(!touches(&deltable(Inet, "filter"), "wharf"), "another table");
+        assert!(!touches(&deltable(IPv4, "wharf"), "wharf"), "an ip-family table of that name is not wharf's");
+        let chain = NfTablesMessage::DeleteChain(netlink_packet_netfilter::nftables::ChainMessage {
+            attributes: vec![ChainAttribute::Table("wharf".into()), ChainAttribute::Name("guard".into())],
+        });
+        assert!(touches(&request(Inet, chain, 0, 0), "wharf"));
+        let elements = request(Inet, NfTablesMessage::DeleteSetElement(SetElementMessage { attributes: vec![] }), 0, 0);
+        assert!(!touches(&elements, "wharf"), "element changes are wharf's own business");
+        let both = [elements, deltable(Bridge, "wharf")].concat();
+        assert!(touches(&both, "wharf"));
     }
 }

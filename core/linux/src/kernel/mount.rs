@@ -88,10 +88,14 @@ pub fn mounted_at(target: &Path) -> Option<String> {
     mounts().into_iter().rev().find_map(|(point, source)| (point == target).then_some(source))
 }
 
-const LOOP_CTL_GET_FREE: u64 = 0x4C82;
-const LOOP_SET_FD: u64 = 0x4C00;
-const LOOP_SET_STATUS64: u64 = 0x4C04;
 const LO_FLAGS_AUTOCLEAR: u32 = 4;
+
+// The loop device ioctls of <linux/loop.h>. They are numbered with _IO whatever their
+// argument, hence the `_bad` forms for those that take one.
+nix::ioctl_none!(loop_ctl_get_free, b'L', 0x82);
+nix::ioctl_write_int_bad!(loop_set_fd, nix::request_code_none!(b'L', 0x00));
+nix::ioctl_none!(loop_clr_fd, b'L', 0x01);
+nix::ioctl_write_ptr_bad!(loop_set_status64, nix::request_code_none!(b'L', 0x04), LoopInfo64);
 
 /// `struct loop_info64` from `<linux/loop.h>`.
 #[repr(C)]
@@ -115,8 +119,7 @@ struct LoopInfo64 {
 /// device path and its open descriptor. The descriptor must stay open until the mount
 /// holds the device: with autoclear, the last close before that detaches it.
 fn attach_loop(file: &Path) -> Result<(String, std::fs::File), ExecError> {
-    let err =
-        |what: &str, e: std::io::Error| ExecError::new(format!("loop device for {}: {what}: {e}", file.display()));
+    let err = |what: &str, e: std::io::Error| ExecError::os(format!("loop device for {}: {what}", file.display()), e);
     let ctl = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -126,32 +129,25 @@ fn attach_loop(file: &Path) -> Result<(String, std::fs::File), ExecError> {
     // Another process may take the device between GET_FREE and SET_FD; then ask again.
     let mut attempts = 0;
     let (dev, loopdev) = loop {
-        // SAFETY: LOOP_CTL_GET_FREE takes no argument and returns a device number or -1.
-        let n = unsafe { nix::libc::ioctl(ctl.as_raw_fd(), LOOP_CTL_GET_FREE as _) };
-        if n < 0 {
-            return Err(err("get a free device", std::io::Error::last_os_error()));
-        }
+        // SAFETY: LOOP_CTL_GET_FREE on the loop control device takes no argument.
+        let n = unsafe { loop_ctl_get_free(ctl.as_raw_fd()) }.map_err(|e| err("get a free device", e.into()))?;
         let dev = format!("/dev/loop{n}");
         let loopdev = std::fs::OpenOptions::new().read(true).write(true).open(&dev).map_err(|e| err(&dev, e))?;
         // SAFETY: LOOP_SET_FD takes the backing file's descriptor, which is open.
-        if unsafe { nix::libc::ioctl(loopdev.as_raw_fd(), LOOP_SET_FD as _, backing.as_raw_fd()) } == 0 {
-            break (dev, loopdev);
-        }
-        let e = std::io::Error::last_os_error();
-        attempts += 1;
-        if e.raw_os_error() != Some(nix::libc::EBUSY) || attempts >= 8 {
-            return Err(err("attach", e));
+        match unsafe { loop_set_fd(loopdev.as_raw_fd(), backing.as_raw_fd()) } {
+            Ok(_) => break (dev, loopdev),
+            Err(nix::errno::Errno::EBUSY) if attempts < 7 => attempts += 1,
+            Err(e) => return Err(err("attach", e.into())),
         }
     };
     // SAFETY: all-zero bytes are a valid `loop_info64`.
     let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
     info.flags = LO_FLAGS_AUTOCLEAR;
     // SAFETY: LOOP_SET_STATUS64 reads a `loop_info64` from the pointer, which is valid.
-    if unsafe { nix::libc::ioctl(loopdev.as_raw_fd(), LOOP_SET_STATUS64 as _, &info as *const LoopInfo64) } < 0 {
-        let e = std::io::Error::last_os_error();
-        // SAFETY: LOOP_CLR_FD (0x4C01) takes no argument.
-        unsafe { nix::libc::ioctl(loopdev.as_raw_fd(), 0x4C01 as _) };
-        return Err(err("set autoclear", e));
+    if let Err(e) = unsafe { loop_set_status64(loopdev.as_raw_fd(), &info) } {
+        // SAFETY: LOOP_CLR_FD takes no argument.
+        let _ = unsafe { loop_clr_fd(loopdev.as_raw_fd()) };
+        return Err(err("set autoclear", e.into()));
     }
     Ok((dev, loopdev))
 }

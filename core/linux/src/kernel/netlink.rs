@@ -4,6 +4,7 @@
 
 use futures::{StreamExt, TryStreamExt};
 use ipnet::IpNet;
+use nix::errno::Errno::{EADDRNOTAVAIL, EEXIST, ENODEV, ENOENT, ESRCH};
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
 use rtnetlink::packet_route::link::{
@@ -22,23 +23,17 @@ use std::os::fd::AsRawFd;
 use wharf_engine::executor::{ExecError, Outcome};
 use wharf_sdk::{HostFacts, HostLink, LinkChange, LinkKind, LinkSpec, MacvlanMode, RouteSpec};
 
-const EEXIST: i32 = 17;
-const ENOENT: i32 = 2;
-const ESRCH: i32 = 3;
-const ENODEV: i32 = 19;
-const EADDRNOTAVAIL: i32 = 99;
-
 /// The errno of a netlink error, if it is one.
-fn errno(e: &rtnetlink::Error) -> Option<i32> {
+fn errno(e: &rtnetlink::Error) -> Option<nix::errno::Errno> {
     match e {
-        rtnetlink::Error::NetlinkError(m) => Some(m.raw_code().abs()),
+        rtnetlink::Error::NetlinkError(m) => Some(nix::errno::Errno::from_raw(m.raw_code().abs())),
         _ => None,
     }
 }
 
 fn fail(what: &str, e: &rtnetlink::Error) -> ExecError {
     match errno(e) {
-        Some(code) => ExecError::os(what, std::io::Error::from_raw_os_error(code)),
+        Some(code) => ExecError::os(what, code),
         None => ExecError::new(format!("{what}: {e}")),
     }
 }
