@@ -1,18 +1,18 @@
 //! The kernel executor: carries out plan operations on the real kernel through netlink
 //! (rtnetlink), the firewall backend, mount(2) and the filesystem.
 //!
-//! Netlink work for a namespace runs on that namespace's worker thread (see [`worker`]);
-//! the host namespace's worker lives as long as the executor, sandbox workers are cached
-//! and exit when idle, so they never keep a removed namespace alive for long.
+//! Netlink work for a namespace goes through that namespace's socket (see [`sockets`]):
+//! sockets are opened inside their namespace once and driven by one runtime thread; those
+//! of sandboxes are closed when idle, so they never keep a removed namespace alive for long.
 //!
 //! Deleting a link costs the kernel RCU grace periods (~20 ms for a veth, more for a
 //! bridge), which would make most of a disconnect or a network removal. Links this executor
 //! made that nothing else can be waiting on are therefore retired instead: set down and
 //! renamed to `wgc<n>` at once, and deleted afterwards in the background. That covers a host
-//! veth with its peer in a sandbox (both ends are retired, each from its own namespace's
-//! worker, which frees the sandbox's `eth0` for the next connect), a host bridge, and a
-//! macvlan inside a sandbox. Host links are deleted by a reaper thread with its own netlink
-//! socket; a sandbox's link by that sandbox's worker, after the jobs queued before it.
+//! veth with its peer in a sandbox (both ends are retired, each from its own namespace,
+//! which frees the sandbox's `eth0` for the next connect), a host bridge, and a macvlan
+//! inside a sandbox. Retired links are deleted by a reaper: a runtime thread of its own with
+//! its own sockets, so the grace periods it waits for never hold up other requests.
 //! Removing a namespace, deleting any other link (a VXLAN device, say, whose VNI must be
 //! free at once for the next one) and dropping the executor first wait until every retired
 //! link is gone, so none outlives what it belonged to; a daemon that dies in between leaves
@@ -25,11 +25,12 @@
 
 pub mod mount;
 pub mod netlink;
-pub mod worker;
+pub mod sockets;
 
 use crate::firewall::{Firewall, HostPort, PortState};
 use nix::mount::{mount as sys_mount, umount2, MntFlags, MsFlags};
 use nix::sched::{unshare, CloneFlags};
+use sockets::{Ctx, Sockets};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
@@ -37,14 +38,9 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 use wharf_engine::executor::{ExecError, Executor, Outcome};
 use wharf_sdk::{FirewallFact, HostFacts, LinkChange, LinkKind, Netns, Op};
-use worker::{netns_inode, Ctx, Worker};
 
-/// How long an idle sandbox worker lives.
+/// How long the socket of an idle sandbox namespace stays open.
 const IDLE: Duration = Duration::from_secs(2);
-
-/// How many sandbox workers are kept at most; each is a thread with its own runtime and
-/// netlink socket.
-const MAX_SANDBOX_WORKERS: usize = 32;
 
 /// `NSFS_MAGIC` from `<linux/magic.h>`.
 const NSFS_MAGIC: i64 = 0x6e73_6673;
@@ -55,8 +51,10 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 /// The kernel executor.
 #[derive(Debug)]
 pub struct Kernel {
-    host: Worker,
-    reaper: Worker,
+    /// Sockets for the executor's own work.
+    netlink: Sockets,
+    /// Sockets for deleting retired links in the background.
+    reaper: Sockets,
     /// Retired links the reaper has not deleted yet.
     retired: Arc<(Mutex<usize>, Condvar)>,
     /// Host links made by this executor that are retired when deleted: name -> the
@@ -64,9 +62,6 @@ pub struct Kernel {
     retirable: Mutex<HashMap<String, Option<(String, String)>>>,
     /// Macvlans made by this executor inside sandboxes: (namespace file, name).
     sandboxed: Mutex<HashSet<(String, String)>>,
-    /// Cached sandbox workers and when each was last asked for (a use counter).
-    sandboxes: Mutex<HashMap<String, (Arc<Worker>, u64)>>,
-    uses: std::sync::atomic::AtomicU64,
     firewall: Arc<dyn Firewall>,
     /// What marks a link as made by this daemon.
     mark: netlink::Mark,
@@ -84,13 +79,11 @@ impl Kernel {
     /// wharfd whose instance id is `instance` (see [`netlink::Mark`]).
     pub fn new(firewall: Arc<dyn Firewall>, instance: &str) -> Result<Kernel, ExecError> {
         Ok(Kernel {
-            host: Worker::spawn(None, None)?,
-            reaper: Worker::spawn(None, None)?,
+            netlink: Sockets::new("wharf-netlink", IDLE)?,
+            reaper: Sockets::new("wharf-reaper", IDLE)?,
             retired: Arc::new((Mutex::new(0), Condvar::new())),
             retirable: Mutex::new(HashMap::new()),
             sandboxed: Mutex::new(HashSet::new()),
-            sandboxes: Mutex::new(HashMap::new()),
-            uses: std::sync::atomic::AtomicU64::new(0),
             firewall,
             mark: netlink::Mark::new(instance),
         })
@@ -111,37 +104,26 @@ impl Kernel {
                 self.retire(&Netns::Host, name, &grave)
             };
             match retired() {
-                Ok(true) => {
-                    let reaper = &self.reaper;
-                    return self.reap(|job| reaper.submit(job), grave);
-                }
+                Ok(true) => return self.reap(&Netns::Host, grave),
                 Ok(false) => {}
                 Err(e) => tracing::debug!("deleting {name} at once: {e}"),
             }
         }
         self.drain();
         let n = name.to_string();
-        self.host.run(move |ctx| ctx.block_on(netlink::link_del(&ctx.handle, &n)))?
+        let ctx = self.netlink.host();
+        ctx.block_on(netlink::link_del(&ctx.handle, &n))
     }
 
     /// Delete link `name` inside sandbox `path`: a macvlan this executor made there is
-    /// retired, and deleted by the sandbox's worker after what is queued before it.
+    /// retired and left to the reaper.
     fn link_del_sandboxed(&self, path: &str, name: &str) -> Result<(), ExecError> {
         let netns = Netns::Path(path.to_string());
         let key = (path.to_string(), name.to_string());
         if self.sandboxed.lock().unwrap_or_else(|p| p.into_inner()).remove(&key) {
             let grave = grave_name();
             match self.retire(&netns, name, &grave) {
-                Ok(true) => {
-                    // The worker that just retired it is cached; should it have exited since,
-                    // a fresh one takes the job.
-                    let worker = self.sandbox_worker(path, false)?;
-                    if self.reap(|job| worker.submit(job), grave.clone()).is_ok() {
-                        return Ok(());
-                    }
-                    let worker = self.sandbox_worker(path, true)?;
-                    return self.reap(|job| worker.submit(job), grave);
-                }
+                Ok(true) => return self.reap(&netns, grave),
                 Ok(false) => return Ok(()),
                 Err(e) => tracing::debug!("deleting {name} in {path} at once: {e}"),
             }
@@ -156,25 +138,23 @@ impl Kernel {
         self.on(netns, move |ctx| ctx.block_on(netlink::link_retire(&ctx.handle, &n, &g)))?
     }
 
-    /// Count retired link `grave` until the job handed to `submit` has deleted it.
-    fn reap(
-        &self,
-        submit: impl FnOnce(Box<dyn FnOnce(&Ctx) + Send>) -> Result<(), ExecError>,
-        grave: String,
-    ) -> Result<(), ExecError> {
-        fn settle(retired: &(Mutex<usize>, Condvar)) {
-            *retired.0.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
-            retired.1.notify_all();
-        }
+    /// Count retired link `grave` in `netns` until the reaper has deleted it.
+    fn reap(&self, netns: &Netns, grave: String) -> Result<(), ExecError> {
+        let ctx = match netns {
+            Netns::Host => self.reaper.host(),
+            Netns::Path(p) => self.reaper.sandbox(p)?,
+        };
         *self.retired.0.lock().unwrap_or_else(|p| p.into_inner()) += 1;
         let retired = self.retired.clone();
-        submit(Box::new(move |ctx: &Ctx| {
-            if let Err(e) = ctx.block_on(netlink::link_del(&ctx.handle, &grave)) {
+        let handle = ctx.handle;
+        self.reaper.spawn(async move {
+            if let Err(e) = netlink::link_del(&handle, &grave).await {
                 tracing::warn!("deleting retired link {grave}: {e}");
             }
-            settle(&retired);
-        }))
-        .inspect_err(|_| settle(&self.retired))
+            *retired.0.lock().unwrap_or_else(|p| p.into_inner()) -= 1;
+            retired.1.notify_all();
+        });
+        Ok(())
     }
 
     /// Wait until every retired link is deleted.
@@ -184,50 +164,18 @@ impl Kernel {
         let _ = done.wait_timeout_while(guard, DRAIN_LIMIT, |n| *n > 0);
     }
 
-    fn sandbox_worker(&self, path: &str, fresh: bool) -> Result<Arc<Worker>, ExecError> {
-        let inode = netns_inode(Path::new(path))?;
-        let mut cache = self.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
-        let now = self.uses.fetch_add(1, Ordering::Relaxed);
-        if !fresh {
-            if let Some((w, used)) = cache.get_mut(path).filter(|(w, _)| w.inode == inode) {
-                *used = now;
-                return Ok(w.clone());
-            }
-        }
-        if cache.len() >= MAX_SANDBOX_WORKERS {
-            // Dropping the least recently used worker lets its thread finish what is queued
-            // and exit, so a restart that revives 1000 sandboxes keeps a few dozen threads.
-            if let Some(oldest) = cache.iter().min_by_key(|(_, (_, used))| *used).map(|(p, _)| p.clone()) {
-                cache.remove(&oldest);
-            }
-        }
-        let w = Arc::new(Worker::spawn(Some(Path::new(path)), Some(IDLE))?);
-        cache.insert(path.to_string(), (w.clone(), now));
-        Ok(w)
+    /// Run `f` with the netlink socket of `netns`.
+    fn on<T>(&self, netns: &Netns, f: impl FnOnce(&Ctx) -> T) -> Result<T, ExecError> {
+        Ok(match netns {
+            Netns::Host => f(&self.netlink.host()),
+            Netns::Path(p) => f(&self.netlink.sandbox(p)?),
+        })
     }
 
-    /// Run `f` on the worker of `netns`. A cached sandbox worker that exited while idle is
-    /// replaced once.
-    fn on<T: Send + 'static>(
-        &self,
-        netns: &Netns,
-        f: impl Fn(&Ctx) -> T + Send + Sync + 'static,
-    ) -> Result<T, ExecError> {
-        match netns {
-            Netns::Host => self.host.run(f),
-            Netns::Path(p) => {
-                let f = Arc::new(f);
-                let g = f.clone();
-                match self.sandbox_worker(p, false)?.run(move |c| g(c)) {
-                    Ok(v) => Ok(v),
-                    Err(_) => self.sandbox_worker(p, true)?.run(move |c| f(c)),
-                }
-            }
-        }
-    }
-
-    fn forget_worker(&self, path: &str) {
-        self.sandboxes.lock().unwrap_or_else(|p| p.into_inner()).remove(path);
+    /// Close the sockets of the namespace file `path`.
+    fn forget_netns(&self, path: &str) {
+        self.netlink.forget(path);
+        self.reaper.forget(path);
     }
 
     fn netlink(&self, op: &Op) -> Result<Outcome, ExecError> {
@@ -250,6 +198,9 @@ impl Kernel {
                 Netns::Path(p) => self.link_del_sandboxed(p, name),
             }
             .map(|()| Outcome::Created);
+        }
+        if let (Op::Sysctl { key, value, .. }, Netns::Path(p)) = (op, &netns) {
+            return sockets::in_netns(p, || sysctl(key, value)).map(|()| Outcome::Created);
         }
         let op = op.clone();
         self.on(&netns, move |ctx| {
@@ -410,7 +361,8 @@ impl Executor for Kernel {
     }
 
     fn host_facts(&self) -> Result<HostFacts, ExecError> {
-        self.host.run(|ctx| ctx.block_on(netlink::host_facts(&ctx.handle)))?
+        let ctx = self.netlink.host();
+        ctx.block_on(netlink::host_facts(&ctx.handle))
     }
 
     fn create_netns(&self, dir: &Path, name: &str) -> Result<PathBuf, ExecError> {
@@ -419,7 +371,7 @@ impl Executor for Kernel {
         let p = path.display().to_string();
         let lo = Op::LinkSet { netns: Netns::Path(p.clone()), name: "lo".into(), change: LinkChange::Up };
         if let Err(e) = self.netlink(&lo) {
-            self.forget_worker(&p);
+            self.forget_netns(&p);
             let _ = remove_named(&path);
             return Err(e);
         }
@@ -428,7 +380,7 @@ impl Executor for Kernel {
 
     fn remove_netns(&self, path: &Path) -> Result<(), ExecError> {
         self.drain();
-        self.forget_worker(&path.display().to_string());
+        self.forget_netns(&path.display().to_string());
         remove_named(path)
     }
 

@@ -1,5 +1,5 @@
 //! Netlink operations: links, addresses, routes, neighbour and FDB entries, and the host
-//! facts. Each function runs on a namespace worker (see [`super::worker`]) and is
+//! facts. Each function takes the netlink handle of one namespace (see [`super::sockets`]) and is
 //! idempotent: making what exists or removing what is absent succeeds.
 
 use futures::{StreamExt, TryStreamExt};

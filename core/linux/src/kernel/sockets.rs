@@ -1,0 +1,180 @@
+//! Netlink sockets per network namespace, all driven by one runtime thread.
+//!
+//! A netlink socket belongs to the namespace it was created in, whichever thread uses it
+//! afterwards. So a namespace costs one socket, opened once from a short-lived thread that
+//! enters it, and registered with a runtime shared by every namespace; no thread stays in
+//! a sandbox's namespace and no runtime is made per namespace. A namespace's socket is
+//! dropped when it has been idle for a while, when it is forgotten, or when its file names
+//! another namespace, so wharf never keeps a removed namespace alive for long.
+//!
+//! The kernel does a netlink request's work in the thread that sends it, which here is the
+//! runtime's one thread: requests of every namespace run in order there, and a caller waits
+//! for its own.
+
+use nix::sched::{setns, CloneFlags};
+use rtnetlink::sys::AsyncSocket;
+use rtnetlink::Handle;
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use wharf_engine::executor::ExecError;
+
+/// One namespace's socket.
+#[derive(Debug)]
+struct Entry {
+    handle: Handle,
+    /// The inode of the namespace the socket was opened in.
+    inode: u64,
+    used: Instant,
+}
+
+/// Netlink sockets by namespace, with the runtime that drives them.
+#[derive(Debug)]
+pub struct Sockets {
+    /// Always `Some` but in `drop`.
+    rt: Option<tokio::runtime::Runtime>,
+    /// The socket in the namespace the executor was made in.
+    host: Handle,
+    sandboxes: Arc<Mutex<HashMap<String, Entry>>>,
+}
+
+/// What a call gets: the runtime to wait on and the namespace's netlink handle.
+#[derive(Debug)]
+pub struct Ctx<'a> {
+    rt: &'a tokio::runtime::Handle,
+    /// Netlink handle bound to the namespace.
+    pub handle: Handle,
+}
+
+impl Ctx<'_> {
+    /// Wait for `f`, whose netlink requests the shared runtime carries out.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.rt.block_on(f)
+    }
+}
+
+/// The inode of the network namespace `path` names.
+pub fn netns_inode(path: &Path) -> Result<u64, ExecError> {
+    std::fs::metadata(path).map(|m| m.ino()).map_err(|e| ExecError::os(format!("netns {}", path.display()), e))
+}
+
+impl Sockets {
+    /// A runtime thread named `name`, with a socket in the calling thread's namespace.
+    /// Sockets of other namespaces idle for `idle` are closed.
+    pub fn new(name: &str, idle: Duration) -> Result<Sockets, ExecError> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name(name)
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|e| ExecError::os("netlink runtime", e))?;
+        let host = open(rt.handle(), None)?;
+        let sandboxes: Arc<Mutex<HashMap<String, Entry>>> = Arc::default();
+        let swept = Arc::downgrade(&sandboxes);
+        rt.spawn(async move {
+            let mut tick = tokio::time::interval(idle);
+            loop {
+                tick.tick().await;
+                let Some(sandboxes) = swept.upgrade() else { return };
+                sandboxes.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, e| e.used.elapsed() < idle);
+            }
+        });
+        Ok(Sockets { rt: Some(rt), host, sandboxes })
+    }
+
+    fn rt(&self) -> &tokio::runtime::Handle {
+        self.rt.as_ref().expect("the runtime lives until drop").handle()
+    }
+
+    /// The context for the namespace the executor was made in.
+    pub fn host(&self) -> Ctx<'_> {
+        Ctx { rt: self.rt(), handle: self.host.clone() }
+    }
+
+    /// The context for the namespace file `path`, opening its socket if need be.
+    pub fn sandbox(&self, path: &str) -> Result<Ctx<'_>, ExecError> {
+        let inode = netns_inode(Path::new(path))?;
+        let mut map = self.sandboxes.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = map.get_mut(path).filter(|e| e.inode == inode) {
+            e.used = Instant::now();
+            return Ok(Ctx { rt: self.rt(), handle: e.handle.clone() });
+        }
+        let handle = open(self.rt(), Some(Path::new(path)))?;
+        map.insert(path.to_string(), Entry { handle: handle.clone(), inode, used: Instant::now() });
+        Ok(Ctx { rt: self.rt(), handle })
+    }
+
+    /// Close the socket of namespace file `path`, if one is open.
+    pub fn forget(&self, path: &str) {
+        self.sandboxes.lock().unwrap_or_else(|p| p.into_inner()).remove(path);
+    }
+
+    /// Run `f` on the runtime without waiting for it.
+    pub fn spawn(&self, f: impl std::future::Future<Output = ()> + Send + 'static) {
+        self.rt().spawn(f);
+    }
+}
+
+impl Drop for Sockets {
+    /// The executor may be dropped on an async thread (the daemon's last reference goes
+    /// with its API server), where a runtime cannot wait for its threads: let them end on
+    /// their own.
+    fn drop(&mut self) {
+        if let Some(rt) = self.rt.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
+/// Open a netlink socket in the namespace file `path` (the calling thread's namespace for
+/// `None`) and hand its connection to the runtime `rt`.
+fn open(rt: &tokio::runtime::Handle, path: Option<&Path>) -> Result<Handle, ExecError> {
+    let file = match path {
+        Some(p) => Some(std::fs::File::open(p).map_err(|e| ExecError::os(format!("netns {}", p.display()), e))?),
+        None => None,
+    };
+    let name = path.map(|p| p.display().to_string()).unwrap_or_else(|| "of the executor".into());
+    let rt = rt.clone();
+    let opening = move || -> Result<Handle, ExecError> {
+        if let Some(f) = &file {
+            setns(f, CloneFlags::CLONE_NEWNET).map_err(|e| ExecError::os(format!("entering netns {name}"), e))?;
+        }
+        let _runtime = rt.enter();
+        let (mut conn, handle, _) = rtnetlink::new_connection().map_err(|e| ExecError::os("netlink socket", e))?;
+        // Strict checking makes the kernel apply a dump request's filters (the routing table,
+        // say) instead of sending everything for us to filter.
+        conn.socket_mut()
+            .socket_mut()
+            .set_netlink_get_strict_chk(true)
+            .map_err(|e| ExecError::os("netlink socket", e))?;
+        rt.spawn(conn);
+        Ok(handle)
+    };
+    if path.is_none() {
+        return opening();
+    }
+    // Only this short-lived thread ever enters the namespace.
+    std::thread::Builder::new()
+        .name("wharf-netns".into())
+        .spawn(opening)
+        .map_err(|e| ExecError::os("starting a thread to enter a namespace", e))?
+        .join()
+        .map_err(|_| ExecError::new("the thread entering a namespace panicked"))?
+}
+
+/// Run `f` on a short-lived thread inside the namespace file `path`: for the few things
+/// that depend on the calling thread's namespace, such as its `/proc/sys/net`.
+pub fn in_netns<T: Send>(path: &str, f: impl FnOnce() -> Result<T, ExecError> + Send) -> Result<T, ExecError> {
+    let file = std::fs::File::open(path).map_err(|e| ExecError::os(format!("netns {path}"), e))?;
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| ExecError::os(format!("entering netns {path}"), e))?;
+            f()
+        })
+        .join()
+        .map_err(|_| ExecError::new("the thread entering a namespace panicked"))?
+    })
+}
