@@ -2,6 +2,7 @@
 //! given to `wharfd` override the file.
 
 use crate::ipam::DefaultPool;
+pub use crate::logging::LogFormat;
 use ipnet::IpNet;
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -57,6 +58,11 @@ pub struct Config {
     pub published_ports_mark: u32,
     /// Log level or tracing filter.
     pub log_level: String,
+    /// Log lines as text or as JSON objects.
+    pub log_format: LogFormat,
+    /// Group that owns the API socket (mode 0660), so its members may use wharf without
+    /// root, as dockerd's `-G docker`; empty leaves the socket to root's group.
+    pub socket_group: String,
     /// Where named sandboxes' namespaces live.
     pub netns_dir: PathBuf,
     /// Where per-sandbox resolver files live (`ip netns exec` reads `/etc/netns/NAME`).
@@ -94,6 +100,8 @@ impl Default for Config {
             published_ports_respect_input: false,
             published_ports_mark: crate::firewall::DEFAULT_PUBLISHED_MARK,
             log_level: "info".into(),
+            log_format: LogFormat::Text,
+            socket_group: String::new(),
             netns_dir: "/run/netns".into(),
             netns_etc_dir: "/etc/netns".into(),
             default_address_pools: crate::ipam::docker_default_pools(),

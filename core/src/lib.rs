@@ -14,6 +14,8 @@ pub mod executor;
 pub mod firewall;
 pub mod ipam;
 pub mod kernel;
+pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod paths;
 pub mod registry;

@@ -7,6 +7,7 @@
 //! arrive within [`HEADER_READ_TIMEOUT`].
 
 pub mod filters;
+mod observe;
 pub mod shapes;
 
 use crate::engine::Engine;
@@ -34,10 +35,10 @@ type Params = Query<HashMap<String, String>>;
 impl IntoResponse for Error {
     fn into_response(self) -> Response {
         let status = StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
-            tracing::error!("{self}");
-        }
-        (status, Json(json!({ "message": self.to_string() }))).into_response()
+        let message = self.to_string();
+        let mut resp = (status, Json(json!({ "message": message }))).into_response();
+        resp.extensions_mut().insert(observe::ErrorMessage(message));
+        resp
     }
 }
 
@@ -106,9 +107,14 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/wharf/plugins", get(plugin_list))
         .route("/wharf/firewall/reload", post(firewall_reload))
         .route("/wharf/firewall", get(firewall_show))
+        .route("/metrics", get(observe::metrics_page))
         .fallback(not_found)
+        .route_layer(axum::middleware::from_fn(observe::count_operation))
         .with_state(engine);
-    Router::new().fallback_service(routes).layer(axum::middleware::from_fn(versioned))
+    Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::from_fn(versioned))
+        .layer(axum::middleware::from_fn(observe::log_request))
 }
 
 /// How long a client may take to send a request's headers, and a kept-alive connection may
