@@ -4,11 +4,11 @@
 use crate::ipam::DefaultPool;
 pub use crate::logging::LogFormat;
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 /// Which firewall backend to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum FirewallBackend {
     /// wharf's own nftables tables.
@@ -19,7 +19,7 @@ pub enum FirewallBackend {
 }
 
 /// The predefined `bridge` network.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BridgeConfig {
     /// Whether to create it.
@@ -37,7 +37,7 @@ impl Default for BridgeConfig {
 }
 
 /// The daemon's configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// State directory.
@@ -184,5 +184,52 @@ mod tests {
         assert_eq!(c.bridge.name, "br0");
         assert!(Config::parse("bogus = 1").is_err());
         assert!(Config::parse("default_mtu = 5").is_err());
+    }
+
+    /// Whether no default pool overlaps the predefined bridge's subnet (which would leave a
+    /// pool that is all taken: "all default IPv4 address pools are in use").
+    fn pools_leave_the_bridge_out(c: &Config) -> bool {
+        let b = c.bridge.subnet;
+        c.default_address_pools.iter().all(|p| !p.base.contains(&b.network()) && !b.contains(&p.base.network()))
+    }
+
+    /// The sample shipped in `contrib/`.
+    fn sample_path() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../contrib/wharf.toml")
+    }
+
+    #[test]
+    fn the_sample_config_loads_and_names_every_setting() {
+        let sample = Config::load(Some(&sample_path())).unwrap();
+        assert!(pools_leave_the_bridge_out(&sample), "the default pools leave the predefined bridge's subnet out");
+        assert_eq!(sample.firewall, FirewallBackend::Nftables);
+
+        // Every setting Config has (Options set, so that they are written out) is in the file.
+        let keys = |t: &toml::Table| -> Vec<String> {
+            let mut k: Vec<String> = t
+                .iter()
+                .flat_map(|(k, v)| match v.as_table() {
+                    Some(inner) => inner.keys().map(|i| format!("{k}.{i}")).collect(),
+                    None => vec![k.clone()],
+                })
+                .collect();
+            k.sort();
+            k
+        };
+        let full = Config { default_mtu: Some(1500), ..Config::default() };
+        let known: toml::Table = toml::from_str(&toml::to_string(&full).unwrap()).unwrap();
+        let text = std::fs::read_to_string(sample_path()).unwrap();
+        let written: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(keys(&written), keys(&known));
+    }
+
+    #[test]
+    fn the_readme_config_parses_and_leaves_the_bridge_subnet_out_of_the_pools() {
+        let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../README.md")).unwrap();
+        let section = &readme[readme.find("## Configuration").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        let block = &section[start..start + section[start..].find("```").unwrap()];
+        let c = Config::parse(block).unwrap();
+        assert!(pools_leave_the_bridge_out(&c), "{block}");
     }
 }

@@ -267,7 +267,7 @@ fn check_owner(meta: &std::fs::Metadata) -> Result<(), String> {
 }
 
 /// An error with the errors it came from, so dlerror's text reaches the log line.
-fn with_sources(e: &dyn std::error::Error) -> String {
+pub(crate) fn with_sources(e: &dyn std::error::Error) -> String {
     let mut text = e.to_string();
     let mut source = e.source();
     while let Some(s) = source {

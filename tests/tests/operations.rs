@@ -275,3 +275,16 @@ fn metrics_count_operations_objects_and_repairs() {
     drop(h);
     let _ = std::fs::remove_dir_all(&plugins);
 }
+
+#[test]
+fn wharfd_runs_on_the_sample_config_and_picks_subnets_from_its_pools() {
+    let sample = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../contrib/wharf.toml")).unwrap();
+    let h = Host::start_with_config(&sample);
+    h.wharf_ok(&["network", "create", "picked"]);
+    let v: Value = serde_json::from_str(&h.wharf_ok(&["network", "inspect", "picked"])).unwrap();
+    let subnet = v[0]["IPAM"]["Config"][0]["Subnet"].as_str().unwrap().to_string();
+    assert!(subnet.starts_with("172.18."), "the first subnet of the first pool: {subnet}");
+    h.wharf_ok(&["sandbox", "create", "s1"]);
+    h.wharf_ok(&["network", "connect", "picked", "s1"]);
+    assert!(h.sandbox_ip("s1", "picked").starts_with("172.18."));
+}
