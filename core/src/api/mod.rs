@@ -378,9 +378,29 @@ async fn volume_unmount(State(engine): Shared, Path(name): Path<String>, body: B
     Ok(StatusCode::OK.into_response())
 }
 
-async fn sandbox_list(State(engine): Shared) -> ApiResult {
-    let out: Vec<Value> =
-        engine.sandboxes().iter().map(|s| shapes::sandbox(s, &engine.sandbox_endpoints(&s.id))).collect();
+/// Whether sandbox `s`, with its endpoints, passes filters `f`: `id` (prefix), `name`
+/// (substring), `label`, `network` (name or id of a network it is connected to).
+fn sandbox_matches(
+    f: &Filters,
+    s: &crate::model::Sandbox,
+    endpoints: &[(crate::model::Endpoint, crate::model::Network)],
+) -> bool {
+    f.any("id", |v| s.id.starts_with(v))
+        && f.any("name", |v| s.name.contains(v))
+        && f.labels_match("label", &s.labels)
+        && f.any("network", |v| endpoints.iter().any(|(_, n)| n.name == v || n.id.starts_with(v)))
+}
+
+async fn sandbox_list(State(engine): Shared, Query(q): Params) -> ApiResult {
+    let f = filters(&q)?;
+    f.only(&["id", "label", "name", "network"])?;
+    let mut out = Vec::new();
+    for s in engine.sandboxes() {
+        let endpoints = engine.sandbox_endpoints(&s.id);
+        if sandbox_matches(&f, &s, &endpoints) {
+            out.push(shapes::sandbox(&s, &endpoints));
+        }
+    }
     Ok(Json(out).into_response())
 }
 
