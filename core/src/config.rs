@@ -63,6 +63,9 @@ pub struct Config {
     /// Group that owns the API socket (mode 0660), so its members may use wharf without
     /// root, as dockerd's `-G docker`; empty leaves the socket to root's group.
     pub socket_group: String,
+    /// A TCP address (`127.0.0.1:9323`) that also serves `GET /metrics`, for a Prometheus
+    /// that cannot reach the socket; empty: the socket only.
+    pub metrics_addr: String,
     /// Where named sandboxes' namespaces live.
     pub netns_dir: PathBuf,
     /// Where per-sandbox resolver files live (`ip netns exec` reads `/etc/netns/NAME`).
@@ -102,6 +105,7 @@ impl Default for Config {
             log_level: "info".into(),
             log_format: LogFormat::Text,
             socket_group: String::new(),
+            metrics_addr: String::new(),
             netns_dir: "/run/netns".into(),
             netns_etc_dir: "/etc/netns".into(),
             default_address_pools: crate::ipam::docker_default_pools(),
@@ -133,6 +137,12 @@ impl Config {
         let t = &config.firewall_table;
         if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             return Err(format!("firewall_table {t:?}: use letters, digits, '-' and '_' only"));
+        }
+        if !config.metrics_addr.is_empty() && config.metrics_addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "metrics_addr {:?}: expected an address and port, such as 127.0.0.1:9323",
+                config.metrics_addr
+            ));
         }
         if config.published_ports_mark == 0 {
             return Err("published_ports_mark must have at least one bit set".into());
@@ -184,6 +194,8 @@ mod tests {
         assert_eq!(c.bridge.name, "br0");
         assert!(Config::parse("bogus = 1").is_err());
         assert!(Config::parse("default_mtu = 5").is_err());
+        assert!(Config::parse("metrics_addr = \"localhost\"").is_err());
+        assert_eq!(Config::parse("metrics_addr = \"[::1]:9323\"").unwrap().metrics_addr, "[::1]:9323");
     }
 
     /// Whether no default pool overlaps the predefined bridge's subnet (which would leave a

@@ -288,3 +288,34 @@ fn wharfd_runs_on_the_sample_config_and_picks_subnets_from_its_pools() {
     h.wharf_ok(&["network", "connect", "picked", "s1"]);
     assert!(h.sandbox_ip("s1", "picked").starts_with("172.18."));
 }
+
+#[test]
+fn metrics_are_served_on_the_configured_tcp_address_too() {
+    let h = Host::start_with_config("metrics_addr = \"127.0.0.1:9323\"\n");
+    h.wharf_ok(&["volume", "create", "counted"]);
+    let out = h.in_host_ok(&["sh", "-c", "printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' | nc -q 5 127.0.0.1 9323"]);
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP answer: {out}"));
+    assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.to_lowercase().contains("content-type: application/openmetrics-text"), "{head}");
+    assert_eq!(samples(body).get("wharf_volumes"), Some(&1.0), "{body}");
+    // Only the metrics: the API stays on the socket.
+    let api = h.in_host_ok(&["sh", "-c", "printf 'GET /networks HTTP/1.0\\r\\n\\r\\n' | nc -q 5 127.0.0.1 9323"]);
+    assert!(api.starts_with("HTTP/1.0 404") || api.starts_with("HTTP/1.1 404"), "{api}");
+}
+
+#[test]
+fn a_socket_nobody_listens_on_gets_the_not_running_hint() {
+    let dir = std::env::temp_dir().join(unique("wo-stale"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stale = dir.join("wharf.sock");
+    drop(std::os::unix::net::UnixListener::bind(&stale).unwrap());
+    let out = Command::new(target_dir().join("wharf"))
+        .args(["-H", stale.to_str().unwrap(), "volume", "ls"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(err.contains("Connection refused") && err.contains("is wharfd running?"), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -117,6 +117,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .layer(axum::middleware::from_fn(observe::log_request))
 }
 
+/// A router that serves `GET /metrics` alone, for a TCP address.
+pub fn metrics_router(engine: Arc<Engine>) -> Router {
+    Router::new().route("/metrics", get(observe::metrics_page)).with_state(engine)
+}
+
 /// How long a client may take to send a request's headers, and a kept-alive connection may
 /// stay idle; then the connection is closed, so half-sent requests do not pile up.
 pub const HEADER_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);

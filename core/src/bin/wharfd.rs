@@ -45,6 +45,9 @@ struct Flags {
     /// Log format.
     #[arg(long, value_enum)]
     log_format: Option<LogFormat>,
+    /// Also serve GET /metrics on this TCP address (such as 127.0.0.1:9323).
+    #[arg(long)]
+    metrics_addr: Option<String>,
     /// Group that owns the API socket (mode 0660): its members may use wharf without root.
     #[arg(short = 'G', long = "group")]
     group: Option<String>,
@@ -89,6 +92,9 @@ fn config(flags: Flags) -> Result<Config, String> {
     }
     if let Some(v) = flags.log_format {
         c.log_format = v;
+    }
+    if let Some(v) = flags.metrics_addr {
+        c.metrics_addr = v;
     }
     if let Some(v) = flags.group {
         c.socket_group = v;
@@ -186,7 +192,12 @@ fn run(flags: Flags) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
-    rt.block_on(serve(engine, c.socket.clone(), socket_group))
+    rt.block_on(async {
+        if !c.metrics_addr.is_empty() {
+            serve_metrics(engine.clone(), &c.metrics_addr).await?;
+        }
+        serve(engine, c.socket.clone(), socket_group).await
+    })
 }
 
 /// The group named `name` (none for an empty name), looked up before anything starts.
@@ -199,6 +210,19 @@ fn socket_group(name: &str) -> Result<Option<nix::unistd::Group>, String> {
         Ok(None) => Err(format!("socket group {name:?}: no such group")),
         Err(e) => Err(format!("socket group {name:?}: {e}")),
     }
+}
+
+/// Serve `GET /metrics` on TCP address `addr`, for as long as the daemon runs.
+async fn serve_metrics(engine: Arc<Engine>, addr: &str) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("metrics address {addr}: {e}"))?;
+    tracing::info!(address = addr, "serving metrics");
+    let app = wharf_core::api::metrics_router(engine);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "serving metrics");
+        }
+    });
+    Ok(())
 }
 
 /// Tell the service manager (systemd's `Type=notify`), if one is listening, how wharfd is.
