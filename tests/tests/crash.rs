@@ -275,6 +275,12 @@ fn json(h: &Host, args: &[&str]) -> Value {
     serde_json::from_str(&h.wharf_ok(args)).unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
+/// `wharf WHAT ls --format json`: one object per line.
+fn ls(h: &Host, what: &str) -> Vec<Value> {
+    let out = h.wharf_ok(&[what, "ls", "--format", "json"]);
+    out.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{what} ls: {e}: {l}"))).collect()
+}
+
 /// Names of the entries of `dir`, sorted; none when it does not exist.
 fn entries(dir: &Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(dir)
@@ -291,9 +297,8 @@ fn entries(dir: &Path) -> Vec<String> {
 /// directory, mount, loop device and interface belongs to something listed, and the other
 /// way round.
 fn census(h: &Host) {
-    let sandboxes = json(h, &["sandbox", "ls", "--format", "json"]);
-    let mut names: Vec<String> =
-        sandboxes.as_array().unwrap().iter().map(|s| s["Name"].as_str().unwrap().to_string()).collect();
+    let sandboxes = ls(h, "sandbox");
+    let mut names: Vec<String> = sandboxes.iter().map(|s| s["Name"].as_str().unwrap().to_string()).collect();
     names.sort();
     assert_eq!(entries(&h.netns_dir()), names, "namespaces against sandboxes");
     assert_eq!(entries(&h.dir.join("etc-netns")), names, "resolver directories against sandboxes");
@@ -312,9 +317,9 @@ fn census(h: &Host) {
     assert!(!host_links.contains(": wgc"), "retired links left: {host_links}");
 
     // Bridges, their addresses and the firewall's elements against the networks and ports.
-    let networks = json(h, &["network", "ls", "--format", "json"]);
+    let networks = ls(h, "network");
     let mut bridges = Vec::new();
-    for n in networks.as_array().unwrap().iter().filter(|n| n["Driver"] == "bridge") {
+    for n in networks.iter().filter(|n| n["Driver"] == "bridge") {
         let name = n["Name"].as_str().unwrap();
         let info = &json(h, &["network", "inspect", name])[0];
         let id = info["Id"].as_str().unwrap();
@@ -346,9 +351,8 @@ fn census(h: &Host) {
     let shown = h.wharf_ok(&["firewall", "show"]);
     assert!(!shown.contains("MISSING"), "{shown}");
 
-    let volumes = json(h, &["volume", "ls", "--format", "json"]);
-    let mut listed: Vec<String> =
-        volumes.as_array().unwrap().iter().map(|v| v["Name"].as_str().unwrap().to_string()).collect();
+    let volumes = ls(h, "volume");
+    let mut listed: Vec<String> = volumes.iter().map(|v| v["Name"].as_str().unwrap().to_string()).collect();
     listed.sort();
     let volumes_dir = std::fs::canonicalize(h.dir.join("root/volumes")).unwrap();
     assert_eq!(entries(&volumes_dir), listed, "volume directories against volumes");

@@ -52,12 +52,12 @@ fn predefined_networks_and_plugins_are_listed() {
     assert!(plugins.contains("host") && plugins.contains("builtin"), "{plugins}");
     assert!(plugins.contains("libwharf_network_bridge.so"), "{plugins}");
     assert!(plugins.contains("libwharf_volume_local.so"), "{plugins}");
-    let listed = json(&h.wharf_ok(&["plugin", "ls", "--format", "json"]));
-    let names: Vec<&str> = listed.as_array().unwrap().iter().filter_map(|p| p["Name"].as_str()).collect();
+    let listed: Vec<Value> = h.wharf_ok(&["plugin", "ls", "--format", "json"]).lines().map(json).collect();
+    let names: Vec<&str> = listed.iter().filter_map(|p| p["Name"].as_str()).collect();
     for d in ["bridge", "host", "null", "local", "bind"] {
         assert!(names.contains(&d), "{names:?}");
     }
-    assert!(listed.as_array().unwrap().iter().all(|p| p["AbiVersion"] == 1));
+    assert!(listed.iter().all(|p| p["AbiVersion"] == 1));
     h.wharf_ok(&["sandbox", "create", "lonely"]);
     h.wharf_ok(&["network", "connect", "none", "lonely"]);
     let links = String::from_utf8_lossy(&h.in_sandbox("lonely", &["ip", "-o", "link"]).stdout).into_owned();

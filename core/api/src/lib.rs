@@ -7,6 +7,7 @@
 //! arrive within [`HEADER_READ_TIMEOUT`].
 
 pub mod filters;
+mod observe;
 pub mod shapes;
 
 use axum::body::Bytes;
@@ -46,10 +47,10 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let ApiError(e) = self;
         let status = StatusCode::from_u16(e.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-        if status.is_server_error() {
-            tracing::error!("{}", e.message());
-        }
-        (status, Json(json!({ "message": e.message() }))).into_response()
+        let message = e.message();
+        let mut resp = (status, Json(json!({ "message": message }))).into_response();
+        resp.extensions_mut().insert(observe::ErrorMessage(message));
+        resp
     }
 }
 
@@ -118,9 +119,19 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/wharf/plugins", get(plugin_list))
         .route("/wharf/firewall/reload", post(firewall_reload))
         .route("/wharf/firewall", get(firewall_show))
+        .route("/metrics", get(observe::metrics_page))
         .fallback(not_found)
+        .route_layer(axum::middleware::from_fn(observe::count_operation))
         .with_state(engine);
-    Router::new().fallback_service(routes).layer(axum::middleware::from_fn(versioned))
+    Router::new()
+        .fallback_service(routes)
+        .layer(axum::middleware::from_fn(versioned))
+        .layer(axum::middleware::from_fn(observe::log_request))
+}
+
+/// A router that serves `GET /metrics` alone, for a TCP address.
+pub fn metrics_router(engine: Arc<Engine>) -> Router {
+    Router::new().route("/metrics", get(observe::metrics_page)).with_state(engine)
 }
 
 /// How long a client may take to send a request's headers, and a kept-alive connection may
@@ -384,9 +395,29 @@ async fn volume_unmount(State(engine): Shared, Path(name): Path<String>, body: B
     Ok(StatusCode::OK.into_response())
 }
 
-async fn sandbox_list(State(engine): Shared) -> ApiResult {
-    let out: Vec<Value> =
-        engine.sandboxes().iter().map(|s| shapes::sandbox(s, &engine.sandbox_endpoints(&s.id))).collect();
+/// Whether sandbox `s`, with its endpoints, passes filters `f`: `id` (prefix), `name`
+/// (substring), `label`, `network` (name or id of a network it is connected to).
+fn sandbox_matches(
+    f: &Filters,
+    s: &wharf_engine::model::Sandbox,
+    endpoints: &[(wharf_engine::model::Endpoint, wharf_engine::model::Network)],
+) -> bool {
+    f.any("id", |v| s.id.starts_with(v))
+        && f.any("name", |v| s.name.contains(v))
+        && f.labels_match("label", &s.labels)
+        && f.any("network", |v| endpoints.iter().any(|(_, n)| n.name == v || n.id.starts_with(v)))
+}
+
+async fn sandbox_list(State(engine): Shared, Query(q): Params) -> ApiResult {
+    let f = filters(&q)?;
+    f.only(&["id", "label", "name", "network"])?;
+    let mut out = Vec::new();
+    for s in engine.sandboxes() {
+        let endpoints = engine.sandbox_endpoints(&s.id);
+        if sandbox_matches(&f, &s, &endpoints) {
+            out.push(shapes::sandbox(&s, &endpoints));
+        }
+    }
     Ok(Json(out).into_response())
 }
 

@@ -2,7 +2,7 @@
 //! table for people or JSON (`--format json`) for scripts; errors are one line on stderr
 //! with a non-zero exit code.
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, Parser, Subcommand, ValueEnum};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use wharf_client::Client;
@@ -45,29 +45,50 @@ enum Command {
     /// Daemon-wide commands.
     #[command(subcommand)]
     System(SystemCmd),
+    /// Print a shell completion script: `source <(wharf completion bash)`.
+    Completion {
+        /// Shell.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// How a command prints what it got.
+#[derive(ValueEnum, Clone, Copy, PartialEq, Eq, Default)]
+enum Format {
+    /// Aligned columns for people.
+    #[default]
+    Table,
+    /// JSON for scripts, as the docker CLI prints it: one object per line for `ls`.
+    Json,
 }
 
 #[derive(Args, Clone)]
 struct FormatArg {
-    /// Output format: `table` (default) or `json`.
-    #[arg(long, default_value = "table")]
-    format: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
 }
 
 #[derive(Args)]
 struct ListArgs {
-    /// Only print names or ids.
+    /// Only print ids (a volume's id is its name).
     #[arg(short, long)]
     quiet: bool,
     /// Filter, `key=value`; repeat for several.
     #[arg(short, long = "filter")]
     filter: Vec<String>,
-    /// Output format: `table` or `json`.
-    #[arg(long, default_value = "table")]
-    format: String,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t)]
+    format: Format,
     /// Do not truncate ids.
     #[arg(long)]
     no_trunc: bool,
+}
+
+#[derive(Args)]
+struct ExistsArg {
+    /// Name or id.
+    name: String,
 }
 
 #[derive(Subcommand)]
@@ -116,6 +137,8 @@ enum NetworkCmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Exit 0 if the network exists, 1 if not; print nothing.
+    Exists(ExistsArg),
     /// Remove networks.
     #[command(alias = "remove")]
     Rm {
@@ -191,6 +214,8 @@ enum VolumeCmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Exit 0 if the volume exists, 1 if not; print nothing.
+    Exists(ExistsArg),
     /// Remove volumes.
     #[command(alias = "remove")]
     Rm {
@@ -254,6 +279,8 @@ enum SandboxCmd {
         #[arg(required = true)]
         names: Vec<String>,
     },
+    /// Exit 0 if the sandbox exists, 1 if not; print nothing.
+    Exists(ExistsArg),
     /// Remove sandboxes.
     #[command(alias = "remove")]
     Rm {
@@ -296,13 +323,36 @@ enum SystemCmd {
     Info(FormatArg),
 }
 
+/// Why a command failed.
+enum Failure {
+    /// Print this (one line per failed object) and exit 1.
+    Error(String),
+    /// Exit with this code and print nothing (`exists`).
+    Silent(i32),
+}
+
+impl From<String> for Failure {
+    fn from(e: String) -> Self {
+        Failure::Error(e)
+    }
+}
+
 fn main() {
     let cli = Cli::parse();
+    if let Command::Completion { shell } = cli.command {
+        clap_complete::generate(shell, &mut Cli::command(), "wharf", &mut std::io::stdout());
+        return;
+    }
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("tokio runtime");
-    let result = Client::new(&cli.host).and_then(|client| rt.block_on(run(&client, cli.command)));
-    if let Err(e) = result {
-        eprintln!("{}", e.lines().next().unwrap_or_default());
-        std::process::exit(1);
+    let result =
+        Client::new(&cli.host).map_err(Failure::from).and_then(|client| rt.block_on(run(&client, cli.command)));
+    match result {
+        Ok(()) => {}
+        Err(Failure::Error(e)) => {
+            eprintln!("{e}");
+            std::process::exit(1);
+        }
+        Err(Failure::Silent(code)) => std::process::exit(code),
     }
 }
 
@@ -401,8 +451,45 @@ fn print_firewall(v: &Value, ruleset: bool) {
     }
 }
 
+/// Inspect output: an indented array, as `docker inspect` prints it.
 fn print_json(v: &Value) {
     println!("{}", serde_json::to_string_pretty(v).unwrap_or_default());
+}
+
+/// One object on one line, as the docker CLI prints `--format json`.
+fn print_json_line(v: &Value) {
+    println!("{v}");
+}
+
+/// Docker's `Labels` column: `k=v` pairs joined by commas, in key order.
+fn labels_text(v: &Value) -> String {
+    let labels =
+        v["Labels"].as_object().map(|m| m.iter().map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default())));
+    labels.map(|l| l.collect::<Vec<_>>().join(",")).unwrap_or_default()
+}
+
+/// `items` in name order.
+fn by_name(mut items: Vec<Value>) -> Vec<Value> {
+    items.sort_by_key(|v| s(v, "Name"));
+    items
+}
+
+/// Whether the object at `path` exists: `Silent(1)` when the daemon says 404. When the
+/// daemon cannot tell, the error is printed and the exit code is 2, neither yes nor no.
+async fn exists(c: &Client, path: &str) -> Result<(), Failure> {
+    let answer = c.request("GET", path, None).await.and_then(|r| match r.status {
+        200..=299 => Ok(true),
+        404 => Ok(false),
+        _ => Err(format!("Error response from daemon: {}", s(&r.body, "message"))),
+    });
+    match answer {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Failure::Silent(1)),
+        Err(e) => {
+            eprintln!("{e}");
+            Err(Failure::Silent(2))
+        }
+    }
 }
 
 /// Match `--ip-range` and `--gateway` values to the `--subnet` that contains them.
@@ -466,20 +553,19 @@ async fn list(client: &Client, path: &str, args: &ListArgs) -> Result<Value, Str
     client.call("GET", &format!("{path}{sep}{q}"), None).await
 }
 
-async fn run(c: &Client, cmd: Command) -> Result<(), String> {
+async fn run(c: &Client, cmd: Command) -> Result<(), Failure> {
     match cmd {
         Command::Network(n) => network(c, n).await,
         Command::Volume(v) => volume(c, v).await,
         Command::Sandbox(s) => sandbox(c, s).await,
         Command::Plugin(PluginCmd::Ls(f)) => {
             let v = c.call("GET", "/wharf/plugins", None).await?;
-            if f.format == "json" {
-                print_json(&v);
+            let plugins = by_name(v.as_array().cloned().unwrap_or_default());
+            if f.format == Format::Json {
+                plugins.iter().for_each(print_json_line);
             } else {
-                let rows = v
-                    .as_array()
-                    .into_iter()
-                    .flatten()
+                let rows = plugins
+                    .iter()
                     .map(|p| vec![s(p, "Name"), s(p, "Kind"), s(p, "Source"), s(p, "AbiVersion")])
                     .collect();
                 table(&["NAME", "KIND", "SOURCE", "ABI"], rows);
@@ -493,8 +579,8 @@ async fn run(c: &Client, cmd: Command) -> Result<(), String> {
         }
         Command::Firewall(FirewallCmd::Show(a)) => {
             let v = c.call("GET", "/wharf/firewall", None).await?;
-            if a.format.format == "json" {
-                print_json(&v);
+            if a.format.format == Format::Json {
+                print_json_line(&v);
             } else {
                 print_firewall(&v, a.ruleset);
             }
@@ -502,8 +588,8 @@ async fn run(c: &Client, cmd: Command) -> Result<(), String> {
         }
         Command::Version(f) => {
             let v = c.call("GET", "/version", None).await?;
-            if f.format == "json" {
-                print_json(&json!({ "Client": { "Version": env!("CARGO_PKG_VERSION") }, "Server": v }));
+            if f.format == Format::Json {
+                print_json_line(&json!({ "Client": { "Version": env!("CARGO_PKG_VERSION") }, "Server": v }));
             } else {
                 println!(
                     "Client:\n Version:\t{}\n\nServer:\n Version:\t{}\n API version:\t{} (minimum {})\n Kernel:\t{}",
@@ -518,8 +604,8 @@ async fn run(c: &Client, cmd: Command) -> Result<(), String> {
         }
         Command::System(SystemCmd::Info(f)) => {
             let v = c.call("GET", "/info", None).await?;
-            if f.format == "json" {
-                print_json(&v);
+            if f.format == Format::Json {
+                print_json_line(&v);
             } else {
                 println!("Server Version: {}\nKernel Version: {}\nNetworks: {}\nVolumes: {}\nSandboxes: {}\nNetwork plugins: {}\nVolume plugins: {}",
                     s(&v, "ServerVersion"), s(&v, "KernelVersion"), s(&v, "Networks"), s(&v, "Volumes"), s(&v, "Sandboxes"),
@@ -528,10 +614,11 @@ async fn run(c: &Client, cmd: Command) -> Result<(), String> {
             }
             Ok(())
         }
+        Command::Completion { .. } => unreachable!("completion is printed before connecting"),
     }
 }
 
-async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), String> {
+async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), Failure> {
     match cmd {
         NetworkCmd::Create {
             name,
@@ -547,7 +634,7 @@ async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), String> {
             label,
         } => {
             if subnet.is_empty() && (!ip_range.is_empty() || !gateway.is_empty() || !aux_address.is_empty()) {
-                return Err("--ip-range, --gateway and --aux-address need --subnet".into());
+                return Err(Failure::Error("--ip-range, --gateway and --aux-address need --subnet".into()));
             }
             let body = json!({
                 "Name": name, "Driver": driver, "EnableIPv6": ipv6, "Internal": internal, "Attachable": attachable,
@@ -559,20 +646,27 @@ async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), String> {
         }
         NetworkCmd::Ls(args) => {
             let v = list(c, "/networks", &args).await?;
-            let items = v.as_array().cloned().unwrap_or_default();
-            if args.format == "json" {
-                print_json(&Value::Array(items));
-            } else if args.quiet {
-                items.iter().for_each(|n| println!("{}", short(s(n, "Id"), args.no_trunc)));
+            let items = by_name(v.as_array().cloned().unwrap_or_default());
+            let id = |n: &Value| short(s(n, "Id"), args.no_trunc);
+            if args.quiet {
+                items.iter().for_each(|n| println!("{}", id(n)));
+            } else if args.format == Format::Json {
+                for n in &items {
+                    let flag = |k: &str, default: bool| n[k].as_bool().unwrap_or(default).to_string();
+                    print_json_line(&json!({
+                        "CreatedAt": s(n, "Created"), "Driver": s(n, "Driver"), "ID": id(n),
+                        "IPv4": flag("EnableIPv4", true), "IPv6": flag("EnableIPv6", false),
+                        "Internal": flag("Internal", false), "Labels": labels_text(n), "Name": s(n, "Name"),
+                        "Scope": s(n, "Scope"),
+                    }));
+                }
             } else {
-                let rows = items
-                    .iter()
-                    .map(|n| vec![short(s(n, "Id"), args.no_trunc), s(n, "Name"), s(n, "Driver"), s(n, "Scope")])
-                    .collect();
+                let rows = items.iter().map(|n| vec![id(n), s(n, "Name"), s(n, "Driver"), s(n, "Scope")]).collect();
                 table(&["NETWORK ID", "NAME", "DRIVER", "SCOPE"], rows);
             }
         }
         NetworkCmd::Inspect { names } => inspect(c, "/networks", &names).await?,
+        NetworkCmd::Exists(a) => exists(c, &format!("/networks/{}", encode(&a.name))).await?,
         NetworkCmd::Rm { names } => remove(c, "/networks", &names, "").await?,
         NetworkCmd::Prune { force: _, filter } => {
             let q = filters_query(&filter)?;
@@ -615,21 +709,20 @@ async fn inspect(c: &Client, base: &str, names: &[String]) -> Result<(), String>
     Ok(())
 }
 
+/// Remove each of `names`, printing the name of each one removed; the error of each one that
+/// could not be is printed once, one line each, and the command fails.
 async fn remove(c: &Client, base: &str, names: &[String], query: &str) -> Result<(), String> {
-    let mut failed = None;
+    let mut failed = Vec::new();
     for n in names {
         match c.call("DELETE", &format!("{base}/{}{query}", encode(n)), None).await {
             Ok(_) => println!("{n}"),
-            Err(e) => {
-                eprintln!("{e}");
-                failed = Some(e);
-            }
+            Err(e) => failed.push(e),
         }
     }
-    match failed {
-        Some(e) if names.len() == 1 => Err(e),
-        Some(_) => Err("some objects could not be removed".into()),
-        None => Ok(()),
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(failed.join("\n"))
     }
 }
 
@@ -648,7 +741,7 @@ fn human_bytes(n: u64) -> String {
     }
 }
 
-async fn volume(c: &Client, cmd: VolumeCmd) -> Result<(), String> {
+async fn volume(c: &Client, cmd: VolumeCmd) -> Result<(), Failure> {
     match cmd {
         VolumeCmd::Create { name, driver, opt, label } => {
             let body = json!({ "Name": name.unwrap_or_default(), "Driver": driver, "DriverOpts": pairs("option", &opt)?, "Labels": pairs("label", &label)? });
@@ -657,16 +750,23 @@ async fn volume(c: &Client, cmd: VolumeCmd) -> Result<(), String> {
         }
         VolumeCmd::Ls(args) => {
             let v = list(c, "/volumes", &args).await?;
-            let items = v["Volumes"].as_array().cloned().unwrap_or_default();
-            if args.format == "json" {
-                print_json(&Value::Array(items));
-            } else if args.quiet {
+            let items = by_name(v["Volumes"].as_array().cloned().unwrap_or_default());
+            if args.quiet {
                 items.iter().for_each(|v| println!("{}", s(v, "Name")));
+            } else if args.format == Format::Json {
+                for v in &items {
+                    print_json_line(&json!({
+                        "Availability": "N/A", "Driver": s(v, "Driver"), "Group": "N/A", "Labels": labels_text(v),
+                        "Links": "N/A", "Mountpoint": s(v, "Mountpoint"), "Name": s(v, "Name"), "Scope": s(v, "Scope"),
+                        "Size": "N/A", "Status": "N/A",
+                    }));
+                }
             } else {
                 table(&["DRIVER", "VOLUME NAME"], items.iter().map(|v| vec![s(v, "Driver"), s(v, "Name")]).collect());
             }
         }
         VolumeCmd::Inspect { names } => inspect(c, "/volumes", &names).await?,
+        VolumeCmd::Exists(a) => exists(c, &format!("/volumes/{}", encode(&a.name))).await?,
         VolumeCmd::Rm { force, names } => remove(c, "/volumes", &names, if force { "?force=1" } else { "" }).await?,
         VolumeCmd::Prune { all, force: _, mut filter } => {
             if all {
@@ -693,7 +793,7 @@ async fn volume(c: &Client, cmd: VolumeCmd) -> Result<(), String> {
     Ok(())
 }
 
-async fn sandbox(c: &Client, cmd: SandboxCmd) -> Result<(), String> {
+async fn sandbox(c: &Client, cmd: SandboxCmd) -> Result<(), Failure> {
     match cmd {
         SandboxCmd::Create { name, netns, label } => {
             let body = json!({ "Name": name, "Netns": netns.unwrap_or_default(), "Labels": pairs("label", &label)? });
@@ -701,25 +801,30 @@ async fn sandbox(c: &Client, cmd: SandboxCmd) -> Result<(), String> {
             println!("{}", s(&v, "Id"));
         }
         SandboxCmd::Ls(args) => {
-            let v = c.call("GET", "/wharf/sandboxes", None).await?;
-            let items = v.as_array().cloned().unwrap_or_default();
-            if args.format == "json" {
-                print_json(&Value::Array(items));
-            } else if args.quiet {
-                items.iter().for_each(|s_| println!("{}", s(s_, "Name")));
+            let v = list(c, "/wharf/sandboxes", &args).await?;
+            let items = by_name(v.as_array().cloned().unwrap_or_default());
+            let id = |sb: &Value| short(s(sb, "Id"), args.no_trunc);
+            let networks = |sb: &Value| -> String {
+                let names: Vec<String> =
+                    sb["Networks"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
+                names.join(",")
+            };
+            if args.quiet {
+                items.iter().for_each(|sb| println!("{}", id(sb)));
+            } else if args.format == Format::Json {
+                for sb in &items {
+                    print_json_line(&json!({
+                        "CreatedAt": s(sb, "Created"), "ID": id(sb), "Labels": labels_text(sb), "Name": s(sb, "Name"),
+                        "Netns": s(sb, "Netns"), "Networks": networks(sb),
+                    }));
+                }
             } else {
-                let rows = items
-                    .iter()
-                    .map(|sb| {
-                        let nets: Vec<String> =
-                            sb["Networks"].as_object().map(|m| m.keys().cloned().collect()).unwrap_or_default();
-                        vec![short(s(sb, "Id"), args.no_trunc), s(sb, "Name"), s(sb, "Netns"), nets.join(",")]
-                    })
-                    .collect();
+                let rows = items.iter().map(|sb| vec![id(sb), s(sb, "Name"), s(sb, "Netns"), networks(sb)]).collect();
                 table(&["SANDBOX ID", "NAME", "NETNS", "NETWORKS"], rows);
             }
         }
         SandboxCmd::Inspect { names } => inspect(c, "/wharf/sandboxes", &names).await?,
+        SandboxCmd::Exists(a) => exists(c, &format!("/wharf/sandboxes/{}", encode(&a.name))).await?,
         SandboxCmd::Rm { force, names } => {
             remove(c, "/wharf/sandboxes", &names, if force { "?force=1" } else { "" }).await?
         }

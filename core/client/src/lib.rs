@@ -34,9 +34,7 @@ impl Client {
 
     /// Send one request and read the response.
     pub async fn request(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Response, String> {
-        let stream = tokio::net::UnixStream::connect(&self.socket)
-            .await
-            .map_err(|e| format!("cannot connect to wharfd at {}: {e}", self.socket.display()))?;
+        let stream = tokio::net::UnixStream::connect(&self.socket).await.map_err(|e| self.cannot_connect(&e))?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("handshake with {}: {e}", self.socket.display()))?;
@@ -55,6 +53,34 @@ impl Client {
         let body =
             serde_json::from_slice(&body).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&body).into()));
         Ok(Response { status, body })
+    }
+
+    /// Why the socket cannot be reached, with what to do about it: start the daemon when
+    /// nothing listens, or join the socket's group when it refuses this user.
+    fn cannot_connect(&self, e: &std::io::Error) -> String {
+        use std::io::ErrorKind;
+        use std::os::unix::fs::MetadataExt;
+        let path = self.socket.display();
+        match e.kind() {
+            ErrorKind::NotFound | ErrorKind::ConnectionRefused => {
+                format!("cannot connect to wharfd at {path}: {e}; is wharfd running? (start it, or name its socket with -H)")
+            }
+            ErrorKind::PermissionDenied => {
+                let group = std::fs::metadata(&self.socket).ok().map(|m| {
+                    nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(m.gid()))
+                        .ok()
+                        .flatten()
+                        .map_or_else(|| format!("gid {}", m.gid()), |g| g.name)
+                });
+                match group {
+                    Some(g) => format!(
+                        "permission denied on {path} (group {g}): run as root or as a member of group {g} (wharfd --group)"
+                    ),
+                    None => format!("permission denied on {path}: run as root, or give the socket a group with wharfd --group"),
+                }
+            }
+            _ => format!("cannot connect to wharfd at {path}: {e}"),
+        }
     }
 
     /// Send a request; a non-2xx status becomes the daemon's error message.

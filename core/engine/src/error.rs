@@ -79,8 +79,11 @@ impl Error {
         text
     }
 
-    /// A driver error from `driver`.
+    /// A driver error from `driver`, counted in the driver's metrics (a panic caught at the
+    /// plugin boundary comes back as an internal error saying so).
     pub fn driver(driver: &str, error: DriverError) -> Self {
+        let panicked = error.kind == ErrorKind::Internal && error.message.starts_with("driver panicked");
+        crate::metrics::global().plugin_failed(driver, panicked);
         Error::Driver { driver: driver.to_string(), error }
     }
 }

@@ -12,6 +12,7 @@ pub mod engine;
 pub mod error;
 pub mod executor;
 pub mod ipam;
+pub mod metrics;
 pub mod model;
 pub mod paths;
 pub mod registry;

@@ -1,13 +1,14 @@
 //! Daemon configuration: the TOML file (`/etc/wharf/wharf.toml`) and its defaults. Flags
 //! given to `wharfd` override the file.
 
+pub use crate::logging::LogFormat;
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use wharf_engine::ipam::DefaultPool;
 
 /// Which firewall backend to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, Default, clap::ValueEnum)]
 #[serde(rename_all = "lowercase")]
 pub enum FirewallBackend {
     /// wharf's own nftables tables.
@@ -18,7 +19,7 @@ pub enum FirewallBackend {
 }
 
 /// The predefined `bridge` network.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BridgeConfig {
     /// Whether to create it.
@@ -36,7 +37,7 @@ impl Default for BridgeConfig {
 }
 
 /// The daemon's configuration.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// State directory.
@@ -57,6 +58,14 @@ pub struct Config {
     pub published_ports_mark: u32,
     /// Log level or tracing filter.
     pub log_level: String,
+    /// Log lines as text or as JSON objects.
+    pub log_format: LogFormat,
+    /// Group that owns the API socket (mode 0660), so its members may use wharf without
+    /// root, as dockerd's `-G docker`; empty leaves the socket to root's group.
+    pub socket_group: String,
+    /// A TCP address (`127.0.0.1:9323`) that also serves `GET /metrics`, for a Prometheus
+    /// that cannot reach the socket; empty: the socket only.
+    pub metrics_addr: String,
     /// Where named sandboxes' namespaces live.
     pub netns_dir: PathBuf,
     /// Where per-sandbox resolver files live (`ip netns exec` reads `/etc/netns/NAME`).
@@ -94,6 +103,9 @@ impl Default for Config {
             published_ports_respect_input: false,
             published_ports_mark: wharf_linux::firewall::DEFAULT_PUBLISHED_MARK,
             log_level: "info".into(),
+            log_format: LogFormat::Text,
+            socket_group: String::new(),
+            metrics_addr: String::new(),
             netns_dir: "/run/netns".into(),
             netns_etc_dir: "/etc/netns".into(),
             default_address_pools: wharf_engine::ipam::docker_default_pools(),
@@ -125,6 +137,12 @@ impl Config {
         let t = &config.firewall_table;
         if t.is_empty() || t.len() > 64 || !t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
             return Err(format!("firewall_table {t:?}: use letters, digits, '-' and '_' only"));
+        }
+        if !config.metrics_addr.is_empty() && config.metrics_addr.parse::<std::net::SocketAddr>().is_err() {
+            return Err(format!(
+                "metrics_addr {:?}: expected an address and port, such as 127.0.0.1:9323",
+                config.metrics_addr
+            ));
         }
         if config.published_ports_mark == 0 {
             return Err("published_ports_mark must have at least one bit set".into());
@@ -176,5 +194,54 @@ mod tests {
         assert_eq!(c.bridge.name, "br0");
         assert!(Config::parse("bogus = 1").is_err());
         assert!(Config::parse("default_mtu = 5").is_err());
+        assert!(Config::parse("metrics_addr = \"localhost\"").is_err());
+        assert_eq!(Config::parse("metrics_addr = \"[::1]:9323\"").unwrap().metrics_addr, "[::1]:9323");
+    }
+
+    /// Whether no default pool overlaps the predefined bridge's subnet (which would leave a
+    /// pool that is all taken: "all default IPv4 address pools are in use").
+    fn pools_leave_the_bridge_out(c: &Config) -> bool {
+        let b = c.bridge.subnet;
+        c.default_address_pools.iter().all(|p| !p.base.contains(&b.network()) && !b.contains(&p.base.network()))
+    }
+
+    /// The sample shipped in `contrib/`.
+    fn sample_path() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../contrib/wharf.toml")
+    }
+
+    #[test]
+    fn the_sample_config_loads_and_names_every_setting() {
+        let sample = Config::load(Some(&sample_path())).unwrap();
+        assert!(pools_leave_the_bridge_out(&sample), "the default pools leave the predefined bridge's subnet out");
+        assert_eq!(sample.firewall, FirewallBackend::Nftables);
+
+        // Every setting Config has (Options set, so that they are written out) is in the file.
+        let keys = |t: &toml::Table| -> Vec<String> {
+            let mut k: Vec<String> = t
+                .iter()
+                .flat_map(|(k, v)| match v.as_table() {
+                    Some(inner) => inner.keys().map(|i| format!("{k}.{i}")).collect(),
+                    None => vec![k.clone()],
+                })
+                .collect();
+            k.sort();
+            k
+        };
+        let full = Config { default_mtu: Some(1500), ..Config::default() };
+        let known: toml::Table = toml::from_str(&toml::to_string(&full).unwrap()).unwrap();
+        let text = std::fs::read_to_string(sample_path()).unwrap();
+        let written: toml::Table = toml::from_str(&text).unwrap();
+        assert_eq!(keys(&written), keys(&known));
+    }
+
+    #[test]
+    fn the_readme_config_parses_and_leaves_the_bridge_subnet_out_of_the_pools() {
+        let readme = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md")).unwrap();
+        let section = &readme[readme.find("## Configuration").unwrap()..];
+        let start = section.find("```toml\n").unwrap() + "```toml\n".len();
+        let block = &section[start..start + section[start..].find("```").unwrap()];
+        let c = Config::parse(block).unwrap();
+        assert!(pools_leave_the_bridge_out(&c), "{block}");
     }
 }

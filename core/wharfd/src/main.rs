@@ -2,8 +2,9 @@
 //! and serves the API on a unix socket until SIGTERM or SIGINT.
 
 mod config;
+mod logging;
 
-use crate::config::{Config, FirewallBackend};
+use crate::config::{Config, FirewallBackend, LogFormat};
 use clap::Parser;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
@@ -44,6 +45,15 @@ struct Flags {
     /// Log level (error, warn, info, debug, trace) or a tracing filter.
     #[arg(long)]
     log_level: Option<String>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    log_format: Option<LogFormat>,
+    /// Also serve GET /metrics on this TCP address (such as 127.0.0.1:9323).
+    #[arg(long)]
+    metrics_addr: Option<String>,
+    /// Group that owns the API socket (mode 0660): its members may use wharf without root.
+    #[arg(short = 'G', long = "group")]
+    group: Option<String>,
     /// Directory of named sandbox namespaces.
     #[arg(long)]
     netns_dir: Option<PathBuf>,
@@ -82,6 +92,15 @@ fn config(flags: Flags) -> Result<Config, String> {
     }
     if let Some(v) = flags.log_level {
         c.log_level = v;
+    }
+    if let Some(v) = flags.log_format {
+        c.log_format = v;
+    }
+    if let Some(v) = flags.metrics_addr {
+        c.metrics_addr = v;
+    }
+    if let Some(v) = flags.group {
+        c.socket_group = v;
     }
     if let Some(v) = flags.netns_dir {
         c.netns_dir = v;
@@ -127,12 +146,8 @@ fn resolved_dir(dir: &std::path::Path, what: &str) -> Result<PathBuf, String> {
 
 fn run(flags: Flags) -> Result<(), String> {
     let mut c = config(flags)?;
-    let filter = tracing_subscriber::EnvFilter::try_new(&c.log_level).map_err(|e| format!("log level: {e}"))?;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .init();
+    crate::logging::init(&c.log_level, c.log_format)?;
+    let socket_group = socket_group(&c.socket_group)?;
 
     raise_open_files_limit();
     // Paths are resolved once, here: the kernel names mount points by their resolved paths,
@@ -181,10 +196,47 @@ fn run(flags: Flags) -> Result<(), String> {
         .enable_all()
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
-    rt.block_on(serve(engine, c.socket.clone()))
+    rt.block_on(async {
+        if !c.metrics_addr.is_empty() {
+            serve_metrics(engine.clone(), &c.metrics_addr).await?;
+        }
+        serve(engine, c.socket.clone(), socket_group).await
+    })
 }
 
-async fn serve(engine: Arc<Engine>, socket: PathBuf) -> Result<(), String> {
+/// The group named `name` (none for an empty name), looked up before anything starts.
+fn socket_group(name: &str) -> Result<Option<nix::unistd::Group>, String> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    match nix::unistd::Group::from_name(name) {
+        Ok(Some(g)) => Ok(Some(g)),
+        Ok(None) => Err(format!("socket group {name:?}: no such group")),
+        Err(e) => Err(format!("socket group {name:?}: {e}")),
+    }
+}
+
+/// Serve `GET /metrics` on TCP address `addr`, for as long as the daemon runs.
+async fn serve_metrics(engine: Arc<Engine>, addr: &str) -> Result<(), String> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|e| format!("metrics address {addr}: {e}"))?;
+    tracing::info!(address = addr, "serving metrics");
+    let app = wharf_api::metrics_router(engine);
+    tokio::spawn(async move {
+        if let Err(e) = axum::serve(listener, app).await {
+            tracing::error!(error = %e, "serving metrics");
+        }
+    });
+    Ok(())
+}
+
+/// Tell the service manager (systemd's `Type=notify`), if one is listening, how wharfd is.
+fn notify(state: sd_notify::NotifyState<'_>) {
+    if let Err(e) = sd_notify::notify(&[state]) {
+        tracing::warn!(error = %e, "notifying the service manager");
+    }
+}
+
+async fn serve(engine: Arc<Engine>, socket: PathBuf, group: Option<nix::unistd::Group>) -> Result<(), String> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
@@ -197,7 +249,13 @@ async fn serve(engine: Arc<Engine>, socket: PathBuf) -> Result<(), String> {
     let listener = tokio::net::UnixListener::bind(&socket).map_err(|e| format!("{}: {e}", socket.display()))?;
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| format!("{}: {e}", socket.display()))?;
-    tracing::info!(socket = %socket.display(), "serving the API");
+    if let Some(g) = &group {
+        nix::unistd::chown(&socket, None, Some(g.gid))
+            .map_err(|e| format!("giving {} to group {}: {e}", socket.display(), g.name))?;
+    }
+    tracing::info!(socket = %socket.display(), group = group.as_ref().map(|g| g.name.as_str()), "serving the API");
+    // The socket is bound and listening: a connection made from now on is answered.
+    notify(sd_notify::NotifyState::Ready);
     let app = wharf_api::router(engine);
     let served = wharf_api::serve(listener, app, shutdown()).await;
     let _ = std::fs::remove_file(&socket);
@@ -214,5 +272,6 @@ async fn shutdown() {
         _ = term.recv() => {},
         _ = int.recv() => {},
     }
+    notify(sd_notify::NotifyState::Stopping);
     tracing::info!("signal received; finishing requests in flight");
 }

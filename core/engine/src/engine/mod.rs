@@ -229,6 +229,21 @@ pub(super) fn adopt_existing_directories(mut plan: Plan) -> Plan {
     plan
 }
 
+/// Run a plan for `object` through `run`, logging at debug its object, number of steps,
+/// duration and result.
+fn logged_plan<T, E: std::fmt::Display>(
+    object: &str,
+    plan: &Plan,
+    run: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<T, E> {
+    let started = std::time::Instant::now();
+    let result = run();
+    let duration_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let error = result.as_ref().err().map(ToString::to_string);
+    tracing::debug!(object, steps = plan.steps.len(), duration_ms, error, "plan");
+    result
+}
+
 impl Engine {
     /// Open the engine over `store`, roll back interrupted plans, reconcile the kernel with
     /// the store, and make the predefined networks.
@@ -343,7 +358,9 @@ impl Engine {
         let entry = JournalEntry { object: object.to_string(), plan: plan.clone(), roll_forward: false };
         self.store.write(|t| t.put(Table::Journal, &key, &entry))?;
         crate::crash::point("journaled");
-        let outcomes = match run_plan(self.exec.as_ref(), plan, &mut |i, o| self.store.step_done(&key, i, o)) {
+        let outcomes = match logged_plan(object, plan, || {
+            run_plan(self.exec.as_ref(), plan, &mut |i, o| self.store.step_done(&key, i, o))
+        }) {
             Ok(outcomes) => outcomes,
             Err(error) => {
                 self.store.write(|t| t.delete(Table::Journal, &key))?;
@@ -390,7 +407,7 @@ impl Engine {
             t.put(Table::Journal, &key, &entry)
         })?;
         crate::crash::point("journaled");
-        if let Err(error) = run_plan(self.exec.as_ref(), plan, &mut |_, _| ()) {
+        if let Err(error) = logged_plan(object, plan, || run_plan(self.exec.as_ref(), plan, &mut |_, _| ())) {
             self.store.write(|t| {
                 restore(t)?;
                 t.delete(Table::Journal, &key)

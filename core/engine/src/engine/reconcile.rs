@@ -66,6 +66,7 @@ impl Engine {
             match self.exec.apply(op) {
                 Ok(_) => {
                     if let Some(fix) = fix {
+                        crate::metrics::global().reconcile_repaired();
                         tracing::info!("reconcile {what}: {fix}");
                     }
                 }
@@ -96,9 +97,10 @@ impl Engine {
             .flat_map(|p| links_in(p, &Netns::Host))
             .collect();
         match self.exec.sweep(&Netns::Host, &known) {
-            Ok(swept) => swept
-                .iter()
-                .for_each(|l| tracing::info!("reconcile: removed link {l} of ours that no network or endpoint owns")),
+            Ok(swept) => swept.iter().for_each(|l| {
+                crate::metrics::global().reconcile_repaired();
+                tracing::info!("reconcile: removed link {l} of ours that no network or endpoint owns")
+            }),
             Err(e) => tracing::warn!("reconcile: could not remove stray links: {}", crate::executor::report(&e)),
         }
         self.remount_volumes(&state);

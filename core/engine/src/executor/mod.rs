@@ -187,6 +187,7 @@ pub fn run_plan(
 /// step from the first on, and only steps that [`Outcome::Created`] something are undone.
 /// Returns the undo steps that failed, after trying every one of them.
 pub fn undo_steps(exec: &dyn Executor, plan: &Plan, outcomes: &[Outcome]) -> Vec<String> {
+    crate::metrics::global().plan_rolled_back();
     let mut failures = Vec::new();
     for (step, _) in plan.steps.iter().zip(outcomes).filter(|(_, o)| **o == Outcome::Created).rev() {
         if let Err(e) = exec.apply(&step.undo) {

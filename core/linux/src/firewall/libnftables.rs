@@ -38,11 +38,20 @@ const LIBNFTABLES: &str = "libnftables.so.1";
 
 impl Api {
     fn load() -> Result<Api, String> {
+        Api::load_from(LIBNFTABLES)
+    }
+
+    /// Load libnftables under the name `soname`. A failure names the library, the package
+    /// that ships it, the way to run without it, and the loader's own message.
+    fn load_from(soname: &str) -> Result<Api, String> {
         let why = |e: libloading::Error| {
-            format!("loading {LIBNFTABLES} (install package libnftables1, or run with --firewall none): {e}")
+            format!(
+                "loading {soname} (install package libnftables1, or run wharfd with --firewall none): {}",
+                wharf_engine::executor::report(&e)
+            )
         };
         // SAFETY: libnftables' initialisers only set up the library's own state.
-        let lib = unsafe { Library::new(LIBNFTABLES) }.map_err(why)?;
+        let lib = unsafe { Library::new(soname) }.map_err(why)?;
         // Each symbol is looked up with the signature <nftables/libnftables.h> declares for it
         // (soname 1), and the pointers are used only while `lib` is alive: `Api` owns it and
         // lives in a static that is never dropped.
@@ -184,5 +193,19 @@ impl Drop for Context {
         let _guard = self.api.lock();
         // SAFETY: `ctx` came from nft_ctx_new and is freed once, here.
         unsafe { (self.api.ctx_free)(self.ctx.as_ptr()) }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_library_says_what_to_install_and_how_to_do_without_it() {
+        let Err(e) = Api::load_from("libnftables-missing.so.1") else { panic!("loaded a library that does not exist") };
+        assert!(e.contains("libnftables-missing.so.1") && e.contains("package libnftables1"), "{e}");
+        assert!(e.contains("--firewall none"), "{e}");
+        // The loader's own words (dlerror) are kept.
+        assert!(e.contains("cannot open shared object file"), "{e}");
     }
 }

@@ -150,6 +150,7 @@ impl Backend {
             elems.extend(self.elements(fact)?);
         }
         self.nft.exec(&(ruleset::recreate(self.ibrname, &self.policy) + &ruleset::bulk_add(&elems, &self.policy)))?;
+        wharf_engine::metrics::global().firewall_restored();
         tracing::warn!(facts = self.facts.len(), "wharf's nftables tables were removed by someone else; restored them");
         Ok(true)
     }
