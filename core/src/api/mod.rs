@@ -8,11 +8,12 @@
 
 pub mod filters;
 pub mod shapes;
+mod system;
 
 use crate::engine::Engine;
 use crate::error::Error;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -29,6 +30,13 @@ pub const API_VERSION: &str = "1.50";
 pub const MIN_API_VERSION: &str = "1.24";
 
 type Shared = State<Arc<Engine>>;
+
+/// The API version a request asked for (the minor number of `/v1.NN/`; the newest served when
+/// the path has no version), for behaviour that changed between versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ApiVersion(pub u32);
+
+type Version = Extension<ApiVersion>;
 type Params = Query<HashMap<String, String>>;
 
 impl IntoResponse for Error {
@@ -53,6 +61,7 @@ fn minor(v: &str) -> Option<u32> {
 
 /// Strip a `/v1.NN` prefix, refusing versions outside the served range with a 400.
 async fn versioned(mut req: Request, next: Next) -> Response {
+    let mut asked = minor(API_VERSION).unwrap_or(0);
     let path = req.uri().path();
     if let Some(rest) = path.strip_prefix("/v") {
         let (version, tail) = rest.split_once('/').map(|(v, t)| (v, format!("/{t}"))).unwrap_or((rest, "/".into()));
@@ -69,12 +78,14 @@ async fn versioned(mut req: Request, next: Next) -> Response {
                 );
                 return Error::InvalidArgument(msg).into_response();
             }
+            asked = m;
             let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
             if let Ok(uri) = format!("{tail}{query}").parse::<Uri>() {
                 *req.uri_mut() = uri;
             }
         }
     }
+    req.extensions_mut().insert(ApiVersion(asked));
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
@@ -99,6 +110,11 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/volumes/create", post(volume_create))
         .route("/volumes/prune", post(volume_prune))
         .route("/volumes/{name}", get(volume_inspect).delete(volume_remove))
+        .route("/system/df", get(system::disk_usage))
+        .route("/swarm", get(system::no_swarm))
+        .route("/swarm/leave", post(system::no_swarm))
+        .route("/containers/{id}/json", get(system::container_inspect))
+        .route("/wharf/volumes/{name}", get(volume_inspect_with_usage))
         .route("/wharf/volumes/{name}/mount", post(volume_mount))
         .route("/wharf/volumes/{name}/unmount", post(volume_unmount))
         .route("/wharf/sandboxes", get(sandbox_list).post(sandbox_create))
@@ -162,7 +178,9 @@ pub async fn serve(
     Ok(())
 }
 
-async fn not_found(method: Method, uri: Uri) -> Error {
+/// Any other route: 404, once the request body is read, so a client still sending it sees
+/// the answer instead of a broken pipe.
+async fn not_found(method: Method, uri: Uri, _body: Bytes) -> Error {
     Error::NotFound(format!("page not found: {method} {}", uri.path()))
 }
 
@@ -194,18 +212,32 @@ async fn version() -> Json<Value> {
         "Components": [{
             "Name": "Engine",
             "Version": v,
-            "Details": { "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux", "Arch": arch(), "KernelVersion": kernel_version() }
+            "Details": {
+                "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux", "Arch": arch(),
+                "KernelVersion": kernel_version(), "GitCommit": env!("WHARF_GIT_COMMIT"),
+                "GoVersion": env!("WHARF_RUSTC_VERSION"), "BuildTime": env!("WHARF_BUILD_TIME"),
+            }
         }],
         "Version": v,
         "ApiVersion": API_VERSION,
         "MinAPIVersion": MIN_API_VERSION,
-        "GitCommit": "",
-        "GoVersion": "",
+        "GitCommit": env!("WHARF_GIT_COMMIT"),
+        "GoVersion": env!("WHARF_RUSTC_VERSION"),
         "Os": "linux",
         "Arch": arch(),
         "KernelVersion": kernel_version(),
-        "BuildTime": "",
+        "BuildTime": env!("WHARF_BUILD_TIME"),
     }))
+}
+
+/// The host's memory in bytes, from `/proc/meminfo`; 0 when it cannot be read.
+fn total_memory() -> u64 {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    kib.unwrap_or(0) * 1024
 }
 
 async fn info(State(engine): Shared) -> Json<Value> {
@@ -215,7 +247,7 @@ async fn info(State(engine): Shared) -> Json<Value> {
     };
     let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     Json(json!({
-        "ID": "",
+        "ID": engine.id().unwrap_or_default(),
         "Name": hostname,
         "ServerVersion": env!("CARGO_PKG_VERSION"),
         "OperatingSystem": "wharf",
@@ -223,6 +255,12 @@ async fn info(State(engine): Shared) -> Json<Value> {
         "Architecture": std::env::consts::ARCH,
         "KernelVersion": kernel_version(),
         "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "MemTotal": total_memory(),
+        "DockerRootDir": engine.root_dir(),
+        "Swarm": {
+            "NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false,
+            "Error": "", "RemoteManagers": null,
+        },
         "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0, "Images": 0,
         "Driver": "",
         "Plugins": { "Volume": names(crate::registry::Kind::Volume), "Network": names(crate::registry::Kind::Network) },
@@ -247,13 +285,16 @@ fn network_matches(f: &Filters, n: &crate::model::Network, in_use: bool) -> Resu
         && f.any("name", |v| n.name.contains(v))
         && f.any("scope", |v| v == n.scope)
         && f.any("type", |v| (v == "builtin" && builtin) || (v == "custom" && !builtin))
+        && f.labels_exclude("label!", &n.labels)
         && f.labels_match("label", &n.labels)
         && f.bool("dangling")?.is_none_or(|d| d == (!in_use && !builtin)))
 }
 
 async fn network_list(State(engine): Shared, Query(q): Params) -> ApiResult {
     let f = filters(&q)?;
-    f.only(&["driver", "id", "label", "name", "scope", "type", "dangling"])?;
+    f.only(&["driver", "id", "label", "label!", "name", "scope", "type", "dangling"])?;
+    f.values_in("type", &["custom", "builtin"])?;
+    f.values_in("scope", &["local", "global", "swarm"])?;
     let mut out = Vec::new();
     for n in engine.networks() {
         let eps = engine.network_endpoints(&n.id);
@@ -283,11 +324,13 @@ async fn network_remove(State(engine): Shared, Path(id): Path<String>) -> ApiRes
 async fn network_prune(State(engine): Shared, Query(q): Params) -> ApiResult {
     let f = filters(&q)?;
     f.only(&["label", "label!", "until"])?;
-    if f.get("until").is_some() {
-        return Err(Error::InvalidArgument("the until filter is not supported".into()));
-    }
+    let until = f.until()?;
     let removed = blocking(move || {
-        engine.network_prune(|n| f.labels_match("label", &n.labels) && f.labels_exclude("label!", &n.labels))
+        engine.network_prune(|n| {
+            f.labels_match("label", &n.labels)
+                && f.labels_exclude("label!", &n.labels)
+                && until.is_none_or(|u| created_before(&n.created, u))
+        })
     })
     .await?;
     Ok(Json(json!({ "NetworksDeleted": removed })).into_response())
@@ -310,16 +353,23 @@ async fn network_disconnect(State(engine): Shared, Path(id): Path<String>, body:
     Ok(StatusCode::OK.into_response())
 }
 
+/// Whether an object created at `created` (RFC 3339) was created before `until`; a time that
+/// cannot be read counts as not before, so nothing is pruned by mistake.
+fn created_before(created: &str, until: std::time::SystemTime) -> bool {
+    humantime::parse_rfc3339_weak(created).is_ok_and(|c| c < until)
+}
+
 fn volume_matches(f: &Filters, v: &crate::model::Volume) -> Result<bool, Error> {
     Ok(f.any("driver", |d| d == v.driver)
         && f.any("name", |n| v.name.contains(n))
         && f.labels_match("label", &v.labels)
+        && f.labels_exclude("label!", &v.labels)
         && f.bool("dangling")?.is_none_or(|d| d == v.mounts.is_empty()))
 }
 
 async fn volume_list(State(engine): Shared, Query(q): Params) -> ApiResult {
     let f = filters(&q)?;
-    f.only(&["dangling", "driver", "label", "name"])?;
+    f.only(&["dangling", "driver", "label", "label!", "name"])?;
     let mut out = Vec::new();
     for v in engine.volumes() {
         if volume_matches(&f, &v)? {
@@ -345,11 +395,24 @@ async fn volume_remove(State(engine): Shared, Path(name): Path<String>, Query(q)
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn volume_prune(State(engine): Shared, Query(q): Params) -> ApiResult {
+async fn volume_inspect_with_usage(State(engine): Shared, Path(name): Path<String>) -> ApiResult {
+    let v = engine.volume(&name)?;
+    let size = v.status.get("size").and_then(Value::as_i64).unwrap_or(-1);
+    Ok(Json(shapes::volume_with_usage(&v, size)).into_response())
+}
+
+/// Through API 1.41 a prune took named volumes too; 1.42 made it take anonymous ones only,
+/// unless the `all` filter asks for every unused volume.
+const VOLUME_PRUNE_ANONYMOUS_ONLY: ApiVersion = ApiVersion(42);
+
+async fn volume_prune(State(engine): Shared, Extension(version): Version, Query(q): Params) -> ApiResult {
     let f = filters(&q)?;
-    f.only(&["label", "all"])?;
-    let all = f.bool("all")?.unwrap_or(false);
-    let report = blocking(move || engine.volume_prune(all, |v| f.labels_match("label", &v.labels))).await?;
+    f.only(&["label", "label!", "all"])?;
+    let all = f.bool("all")?.unwrap_or(false) || version < VOLUME_PRUNE_ANONYMOUS_ONLY;
+    let report = blocking(move || {
+        engine.volume_prune(all, |v| f.labels_match("label", &v.labels) && f.labels_exclude("label!", &v.labels))
+    })
+    .await?;
     Ok(Json(json!({ "VolumesDeleted": report.removed, "SpaceReclaimed": report.space_reclaimed })).into_response())
 }
 

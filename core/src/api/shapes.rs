@@ -33,7 +33,9 @@ fn ipam_config(pools: &[Pool]) -> Vec<Value> {
         .collect()
 }
 
-/// A network as Docker's `NetworkResource`. `endpoints` fills `Containers` (inspect only).
+/// A network as Docker's `NetworkResource`, its fields in Docker's order (the map keeps
+/// insertion order). `endpoints` fills `Containers` (inspect only). `IPAM.Options` is null
+/// when none were given, as Docker shows it.
 pub fn network(n: &Network, endpoints: &[(Endpoint, Sandbox)]) -> Value {
     let containers: Map<String, Value> = endpoints
         .iter()
@@ -59,7 +61,11 @@ pub fn network(n: &Network, endpoints: &[(Endpoint, Sandbox)]) -> Value {
         "Driver": n.driver,
         "EnableIPv4": n.enable_ipv4,
         "EnableIPv6": n.enable_ipv6,
-        "IPAM": { "Driver": "default", "Options": n.ipam_options, "Config": config },
+        "IPAM": {
+            "Driver": "default",
+            "Options": if n.ipam_options.is_empty() { Value::Null } else { json!(n.ipam_options) },
+            "Config": config,
+        },
         "Internal": n.internal,
         "Attachable": n.attachable,
         "Ingress": false,
@@ -71,14 +77,14 @@ pub fn network(n: &Network, endpoints: &[(Endpoint, Sandbox)]) -> Value {
     })
 }
 
-/// A volume as Docker's `Volume`; secrets in mount options are masked.
+/// A volume as Docker's `Volume`; secrets in mount options are masked. `UsageData` is left
+/// out, as Docker leaves it out everywhere but `/system/df` (see [`volume_with_usage`]).
 pub fn volume(v: &Volume) -> Value {
     let options: BTreeMap<&String, String> = v
         .options
         .iter()
         .map(|(k, val)| (k, if k == "o" { wharf_sdk::mask_mount_secrets(val) } else { val.clone() }))
         .collect();
-    let size = v.status.get("size").and_then(Value::as_i64).unwrap_or(-1);
     let mut out = json!({
         "CreatedAt": v.created,
         "Driver": v.driver,
@@ -87,11 +93,18 @@ pub fn volume(v: &Volume) -> Value {
         "Name": v.name,
         "Options": options,
         "Scope": "local",
-        "UsageData": { "Size": size, "RefCount": v.mounts.len() },
     });
     if !v.status.is_empty() {
         out["Status"] = json!(v.status);
     }
+    out
+}
+
+/// A volume with `UsageData`: its size in bytes (`size`, or -1 when not measured) and how
+/// many mount references it holds.
+pub fn volume_with_usage(v: &Volume, size: i64) -> Value {
+    let mut out = volume(v);
+    out["UsageData"] = json!({ "Size": size, "RefCount": v.mounts.len() });
     out
 }
 

@@ -666,7 +666,7 @@ async fn volume(c: &Client, cmd: VolumeCmd) -> Result<(), String> {
                 table(&["DRIVER", "VOLUME NAME"], items.iter().map(|v| vec![s(v, "Driver"), s(v, "Name")]).collect());
             }
         }
-        VolumeCmd::Inspect { names } => inspect(c, "/volumes", &names).await?,
+        VolumeCmd::Inspect { names } => inspect(c, "/wharf/volumes", &names).await?,
         VolumeCmd::Rm { force, names } => remove(c, "/volumes", &names, if force { "?force=1" } else { "" }).await?,
         VolumeCmd::Prune { all, force: _, mut filter } => {
             if all {

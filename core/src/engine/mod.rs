@@ -15,7 +15,7 @@ mod volume;
 
 pub use firewall::FirewallReport;
 pub use network::{ConnectRequest, NetworkCreateRequest, PoolRequest};
-pub use volume::{PruneReport, VolumeCreateRequest};
+pub use volume::{volume_size, PruneReport, VolumeCreateRequest};
 
 use crate::error::{Error, Result};
 use crate::executor::{found_steps, run_plan, undo_steps, without_found, Executor};
@@ -265,6 +265,16 @@ impl Engine {
     /// The driver registry.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// This installation's instance id (see [`instance_id`]).
+    pub fn id(&self) -> Result<String> {
+        instance_id(&self.store)
+    }
+
+    /// The root directory: where the store and the volumes live.
+    pub fn root_dir(&self) -> PathBuf {
+        self.settings.volumes_dir.parent().map(PathBuf::from).unwrap_or_default()
     }
 
     /// Host facts for network calls: the kernel's view, read fresh, plus the operator's

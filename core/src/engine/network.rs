@@ -1,6 +1,6 @@
 //! Network operations: create, delete, prune, connect and disconnect.
 
-use super::{new_id, now, valid_name, Author, Engine, State};
+use super::{new_id, now, Author, Engine, State};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::firewall::{HostPort, PortState};
@@ -231,12 +231,7 @@ impl Engine {
         req: NetworkCreateRequest,
         predefined: bool,
     ) -> Result<Network> {
-        if !valid_name(&req.name) {
-            return Err(Error::InvalidArgument(format!(
-                "invalid network name {:?}: it must match [a-zA-Z0-9][a-zA-Z0-9_.-]*",
-                req.name
-            )));
-        }
+        check_network_name(&req.name)?;
         if state.networks.values().any(|n| n.name == req.name) {
             return Err(Error::Conflict(format!("network with name {} already exists", req.name)));
         }
@@ -246,9 +241,6 @@ impl Engine {
             return Err(Error::Forbidden(format!("only one instance of {driver_name:?} network is allowed")));
         }
         check_ipv6_mtu(&req)?;
-        if let Some(k) = req.ipam_options.keys().next() {
-            return Err(Error::InvalidArgument(format!("IPAM driver option {k:?} is not supported")));
-        }
         let caps = driver.capabilities();
         let facts = self.facts(state)?;
         let mut network = Network {
@@ -263,6 +255,7 @@ impl Engine {
             enable_ipv6: req.enable_ipv6,
             options: req.options.clone(),
             labels: req.labels.clone(),
+            ipam_options: req.ipam_options.clone(),
             predefined,
             ..Default::default()
         };
@@ -647,6 +640,24 @@ pub fn check_mac(mac: &str) -> Result<()> {
         _ => "it is not six colon-separated hex octets",
     };
     Err(Error::InvalidArgument(format!("invalid MacAddress {mac:?}: {reason}")))
+}
+
+/// Refuse a network name Docker refuses (empty, or only white space), and what the API could
+/// not address: a `/` (a path separator in `/networks/{id}`) or a control character. Any
+/// other name goes, spaces included, as with Docker.
+pub fn check_network_name(name: &str) -> Result<()> {
+    let reason = if name.trim().is_empty() {
+        "it is empty"
+    } else if name.contains('/') {
+        "it contains a '/'"
+    } else if name.chars().any(char::is_control) {
+        "it contains a control character"
+    } else if name.len() > 255 {
+        "it is longer than 255 bytes"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidArgument(format!("invalid network name {name:?}: {reason}")))
 }
 
 /// The smallest MTU IPv6 works with (RFC 8200).

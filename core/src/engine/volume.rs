@@ -49,6 +49,12 @@ pub fn disk_usage(path: &Path) -> u64 {
     meta.blocks() * 512 + children.map(|e| disk_usage(&e.path())).sum::<u64>()
 }
 
+/// The bytes a volume's data takes, where wharf can tell: a `local` volume's files; `None`
+/// for other drivers, whose data may live anywhere.
+pub fn volume_size(v: &Volume) -> Option<u64> {
+    (v.driver == "local").then(|| disk_usage(Path::new(&v.mountpoint)))
+}
+
 impl Engine {
     fn volume_driver(&self, name: &str) -> Result<Arc<dyn VolumeDriver>> {
         self.registry.volume(name).ok_or_else(|| Error::NotFound(format!("plugin {name:?} not found")))
@@ -222,7 +228,7 @@ impl Engine {
             .collect();
         let mut report = PruneReport::default();
         for v in candidates {
-            let size = if v.driver == "local" { disk_usage(Path::new(&v.mountpoint)) } else { 0 };
+            let size = volume_size(&v).unwrap_or(0);
             match self.remove_volume_locked(&mut state, v.clone()) {
                 Ok(()) => {
                     report.removed.push(v.name);
