@@ -120,8 +120,20 @@ impl Host {
         h
     }
 
+    /// A new host whose namespace and directory names start with `prefix`, with wharfd
+    /// started in it.
+    pub fn start_named(prefix: &str) -> Host {
+        let mut h = Host::prepare_named(prefix);
+        h.start_daemon();
+        h
+    }
+
     fn prepare() -> Host {
-        let ns = Netns::new("wh");
+        Host::prepare_named("wh")
+    }
+
+    fn prepare_named(prefix: &str) -> Host {
+        let ns = Netns::new(prefix);
         let dir = std::env::temp_dir().join(format!("wharf-e2e-{}", ns.name));
         std::fs::create_dir_all(&dir).expect("temp dir");
         Host { ns, dir, daemon: None, extra_args: Vec::new(), env: Vec::new() }
