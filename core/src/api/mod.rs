@@ -290,7 +290,12 @@ fn network_matches(f: &Filters, n: &crate::model::Network, in_use: bool) -> Resu
         && f.bool("dangling")?.is_none_or(|d| d == (!in_use && !builtin)))
 }
 
-async fn network_list(State(engine): Shared, Query(q): Params) -> ApiResult {
+/// API 1.28 took the endpoints out of the network list; older clients get them there.
+const NETWORK_LIST_WITHOUT_CONTAINERS: ApiVersion = ApiVersion(28);
+/// API 1.48 brought `EnableIPv4` to network create; older clients' requests leave IPv4 on.
+const NETWORK_CREATE_ENABLE_IPV4: ApiVersion = ApiVersion(48);
+
+async fn network_list(State(engine): Shared, Extension(version): Version, Query(q): Params) -> ApiResult {
     let f = filters(&q)?;
     f.only(&["driver", "id", "label", "label!", "name", "scope", "type", "dangling"])?;
     f.values_in("type", &["custom", "builtin"])?;
@@ -299,19 +304,28 @@ async fn network_list(State(engine): Shared, Query(q): Params) -> ApiResult {
     for n in engine.networks() {
         let eps = engine.network_endpoints(&n.id);
         if network_matches(&f, &n, !eps.is_empty())? {
-            out.push(shapes::network(&n, &[]));
+            let shown = if version < NETWORK_LIST_WITHOUT_CONTAINERS { eps.as_slice() } else { &[] };
+            out.push(shapes::network(&n, shown));
         }
     }
     Ok(Json(out).into_response())
 }
 
-async fn network_inspect(State(engine): Shared, Path(id): Path<String>) -> ApiResult {
+async fn network_inspect(State(engine): Shared, Path(id): Path<String>, Query(q): Params) -> ApiResult {
     let n = engine.network(&id)?;
+    // `scope` asks for a network of that scope only; `verbose` adds what only swarm
+    // services have, which wharf has not.
+    if q.get("scope").is_some_and(|s| !s.is_empty() && *s != n.scope) {
+        return Err(Error::NotFound(format!("network {id} not found")));
+    }
     Ok(Json(shapes::network(&n, &engine.network_endpoints(&n.id))).into_response())
 }
 
-async fn network_create(State(engine): Shared, body: Bytes) -> ApiResult {
-    let req = shapes::network_create(&body)?;
+async fn network_create(State(engine): Shared, Extension(version): Version, body: Bytes) -> ApiResult {
+    let mut req = shapes::network_create(&body)?;
+    if version < NETWORK_CREATE_ENABLE_IPV4 {
+        req.enable_ipv4 = None;
+    }
     let n = blocking(move || engine.network_create(req)).await?;
     Ok((StatusCode::CREATED, Json(json!({ "Id": n.id, "Warning": "" }))).into_response())
 }

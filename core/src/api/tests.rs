@@ -205,3 +205,29 @@ async fn a_sandbox_answers_as_a_container() {
     let (status, _, body) = call(&app, "GET", "/containers/nope/json", "").await;
     assert_eq!((status, &body["message"]), (404, &json!("No such container: nope")));
 }
+
+#[tokio::test]
+async fn network_endpoints_follow_the_api_version() {
+    let f = Fixture::new();
+    let app = app(&f);
+    call(&app, "POST", "/networks/create", r#"{"Name":"n1","Driver":"testnet"}"#).await;
+    call(&app, "POST", "/wharf/sandboxes", r#"{"Name":"s1"}"#).await;
+    call(&app, "POST", "/networks/n1/connect", r#"{"Container":"s1"}"#).await;
+    let containers = |list: &Value| {
+        let n1 = list.as_array().unwrap().iter().find(|n| n["Name"] == "n1").unwrap().clone();
+        n1["Containers"].as_object().map_or(0, |c| c.len())
+    };
+    assert_eq!(containers(&call(&app, "GET", "/v1.27/networks", "").await.2), 1);
+    assert_eq!(containers(&call(&app, "GET", "/v1.28/networks", "").await.2), 0);
+    assert_eq!(call(&app, "GET", "/networks/n1?scope=local", "").await.0, 200);
+    assert_eq!(call(&app, "GET", "/networks/n1?scope=swarm", "").await.0, 404);
+    // EnableIPv4 came with API 1.48: before, a network always has IPv4.
+    let v4off = r#"{"Name":"old","Driver":"testnet","EnableIPv4":false,"EnableIPv6":true}"#;
+    assert_eq!(call(&app, "POST", "/v1.47/networks/create", v4off).await.0, 201);
+    let (_, _, old) = call(&app, "GET", "/networks/old", "").await;
+    assert_eq!(old["EnableIPv4"], true, "{old}");
+    let v4off = r#"{"Name":"new","Driver":"testnet","EnableIPv4":false,"EnableIPv6":true}"#;
+    assert_eq!(call(&app, "POST", "/v1.48/networks/create", v4off).await.0, 201);
+    let (_, _, new) = call(&app, "GET", "/networks/new", "").await;
+    assert_eq!(new["EnableIPv4"], false, "{new}");
+}
