@@ -222,20 +222,20 @@ fn docker_py_drives_networks_and_volumes() {
 }
 
 #[test]
-fn subnets_on_the_hosts_main_routes_are_refused_and_local_table_entries_are_not() {
-    let h = Host::start();
+fn picked_pools_avoid_the_hosts_main_routes_and_given_subnets_may_lie_on_them() {
+    let h = Host::start_with_config("default_address_pools = [{ base = \"10.251.0.0/16\", size = 24 }]\n");
     h.in_host_ok(&["ip", "link", "add", "hr0", "type", "veth", "peer", "name", "hr1"]);
     h.in_host_ok(&["ip", "addr", "add", "10.251.0.1/24", "dev", "hr0"]);
-    h.in_host_ok(&["ip", "-6", "addr", "add", "fd51::1/64", "dev", "hr0", "nodad"]);
     h.in_host_ok(&["ip", "link", "set", "hr0", "up"]);
     h.in_host_ok(&["ip", "link", "set", "hr1", "up"]);
     // Only the local table knows this one: it is an address, not a route to a network.
-    h.in_host_ok(&["ip", "addr", "add", "10.252.0.1/32", "dev", "lo"]);
-    let err = h.wharf_err(&["network", "create", "--subnet", "10.251.0.0/25", "onroute"]);
-    assert!(err.contains("host route to 10.251.0.0/24"), "{err}");
-    let err = h.wharf_err(&["network", "create", "--ipv6", "--subnet", "fd51::/64", "onroute6"]);
-    assert!(err.contains("host route to fd51::/64"), "{err}");
-    h.wharf_ok(&["network", "create", "--subnet", "10.252.0.0/24", "besidelocal"]);
+    h.in_host_ok(&["ip", "addr", "add", "10.251.1.1/32", "dev", "lo"]);
+    h.wharf_ok(&["network", "create", "picked"]);
+    let net: serde_json::Value = serde_json::from_str(&h.wharf_ok(&["network", "inspect", "picked"])).unwrap();
+    assert_eq!(net[0]["IPAM"]["Config"][0]["Subnet"], "10.251.1.0/24", "the pool on hr0's route is skipped");
+    h.wharf_ok(&["network", "rm", "picked"]);
+    // As with Docker, a subnet the user names is theirs, on a host route too.
+    h.wharf_ok(&["network", "create", "--subnet", "10.251.0.128/25", "onroute"]);
 }
 
 #[test]

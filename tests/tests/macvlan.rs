@@ -198,3 +198,38 @@ fn conflicting_or_invalid_macvlan_networks_are_refused() {
         h.wharf_err(&["network", "create", "-d", "macvlan", "--subnet", "10.91.0.0/24", "-o", "parent=par2", "pt2"]);
     assert!(err.contains("passthru"), "{err}");
 }
+
+#[test]
+fn a_macvlan_network_lies_on_its_parents_own_lan() {
+    let h = Host::start_named("wp");
+    // The LAN: the parent's peer end is a router at 198.51.100.1 in a namespace of its own,
+    // and the host has its own address on the parent, so the LAN is on the host's routes.
+    let lan = Netns::new("wplan");
+    h.in_host_ok(&["ip", "link", "add", "wpeth0", "type", "veth", "peer", "name", "wpgw", "netns", &lan.name]);
+    h.in_host_ok(&["ip", "addr", "add", "198.51.100.2/24", "dev", "wpeth0"]);
+    h.in_host_ok(&["ip", "link", "set", "wpeth0", "up"]);
+    assert!(lan.exec(&["ip", "addr", "add", "198.51.100.1/24", "dev", "wpgw"]).status.success());
+    assert!(lan.exec(&["ip", "link", "set", "wpgw", "up"]).status.success());
+    h.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "--subnet",
+        "198.51.100.0/24",
+        "--gateway",
+        "198.51.100.1",
+        "--aux-address",
+        "host=198.51.100.2",
+        "-o",
+        "parent=wpeth0",
+        "lan",
+    ]);
+    h.wharf_ok(&["sandbox", "create", "m"]);
+    h.wharf_ok(&["network", "connect", "lan", "m"]);
+    let ip = h.sandbox_ip("m", "lan");
+    assert!(ip.starts_with("198.51.100.") && ip != "198.51.100.2", "{ip}");
+    assert!(h.ping("m", "198.51.100.1"), "the sandbox reaches the LAN's router\n{}", h.log());
+    let route = String::from_utf8_lossy(&h.in_sandbox("m", &["ip", "route", "show", "default"]).stdout).into_owned();
+    assert!(route.contains("via 198.51.100.1"), "{route}");
+}

@@ -308,9 +308,6 @@ impl Engine {
                     "subnet {subnet} overlaps with subnet {other} of another network"
                 )));
             }
-            if let Some(route) = host_routes.iter().find(|r| overlaps(r, &subnet)) {
-                return Err(Error::Forbidden(format!("subnet {subnet} overlaps with the host route to {route}")));
-            }
             let pool = Pool::new(subnet, p.ip_range, p.gateway, p.aux.clone(), true)?;
             used.push(subnet);
             if matches!(subnet, IpNet::V4(_)) {
@@ -319,6 +316,8 @@ impl Engine {
                 network.ipv6.push(pool);
             }
         }
+        // A subnet the user gave is theirs to choose, on a host route too (a macvlan network
+        // on its parent's own LAN is the usual set-up); a pool wharf picks avoids them.
         let taken: Vec<IpNet> = used.iter().chain(host_routes).copied().collect();
         if network.enable_ipv4 && network.ipv4.is_empty() {
             let subnet = pick_subnet(&self.settings.pools_v4, false, &taken)

@@ -196,13 +196,6 @@ fn bad_requests_change_nothing() {
         ),
         (
             NetworkCreateRequest {
-                pools: vec![PoolRequest { subnet: Some("10.200.1.0/24".parse().unwrap()), ..Default::default() }],
-                ..net("x")
-            },
-            403,
-        ),
-        (
-            NetworkCreateRequest {
                 pools: vec![PoolRequest {
                     subnet: Some("10.3.0.0/24".parse().unwrap()),
                     gateway: Some("10.4.0.1".parse().unwrap()),
