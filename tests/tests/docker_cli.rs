@@ -104,3 +104,76 @@ fn an_unknown_route_reads_the_body_before_it_answers() {
     let out = h.docker(&["container", "create", "--name", "c", "busybox"]);
     assert!(!stderr(&out).contains("broken pipe"), "{}", stderr(&out));
 }
+
+/// The `Type Action name` of each event line `docker events --format '{{json .}}'` printed.
+fn actions(out: &str) -> Vec<String> {
+    out.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .map(|e| {
+            let name = e["Actor"]["Attributes"]["name"].as_str().or(e["Actor"]["ID"].as_str()).unwrap_or_default();
+            format!("{} {} {name}", e["Type"].as_str().unwrap_or_default(), e["Action"].as_str().unwrap_or_default())
+        })
+        .collect()
+}
+
+#[test]
+fn docker_events_streams_and_replays_network_and_volume_events() {
+    let mut h = Host::start_named("wp");
+    let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
+    let mut follower = Command::new("docker")
+        .args(["-H", &h.host_arg(), "events", "--format", "{{json .}}"])
+        .env("DOCKER_CONFIG", h.dir.join("docker-config"))
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The follower is subscribed once its request is in: wait for the daemon to log it.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    h.wharf_ok(&["sandbox", "create", "s1"]);
+    h.docker_ok(&["network", "create", "web"]);
+    h.docker_ok(&["network", "connect", "web", "s1"]);
+    h.docker_ok(&["network", "disconnect", "web", "s1"]);
+    h.docker_ok(&["network", "rm", "web"]);
+    h.docker_ok(&["volume", "create", "data"]);
+    h.wharf_ok(&["volume", "mount", "data", "--id", "c1"]);
+    h.wharf_ok(&["volume", "unmount", "data", "--id", "c1"]);
+    h.docker_ok(&["volume", "rm", "data"]);
+    h.docker_ok(&["volume", "prune", "-f"]);
+    let expected = [
+        "network create web",
+        "network connect web",
+        "network disconnect web",
+        "network destroy web",
+        "volume create data",
+        "volume mount data",
+        "volume unmount data",
+        "volume destroy data",
+        "volume prune ",
+    ];
+    let until = (std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1).to_string();
+    let replayed = h.docker_ok(&["events", "--since", &start, "--until", &until, "--format", "{{json .}}"]);
+    assert_eq!(actions(&replayed), expected, "{replayed}");
+    let filtered = h.docker_ok(&[
+        "events",
+        "--since",
+        &start,
+        "--until",
+        &until,
+        "--filter",
+        "event=connect",
+        "--format",
+        "{{json .}}",
+    ]);
+    assert_eq!(actions(&filtered), ["network connect web"], "{filtered}");
+    let line: serde_json::Value = serde_json::from_str(filtered.lines().next().unwrap()).unwrap();
+    let sandbox: serde_json::Value = serde_json::from_str(&h.wharf_ok(&["sandbox", "inspect", "s1"])).unwrap();
+    assert_eq!(line["Actor"]["Attributes"]["container"], sandbox[0]["Id"], "{line}");
+    assert_eq!(line["scope"], "local");
+    assert!(line["timeNano"].as_i64().unwrap() / 1_000_000_000 == line["time"].as_i64().unwrap());
+    let bad = h.docker(&["events", "--since", &start, "--until", &until, "--filter", "type=weird"]);
+    assert!(!bad.status.success() && stderr(&bad).contains("type=weird"), "{}", stderr(&bad));
+
+    // The live follower saw the same, and the daemon stops in time with it still attached.
+    assert!(h.stop_daemon(), "wharfd exits cleanly with an events stream open");
+    let live = follower.wait_with_output().unwrap();
+    assert_eq!(actions(&stdout(&live)), expected, "{}", stdout(&live));
+}

@@ -6,6 +6,7 @@
 //! [`serve`] runs the router on a socket, closing connections whose request headers do not
 //! arrive within [`HEADER_READ_TIMEOUT`].
 
+mod events;
 pub mod filters;
 pub mod shapes;
 mod system;
@@ -110,6 +111,7 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/volumes/create", post(volume_create))
         .route("/volumes/prune", post(volume_prune))
         .route("/volumes/{name}", get(volume_inspect).delete(volume_remove))
+        .route("/events", get(events::events))
         .route("/system/df", get(system::disk_usage))
         .route("/swarm", get(system::no_swarm))
         .route("/swarm/leave", post(system::no_swarm))

@@ -195,8 +195,13 @@ async fn serve(engine: Arc<Engine>, socket: PathBuf) -> Result<(), String> {
     std::fs::set_permissions(&socket, std::fs::Permissions::from_mode(0o660))
         .map_err(|e| format!("{}: {e}", socket.display()))?;
     tracing::info!(socket = %socket.display(), "serving the API");
-    let app = wharf_core::api::router(engine);
-    let served = wharf_core::api::serve(listener, app, shutdown()).await;
+    let app = wharf_core::api::router(engine.clone());
+    // Streams that follow events end as the daemon stops, so requests in flight can finish.
+    let stopping = async move {
+        shutdown().await;
+        engine.events().close();
+    };
+    let served = wharf_core::api::serve(listener, app, stopping).await;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped");
     served.map_err(|e| format!("serve: {e}"))

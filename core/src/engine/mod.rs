@@ -6,6 +6,7 @@
 //! store; drivers and the executor are synchronous, so API handlers call in from blocking
 //! threads.
 
+pub mod events;
 mod firewall;
 mod network;
 mod policy;
@@ -85,6 +86,8 @@ pub struct Engine {
     /// The state as every finished operation left it, published by [`StateGuard`], so reads
     /// never wait for an operation in flight (plugin calls, kernel I/O).
     published: RwLock<Arc<State>>,
+    /// What happened, for `GET /events`.
+    events: events::Events,
 }
 
 /// The engine's state, locked for an operation. Dropping it after a change publishes the
@@ -244,7 +247,8 @@ impl Engine {
             state.volumes.insert(v.name.clone(), v);
         }
         let published = RwLock::new(Arc::new(state.clone()));
-        let engine = Engine { store, registry, exec, settings, state: Mutex::new(state), published };
+        let events = events::Events::default();
+        let engine = Engine { store, registry, exec, settings, state: Mutex::new(state), published, events };
         engine.recover_journal()?;
         engine.reconcile()?;
         engine.ensure_predefined()?;
@@ -265,6 +269,11 @@ impl Engine {
     /// The driver registry.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The event log.
+    pub fn events(&self) -> &events::Events {
+        &self.events
     }
 
     /// This installation's instance id (see [`instance_id`]).

@@ -280,6 +280,9 @@ impl Engine {
             t.put(Table::Networks, &network.id, &network)
         })?;
         tracing::info!(network = %network.name, id = %network.id, driver = %network.driver, "network created");
+        if !predefined {
+            self.network_event("create", &network, None);
+        }
         state.networks.insert(network.id.clone(), network.clone());
         Ok(network)
     }
@@ -366,6 +369,7 @@ impl Engine {
         )?;
         state.networks.remove(&network.id);
         tracing::info!(network = %network.name, "network removed");
+        self.network_event("destroy", network, None);
         Ok(())
     }
 
@@ -387,6 +391,7 @@ impl Engine {
                 Err(e) => tracing::warn!(network = %n.name, error = %e, "prune could not remove network"),
             }
         }
+        self.events.record("network", "prune", "", &[("reclaimed", "0")]);
         Ok(removed)
     }
 
@@ -479,10 +484,18 @@ impl Engine {
             t.put(Table::Networks, &net.id, &net)?;
             t.put(Table::Endpoints, &endpoint.id, &endpoint)
         })?;
+        self.network_event("connect", &net, Some(&sandbox.id));
         state.networks.insert(net.id.clone(), net);
         state.endpoints.insert(endpoint.id.clone(), endpoint.clone());
         state.port_cursor = port_cursor;
         Ok(endpoint)
+    }
+
+    /// Record `action` on network `n`, with the sandbox it concerns as Docker's `container`.
+    fn network_event(&self, action: &'static str, n: &Network, sandbox: Option<&str>) {
+        let mut attributes = vec![("name", n.name.as_str()), ("type", n.driver.as_str())];
+        attributes.extend(sandbox.map(|s| ("container", s)));
+        self.events.record("network", action, &n.id, &attributes);
     }
 
     /// Whether host port `port` of binding `p` is free on the host, for each address family the
@@ -579,6 +592,7 @@ impl Engine {
                 t.put(Table::Endpoints, &endpoint.id, endpoint)
             },
         )?;
+        self.network_event("disconnect", &net, Some(&sandbox.id));
         state.networks.insert(net.id.clone(), net);
         state.endpoints.remove(&endpoint.id);
         Ok(())

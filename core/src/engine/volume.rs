@@ -113,6 +113,7 @@ impl Engine {
         self.apply(Author::Driver(&driver_name), &format!("volume {name}"), &plan, |t| {
             t.put(Table::Volumes, &name, &volume)
         })?;
+        self.events.record("volume", "create", &name, &[("driver", &volume.driver)]);
         state.volumes.insert(name, volume.clone());
         Ok(volume)
     }
@@ -160,6 +161,7 @@ impl Engine {
         )?;
         state.volumes.remove(&volume.name);
         tracing::info!(volume = %volume.name, "volume removed");
+        self.events.record("volume", "destroy", &volume.name, &[("driver", &volume.driver)]);
         Ok(())
     }
 
@@ -190,6 +192,8 @@ impl Engine {
             t.put(Table::Volumes, name, &volume)
         })?;
         let mountpoint = volume.mountpoint.clone();
+        let attributes = [("container", id), ("destination", mountpoint.as_str()), ("driver", &volume.driver)];
+        self.events.record("volume", "mount", name, &attributes);
         state.volumes.insert(name.to_string(), volume);
         Ok(mountpoint)
     }
@@ -212,6 +216,7 @@ impl Engine {
         self.apply(Author::Driver(&volume.driver), &format!("volume {name}"), &plan, |t| {
             t.put(Table::Volumes, name, &volume)
         })?;
+        self.events.record("volume", "unmount", name, &[("container", id), ("driver", &volume.driver)]);
         state.volumes.insert(name.to_string(), volume);
         Ok(())
     }
@@ -237,6 +242,7 @@ impl Engine {
                 Err(e) => tracing::warn!(volume = %v.name, error = %e, "prune could not remove volume"),
             }
         }
+        self.events.record("volume", "prune", "", &[("reclaimed", &report.space_reclaimed.to_string())]);
         Ok(report)
     }
 }
