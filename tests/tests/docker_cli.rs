@@ -120,7 +120,7 @@ fn actions(out: &str) -> Vec<String> {
 fn docker_events_streams_and_replays_network_and_volume_events() {
     let mut h = Host::start_named("wp");
     let start = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs().to_string();
-    let mut follower = Command::new("docker")
+    let follower = Command::new("docker")
         .args(["-H", &h.host_arg(), "events", "--format", "{{json .}}"])
         .env("DOCKER_CONFIG", h.dir.join("docker-config"))
         .stdout(std::process::Stdio::piped())
