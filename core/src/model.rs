@@ -95,6 +95,9 @@ pub struct Endpoint {
     pub ports: Vec<PortBinding>,
     /// Endpoint driver options.
     pub options: BTreeMap<String, String>,
+    /// Gateway priority: of a sandbox's endpoints that offer a default route, the one with the
+    /// highest gives it (Docker's `GwPriority`).
+    pub gw_priority: i64,
     /// What the driver said at join.
     pub join: JoinInfo,
     /// The driver's private state.

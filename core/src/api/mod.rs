@@ -352,8 +352,19 @@ async fn network_prune(State(engine): Shared, Query(q): Params) -> ApiResult {
     Ok(Json(json!({ "NetworksDeleted": removed })).into_response())
 }
 
-async fn network_connect(State(engine): Shared, Path(id): Path<String>, body: Bytes) -> ApiResult {
-    let req = shapes::connect(&id, &body)?;
+/// API 1.48 brought `GwPriority` to an endpoint's settings.
+const ENDPOINT_GW_PRIORITY: ApiVersion = ApiVersion(48);
+
+async fn network_connect(
+    State(engine): Shared,
+    Extension(version): Version,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let mut req = shapes::connect(&id, &body)?;
+    if version < ENDPOINT_GW_PRIORITY {
+        req.gw_priority = 0;
+    }
     blocking(move || engine.connect(req)).await?;
     Ok(StatusCode::OK.into_response())
 }

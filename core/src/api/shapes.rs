@@ -139,6 +139,8 @@ pub fn sandbox(s: &Sandbox, endpoints: &[(Endpoint, Network)]) -> Value {
                     "GlobalIPv6PrefixLen": e.ipv6.map(|a| a.prefix_len()).unwrap_or(0),
                     "IPv6Gateway": e.join.gateway_v6.map(|a| a.to_string()).unwrap_or_default(),
                     "Aliases": e.aliases,
+                    "GwPriority": e.gw_priority,
+                    "DriverOpts": e.options,
                     "Ports": ports,
                 }),
             )
@@ -287,6 +289,7 @@ struct EndpointConfigBody {
     mac_address: Option<String>,
     driver_opts: Option<BTreeMap<String, String>>,
     port_bindings: Option<BTreeMap<String, Option<Vec<PortBindingBody>>>>,
+    gw_priority: i64,
 }
 
 #[derive(Deserialize, Default)]
@@ -353,6 +356,7 @@ pub fn connect(network: &str, body: &[u8]) -> Result<ConnectRequest> {
         aliases: ec.aliases.unwrap_or_default(),
         ports,
         options: ec.driver_opts.unwrap_or_default(),
+        gw_priority: ec.gw_priority,
     })
 }
 

@@ -106,6 +106,7 @@ pub fn endpoint_settings(e: &Endpoint, n: &Network) -> Value {
         "Aliases": if e.aliases.is_empty() { Value::Null } else { json!(e.aliases) },
         "MacAddress": e.mac.clone().unwrap_or_default(),
         "DriverOpts": if e.options.is_empty() { Value::Null } else { json!(e.options) },
+        "GwPriority": e.gw_priority,
         "NetworkID": n.id,
         "EndpointID": e.id,
         "Gateway": text(e.join.gateway_v4),

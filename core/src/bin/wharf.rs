@@ -156,6 +156,9 @@ enum NetworkCmd {
         /// Endpoint driver option `key=value`.
         #[arg(long = "driver-opt")]
         driver_opt: Vec<String>,
+        /// Gateway priority: the network with the highest gives the sandbox's default route.
+        #[arg(long = "gw-priority", default_value_t = 0, allow_negative_numbers = true)]
+        gw_priority: i64,
     },
     /// Disconnect a sandbox from a network.
     Disconnect {
@@ -583,13 +586,14 @@ async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), String> {
                 println!("Deleted Networks:\n{}", names.join("\n"));
             }
         }
-        NetworkCmd::Connect { network, sandbox, ip, ip6, alias, mac_address, publish, driver_opt } => {
+        NetworkCmd::Connect { network, sandbox, ip, ip6, alias, mac_address, publish, driver_opt, gw_priority } => {
             let body = json!({
                 "Container": sandbox,
                 "EndpointConfig": {
                     "IPAMConfig": { "IPv4Address": ip.unwrap_or_default(), "IPv6Address": ip6.unwrap_or_default() },
                     "Aliases": alias, "MacAddress": mac_address.unwrap_or_default(),
                     "DriverOpts": pairs("driver option", &driver_opt)?, "PortBindings": port_bindings(&publish)?,
+                    "GwPriority": gw_priority,
                 }
             });
             c.call("POST", &format!("/networks/{}/connect", encode(&network)), Some(&body)).await?;

@@ -8,6 +8,7 @@
 
 pub mod events;
 mod firewall;
+mod gateway;
 mod network;
 mod policy;
 mod reconcile;

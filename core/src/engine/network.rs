@@ -73,6 +73,8 @@ pub struct ConnectRequest {
     pub ports: Vec<PortBinding>,
     /// Endpoint driver options.
     pub options: BTreeMap<String, String>,
+    /// Gateway priority (see [`Endpoint::gw_priority`]).
+    pub gw_priority: i64,
 }
 
 /// Drivers of which only the predefined network may exist.
@@ -448,6 +450,7 @@ impl Engine {
             aliases: req.aliases.clone(),
             ports,
             options: req.options.clone(),
+            gw_priority: req.gw_priority,
             ..Default::default()
         };
         let sandbox_spec = SandboxSpec {
@@ -485,9 +488,13 @@ impl Engine {
             t.put(Table::Endpoints, &endpoint.id, &endpoint)
         })?;
         self.network_event("connect", &net, Some(&sandbox.id));
+        let shared = !existing.is_empty();
         state.networks.insert(net.id.clone(), net);
         state.endpoints.insert(endpoint.id.clone(), endpoint.clone());
         state.port_cursor = port_cursor;
+        if shared {
+            self.settle_gateway(&state, &sandbox);
+        }
         Ok(endpoint)
     }
 
@@ -595,6 +602,9 @@ impl Engine {
         self.network_event("disconnect", &net, Some(&sandbox.id));
         state.networks.insert(net.id.clone(), net);
         state.endpoints.remove(&endpoint.id);
+        if state.endpoints_of_sandbox(&sandbox.id).next().is_some() {
+            self.settle_gateway(state, &sandbox);
+        }
         Ok(())
     }
 }
