@@ -130,7 +130,7 @@ fn rejected_requests_leave_store_and_kernel_as_they_were() {
     h.wharf_ok(&["network", "connect", "base", "s1"]);
     let before = h.snapshot();
     let cases: &[(&str, &str, &str, u16)] = &[
-        ("POST", "/networks/create", r#"{"Name":"bad name","Driver":"bridge"}"#, 400),
+        ("POST", "/networks/create", r#"{"Name":"bad/name","Driver":"bridge"}"#, 400),
         ("POST", "/networks/create", r#"{"Name":"c1","IPAM":{"Config":[{"Subnet":"10.61.0.0/40"}]}}"#, 400),
         (
             "POST",
