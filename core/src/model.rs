@@ -49,6 +49,9 @@ pub struct Network {
     pub enable_ipv6: bool,
     /// Driver options.
     pub options: BTreeMap<String, String>,
+    /// Options no loaded driver reads: kept and shown, never passed to the driver.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unused_options: BTreeMap<String, String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
     /// IPAM driver options.
@@ -95,6 +98,12 @@ pub struct Endpoint {
     pub ports: Vec<PortBinding>,
     /// Endpoint driver options.
     pub options: BTreeMap<String, String>,
+    /// Endpoint options no loaded driver reads: kept and shown, never passed to the driver.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unused_options: BTreeMap<String, String>,
+    /// Link-local addresses added to the endpoint's interface besides its own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub link_local_ips: Vec<IpAddr>,
     /// Gateway priority: of a sandbox's endpoints that offer a default route, the one with the
     /// highest gives it (Docker's `GwPriority`).
     pub gw_priority: i64,

@@ -329,7 +329,11 @@ async fn network_create(State(engine): Shared, Extension(version): Version, body
         req.enable_ipv4 = None;
     }
     let n = blocking(move || engine.network_create(req)).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "Id": n.id, "Warning": "" }))).into_response())
+    let warning = match n.unused_options.keys().map(String::as_str).collect::<Vec<_>>().join(", ") {
+        unused if unused.is_empty() => unused,
+        unused => format!("no driver reads option(s) {unused}: they are kept but have no effect"),
+    };
+    Ok((StatusCode::CREATED, Json(json!({ "Id": n.id, "Warning": warning }))).into_response())
 }
 
 async fn network_remove(State(engine): Shared, Path(id): Path<String>) -> ApiResult {

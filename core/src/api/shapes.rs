@@ -72,7 +72,7 @@ pub fn network(n: &Network, endpoints: &[(Endpoint, Sandbox)]) -> Value {
         "ConfigFrom": { "Network": "" },
         "ConfigOnly": false,
         "Containers": containers,
-        "Options": n.options,
+        "Options": n.options.iter().chain(&n.unused_options).collect::<BTreeMap<_, _>>(),
         "Labels": n.labels,
     })
 }
@@ -140,7 +140,8 @@ pub fn sandbox(s: &Sandbox, endpoints: &[(Endpoint, Network)]) -> Value {
                     "IPv6Gateway": e.join.gateway_v6.map(|a| a.to_string()).unwrap_or_default(),
                     "Aliases": e.aliases,
                     "GwPriority": e.gw_priority,
-                    "DriverOpts": e.options,
+                    "DriverOpts": e.options.iter().chain(&e.unused_options).collect::<BTreeMap<_, _>>(),
+                    "LinkLocalIPs": e.link_local_ips,
                     "Ports": ports,
                 }),
             )
@@ -271,6 +272,8 @@ struct EndpointIpamBody {
     ipv4_address: Option<String>,
     #[serde(rename = "IPv6Address")]
     ipv6_address: Option<String>,
+    #[serde(rename = "LinkLocalIPs")]
+    link_local_ips: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -357,6 +360,12 @@ pub fn connect(network: &str, body: &[u8]) -> Result<ConnectRequest> {
         ports,
         options: ec.driver_opts.unwrap_or_default(),
         gw_priority: ec.gw_priority,
+        link_local_ips: ipam
+            .link_local_ips
+            .unwrap_or_default()
+            .iter()
+            .map(|ip| parse("link-local address", ip))
+            .collect::<Result<_>>()?,
     })
 }
 

@@ -99,13 +99,20 @@ pub fn endpoint_settings(e: &Endpoint, n: &Network) -> Value {
     if let Some(a) = e.ipv6.filter(|_| e.static_ipv6) {
         ipam.insert("IPv6Address".into(), json!(a.addr().to_string()));
     }
+    if !e.link_local_ips.is_empty() {
+        ipam.insert("LinkLocalIPs".into(), json!(e.link_local_ips));
+    }
     let text = |a: Option<std::net::IpAddr>| a.map(|a| a.to_string()).unwrap_or_default();
     json!({
         "IPAMConfig": if ipam.is_empty() { Value::Null } else { Value::Object(ipam) },
         "Links": null,
         "Aliases": if e.aliases.is_empty() { Value::Null } else { json!(e.aliases) },
         "MacAddress": e.mac.clone().unwrap_or_default(),
-        "DriverOpts": if e.options.is_empty() { Value::Null } else { json!(e.options) },
+        "DriverOpts": if e.options.is_empty() && e.unused_options.is_empty() {
+            Value::Null
+        } else {
+            json!(e.options.iter().chain(&e.unused_options).collect::<std::collections::BTreeMap<_, _>>())
+        },
         "GwPriority": e.gw_priority,
         "NetworkID": n.id,
         "EndpointID": e.id,

@@ -103,6 +103,9 @@ enum NetworkCmd {
         /// Driver option `key=value`.
         #[arg(short = 'o', long = "opt")]
         opt: Vec<String>,
+        /// IPAM driver option `key=value`.
+        #[arg(long = "ipam-opt")]
+        ipam_opt: Vec<String>,
         /// Label `key=value`.
         #[arg(long)]
         label: Vec<String>,
@@ -156,6 +159,9 @@ enum NetworkCmd {
         /// Endpoint driver option `key=value`.
         #[arg(long = "driver-opt")]
         driver_opt: Vec<String>,
+        /// Link-local address for the interface; repeat for several.
+        #[arg(long = "link-local-ip")]
+        link_local_ip: Vec<String>,
         /// Gateway priority: the network with the highest gives the sandbox's default route.
         #[arg(long = "gw-priority", default_value_t = 0, allow_negative_numbers = true)]
         gw_priority: i64,
@@ -547,6 +553,7 @@ async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), String> {
             internal,
             attachable,
             opt,
+            ipam_opt,
             label,
         } => {
             if subnet.is_empty() && (!ip_range.is_empty() || !gateway.is_empty() || !aux_address.is_empty()) {
@@ -554,10 +561,16 @@ async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), String> {
             }
             let body = json!({
                 "Name": name, "Driver": driver, "EnableIPv6": ipv6, "Internal": internal, "Attachable": attachable,
-                "IPAM": { "Driver": "default", "Config": ipam_configs(&subnet, &ip_range, &gateway, &aux_address)? },
+                "IPAM": {
+                    "Driver": "default", "Config": ipam_configs(&subnet, &ip_range, &gateway, &aux_address)?,
+                    "Options": pairs("IPAM option", &ipam_opt)?,
+                },
                 "Options": pairs("option", &opt)?, "Labels": pairs("label", &label)?,
             });
             let v = c.call("POST", "/networks/create", Some(&body)).await?;
+            if !s(&v, "Warning").is_empty() {
+                eprintln!("WARNING: {}", s(&v, "Warning"));
+            }
             println!("{}", s(&v, "Id"));
         }
         NetworkCmd::Ls(args) => {
@@ -586,11 +599,25 @@ async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), String> {
                 println!("Deleted Networks:\n{}", names.join("\n"));
             }
         }
-        NetworkCmd::Connect { network, sandbox, ip, ip6, alias, mac_address, publish, driver_opt, gw_priority } => {
+        NetworkCmd::Connect {
+            network,
+            sandbox,
+            ip,
+            ip6,
+            alias,
+            mac_address,
+            publish,
+            driver_opt,
+            link_local_ip,
+            gw_priority,
+        } => {
             let body = json!({
                 "Container": sandbox,
                 "EndpointConfig": {
-                    "IPAMConfig": { "IPv4Address": ip.unwrap_or_default(), "IPv6Address": ip6.unwrap_or_default() },
+                    "IPAMConfig": {
+                        "IPv4Address": ip.unwrap_or_default(), "IPv6Address": ip6.unwrap_or_default(),
+                        "LinkLocalIPs": link_local_ip,
+                    },
                     "Aliases": alias, "MacAddress": mac_address.unwrap_or_default(),
                     "DriverOpts": pairs("driver option", &driver_opt)?, "PortBindings": port_bindings(&publish)?,
                     "GwPriority": gw_priority,

@@ -75,6 +75,8 @@ pub struct ConnectRequest {
     pub options: BTreeMap<String, String>,
     /// Gateway priority (see [`Endpoint::gw_priority`]).
     pub gw_priority: i64,
+    /// Link-local addresses for the interface (`169.254.0.0/16`, `fe80::/10`).
+    pub link_local_ips: Vec<IpAddr>,
 }
 
 /// Drivers of which only the predefined network may exist.
@@ -244,6 +246,7 @@ impl Engine {
         }
         check_ipv6_mtu(&req)?;
         let caps = driver.capabilities();
+        let (options, unused_options) = self.split_unused_options(&caps.options, &req.options, |c| c.options);
         let facts = self.facts(state)?;
         let mut network = Network {
             id: new_id(),
@@ -255,7 +258,8 @@ impl Engine {
             attachable: req.attachable,
             enable_ipv4: req.enable_ipv4.unwrap_or(true),
             enable_ipv6: req.enable_ipv6,
-            options: req.options.clone(),
+            options,
+            unused_options,
             labels: req.labels.clone(),
             ipam_options: req.ipam_options.clone(),
             predefined,
@@ -287,6 +291,25 @@ impl Engine {
         }
         state.networks.insert(network.id.clone(), network.clone());
         Ok(network)
+    }
+
+    /// Split `options` into those some loaded driver reads and those none does (see
+    /// [`wharf_sdk::NetworkCapabilities::options`]): `listed` is what the driver in use lists
+    /// (when nothing, it gets every option), `list` picks the list from a driver's
+    /// capabilities.
+    fn split_unused_options(
+        &self,
+        listed: &[String],
+        options: &BTreeMap<String, String>,
+        list: impl Fn(wharf_sdk::NetworkCapabilities) -> Vec<String>,
+    ) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        if listed.is_empty() {
+            return (options.clone(), BTreeMap::new());
+        }
+        let drivers = self.registry.list().into_iter().filter(|d| d.kind == crate::registry::Kind::Network);
+        let known: std::collections::BTreeSet<String> =
+            drivers.filter_map(|d| self.registry.network(&d.name)).flat_map(|d| list(d.capabilities())).collect();
+        options.clone().into_iter().partition(|(k, _)| known.contains(k))
     }
 
     fn assign_pools(
@@ -428,12 +451,16 @@ impl Engine {
         if let Some(mac) = &req.mac {
             check_mac(mac)?;
         }
+        let link_local = req.link_local_ips.iter().map(|ip| link_local_address(*ip)).collect::<Result<Vec<_>>>()?;
         let mut net = network.clone();
         let ipv4 = allocate(&mut net.ipv4, req.ipv4, "IPv4", &network.name)?;
         let ipv6 = if net.enable_ipv6 { allocate(&mut net.ipv6, req.ipv6, "IPv6", &network.name)? } else { None };
         if req.ipv6.is_some() && !net.enable_ipv6 {
             return Err(Error::InvalidArgument(format!("network {} does not have IPv6 enabled", network.name)));
         }
+        let endpoint_options = driver.capabilities().endpoint_options;
+        let (options, unused_options) =
+            self.split_unused_options(&endpoint_options, &req.options, |c| c.endpoint_options);
         let mut ports = req.ports.clone();
         let mut port_cursor = state.port_cursor;
         let families = (ipv4.is_some(), ipv6.is_some());
@@ -449,8 +476,10 @@ impl Engine {
             mac: req.mac.clone(),
             aliases: req.aliases.clone(),
             ports,
-            options: req.options.clone(),
+            options,
+            unused_options,
             gw_priority: req.gw_priority,
+            link_local_ips: req.link_local_ips.clone(),
             ..Default::default()
         };
         let sandbox_spec = SandboxSpec {
@@ -476,6 +505,12 @@ impl Engine {
         let joined = driver.join(request).map_err(|e| Error::driver(&network.driver, e))?;
         let mut plan = created.plan;
         plan.extend(joined.plan);
+        if let Some(ifname) = joined.response.interface.as_deref().filter(|_| !link_local.is_empty()) {
+            let netns = wharf_sdk::Netns::Path(sandbox.netns.clone());
+            for address in &link_local {
+                plan.push(wharf_sdk::Step::addr_add(netns.clone(), ifname, *address));
+            }
+        }
         endpoint.join = joined.response;
         endpoint.state = joined.state;
         endpoint.plan = plan;
@@ -649,6 +684,17 @@ fn sandbox_interfaces(sandbox: &Sandbox, exec: &dyn Executor, endpoints: &[&Endp
         }
     }
     names
+}
+
+/// A link-local address with the prefix of its range (`169.254.0.0/16`, `fe80::/64`); any
+/// other address is refused.
+fn link_local_address(ip: IpAddr) -> Result<IpNet> {
+    let prefix = match ip {
+        IpAddr::V4(v4) if v4.is_link_local() => 16,
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => 64,
+        _ => return Err(Error::InvalidArgument(format!("invalid LinkLocalIPs address {ip}: it is not link-local"))),
+    };
+    IpNet::new(ip, prefix).map_err(|e| Error::InvalidArgument(format!("invalid LinkLocalIPs address {ip}: {e}")))
 }
 
 /// Refuse a MAC an interface cannot have: anything but six colon-separated hex octets, the
