@@ -60,6 +60,11 @@ pub struct Network {
     pub ipv4: Vec<Pool>,
     /// IPv6 pools.
     pub ipv6: Vec<Pool>,
+    /// Holds settings for other networks only (`--config-only`): no driver, no kernel object.
+    pub config_only: bool,
+    /// The configuration-only network this one took its settings from, if any.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub config_from: String,
     /// Created by wharf itself (`host`, `none`, `bridge`); cannot be removed.
     pub predefined: bool,
     /// The driver's private state.

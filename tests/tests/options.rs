@@ -77,3 +77,63 @@ fn endpoint_options_and_link_local_addresses_are_kept_and_applied() {
     let links = String::from_utf8_lossy(&h.in_sandbox("s", &["ip", "-o", "link"]).stdout).into_owned();
     assert!(!links.contains("eth0"), "{links}");
 }
+
+#[test]
+fn a_network_takes_its_settings_from_a_configuration_only_network() {
+    let h = Host::start_named("wp");
+    h.in_host_ok(&["ip", "link", "add", "wpmv0", "type", "veth", "peer", "name", "wpmv1"]);
+    h.in_host_ok(&["ip", "link", "set", "wpmv0", "up"]);
+    h.docker_ok(&[
+        "network",
+        "create",
+        "--config-only",
+        "--subnet",
+        "10.67.0.0/24",
+        "--gateway",
+        "10.67.0.254",
+        "-o",
+        "parent=wpmv0",
+        "mvconf",
+    ]);
+    let conf = inspect(&h, "mvconf");
+    assert_eq!((conf[0]["ConfigOnly"].as_bool(), conf[0]["Driver"].as_str()), (Some(true), Some("null")), "{conf}");
+    // Nothing was made for it: no link, and its subnet is not taken.
+    let links = h.in_host_ok(&["ip", "-o", "link"]);
+    assert!(!links.contains("macvlan") && !links.contains("br-"), "{links}");
+    h.wharf_ok(&["sandbox", "create", "s"]);
+    let err = String::from_utf8_lossy(&h.docker(&["network", "connect", "mvconf", "s"]).stderr).into_owned();
+    assert!(err.contains("configuration-only"), "{err}");
+
+    h.docker_ok(&["network", "create", "-d", "macvlan", "--config-from", "mvconf", "mv"]);
+    let net = inspect(&h, "mv");
+    assert_eq!(net[0]["ConfigFrom"]["Network"], "mvconf", "{net}");
+    assert_eq!(net[0]["IPAM"]["Config"][0]["Gateway"], "10.67.0.254", "{net}");
+    assert_eq!(net[0]["Options"]["parent"], "wpmv0", "{net}");
+    h.wharf_ok(&["network", "connect", "mv", "s"]);
+    let link =
+        String::from_utf8_lossy(&h.in_sandbox("s", &["ip", "-d", "-o", "addr", "show", "eth0"]).stdout).into_owned();
+    assert!(link.contains("10.67.0.1/24"), "{link}");
+    let route = String::from_utf8_lossy(&h.in_sandbox("s", &["ip", "route", "show", "default"]).stdout).into_owned();
+    assert!(route.contains("via 10.67.0.254"), "{route}");
+
+    // Settings of its own, a network that is no configuration, or removing one in use: refused.
+    let err = h.wharf_err(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "--config-from",
+        "mvconf",
+        "--subnet",
+        "10.68.0.0/24",
+        "x",
+    ]);
+    assert!(err.contains("give none"), "{err}");
+    let err = h.wharf_err(&["network", "create", "--config-from", "mv", "y"]);
+    assert!(err.contains("not a configuration-only network"), "{err}");
+    let err = h.wharf_err(&["network", "rm", "mvconf"]);
+    assert!(err.contains("in use by network mv"), "{err}");
+    h.wharf_ok(&["network", "disconnect", "mv", "s"]);
+    h.wharf_ok(&["network", "rm", "mv"]);
+    h.wharf_ok(&["network", "rm", "mvconf"]);
+}

@@ -69,8 +69,8 @@ pub fn network(n: &Network, endpoints: &[(Endpoint, Sandbox)]) -> Value {
         "Internal": n.internal,
         "Attachable": n.attachable,
         "Ingress": false,
-        "ConfigFrom": { "Network": "" },
-        "ConfigOnly": false,
+        "ConfigFrom": { "Network": n.config_from },
+        "ConfigOnly": n.config_only,
         "Containers": containers,
         "Options": n.options.iter().chain(&n.unused_options).collect::<BTreeMap<_, _>>(),
         "Labels": n.labels,
@@ -217,6 +217,13 @@ struct NetworkCreateBody {
     scope: Option<String>,
     ingress: bool,
     config_only: bool,
+    config_from: Option<ConfigFromBody>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct ConfigFromBody {
+    network: String,
 }
 
 /// Read a `POST /networks/create` body.
@@ -224,9 +231,6 @@ pub fn network_create(body: &[u8]) -> Result<NetworkCreateRequest> {
     let b: NetworkCreateBody = parse_body(body)?;
     if b.ingress {
         return Err(Error::InvalidArgument("ingress networks are not supported".into()));
-    }
-    if b.config_only {
-        return Err(Error::InvalidArgument("config-only networks are not supported".into()));
     }
     if let Some(scope) = b.scope.as_deref().filter(|s| !s.is_empty() && *s != "local") {
         return Err(Error::InvalidArgument(format!("scope {scope:?} is not supported; only local")));
@@ -262,6 +266,8 @@ pub fn network_create(body: &[u8]) -> Result<NetworkCreateRequest> {
         ipam_options: ipam.options.unwrap_or_default(),
         options,
         labels: b.labels.unwrap_or_default(),
+        config_only: b.config_only,
+        config_from: b.config_from.map(|c| c.network).unwrap_or_default(),
     })
 }
 

@@ -106,6 +106,12 @@ enum NetworkCmd {
         /// IPAM driver option `key=value`.
         #[arg(long = "ipam-opt")]
         ipam_opt: Vec<String>,
+        /// Hold settings for other networks only (`--config-from`).
+        #[arg(long = "config-only")]
+        config_only: bool,
+        /// Take subnets and options from this configuration-only network.
+        #[arg(long = "config-from")]
+        config_from: Option<String>,
         /// Label `key=value`.
         #[arg(long)]
         label: Vec<String>,
@@ -554,6 +560,8 @@ async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), String> {
             attachable,
             opt,
             ipam_opt,
+            config_only,
+            config_from,
             label,
         } => {
             if subnet.is_empty() && (!ip_range.is_empty() || !gateway.is_empty() || !aux_address.is_empty()) {
@@ -566,6 +574,7 @@ async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), String> {
                     "Options": pairs("IPAM option", &ipam_opt)?,
                 },
                 "Options": pairs("option", &opt)?, "Labels": pairs("label", &label)?,
+                "ConfigOnly": config_only, "ConfigFrom": config_from.map(|n| json!({ "Network": n })),
             });
             let v = c.call("POST", "/networks/create", Some(&body)).await?;
             if !s(&v, "Warning").is_empty() {

@@ -6,6 +6,7 @@
 //! store; drivers and the executor are synchronous, so API handlers call in from blocking
 //! threads.
 
+mod config_only;
 pub mod events;
 mod firewall;
 mod gateway;

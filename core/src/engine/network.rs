@@ -52,6 +52,10 @@ pub struct NetworkCreateRequest {
     pub options: BTreeMap<String, String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
+    /// A configuration-only network (see [`super::config_only`]).
+    pub config_only: bool,
+    /// The configuration-only network to take settings from.
+    pub config_from: String,
 }
 
 /// A connect request, already parsed.
@@ -239,6 +243,10 @@ impl Engine {
         if state.networks.values().any(|n| n.name == req.name) {
             return Err(Error::Conflict(format!("network with name {} already exists", req.name)));
         }
+        if req.config_only {
+            return self.create_config_only(state, req);
+        }
+        let (req, config_from) = super::config_only::with_config_from(state, req)?;
         let driver_name = if req.driver.is_empty() { "bridge".to_string() } else { req.driver.clone() };
         let driver = self.network_driver(&driver_name)?;
         if !predefined && SINGLETON_DRIVERS.contains(&driver_name.as_str()) {
@@ -262,6 +270,7 @@ impl Engine {
             unused_options,
             labels: req.labels.clone(),
             ipam_options: req.ipam_options.clone(),
+            config_from,
             predefined,
             ..Default::default()
         };
@@ -319,8 +328,13 @@ impl Engine {
         req: &NetworkCreateRequest,
         host_routes: &[IpNet],
     ) -> Result<()> {
-        let mut used: Vec<IpNet> =
-            state.networks.values().flat_map(|n| n.ipv4.iter().chain(&n.ipv6)).filter_map(|p| p.subnet).collect();
+        let mut used: Vec<IpNet> = state
+            .networks
+            .values()
+            .filter(|n| !n.config_only)
+            .flat_map(|n| n.ipv4.iter().chain(&n.ipv6))
+            .filter_map(|p| p.subnet)
+            .collect();
         for p in &req.pools {
             let Some(subnet) = p.subnet else {
                 return Err(Error::InvalidArgument("an IPAM config entry needs a subnet".into()));
@@ -371,6 +385,7 @@ impl Engine {
         if network.predefined {
             return Err(Error::Forbidden(format!("{} is a pre-defined network and cannot be removed", network.name)));
         }
+        super::config_only::check_unused(state, network)?;
         if state.endpoints_of_network(&network.id).next().is_some() {
             return Err(Error::Forbidden(format!(
                 "error while removing network: network {} id {} has active endpoints",
@@ -425,6 +440,12 @@ impl Engine {
         let mut state = self.lock();
         let network = state.network(&req.network)?.clone();
         let sandbox = state.sandbox(&req.sandbox)?.clone();
+        if network.config_only {
+            return Err(Error::Forbidden(format!(
+                "network {} is a configuration-only network: sandboxes connect to the networks made from it",
+                network.name
+            )));
+        }
         let driver = self.network_driver(&network.driver)?;
         let existing: Vec<&Endpoint> = state.endpoints_of_sandbox(&sandbox.id).collect();
         if existing.iter().any(|e| e.network_id == network.id) {
