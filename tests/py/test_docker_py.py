@@ -11,7 +11,9 @@ Left out, as they need what wharf does not have:
 - overlay networks made through swarm (attachable overlay, ingress): wharf is never in a
   swarm, and an ingress network is refused (checked below);
 - duplicate network names with check_duplicate=False: Docker has refused them on every API
-  version since 1.44, and so does wharf on every version (checked below).
+  version since 1.44, and so does wharf on every version (checked below);
+- legacy container links (the `links` argument): they make names resolvable in a
+  container's /etc/hosts, which sandboxes do not have.
 """
 import os
 import subprocess
@@ -466,3 +468,44 @@ def test_volume_collection_create_get_list_remove_prune(client):
     assert volume not in client.volumes.list()
     anonymous = client.volumes.create()
     assert anonymous.name in client.volumes.prune()["VolumesDeleted"]
+
+
+def test_connect_with_link_local_ips_and_driver_opt(api, sandbox):
+    name, net_id = create_network(api)
+    api.connect_container_to_network(
+        sandbox, net_id, link_local_ips=["169.254.7.7"], driver_opt={"com.example.opt": "1"}
+    )
+    settings = api.inspect_container(sandbox)["NetworkSettings"]["Networks"][name]
+    assert settings["IPAMConfig"]["LinkLocalIPs"] == ["169.254.7.7"]
+    assert settings["DriverOpts"] == {"com.example.opt": "1"}
+
+
+def test_events_and_df(api):
+    import time
+
+    since = int(time.time()) - 1
+    name, net_id = create_network(api)
+    volume = random_name()
+    api.tmp_volumes.append(volume)
+    api.create_volume(volume)
+    api.remove_network(net_id)
+    until = int(time.time()) + 1
+    seen = [
+        (e["Type"], e["Action"], e["Actor"]["Attributes"].get("name", e["Actor"]["ID"]))
+        for e in api.events(since=since, until=until, decode=True)
+    ]
+    assert ("network", "create", name) in seen and ("network", "destroy", name) in seen, seen
+    assert ("volume", "create", volume) in seen, seen
+    only = list(api.events(since=since, until=until, filters={"type": "volume"}, decode=True))
+    assert {e["Type"] for e in only} == {"volume"}, only
+    usage = api.df()
+    assert volume in [v["Name"] for v in usage["Volumes"]]
+    assert all(v["UsageData"]["RefCount"] == 0 for v in usage["Volumes"])
+
+
+def test_info_and_version(api):
+    info = api.info()
+    assert info["Swarm"]["LocalNodeState"] == "inactive"
+    assert info["ID"] and info["DockerRootDir"] and info["MemTotal"] > 0
+    version = api.version()
+    assert version["ApiVersion"] == "1.50" and version["GoVersion"].startswith("rustc")
