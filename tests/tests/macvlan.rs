@@ -171,7 +171,8 @@ fn conflicting_or_invalid_macvlan_networks_are_refused() {
         (&["--subnet", "10.86.0.0/24", "-o", "parent=lo"], "loopback"),
         (&["--subnet", "10.87.0.0/24", "-o", "parent=brx"], "bridge"),
         (&["--subnet", "10.88.0.0/24", "-o", "parent=par0", "-o", "macvlan_mode=l3"], "macvlan_mode"),
-        (&["--subnet", "10.89.0.0/24", "-o", "parent=par0", "-o", "flavour=x"], "flavour"),
+        // Another driver's option; one no driver reads would be kept, with a warning.
+        (&["--subnet", "10.89.0.0/24", "-o", "parent=par0", "-o", "com.docker.network.bridge.name=x"], "bridge.name"),
     ];
     for (args, why) in cases {
         let mut full = vec!["network", "create", "-d", "macvlan"];
