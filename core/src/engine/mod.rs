@@ -90,6 +90,9 @@ pub struct Engine {
     published: RwLock<Arc<State>>,
     /// What happened, for `GET /events`.
     events: events::Events,
+    /// Each network driver's capabilities, asked once at start (a plugin call costs tens of
+    /// microseconds, and the answer never changes).
+    capabilities: BTreeMap<String, wharf_sdk::NetworkCapabilities>,
 }
 
 /// The engine's state, locked for an operation. Dropping it after a change publishes the
@@ -250,7 +253,14 @@ impl Engine {
         }
         let published = RwLock::new(Arc::new(state.clone()));
         let events = events::Events::default();
-        let engine = Engine { store, registry, exec, settings, state: Mutex::new(state), published, events };
+        let capabilities = registry
+            .list()
+            .into_iter()
+            .filter(|d| d.kind == crate::registry::Kind::Network)
+            .filter_map(|d| registry.network(&d.name).map(|n| (d.name, n.capabilities())))
+            .collect();
+        let engine =
+            Engine { store, registry, exec, settings, state: Mutex::new(state), published, events, capabilities };
         engine.recover_journal()?;
         engine.reconcile()?;
         engine.ensure_predefined()?;

@@ -254,7 +254,7 @@ impl Engine {
         }
         check_ipv6_mtu(&req)?;
         let caps = driver.capabilities();
-        let (options, unused_options) = self.split_unused_options(&caps.options, &req.options, |c| c.options);
+        let (options, unused_options) = self.split_unused_options(&driver_name, &req.options, |c| &c.options);
         let facts = self.facts(state)?;
         let mut network = Network {
             id: new_id(),
@@ -303,21 +303,18 @@ impl Engine {
     }
 
     /// Split `options` into those some loaded driver reads and those none does (see
-    /// [`wharf_sdk::NetworkCapabilities::options`]): `listed` is what the driver in use lists
-    /// (when nothing, it gets every option), `list` picks the list from a driver's
-    /// capabilities.
+    /// [`wharf_sdk::NetworkCapabilities::options`]); `list` picks the options list from a
+    /// driver's capabilities. When `driver` lists none, it gets every option.
     fn split_unused_options(
         &self,
-        listed: &[String],
+        driver: &str,
         options: &BTreeMap<String, String>,
-        list: impl Fn(wharf_sdk::NetworkCapabilities) -> Vec<String>,
+        list: impl Fn(&wharf_sdk::NetworkCapabilities) -> &Vec<String>,
     ) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
-        if listed.is_empty() {
+        if options.is_empty() || self.capabilities.get(driver).is_none_or(|c| list(c).is_empty()) {
             return (options.clone(), BTreeMap::new());
         }
-        let drivers = self.registry.list().into_iter().filter(|d| d.kind == crate::registry::Kind::Network);
-        let known: std::collections::BTreeSet<String> =
-            drivers.filter_map(|d| self.registry.network(&d.name)).flat_map(|d| list(d.capabilities())).collect();
+        let known: std::collections::BTreeSet<&String> = self.capabilities.values().flat_map(list).collect();
         options.clone().into_iter().partition(|(k, _)| known.contains(k))
     }
 
@@ -479,9 +476,8 @@ impl Engine {
         if req.ipv6.is_some() && !net.enable_ipv6 {
             return Err(Error::InvalidArgument(format!("network {} does not have IPv6 enabled", network.name)));
         }
-        let endpoint_options = driver.capabilities().endpoint_options;
         let (options, unused_options) =
-            self.split_unused_options(&endpoint_options, &req.options, |c| c.endpoint_options);
+            self.split_unused_options(&network.driver, &req.options, |c| &c.endpoint_options);
         let mut ports = req.ports.clone();
         let mut port_cursor = state.port_cursor;
         let families = (ipv4.is_some(), ipv6.is_some());
