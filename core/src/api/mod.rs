@@ -280,6 +280,17 @@ fn flag(q: &HashMap<String, String>, name: &str) -> bool {
     q.get(name).is_some_and(|v| matches!(v.as_str(), "1" | "true" | "True"))
 }
 
+/// wharf's `?dry-run=1` on the operations that change state: answer the steps `op` would
+/// carry out, `{"Steps": [...]}`, and change nothing (see [`Engine::dry_run`]).
+fn wants_dry_run(q: &HashMap<String, String>) -> bool {
+    flag(q, "dry-run")
+}
+
+async fn dry_run(engine: Arc<Engine>, op: impl FnOnce(&Engine) -> Result<(), Error> + Send + 'static) -> ApiResult {
+    let steps = blocking(move || engine.dry_run(op)).await?;
+    Ok(Json(json!({ "Steps": steps })).into_response())
+}
+
 fn network_matches(f: &Filters, n: &crate::model::Network, in_use: bool) -> Result<bool, Error> {
     let builtin = n.predefined;
     Ok(f.any("driver", |v| v == n.driver)
@@ -323,10 +334,18 @@ async fn network_inspect(State(engine): Shared, Path(id): Path<String>, Query(q)
     Ok(Json(shapes::network(&n, &engine.network_endpoints(&n.id))).into_response())
 }
 
-async fn network_create(State(engine): Shared, Extension(version): Version, body: Bytes) -> ApiResult {
+async fn network_create(
+    State(engine): Shared,
+    Extension(version): Version,
+    Query(q): Params,
+    body: Bytes,
+) -> ApiResult {
     let mut req = shapes::network_create(&body)?;
     if version < NETWORK_CREATE_ENABLE_IPV4 {
         req.enable_ipv4 = None;
+    }
+    if wants_dry_run(&q) {
+        return dry_run(engine, move |e| e.network_create(req).map(drop)).await;
     }
     let n = blocking(move || engine.network_create(req)).await?;
     let warning = match n.unused_options.keys().map(String::as_str).collect::<Vec<_>>().join(", ") {
@@ -336,7 +355,10 @@ async fn network_create(State(engine): Shared, Extension(version): Version, body
     Ok((StatusCode::CREATED, Json(json!({ "Id": n.id, "Warning": warning }))).into_response())
 }
 
-async fn network_remove(State(engine): Shared, Path(id): Path<String>) -> ApiResult {
+async fn network_remove(State(engine): Shared, Path(id): Path<String>, Query(q): Params) -> ApiResult {
+    if wants_dry_run(&q) {
+        return dry_run(engine, move |e| e.network_remove(&id)).await;
+    }
     blocking(move || engine.network_remove(&id)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -363,23 +385,30 @@ async fn network_connect(
     State(engine): Shared,
     Extension(version): Version,
     Path(id): Path<String>,
+    Query(q): Params,
     body: Bytes,
 ) -> ApiResult {
     let mut req = shapes::connect(&id, &body)?;
     if version < ENDPOINT_GW_PRIORITY {
         req.gw_priority = 0;
     }
+    if wants_dry_run(&q) {
+        return dry_run(engine, move |e| e.connect(req).map(drop)).await;
+    }
     blocking(move || engine.connect(req)).await?;
     Ok(StatusCode::OK.into_response())
 }
 
-async fn network_disconnect(State(engine): Shared, Path(id): Path<String>, body: Bytes) -> ApiResult {
+async fn network_disconnect(State(engine): Shared, Path(id): Path<String>, Query(q): Params, body: Bytes) -> ApiResult {
     #[derive(serde::Deserialize, Default)]
     #[serde(rename_all = "PascalCase", default)]
     struct Body {
         container: String,
     }
     let b: Body = shapes::parse_body(&body)?;
+    if wants_dry_run(&q) {
+        return dry_run(engine, move |e| e.disconnect(&id, &b.container)).await;
+    }
     blocking(move || engine.disconnect(&id, &b.container)).await?;
     Ok(StatusCode::OK.into_response())
 }
@@ -410,8 +439,11 @@ async fn volume_list(State(engine): Shared, Query(q): Params) -> ApiResult {
     Ok(Json(json!({ "Volumes": out, "Warnings": [] })).into_response())
 }
 
-async fn volume_create(State(engine): Shared, body: Bytes) -> ApiResult {
+async fn volume_create(State(engine): Shared, Query(q): Params, body: Bytes) -> ApiResult {
     let req = shapes::volume_create(&body)?;
+    if wants_dry_run(&q) {
+        return dry_run(engine, move |e| e.volume_create(req).map(drop)).await;
+    }
     let v = blocking(move || engine.volume_create(req)).await?;
     Ok((StatusCode::CREATED, Json(shapes::volume(&v))).into_response())
 }
@@ -422,6 +454,9 @@ async fn volume_inspect(State(engine): Shared, Path(name): Path<String>) -> ApiR
 
 async fn volume_remove(State(engine): Shared, Path(name): Path<String>, Query(q): Params) -> ApiResult {
     let force = flag(&q, "force");
+    if wants_dry_run(&q) {
+        return dry_run(engine, move |e| e.volume_remove(&name, force)).await;
+    }
     blocking(move || engine.volume_remove(&name, force)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -493,6 +528,9 @@ async fn sandbox_inspect(State(engine): Shared, Path(id): Path<String>) -> ApiRe
 
 async fn sandbox_remove(State(engine): Shared, Path(id): Path<String>, Query(q): Params) -> ApiResult {
     let force = flag(&q, "force");
+    if wants_dry_run(&q) {
+        return dry_run(engine, move |e| e.sandbox_remove(&id, force)).await;
+    }
     blocking(move || engine.sandbox_remove(&id, force)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

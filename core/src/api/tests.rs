@@ -231,3 +231,22 @@ async fn network_endpoints_follow_the_api_version() {
     let (_, _, new) = call(&app, "GET", "/networks/new", "").await;
     assert_eq!(new["EnableIPv4"], false, "{new}");
 }
+
+#[tokio::test]
+async fn a_dry_run_answers_the_steps_and_changes_nothing() {
+    let f = Fixture::new();
+    let app = app(&f);
+    f.rec.clear();
+    let (status, _, body) =
+        call(&app, "POST", "/networks/create?dry-run=1", r#"{"Name":"n1","Driver":"testnet"}"#).await;
+    assert_eq!(status, 200, "{body}");
+    let steps: Vec<&str> = body["Steps"].as_array().unwrap().iter().filter_map(Value::as_str).collect();
+    assert!(steps.iter().any(|s| s.starts_with("create link br-")), "{steps:?}");
+    assert_eq!(call(&app, "GET", "/networks/n1", "").await.0, 404);
+    assert!(f.rec.log().is_empty(), "the executor was not asked to do anything: {:?}", f.rec.log());
+    let until = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 1;
+    let (_, _, events) = call(&app, "GET", &format!("/events?since=0&until={until}"), "").await;
+    assert_eq!(events, Value::String(String::new()), "a dry run records no event");
+    let (status, _, _) = call(&app, "DELETE", "/volumes/nope?dry-run=1", "").await;
+    assert_eq!(status, 404, "a dry run fails as the operation would");
+}

@@ -112,6 +112,9 @@ enum NetworkCmd {
         /// Take subnets and options from this configuration-only network.
         #[arg(long = "config-from")]
         config_from: Option<String>,
+        /// Print the steps it would take, and change nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
         /// Label `key=value`.
         #[arg(long)]
         label: Vec<String>,
@@ -131,6 +134,9 @@ enum NetworkCmd {
         /// Networks.
         #[arg(required = true)]
         names: Vec<String>,
+        /// Print the steps it would take, and change nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
     },
     /// Remove unused networks.
     Prune {
@@ -171,6 +177,9 @@ enum NetworkCmd {
         /// Gateway priority: the network with the highest gives the sandbox's default route.
         #[arg(long = "gw-priority", default_value_t = 0, allow_negative_numbers = true)]
         gw_priority: i64,
+        /// Print the steps it would take, and change nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
     },
     /// Disconnect a sandbox from a network.
     Disconnect {
@@ -178,6 +187,9 @@ enum NetworkCmd {
         network: String,
         /// Sandbox name or id.
         sandbox: String,
+        /// Print the steps it would take, and change nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
     },
 }
 
@@ -196,6 +208,9 @@ enum VolumeCmd {
         /// Label `key=value`.
         #[arg(long)]
         label: Vec<String>,
+        /// Print the steps it would take, and change nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
     },
     /// List volumes.
     #[command(alias = "list")]
@@ -213,6 +228,10 @@ enum VolumeCmd {
         /// as Docker does.
         #[arg(short, long)]
         force: bool,
+        /// Print the steps it would take, and change nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+
         /// Volumes.
         #[arg(required = true)]
         names: Vec<String>,
@@ -275,6 +294,10 @@ enum SandboxCmd {
         /// Disconnect from every network first.
         #[arg(short, long)]
         force: bool,
+        /// Print the steps it would take, and change nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+
         /// Sandboxes.
         #[arg(required = true)]
         names: Vec<String>,
@@ -562,6 +585,7 @@ async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), String> {
             ipam_opt,
             config_only,
             config_from,
+            dry_run,
             label,
         } => {
             if subnet.is_empty() && (!ip_range.is_empty() || !gateway.is_empty() || !aux_address.is_empty()) {
@@ -576,7 +600,10 @@ async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), String> {
                 "Options": pairs("option", &opt)?, "Labels": pairs("label", &label)?,
                 "ConfigOnly": config_only, "ConfigFrom": config_from.map(|n| json!({ "Network": n })),
             });
-            let v = c.call("POST", "/networks/create", Some(&body)).await?;
+            let v = c.call("POST", &format!("/networks/create{}", query(&[("dry-run", dry_run)])), Some(&body)).await?;
+            if print_steps(&v) {
+                return Ok(());
+            }
             if !s(&v, "Warning").is_empty() {
                 eprintln!("WARNING: {}", s(&v, "Warning"));
             }
@@ -598,7 +625,7 @@ async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), String> {
             }
         }
         NetworkCmd::Inspect { names } => inspect(c, "/networks", &names).await?,
-        NetworkCmd::Rm { names } => remove(c, "/networks", &names, "").await?,
+        NetworkCmd::Rm { names, dry_run } => remove(c, "/networks", &names, &query(&[("dry-run", dry_run)])).await?,
         NetworkCmd::Prune { force: _, filter } => {
             let q = filters_query(&filter)?;
             let v = c.call("POST", &format!("/networks/prune?{q}"), None).await?;
@@ -619,6 +646,7 @@ async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), String> {
             driver_opt,
             link_local_ip,
             gw_priority,
+            dry_run,
         } => {
             let body = json!({
                 "Container": sandbox,
@@ -632,15 +660,12 @@ async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), String> {
                     "GwPriority": gw_priority,
                 }
             });
-            c.call("POST", &format!("/networks/{}/connect", encode(&network)), Some(&body)).await?;
+            let path = format!("/networks/{}/connect{}", encode(&network), query(&[("dry-run", dry_run)]));
+            print_steps(&c.call("POST", &path, Some(&body)).await?);
         }
-        NetworkCmd::Disconnect { network, sandbox } => {
-            c.call(
-                "POST",
-                &format!("/networks/{}/disconnect", encode(&network)),
-                Some(&json!({ "Container": sandbox })),
-            )
-            .await?;
+        NetworkCmd::Disconnect { network, sandbox, dry_run } => {
+            let path = format!("/networks/{}/disconnect{}", encode(&network), query(&[("dry-run", dry_run)]));
+            print_steps(&c.call("POST", &path, Some(&json!({ "Container": sandbox }))).await?);
         }
     }
     Ok(())
@@ -655,11 +680,35 @@ async fn inspect(c: &Client, base: &str, names: &[String]) -> Result<(), String>
     Ok(())
 }
 
+/// A query string of the flags that are set: `?force=1&dry-run=1`, or nothing.
+fn query(flags: &[(&str, bool)]) -> String {
+    let set: Vec<String> = flags.iter().filter(|(_, on)| *on).map(|(name, _)| format!("{name}=1")).collect();
+    if set.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", set.join("&"))
+    }
+}
+
+/// Print a dry run's steps, one a line; whether `v` was a dry run's answer.
+fn print_steps(v: &Value) -> bool {
+    let Some(steps) = v.get("Steps").and_then(Value::as_array) else { return false };
+    println!("dry run: nothing was changed; the steps would be:");
+    for step in steps.iter().filter_map(Value::as_str) {
+        println!("  {step}");
+    }
+    true
+}
+
 async fn remove(c: &Client, base: &str, names: &[String], query: &str) -> Result<(), String> {
     let mut failed = None;
     for n in names {
         match c.call("DELETE", &format!("{base}/{}{query}", encode(n)), None).await {
-            Ok(_) => println!("{n}"),
+            Ok(v) => {
+                if !print_steps(&v) {
+                    println!("{n}");
+                }
+            }
             Err(e) => {
                 eprintln!("{e}");
                 failed = Some(e);
@@ -690,10 +739,12 @@ fn human_bytes(n: u64) -> String {
 
 async fn volume(c: &Client, cmd: VolumeCmd) -> Result<(), String> {
     match cmd {
-        VolumeCmd::Create { name, driver, opt, label } => {
+        VolumeCmd::Create { name, driver, opt, label, dry_run } => {
             let body = json!({ "Name": name.unwrap_or_default(), "Driver": driver, "DriverOpts": pairs("option", &opt)?, "Labels": pairs("label", &label)? });
-            let v = c.call("POST", "/volumes/create", Some(&body)).await?;
-            println!("{}", s(&v, "Name"));
+            let v = c.call("POST", &format!("/volumes/create{}", query(&[("dry-run", dry_run)])), Some(&body)).await?;
+            if !print_steps(&v) {
+                println!("{}", s(&v, "Name"));
+            }
         }
         VolumeCmd::Ls(args) => {
             let v = list(c, "/volumes", &args).await?;
@@ -707,7 +758,9 @@ async fn volume(c: &Client, cmd: VolumeCmd) -> Result<(), String> {
             }
         }
         VolumeCmd::Inspect { names } => inspect(c, "/wharf/volumes", &names).await?,
-        VolumeCmd::Rm { force, names } => remove(c, "/volumes", &names, if force { "?force=1" } else { "" }).await?,
+        VolumeCmd::Rm { force, names, dry_run } => {
+            remove(c, "/volumes", &names, &query(&[("force", force), ("dry-run", dry_run)])).await?
+        }
         VolumeCmd::Prune { all, force: _, mut filter } => {
             if all {
                 filter.push("all=true".into());
@@ -760,8 +813,8 @@ async fn sandbox(c: &Client, cmd: SandboxCmd) -> Result<(), String> {
             }
         }
         SandboxCmd::Inspect { names } => inspect(c, "/wharf/sandboxes", &names).await?,
-        SandboxCmd::Rm { force, names } => {
-            remove(c, "/wharf/sandboxes", &names, if force { "?force=1" } else { "" }).await?
+        SandboxCmd::Rm { force, names, dry_run } => {
+            remove(c, "/wharf/sandboxes", &names, &query(&[("force", force), ("dry-run", dry_run)])).await?
         }
     }
     Ok(())

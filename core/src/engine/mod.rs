@@ -7,6 +7,7 @@
 //! threads.
 
 mod config_only;
+mod dry_run;
 pub mod events;
 mod firewall;
 mod gateway;
