@@ -9,7 +9,8 @@ fn output(cmd: &str, args: &[&str]) -> Option<String> {
 
 fn main() {
     let commit = output("git", &["rev-parse", "--short=12", "HEAD"]).unwrap_or_default();
-    let dirty = output("git", &["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    let dirty = output("git", &["--no-optional-locks", "status", "--porcelain", "--untracked-files=no"])
+        .is_some_and(|s| !s.is_empty());
     let commit = if dirty && !commit.is_empty() { format!("{commit}-dirty") } else { commit };
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
     let rustc_version = output(&rustc, &["--version"]).unwrap_or_default();

@@ -431,6 +431,21 @@ impl Host {
         raw_api(&self.socket(), method, path, body)
     }
 
+    /// [`Host::snapshot`] once the kernel has settled: no IPv6 address of the host namespace
+    /// is still tentative, so the link-local routes the kernel adds on its own a moment after
+    /// a link comes up are in.
+    pub fn settled_snapshot(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let tentative = self.in_host(&["ip", "-6", "-o", "addr", "show", "tentative"]);
+            if tentative.stdout.is_empty() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        self.snapshot()
+    }
+
     /// What the kernel and the store look like: links, addresses, routes and nftables of
     /// the host namespace, and every object wharf lists. Equal snapshots mean nothing
     /// changed.

@@ -1,5 +1,7 @@
 //! The HTTP API on the unix socket: Docker Engine API network and volume endpoints, with
-//! `/_ping`, `/version` and `/info`, plus wharf's own endpoints under `/wharf/`.
+//! `/_ping`, `/version`, `/info`, `/events` and what [`system`] answers, plus wharf's own
+//! endpoints under `/wharf/`. Behaviour that changed between API versions follows the version
+//! the request asked for ([`ApiVersion`]).
 //!
 //! Handlers parse the request, call the engine on a blocking thread, and render Docker's
 //! JSON. Errors become `{"message": ...}` with the status code from [`Error::status`].
