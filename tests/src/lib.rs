@@ -431,25 +431,18 @@ impl Host {
         raw_api(&self.socket(), method, path, body)
     }
 
-    /// [`Host::snapshot`] once the kernel has settled: no IPv6 address of the host namespace
-    /// is still tentative, so the link-local routes the kernel adds on its own a moment after
-    /// a link comes up are in.
-    pub fn settled_snapshot(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            let tentative = self.in_host(&["ip", "-6", "-o", "addr", "show", "tentative"]);
-            if tentative.stdout.is_empty() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        self.snapshot()
-    }
-
     /// What the kernel and the store look like: links, addresses, routes and nftables of
     /// the host namespace, and every object wharf lists. Equal snapshots mean nothing
     /// changed.
     pub fn snapshot(&self) -> String {
+        // Once the kernel has settled: while an IPv6 address is tentative, the link-local
+        // route the kernel adds on its own is yet to come.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && !self.in_host(&["ip", "-6", "-o", "addr", "show", "tentative"]).stdout.is_empty()
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let mut out = String::new();
         for args in [
             &["ip", "-o", "link", "show"][..],

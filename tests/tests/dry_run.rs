@@ -12,7 +12,7 @@ fn dry_runs_print_the_plan_and_change_nothing() {
     h.wharf_ok(&["sandbox", "create", "s2"]);
     h.wharf_ok(&["network", "connect", "base", "s1", "-p", "8080:80"]);
     h.wharf_ok(&["volume", "create", "v1"]);
-    let before = h.settled_snapshot();
+    let before = h.snapshot();
     let volumes = std::fs::read_dir(h.dir.join("root/volumes")).unwrap().count();
 
     let cases: &[(&[&str], &[&str])] = &[
