@@ -40,11 +40,28 @@ pub struct NetworkCapabilities {
     pub uses_ipam: bool,
     /// Whether endpoints get an interface in the sandbox (false for `host` and `none`).
     pub connects_sandboxes: bool,
+    /// The network options the driver reads. When a driver lists them, core keeps an option
+    /// that no loaded driver lists apart: stored and shown, never passed to the driver, and
+    /// named in the create response's warning (Compose files carry such options). Options
+    /// some driver lists reach the driver, which validates them. Empty: the driver lists
+    /// none, and every option reaches it.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub options: Vec<String>,
+    /// The endpoint options (`--driver-opt` at connect) the driver reads, kept apart by the
+    /// same rule as [`NetworkCapabilities::options`].
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub endpoint_options: Vec<String>,
 }
 
 impl Default for NetworkCapabilities {
     fn default() -> Self {
-        NetworkCapabilities { scope: Scope::Local, uses_ipam: true, connects_sandboxes: true }
+        NetworkCapabilities {
+            scope: Scope::Local,
+            uses_ipam: true,
+            connects_sandboxes: true,
+            options: Vec::new(),
+            endpoint_options: Vec::new(),
+        }
     }
 }
 

@@ -139,8 +139,20 @@ impl Host {
         h
     }
 
+    /// A new host whose namespace and directory names start with `prefix`, with wharfd
+    /// started in it.
+    pub fn start_named(prefix: &str) -> Host {
+        let mut h = Host::prepare_named(prefix);
+        h.start_daemon();
+        h
+    }
+
     fn prepare() -> Host {
-        let ns = Netns::new("wh");
+        Host::prepare_named("wh")
+    }
+
+    fn prepare_named(prefix: &str) -> Host {
+        let ns = Netns::new(prefix);
         let dir = std::env::temp_dir().join(format!("wharf-e2e-{}", ns.name));
         std::fs::create_dir_all(&dir).expect("temp dir");
         Host { ns, dir, daemon: None, extra_args: Vec::new(), env: Vec::new() }
@@ -442,6 +454,14 @@ impl Host {
     /// the host namespace, and every object wharf lists. Equal snapshots mean nothing
     /// changed.
     pub fn snapshot(&self) -> String {
+        // Once the kernel has settled: while an IPv6 address is tentative, the link-local
+        // route the kernel adds on its own is yet to come.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline
+            && !self.in_host(&["ip", "-6", "-o", "addr", "show", "tentative"]).stdout.is_empty()
+        {
+            std::thread::sleep(Duration::from_millis(100));
+        }
         let mut out = String::new();
         for args in [
             &["ip", "-o", "link", "show"][..],

@@ -176,7 +176,8 @@ fn conflicting_or_invalid_macvlan_networks_are_refused() {
         (&["--subnet", "10.86.0.0/24", "-o", "parent=lo"], "loopback"),
         (&["--subnet", "10.87.0.0/24", "-o", "parent=brx"], "bridge"),
         (&["--subnet", "10.88.0.0/24", "-o", "parent=par0", "-o", "macvlan_mode=l3"], "macvlan_mode"),
-        (&["--subnet", "10.89.0.0/24", "-o", "parent=par0", "-o", "flavour=x"], "flavour"),
+        // Another driver's option; one no driver reads would be kept, with a warning.
+        (&["--subnet", "10.89.0.0/24", "-o", "parent=par0", "-o", "com.docker.network.bridge.name=x"], "bridge.name"),
     ];
     for (args, why) in cases {
         let mut full = vec!["network", "create", "-d", "macvlan"];
@@ -202,4 +203,40 @@ fn conflicting_or_invalid_macvlan_networks_are_refused() {
     let err =
         h.wharf_err(&["network", "create", "-d", "macvlan", "--subnet", "10.91.0.0/24", "-o", "parent=par2", "pt2"]);
     assert!(err.contains("passthru"), "{err}");
+}
+
+#[test]
+fn a_macvlan_network_lies_on_its_parents_own_lan() {
+    wharf_tests::require_root!();
+    let h = Host::start_named("wp");
+    // The LAN: the parent's peer end is a router at 198.51.100.1 in a namespace of its own,
+    // and the host has its own address on the parent, so the LAN is on the host's routes.
+    let lan = Netns::new("wplan");
+    h.in_host_ok(&["ip", "link", "add", "wpeth0", "type", "veth", "peer", "name", "wpgw", "netns", &lan.name]);
+    h.in_host_ok(&["ip", "addr", "add", "198.51.100.2/24", "dev", "wpeth0"]);
+    h.in_host_ok(&["ip", "link", "set", "wpeth0", "up"]);
+    assert!(lan.exec(&["ip", "addr", "add", "198.51.100.1/24", "dev", "wpgw"]).status.success());
+    assert!(lan.exec(&["ip", "link", "set", "wpgw", "up"]).status.success());
+    h.docker_ok(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "--subnet",
+        "198.51.100.0/24",
+        "--gateway",
+        "198.51.100.1",
+        "--aux-address",
+        "host=198.51.100.2",
+        "-o",
+        "parent=wpeth0",
+        "lan",
+    ]);
+    h.wharf_ok(&["sandbox", "create", "m"]);
+    h.wharf_ok(&["network", "connect", "lan", "m"]);
+    let ip = h.sandbox_ip("m", "lan");
+    assert!(ip.starts_with("198.51.100.") && ip != "198.51.100.2", "{ip}");
+    assert!(h.ping("m", "198.51.100.1"), "the sandbox reaches the LAN's router\n{}", h.log());
+    let route = String::from_utf8_lossy(&h.in_sandbox("m", &["ip", "route", "show", "default"]).stdout).into_owned();
+    assert!(route.contains("via 198.51.100.1"), "{route}");
 }

@@ -1,17 +1,21 @@
 //! The HTTP API on the unix socket: Docker Engine API network and volume endpoints, with
-//! `/_ping`, `/version` and `/info`, plus wharf's own endpoints under `/wharf/`.
+//! `/_ping`, `/version`, `/info`, `/events` and what [`system`] answers, plus wharf's own
+//! endpoints under `/wharf/`. Behaviour that changed between API versions follows the version
+//! the request asked for ([`ApiVersion`]).
 //!
 //! Handlers parse the request, call the engine on a blocking thread, and render Docker's
 //! JSON. Errors become `{"message": ...}` with the status code from [`Error::status`].
 //! [`serve`] runs the router on a socket, closing connections whose request headers do not
 //! arrive within [`HEADER_READ_TIMEOUT`].
 
+mod events;
 pub mod filters;
 mod observe;
 pub mod shapes;
+mod system;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Extension, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -30,6 +34,13 @@ pub const API_VERSION: &str = "1.50";
 pub const MIN_API_VERSION: &str = "1.24";
 
 type Shared = State<Arc<Engine>>;
+
+/// The API version a request asked for (the minor number of `/v1.NN/`; the newest served when
+/// the path has no version), for behaviour that changed between versions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct ApiVersion(pub u32);
+
+type Version = Extension<ApiVersion>;
 type Params = Query<HashMap<String, String>>;
 
 /// An engine error on its way to the client, as Docker's `{"message": ...}` with the status
@@ -66,6 +77,7 @@ fn minor(v: &str) -> Option<u32> {
 
 /// Strip a `/v1.NN` prefix, refusing versions outside the served range with a 400.
 async fn versioned(mut req: Request, next: Next) -> Response {
+    let mut asked = minor(API_VERSION).unwrap_or(0);
     let path = req.uri().path();
     if let Some(rest) = path.strip_prefix("/v") {
         let (version, tail) = rest.split_once('/').map(|(v, t)| (v, format!("/{t}"))).unwrap_or((rest, "/".into()));
@@ -82,12 +94,14 @@ async fn versioned(mut req: Request, next: Next) -> Response {
                 );
                 return ApiError(Error::InvalidArgument(msg)).into_response();
             }
+            asked = m;
             let query = req.uri().query().map(|q| format!("?{q}")).unwrap_or_default();
             if let Ok(uri) = format!("{tail}{query}").parse::<Uri>() {
                 *req.uri_mut() = uri;
             }
         }
     }
+    req.extensions_mut().insert(ApiVersion(asked));
     let mut resp = next.run(req).await;
     let h = resp.headers_mut();
     h.insert("Api-Version", HeaderValue::from_static(API_VERSION));
@@ -112,6 +126,12 @@ pub fn router(engine: Arc<Engine>) -> Router {
         .route("/volumes/create", post(volume_create))
         .route("/volumes/prune", post(volume_prune))
         .route("/volumes/{name}", get(volume_inspect).delete(volume_remove))
+        .route("/events", get(events::events))
+        .route("/system/df", get(system::disk_usage))
+        .route("/swarm", get(system::no_swarm))
+        .route("/swarm/leave", post(system::no_swarm))
+        .route("/containers/{id}/json", get(system::container_inspect))
+        .route("/wharf/volumes/{name}", get(volume_inspect_with_usage))
         .route("/wharf/volumes/{name}/mount", post(volume_mount))
         .route("/wharf/volumes/{name}/unmount", post(volume_unmount))
         .route("/wharf/sandboxes", get(sandbox_list).post(sandbox_create))
@@ -185,7 +205,9 @@ pub async fn serve(
     Ok(())
 }
 
-async fn not_found(method: Method, uri: Uri) -> ApiError {
+/// Any other route: 404, once the request body is read, so a client still sending it sees
+/// the answer instead of a broken pipe.
+async fn not_found(method: Method, uri: Uri, _body: Bytes) -> ApiError {
     ApiError(Error::NotFound(format!("page not found: {method} {}", uri.path())))
 }
 
@@ -217,18 +239,32 @@ async fn version() -> Json<Value> {
         "Components": [{
             "Name": "Engine",
             "Version": v,
-            "Details": { "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux", "Arch": arch(), "KernelVersion": kernel_version() }
+            "Details": {
+                "ApiVersion": API_VERSION, "MinAPIVersion": MIN_API_VERSION, "Os": "linux", "Arch": arch(),
+                "KernelVersion": kernel_version(), "GitCommit": env!("WHARF_GIT_COMMIT"),
+                "GoVersion": env!("WHARF_RUSTC_VERSION"), "BuildTime": env!("WHARF_BUILD_TIME"),
+            }
         }],
         "Version": v,
         "ApiVersion": API_VERSION,
         "MinAPIVersion": MIN_API_VERSION,
-        "GitCommit": "",
-        "GoVersion": "",
+        "GitCommit": env!("WHARF_GIT_COMMIT"),
+        "GoVersion": env!("WHARF_RUSTC_VERSION"),
         "Os": "linux",
         "Arch": arch(),
         "KernelVersion": kernel_version(),
-        "BuildTime": "",
+        "BuildTime": env!("WHARF_BUILD_TIME"),
     }))
+}
+
+/// The host's memory in bytes, from `/proc/meminfo`; 0 when it cannot be read.
+fn total_memory() -> u64 {
+    let info = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let kib = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok());
+    kib.unwrap_or(0) * 1024
 }
 
 async fn info(State(engine): Shared) -> Json<Value> {
@@ -238,7 +274,7 @@ async fn info(State(engine): Shared) -> Json<Value> {
     };
     let hostname = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
     Json(json!({
-        "ID": "",
+        "ID": engine.id().unwrap_or_default(),
         "Name": hostname,
         "ServerVersion": env!("CARGO_PKG_VERSION"),
         "OperatingSystem": "wharf",
@@ -246,6 +282,12 @@ async fn info(State(engine): Shared) -> Json<Value> {
         "Architecture": std::env::consts::ARCH,
         "KernelVersion": kernel_version(),
         "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        "MemTotal": total_memory(),
+        "DockerRootDir": engine.root_dir(),
+        "Swarm": {
+            "NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false,
+            "Error": "", "RemoteManagers": null,
+        },
         "Containers": 0, "ContainersRunning": 0, "ContainersPaused": 0, "ContainersStopped": 0, "Images": 0,
         "Driver": "",
         "Plugins": { "Volume": names(wharf_engine::registry::Kind::Volume), "Network": names(wharf_engine::registry::Kind::Network) },
@@ -263,6 +305,17 @@ fn flag(q: &HashMap<String, String>, name: &str) -> bool {
     q.get(name).is_some_and(|v| matches!(v.as_str(), "1" | "true" | "True"))
 }
 
+/// wharf's `?dry-run=1` on the operations that change state: answer the steps `op` would
+/// carry out, `{"Steps": [...]}`, and change nothing (see [`Engine::dry_run`]).
+fn wants_dry_run(q: &HashMap<String, String>) -> bool {
+    flag(q, "dry-run")
+}
+
+async fn dry_run(engine: Arc<Engine>, op: impl FnOnce(&Engine) -> Result<(), Error> + Send + 'static) -> ApiResult {
+    let steps = blocking(move || engine.dry_run(op)).await?;
+    Ok(Json(json!({ "Steps": steps })).into_response())
+}
+
 fn network_matches(f: &Filters, n: &wharf_engine::model::Network, in_use: bool) -> Result<bool, Error> {
     let builtin = n.predefined;
     Ok(f.any("driver", |v| v == n.driver)
@@ -270,35 +323,67 @@ fn network_matches(f: &Filters, n: &wharf_engine::model::Network, in_use: bool) 
         && f.any("name", |v| n.name.contains(v))
         && f.any("scope", |v| v == n.scope)
         && f.any("type", |v| (v == "builtin" && builtin) || (v == "custom" && !builtin))
+        && f.labels_exclude("label!", &n.labels)
         && f.labels_match("label", &n.labels)
         && f.bool("dangling")?.is_none_or(|d| d == (!in_use && !builtin)))
 }
 
-async fn network_list(State(engine): Shared, Query(q): Params) -> ApiResult {
+/// API 1.28 took the endpoints out of the network list; older clients get them there.
+const NETWORK_LIST_WITHOUT_CONTAINERS: ApiVersion = ApiVersion(28);
+/// API 1.48 brought `EnableIPv4` to network create; older clients' requests leave IPv4 on.
+const NETWORK_CREATE_ENABLE_IPV4: ApiVersion = ApiVersion(48);
+
+async fn network_list(State(engine): Shared, Extension(version): Version, Query(q): Params) -> ApiResult {
     let f = filters(&q)?;
-    f.only(&["driver", "id", "label", "name", "scope", "type", "dangling"])?;
+    f.only(&["driver", "id", "label", "label!", "name", "scope", "type", "dangling"])?;
+    f.values_in("type", &["custom", "builtin"])?;
+    f.values_in("scope", &["local", "global", "swarm"])?;
     let mut out = Vec::new();
     for n in engine.networks() {
         let eps = engine.network_endpoints(&n.id);
         if network_matches(&f, &n, !eps.is_empty())? {
-            out.push(shapes::network(&n, &[]));
+            let shown = if version < NETWORK_LIST_WITHOUT_CONTAINERS { eps.as_slice() } else { &[] };
+            out.push(shapes::network(&n, shown));
         }
     }
     Ok(Json(out).into_response())
 }
 
-async fn network_inspect(State(engine): Shared, Path(id): Path<String>) -> ApiResult {
+async fn network_inspect(State(engine): Shared, Path(id): Path<String>, Query(q): Params) -> ApiResult {
     let n = engine.network(&id)?;
+    // `scope` asks for a network of that scope only; `verbose` adds what only swarm
+    // services have, which wharf has not.
+    if q.get("scope").is_some_and(|s| !s.is_empty() && *s != n.scope) {
+        return Err(Error::NotFound(format!("network {id} not found")).into());
+    }
     Ok(Json(shapes::network(&n, &engine.network_endpoints(&n.id))).into_response())
 }
 
-async fn network_create(State(engine): Shared, body: Bytes) -> ApiResult {
-    let req = shapes::network_create(&body)?;
+async fn network_create(
+    State(engine): Shared,
+    Extension(version): Version,
+    Query(q): Params,
+    body: Bytes,
+) -> ApiResult {
+    let mut req = shapes::network_create(&body)?;
+    if version < NETWORK_CREATE_ENABLE_IPV4 {
+        req.enable_ipv4 = None;
+    }
+    if wants_dry_run(&q) {
+        return dry_run(engine, move |e| e.network_create(req).map(drop)).await;
+    }
     let n = blocking(move || engine.network_create(req)).await?;
-    Ok((StatusCode::CREATED, Json(json!({ "Id": n.id, "Warning": "" }))).into_response())
+    let warning = match n.unused_options.keys().map(String::as_str).collect::<Vec<_>>().join(", ") {
+        unused if unused.is_empty() => unused,
+        unused => format!("no driver reads option(s) {unused}: they are kept but have no effect"),
+    };
+    Ok((StatusCode::CREATED, Json(json!({ "Id": n.id, "Warning": warning }))).into_response())
 }
 
-async fn network_remove(State(engine): Shared, Path(id): Path<String>) -> ApiResult {
+async fn network_remove(State(engine): Shared, Path(id): Path<String>, Query(q): Params) -> ApiResult {
+    if wants_dry_run(&q) {
+        return dry_run(engine, move |e| e.network_remove(&id)).await;
+    }
     blocking(move || engine.network_remove(&id)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -306,43 +391,70 @@ async fn network_remove(State(engine): Shared, Path(id): Path<String>) -> ApiRes
 async fn network_prune(State(engine): Shared, Query(q): Params) -> ApiResult {
     let f = filters(&q)?;
     f.only(&["label", "label!", "until"])?;
-    if f.get("until").is_some() {
-        return Err(Error::InvalidArgument("the until filter is not supported".into()).into());
-    }
+    let until = f.until()?;
     let removed = blocking(move || {
-        engine.network_prune(|n| f.labels_match("label", &n.labels) && f.labels_exclude("label!", &n.labels))
+        engine.network_prune(|n| {
+            f.labels_match("label", &n.labels)
+                && f.labels_exclude("label!", &n.labels)
+                && until.is_none_or(|u| created_before(&n.created, u))
+        })
     })
     .await?;
     Ok(Json(json!({ "NetworksDeleted": removed })).into_response())
 }
 
-async fn network_connect(State(engine): Shared, Path(id): Path<String>, body: Bytes) -> ApiResult {
-    let req = shapes::connect(&id, &body)?;
+/// API 1.48 brought `GwPriority` to an endpoint's settings.
+const ENDPOINT_GW_PRIORITY: ApiVersion = ApiVersion(48);
+
+async fn network_connect(
+    State(engine): Shared,
+    Extension(version): Version,
+    Path(id): Path<String>,
+    Query(q): Params,
+    body: Bytes,
+) -> ApiResult {
+    let mut req = shapes::connect(&id, &body)?;
+    if version < ENDPOINT_GW_PRIORITY {
+        req.gw_priority = 0;
+    }
+    if wants_dry_run(&q) {
+        return dry_run(engine, move |e| e.connect(req).map(drop)).await;
+    }
     blocking(move || engine.connect(req)).await?;
     Ok(StatusCode::OK.into_response())
 }
 
-async fn network_disconnect(State(engine): Shared, Path(id): Path<String>, body: Bytes) -> ApiResult {
+async fn network_disconnect(State(engine): Shared, Path(id): Path<String>, Query(q): Params, body: Bytes) -> ApiResult {
     #[derive(serde::Deserialize, Default)]
     #[serde(rename_all = "PascalCase", default)]
     struct Body {
         container: String,
     }
     let b: Body = shapes::parse_body(&body)?;
+    if wants_dry_run(&q) {
+        return dry_run(engine, move |e| e.disconnect(&id, &b.container)).await;
+    }
     blocking(move || engine.disconnect(&id, &b.container)).await?;
     Ok(StatusCode::OK.into_response())
+}
+
+/// Whether an object created at `created` (RFC 3339) was created before `until`; a time that
+/// cannot be read counts as not before, so nothing is pruned by mistake.
+fn created_before(created: &str, until: std::time::SystemTime) -> bool {
+    humantime::parse_rfc3339_weak(created).is_ok_and(|c| c < until)
 }
 
 fn volume_matches(f: &Filters, v: &wharf_engine::model::Volume) -> Result<bool, Error> {
     Ok(f.any("driver", |d| d == v.driver)
         && f.any("name", |n| v.name.contains(n))
         && f.labels_match("label", &v.labels)
+        && f.labels_exclude("label!", &v.labels)
         && f.bool("dangling")?.is_none_or(|d| d == v.mounts.is_empty()))
 }
 
 async fn volume_list(State(engine): Shared, Query(q): Params) -> ApiResult {
     let f = filters(&q)?;
-    f.only(&["dangling", "driver", "label", "name"])?;
+    f.only(&["dangling", "driver", "label", "label!", "name"])?;
     let mut out = Vec::new();
     for v in engine.volumes() {
         if volume_matches(&f, &v)? {
@@ -352,8 +464,11 @@ async fn volume_list(State(engine): Shared, Query(q): Params) -> ApiResult {
     Ok(Json(json!({ "Volumes": out, "Warnings": [] })).into_response())
 }
 
-async fn volume_create(State(engine): Shared, body: Bytes) -> ApiResult {
+async fn volume_create(State(engine): Shared, Query(q): Params, body: Bytes) -> ApiResult {
     let req = shapes::volume_create(&body)?;
+    if wants_dry_run(&q) {
+        return dry_run(engine, move |e| e.volume_create(req).map(drop)).await;
+    }
     let v = blocking(move || engine.volume_create(req)).await?;
     Ok((StatusCode::CREATED, Json(shapes::volume(&v))).into_response())
 }
@@ -364,15 +479,31 @@ async fn volume_inspect(State(engine): Shared, Path(name): Path<String>) -> ApiR
 
 async fn volume_remove(State(engine): Shared, Path(name): Path<String>, Query(q): Params) -> ApiResult {
     let force = flag(&q, "force");
+    if wants_dry_run(&q) {
+        return dry_run(engine, move |e| e.volume_remove(&name, force)).await;
+    }
     blocking(move || engine.volume_remove(&name, force)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-async fn volume_prune(State(engine): Shared, Query(q): Params) -> ApiResult {
+async fn volume_inspect_with_usage(State(engine): Shared, Path(name): Path<String>) -> ApiResult {
+    let v = engine.volume(&name)?;
+    let size = v.status.get("size").and_then(Value::as_i64).unwrap_or(-1);
+    Ok(Json(shapes::volume_with_usage(&v, size)).into_response())
+}
+
+/// Through API 1.41 a prune took named volumes too; 1.42 made it take anonymous ones only,
+/// unless the `all` filter asks for every unused volume.
+const VOLUME_PRUNE_ANONYMOUS_ONLY: ApiVersion = ApiVersion(42);
+
+async fn volume_prune(State(engine): Shared, Extension(version): Version, Query(q): Params) -> ApiResult {
     let f = filters(&q)?;
-    f.only(&["label", "all"])?;
-    let all = f.bool("all")?.unwrap_or(false);
-    let report = blocking(move || engine.volume_prune(all, |v| f.labels_match("label", &v.labels))).await?;
+    f.only(&["label", "label!", "all"])?;
+    let all = f.bool("all")?.unwrap_or(false) || version < VOLUME_PRUNE_ANONYMOUS_ONLY;
+    let report = blocking(move || {
+        engine.volume_prune(all, |v| f.labels_match("label", &v.labels) && f.labels_exclude("label!", &v.labels))
+    })
+    .await?;
     Ok(Json(json!({ "VolumesDeleted": report.removed, "SpaceReclaimed": report.space_reclaimed })).into_response())
 }
 
@@ -442,6 +573,9 @@ async fn sandbox_inspect(State(engine): Shared, Path(id): Path<String>) -> ApiRe
 
 async fn sandbox_remove(State(engine): Shared, Path(id): Path<String>, Query(q): Params) -> ApiResult {
     let force = flag(&q, "force");
+    if wants_dry_run(&q) {
+        return dry_run(engine, move |e| e.sandbox_remove(&id, force)).await;
+    }
     blocking(move || engine.sandbox_remove(&id, force)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

@@ -33,7 +33,9 @@ fn ipam_config(pools: &[Pool]) -> Vec<Value> {
         .collect()
 }
 
-/// A network as Docker's `NetworkResource`. `endpoints` fills `Containers` (inspect only).
+/// A network as Docker's `NetworkResource`, its fields in Docker's order (the map keeps
+/// insertion order). `endpoints` fills `Containers` (inspect only). `IPAM.Options` is null
+/// when none were given, as Docker shows it.
 pub fn network(n: &Network, endpoints: &[(Endpoint, Sandbox)]) -> Value {
     let containers: Map<String, Value> = endpoints
         .iter()
@@ -59,26 +61,30 @@ pub fn network(n: &Network, endpoints: &[(Endpoint, Sandbox)]) -> Value {
         "Driver": n.driver,
         "EnableIPv4": n.enable_ipv4,
         "EnableIPv6": n.enable_ipv6,
-        "IPAM": { "Driver": "default", "Options": n.ipam_options, "Config": config },
+        "IPAM": {
+            "Driver": "default",
+            "Options": if n.ipam_options.is_empty() { Value::Null } else { json!(n.ipam_options) },
+            "Config": config,
+        },
         "Internal": n.internal,
         "Attachable": n.attachable,
         "Ingress": false,
-        "ConfigFrom": { "Network": "" },
-        "ConfigOnly": false,
+        "ConfigFrom": { "Network": n.config_from },
+        "ConfigOnly": n.config_only,
         "Containers": containers,
-        "Options": n.options,
+        "Options": n.options.iter().chain(&n.unused_options).collect::<BTreeMap<_, _>>(),
         "Labels": n.labels,
     })
 }
 
-/// A volume as Docker's `Volume`; secrets in mount options are masked.
+/// A volume as Docker's `Volume`; secrets in mount options are masked. `UsageData` is left
+/// out, as Docker leaves it out everywhere but `/system/df` (see [`volume_with_usage`]).
 pub fn volume(v: &Volume) -> Value {
     let options: BTreeMap<&String, String> = v
         .options
         .iter()
         .map(|(k, val)| (k, if k == "o" { wharf_sdk::mask_mount_secrets(val) } else { val.clone() }))
         .collect();
-    let size = v.status.get("size").and_then(Value::as_i64).unwrap_or(-1);
     let mut out = json!({
         "CreatedAt": v.created,
         "Driver": v.driver,
@@ -87,11 +93,18 @@ pub fn volume(v: &Volume) -> Value {
         "Name": v.name,
         "Options": options,
         "Scope": "local",
-        "UsageData": { "Size": size, "RefCount": v.mounts.len() },
     });
     if !v.status.is_empty() {
         out["Status"] = json!(v.status);
     }
+    out
+}
+
+/// A volume with `UsageData`: its size in bytes (`size`, or -1 when not measured) and how
+/// many mount references it holds.
+pub fn volume_with_usage(v: &Volume, size: i64) -> Value {
+    let mut out = volume(v);
+    out["UsageData"] = json!({ "Size": size, "RefCount": v.mounts.len() });
     out
 }
 
@@ -126,6 +139,9 @@ pub fn sandbox(s: &Sandbox, endpoints: &[(Endpoint, Network)]) -> Value {
                     "GlobalIPv6PrefixLen": e.ipv6.map(|a| a.prefix_len()).unwrap_or(0),
                     "IPv6Gateway": e.join.gateway_v6.map(|a| a.to_string()).unwrap_or_default(),
                     "Aliases": e.aliases,
+                    "GwPriority": e.gw_priority,
+                    "DriverOpts": e.options.iter().chain(&e.unused_options).collect::<BTreeMap<_, _>>(),
+                    "LinkLocalIPs": e.link_local_ips,
                     "Ports": ports,
                 }),
             )
@@ -201,6 +217,13 @@ struct NetworkCreateBody {
     scope: Option<String>,
     ingress: bool,
     config_only: bool,
+    config_from: Option<ConfigFromBody>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "PascalCase", default)]
+struct ConfigFromBody {
+    network: String,
 }
 
 /// Read a `POST /networks/create` body.
@@ -208,9 +231,6 @@ pub fn network_create(body: &[u8]) -> Result<NetworkCreateRequest> {
     let b: NetworkCreateBody = parse_body(body)?;
     if b.ingress {
         return Err(Error::InvalidArgument("ingress networks are not supported".into()));
-    }
-    if b.config_only {
-        return Err(Error::InvalidArgument("config-only networks are not supported".into()));
     }
     if let Some(scope) = b.scope.as_deref().filter(|s| !s.is_empty() && *s != "local") {
         return Err(Error::InvalidArgument(format!("scope {scope:?} is not supported; only local")));
@@ -246,6 +266,8 @@ pub fn network_create(body: &[u8]) -> Result<NetworkCreateRequest> {
         ipam_options: ipam.options.unwrap_or_default(),
         options,
         labels: b.labels.unwrap_or_default(),
+        config_only: b.config_only,
+        config_from: b.config_from.map(|c| c.network).unwrap_or_default(),
     })
 }
 
@@ -256,6 +278,8 @@ struct EndpointIpamBody {
     ipv4_address: Option<String>,
     #[serde(rename = "IPv6Address")]
     ipv6_address: Option<String>,
+    #[serde(rename = "LinkLocalIPs")]
+    link_local_ips: Option<Vec<String>>,
 }
 
 #[derive(Deserialize, Default, Clone)]
@@ -274,6 +298,7 @@ struct EndpointConfigBody {
     mac_address: Option<String>,
     driver_opts: Option<BTreeMap<String, String>>,
     port_bindings: Option<BTreeMap<String, Option<Vec<PortBindingBody>>>>,
+    gw_priority: i64,
 }
 
 #[derive(Deserialize, Default)]
@@ -340,6 +365,13 @@ pub fn connect(network: &str, body: &[u8]) -> Result<ConnectRequest> {
         aliases: ec.aliases.unwrap_or_default(),
         ports,
         options: ec.driver_opts.unwrap_or_default(),
+        gw_priority: ec.gw_priority,
+        link_local_ips: ipam
+            .link_local_ips
+            .unwrap_or_default()
+            .iter()
+            .map(|ip| parse("link-local address", ip))
+            .collect::<Result<_>>()?,
     })
 }
 

@@ -124,6 +124,18 @@ enum NetworkCmd {
         /// Driver option `key=value`.
         #[arg(short = 'o', long = "opt")]
         opt: Vec<String>,
+        /// IPAM driver option `key=value`.
+        #[arg(long = "ipam-opt")]
+        ipam_opt: Vec<String>,
+        /// Hold settings for other networks only (`--config-from`).
+        #[arg(long = "config-only")]
+        config_only: bool,
+        /// Take subnets and options from this configuration-only network.
+        #[arg(long = "config-from")]
+        config_from: Option<String>,
+        /// Print the steps it would take, and change nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
         /// Label `key=value`.
         #[arg(long)]
         label: Vec<String>,
@@ -145,6 +157,9 @@ enum NetworkCmd {
         /// Networks.
         #[arg(required = true)]
         names: Vec<String>,
+        /// Print the steps it would take, and change nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
     },
     /// Remove unused networks.
     Prune {
@@ -179,6 +194,15 @@ enum NetworkCmd {
         /// Endpoint driver option `key=value`.
         #[arg(long = "driver-opt")]
         driver_opt: Vec<String>,
+        /// Link-local address for the interface; repeat for several.
+        #[arg(long = "link-local-ip")]
+        link_local_ip: Vec<String>,
+        /// Gateway priority: the network with the highest gives the sandbox's default route.
+        #[arg(long = "gw-priority", default_value_t = 0, allow_negative_numbers = true)]
+        gw_priority: i64,
+        /// Print the steps it would take, and change nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
     },
     /// Disconnect a sandbox from a network.
     Disconnect {
@@ -186,6 +210,9 @@ enum NetworkCmd {
         network: String,
         /// Sandbox name or id.
         sandbox: String,
+        /// Print the steps it would take, and change nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
     },
 }
 
@@ -204,6 +231,9 @@ enum VolumeCmd {
         /// Label `key=value`.
         #[arg(long)]
         label: Vec<String>,
+        /// Print the steps it would take, and change nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
     },
     /// List volumes.
     #[command(alias = "list")]
@@ -223,6 +253,10 @@ enum VolumeCmd {
         /// as Docker does.
         #[arg(short, long)]
         force: bool,
+        /// Print the steps it would take, and change nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+
         /// Volumes.
         #[arg(required = true)]
         names: Vec<String>,
@@ -287,6 +321,10 @@ enum SandboxCmd {
         /// Disconnect from every network first.
         #[arg(short, long)]
         force: bool,
+        /// Print the steps it would take, and change nothing.
+        #[arg(long = "dry-run")]
+        dry_run: bool,
+
         /// Sandboxes.
         #[arg(required = true)]
         names: Vec<String>,
@@ -631,6 +669,10 @@ async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), Failure> {
             internal,
             attachable,
             opt,
+            ipam_opt,
+            config_only,
+            config_from,
+            dry_run,
             label,
         } => {
             if subnet.is_empty() && (!ip_range.is_empty() || !gateway.is_empty() || !aux_address.is_empty()) {
@@ -638,10 +680,20 @@ async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), Failure> {
             }
             let body = json!({
                 "Name": name, "Driver": driver, "EnableIPv6": ipv6, "Internal": internal, "Attachable": attachable,
-                "IPAM": { "Driver": "default", "Config": ipam_configs(&subnet, &ip_range, &gateway, &aux_address)? },
+                "IPAM": {
+                    "Driver": "default", "Config": ipam_configs(&subnet, &ip_range, &gateway, &aux_address)?,
+                    "Options": pairs("IPAM option", &ipam_opt)?,
+                },
                 "Options": pairs("option", &opt)?, "Labels": pairs("label", &label)?,
+                "ConfigOnly": config_only, "ConfigFrom": config_from.map(|n| json!({ "Network": n })),
             });
-            let v = c.call("POST", "/networks/create", Some(&body)).await?;
+            let v = c.call("POST", &format!("/networks/create{}", query(&[("dry-run", dry_run)])), Some(&body)).await?;
+            if print_steps(&v) {
+                return Ok(());
+            }
+            if !s(&v, "Warning").is_empty() {
+                eprintln!("WARNING: {}", s(&v, "Warning"));
+            }
             println!("{}", s(&v, "Id"));
         }
         NetworkCmd::Ls(args) => {
@@ -667,7 +719,7 @@ async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), Failure> {
         }
         NetworkCmd::Inspect { names } => inspect(c, "/networks", &names).await?,
         NetworkCmd::Exists(a) => exists(c, &format!("/networks/{}", encode(&a.name))).await?,
-        NetworkCmd::Rm { names } => remove(c, "/networks", &names, "").await?,
+        NetworkCmd::Rm { names, dry_run } => remove(c, "/networks", &names, &query(&[("dry-run", dry_run)])).await?,
         NetworkCmd::Prune { force: _, filter } => {
             let q = filters_query(&filter)?;
             let v = c.call("POST", &format!("/networks/prune?{q}"), None).await?;
@@ -677,24 +729,37 @@ async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), Failure> {
                 println!("Deleted Networks:\n{}", names.join("\n"));
             }
         }
-        NetworkCmd::Connect { network, sandbox, ip, ip6, alias, mac_address, publish, driver_opt } => {
+        NetworkCmd::Connect {
+            network,
+            sandbox,
+            ip,
+            ip6,
+            alias,
+            mac_address,
+            publish,
+            driver_opt,
+            link_local_ip,
+            gw_priority,
+            dry_run,
+        } => {
             let body = json!({
                 "Container": sandbox,
                 "EndpointConfig": {
-                    "IPAMConfig": { "IPv4Address": ip.unwrap_or_default(), "IPv6Address": ip6.unwrap_or_default() },
+                    "IPAMConfig": {
+                        "IPv4Address": ip.unwrap_or_default(), "IPv6Address": ip6.unwrap_or_default(),
+                        "LinkLocalIPs": link_local_ip,
+                    },
                     "Aliases": alias, "MacAddress": mac_address.unwrap_or_default(),
                     "DriverOpts": pairs("driver option", &driver_opt)?, "PortBindings": port_bindings(&publish)?,
+                    "GwPriority": gw_priority,
                 }
             });
-            c.call("POST", &format!("/networks/{}/connect", encode(&network)), Some(&body)).await?;
+            let path = format!("/networks/{}/connect{}", encode(&network), query(&[("dry-run", dry_run)]));
+            print_steps(&c.call("POST", &path, Some(&body)).await?);
         }
-        NetworkCmd::Disconnect { network, sandbox } => {
-            c.call(
-                "POST",
-                &format!("/networks/{}/disconnect", encode(&network)),
-                Some(&json!({ "Container": sandbox })),
-            )
-            .await?;
+        NetworkCmd::Disconnect { network, sandbox, dry_run } => {
+            let path = format!("/networks/{}/disconnect{}", encode(&network), query(&[("dry-run", dry_run)]));
+            print_steps(&c.call("POST", &path, Some(&json!({ "Container": sandbox }))).await?);
         }
     }
     Ok(())
@@ -709,13 +774,37 @@ async fn inspect(c: &Client, base: &str, names: &[String]) -> Result<(), String>
     Ok(())
 }
 
+/// A query string of the flags that are set: `?force=1&dry-run=1`, or nothing.
+fn query(flags: &[(&str, bool)]) -> String {
+    let set: Vec<String> = flags.iter().filter(|(_, on)| *on).map(|(name, _)| format!("{name}=1")).collect();
+    if set.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", set.join("&"))
+    }
+}
+
+/// Print a dry run's steps, one a line; whether `v` was a dry run's answer.
+fn print_steps(v: &Value) -> bool {
+    let Some(steps) = v.get("Steps").and_then(Value::as_array) else { return false };
+    println!("dry run: nothing was changed; the steps would be:");
+    for step in steps.iter().filter_map(Value::as_str) {
+        println!("  {step}");
+    }
+    true
+}
+
 /// Remove each of `names`, printing the name of each one removed; the error of each one that
 /// could not be is printed once, one line each, and the command fails.
 async fn remove(c: &Client, base: &str, names: &[String], query: &str) -> Result<(), String> {
     let mut failed = Vec::new();
     for n in names {
         match c.call("DELETE", &format!("{base}/{}{query}", encode(n)), None).await {
-            Ok(_) => println!("{n}"),
+            Ok(v) => {
+                if !print_steps(&v) {
+                    println!("{n}");
+                }
+            }
             Err(e) => failed.push(e),
         }
     }
@@ -743,10 +832,12 @@ fn human_bytes(n: u64) -> String {
 
 async fn volume(c: &Client, cmd: VolumeCmd) -> Result<(), Failure> {
     match cmd {
-        VolumeCmd::Create { name, driver, opt, label } => {
+        VolumeCmd::Create { name, driver, opt, label, dry_run } => {
             let body = json!({ "Name": name.unwrap_or_default(), "Driver": driver, "DriverOpts": pairs("option", &opt)?, "Labels": pairs("label", &label)? });
-            let v = c.call("POST", "/volumes/create", Some(&body)).await?;
-            println!("{}", s(&v, "Name"));
+            let v = c.call("POST", &format!("/volumes/create{}", query(&[("dry-run", dry_run)])), Some(&body)).await?;
+            if !print_steps(&v) {
+                println!("{}", s(&v, "Name"));
+            }
         }
         VolumeCmd::Ls(args) => {
             let v = list(c, "/volumes", &args).await?;
@@ -765,9 +856,11 @@ async fn volume(c: &Client, cmd: VolumeCmd) -> Result<(), Failure> {
                 table(&["DRIVER", "VOLUME NAME"], items.iter().map(|v| vec![s(v, "Driver"), s(v, "Name")]).collect());
             }
         }
-        VolumeCmd::Inspect { names } => inspect(c, "/volumes", &names).await?,
+        VolumeCmd::Inspect { names } => inspect(c, "/wharf/volumes", &names).await?,
         VolumeCmd::Exists(a) => exists(c, &format!("/volumes/{}", encode(&a.name))).await?,
-        VolumeCmd::Rm { force, names } => remove(c, "/volumes", &names, if force { "?force=1" } else { "" }).await?,
+        VolumeCmd::Rm { force, names, dry_run } => {
+            remove(c, "/volumes", &names, &query(&[("force", force), ("dry-run", dry_run)])).await?
+        }
         VolumeCmd::Prune { all, force: _, mut filter } => {
             if all {
                 filter.push("all=true".into());
@@ -825,8 +918,8 @@ async fn sandbox(c: &Client, cmd: SandboxCmd) -> Result<(), Failure> {
         }
         SandboxCmd::Inspect { names } => inspect(c, "/wharf/sandboxes", &names).await?,
         SandboxCmd::Exists(a) => exists(c, &format!("/wharf/sandboxes/{}", encode(&a.name))).await?,
-        SandboxCmd::Rm { force, names } => {
-            remove(c, "/wharf/sandboxes", &names, if force { "?force=1" } else { "" }).await?
+        SandboxCmd::Rm { force, names, dry_run } => {
+            remove(c, "/wharf/sandboxes", &names, &query(&[("force", force), ("dry-run", dry_run)])).await?
         }
     }
     Ok(())

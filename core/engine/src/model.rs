@@ -49,6 +49,9 @@ pub struct Network {
     pub enable_ipv6: bool,
     /// Driver options.
     pub options: BTreeMap<String, String>,
+    /// Options no loaded driver reads: kept and shown, never passed to the driver.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unused_options: BTreeMap<String, String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
     /// IPAM driver options.
@@ -57,6 +60,11 @@ pub struct Network {
     pub ipv4: Vec<Pool>,
     /// IPv6 pools.
     pub ipv6: Vec<Pool>,
+    /// Holds settings for other networks only (`--config-only`): no driver, no kernel object.
+    pub config_only: bool,
+    /// The configuration-only network this one took its settings from, if any.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub config_from: String,
     /// Created by wharf itself (`host`, `none`, `bridge`); cannot be removed.
     pub predefined: bool,
     /// The driver's private state.
@@ -95,6 +103,15 @@ pub struct Endpoint {
     pub ports: Vec<PortBinding>,
     /// Endpoint driver options.
     pub options: BTreeMap<String, String>,
+    /// Endpoint options no loaded driver reads: kept and shown, never passed to the driver.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub unused_options: BTreeMap<String, String>,
+    /// Link-local addresses added to the endpoint's interface besides its own.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub link_local_ips: Vec<IpAddr>,
+    /// Gateway priority: of a sandbox's endpoints that offer a default route, the one with the
+    /// highest gives it (Docker's `GwPriority`).
+    pub gw_priority: i64,
     /// What the driver said at join.
     pub join: JoinInfo,
     /// The driver's private state.

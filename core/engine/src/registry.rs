@@ -75,8 +75,14 @@ struct Entry<T: ?Sized> {
     source: Source,
 }
 
-/// Every driver wharfd can use, by kind and name.
-#[derive(Debug, Default)]
+impl<T: ?Sized> Clone for Entry<T> {
+    fn clone(&self) -> Self {
+        Entry { driver: self.driver.clone(), source: self.source.clone() }
+    }
+}
+
+/// Every driver wharfd can use, by kind and name. A clone shares the drivers.
+#[derive(Debug, Default, Clone)]
 pub struct Registry {
     networks: BTreeMap<String, Entry<dyn NetworkDriver>>,
     volumes: BTreeMap<String, Entry<dyn VolumeDriver>>,

@@ -256,8 +256,13 @@ async fn serve(engine: Arc<Engine>, socket: PathBuf, group: Option<nix::unistd::
     tracing::info!(socket = %socket.display(), group = group.as_ref().map(|g| g.name.as_str()), "serving the API");
     // The socket is bound and listening: a connection made from now on is answered.
     notify(sd_notify::NotifyState::Ready);
-    let app = wharf_api::router(engine);
-    let served = wharf_api::serve(listener, app, shutdown()).await;
+    let app = wharf_api::router(engine.clone());
+    // Streams that follow events end as the daemon stops, so requests in flight can finish.
+    let stopping = async move {
+        shutdown().await;
+        engine.events().close();
+    };
+    let served = wharf_api::serve(listener, app, stopping).await;
     let _ = std::fs::remove_file(&socket);
     tracing::info!("stopped");
     served.map_err(|e| format!("serve: {e}"))

@@ -15,8 +15,8 @@ use serde_json::Value;
 use std::net::IpAddr;
 use wharf_sdk::{
     mac_from_seed, state_from_value, state_to_value, CreateNetwork, DeleteNetwork, DriverError, DriverResult,
-    EndpointInfo, EndpointRequest, FirewallFact, HostFacts, JoinInfo, LinkKind, LinkSpec, Netns, NetworkDriver,
-    NetworkSpec, Op, Outcome, Plan, PortBinding, RouteSpec, Step, VethEndpoint,
+    EndpointInfo, EndpointRequest, FirewallFact, HostFacts, JoinInfo, LinkKind, LinkSpec, Netns, NetworkCapabilities,
+    NetworkDriver, NetworkSpec, Op, Outcome, Plan, PortBinding, RouteSpec, Step, VethEndpoint,
 };
 
 const DRIVER: &str = "bridge";
@@ -174,6 +174,14 @@ impl BridgeDriver {
 impl NetworkDriver for BridgeDriver {
     fn name(&self) -> &str {
         "bridge"
+    }
+
+    fn capabilities(&self) -> NetworkCapabilities {
+        NetworkCapabilities {
+            options: options::KNOWN.map(String::from).to_vec(),
+            endpoint_options: vec![wharf_sdk::ENDPOINT_IFNAME.to_string()],
+            ..Default::default()
+        }
     }
 
     fn validate(&self, network: &NetworkSpec, facts: &HostFacts) -> DriverResult<()> {

@@ -18,7 +18,8 @@ pub const INHIBIT_IPV4: &str = "com.docker.network.bridge.inhibit_ipv4";
 pub const DEFAULT_BRIDGE: &str = "com.docker.network.bridge.default_bridge";
 pub const TRUSTED: &str = "com.docker.network.bridge.trusted_host_interfaces";
 
-const KNOWN: [&str; 11] = [
+/// The options the driver reads.
+pub const KNOWN: [&str; 11] = [
     NAME,
     MASQUERADE,
     ICC,

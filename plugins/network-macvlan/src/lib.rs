@@ -12,8 +12,8 @@ use std::net::IpAddr;
 use wharf_sdk::{
     iface_prefix, mac_from_seed, mtu_option, sandbox_ifname, state_from_value, state_to_value, valid_ifname,
     CreateNetwork, DeleteNetwork, DriverError, DriverResult, EndpointInfo, EndpointRequest, HostFacts, JoinInfo,
-    LinkKind, LinkSpec, MacvlanMode, Netns, NetworkDriver, NetworkPeer, NetworkSpec, Op, Outcome, Plan, RouteSpec,
-    Step, IFACE_PREFIX, MTU,
+    LinkKind, LinkSpec, MacvlanMode, Netns, NetworkCapabilities, NetworkDriver, NetworkPeer, NetworkSpec, Op, Outcome,
+    Plan, RouteSpec, Step, IFACE_PREFIX, MTU,
 };
 
 const PARENT: &str = "parent";
@@ -66,7 +66,7 @@ fn vlan_parent(parent: &str) -> DriverResult<Option<(String, u16)>> {
 
 /// Decide the network's settings from its options, the host and the driver's other networks.
 fn settle(network: &NetworkSpec, facts: &HostFacts, others: &[NetworkPeer]) -> DriverResult<NetworkState> {
-    if let Some(bad) = network.options.keys().find(|k| ![PARENT, MODE, MTU, IFACE_PREFIX].contains(&k.as_str())) {
+    if let Some(bad) = network.options.keys().find(|k| !KNOWN.contains(&k.as_str())) {
         return Err(DriverError::unknown_option(DRIVER, bad));
     }
     let mode = network.options.get(MODE).map_or(Ok(MacvlanMode::Bridge), |v| parse_mode(v))?;
@@ -197,9 +197,20 @@ fn join_plan(req: &EndpointRequest, s: &NetworkState, ep: &EndpointState) -> (Pl
     (plan, info)
 }
 
+/// The options the driver reads.
+const KNOWN: [&str; 4] = [PARENT, MODE, MTU, IFACE_PREFIX];
+
 impl NetworkDriver for MacvlanDriver {
     fn name(&self) -> &str {
         DRIVER
+    }
+
+    fn capabilities(&self) -> NetworkCapabilities {
+        NetworkCapabilities {
+            options: KNOWN.map(String::from).to_vec(),
+            endpoint_options: vec![wharf_sdk::ENDPOINT_IFNAME.to_string()],
+            ..Default::default()
+        }
     }
 
     fn validate(&self, network: &NetworkSpec, facts: &HostFacts) -> DriverResult<()> {

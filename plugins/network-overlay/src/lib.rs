@@ -18,7 +18,8 @@ use std::net::IpAddr;
 use wharf_sdk::{
     fnv1a, iface_prefix, mtu_option, state_from_value, state_to_value, CreateNetwork, DeleteNetwork, DriverError,
     DriverResult, EndpointInfo, EndpointRequest, HostFacts, HostLink, JoinInfo, LinkKind, LinkSpec, Netns,
-    NetworkDriver, NetworkPeer, NetworkSpec, Op, Outcome, Plan, Step, VethEndpoint, IFACE_PREFIX, MTU,
+    NetworkCapabilities, NetworkDriver, NetworkPeer, NetworkSpec, Op, Outcome, Plan, Step, VethEndpoint, IFACE_PREFIX,
+    MTU,
 };
 
 const DRIVER: &str = "overlay";
@@ -237,6 +238,14 @@ fn join_plan(req: &EndpointRequest, s: &NetworkState, ep: &VethEndpoint) -> Plan
 impl NetworkDriver for OverlayDriver {
     fn name(&self) -> &str {
         DRIVER
+    }
+
+    fn capabilities(&self) -> NetworkCapabilities {
+        NetworkCapabilities {
+            options: KNOWN.map(String::from).to_vec(),
+            endpoint_options: vec![wharf_sdk::ENDPOINT_IFNAME.to_string()],
+            ..Default::default()
+        }
     }
 
     fn validate(&self, network: &NetworkSpec, facts: &HostFacts) -> DriverResult<()> {

@@ -6,7 +6,11 @@
 //! store; drivers and the executor are synchronous, so API handlers call in from blocking
 //! threads.
 
+mod config_only;
+mod dry_run;
+pub mod events;
 mod firewall;
+mod gateway;
 mod network;
 mod policy;
 mod reconcile;
@@ -15,7 +19,7 @@ mod volume;
 
 pub use firewall::FirewallReport;
 pub use network::{ConnectRequest, NetworkCreateRequest, PoolRequest};
-pub use volume::{PruneReport, VolumeCreateRequest};
+pub use volume::{volume_size, PruneReport, VolumeCreateRequest};
 
 use crate::error::{Error, Result};
 use crate::executor::{found_steps, run_plan, undo_steps, without_found, Executor};
@@ -85,6 +89,11 @@ pub struct Engine {
     /// The state as every finished operation left it, published by [`StateGuard`], so reads
     /// never wait for an operation in flight (plugin calls, kernel I/O).
     published: RwLock<Arc<State>>,
+    /// What happened, for `GET /events`.
+    events: events::Events,
+    /// Each network driver's capabilities, asked once at start (a plugin call costs tens of
+    /// microseconds, and the answer never changes).
+    capabilities: BTreeMap<String, wharf_sdk::NetworkCapabilities>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -265,7 +274,15 @@ impl Engine {
             state.volumes.insert(v.name.clone(), v);
         }
         let published = RwLock::new(Arc::new(state.clone()));
-        let engine = Engine { store, registry, exec, settings, state: Mutex::new(state), published };
+        let events = events::Events::default();
+        let capabilities = registry
+            .list()
+            .into_iter()
+            .filter(|d| d.kind == crate::registry::Kind::Network)
+            .filter_map(|d| registry.network(&d.name).map(|n| (d.name, n.capabilities())))
+            .collect();
+        let engine =
+            Engine { store, registry, exec, settings, state: Mutex::new(state), published, events, capabilities };
         engine.recover_journal()?;
         engine.reconcile()?;
         engine.ensure_predefined()?;
@@ -286,6 +303,21 @@ impl Engine {
     /// The driver registry.
     pub fn registry(&self) -> &Registry {
         &self.registry
+    }
+
+    /// The event log.
+    pub fn events(&self) -> &events::Events {
+        &self.events
+    }
+
+    /// This installation's instance id (see [`instance_id`]).
+    pub fn id(&self) -> Result<String> {
+        instance_id(&self.store)
+    }
+
+    /// The root directory: where the store and the volumes live.
+    pub fn root_dir(&self) -> PathBuf {
+        self.settings.volumes_dir.parent().map(PathBuf::from).unwrap_or_default()
     }
 
     /// Host facts for network calls: the kernel's view, read fresh, plus the operator's

@@ -1,6 +1,6 @@
 //! Network operations: create, delete, prune, connect and disconnect.
 
-use super::{new_id, now, valid_name, Author, Engine, State};
+use super::{new_id, now, Author, Engine, State};
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use crate::executor::{HostPort, PortState};
@@ -52,6 +52,10 @@ pub struct NetworkCreateRequest {
     pub options: BTreeMap<String, String>,
     /// Labels.
     pub labels: BTreeMap<String, String>,
+    /// A configuration-only network (see [`super::config_only`]).
+    pub config_only: bool,
+    /// The configuration-only network to take settings from.
+    pub config_from: String,
 }
 
 /// A connect request, already parsed.
@@ -73,6 +77,10 @@ pub struct ConnectRequest {
     pub ports: Vec<PortBinding>,
     /// Endpoint driver options.
     pub options: BTreeMap<String, String>,
+    /// Gateway priority (see [`Endpoint::gw_priority`]).
+    pub gw_priority: i64,
+    /// Link-local addresses for the interface (`169.254.0.0/16`, `fe80::/10`).
+    pub link_local_ips: Vec<IpAddr>,
 }
 
 /// Drivers of which only the predefined network may exist.
@@ -231,25 +239,22 @@ impl Engine {
         req: NetworkCreateRequest,
         predefined: bool,
     ) -> Result<Network> {
-        if !valid_name(&req.name) {
-            return Err(Error::InvalidArgument(format!(
-                "invalid network name {:?}: it must match [a-zA-Z0-9][a-zA-Z0-9_.-]*",
-                req.name
-            )));
-        }
+        check_network_name(&req.name)?;
         if state.networks.values().any(|n| n.name == req.name) {
             return Err(Error::Conflict(format!("network with name {} already exists", req.name)));
         }
+        if req.config_only {
+            return self.create_config_only(state, req);
+        }
+        let (req, config_from) = super::config_only::with_config_from(state, req)?;
         let driver_name = if req.driver.is_empty() { "bridge".to_string() } else { req.driver.clone() };
         let driver = self.network_driver(&driver_name)?;
         if !predefined && SINGLETON_DRIVERS.contains(&driver_name.as_str()) {
             return Err(Error::Forbidden(format!("only one instance of {driver_name:?} network is allowed")));
         }
         check_ipv6_mtu(&req)?;
-        if let Some(k) = req.ipam_options.keys().next() {
-            return Err(Error::InvalidArgument(format!("IPAM driver option {k:?} is not supported")));
-        }
         let caps = driver.capabilities();
+        let (options, unused_options) = self.split_unused_options(&driver_name, &req.options, |c| &c.options);
         let facts = self.facts(state)?;
         let mut network = Network {
             id: new_id(),
@@ -261,8 +266,11 @@ impl Engine {
             attachable: req.attachable,
             enable_ipv4: req.enable_ipv4.unwrap_or(true),
             enable_ipv6: req.enable_ipv6,
-            options: req.options.clone(),
+            options,
+            unused_options,
             labels: req.labels.clone(),
+            ipam_options: req.ipam_options.clone(),
+            config_from,
             predefined,
             ..Default::default()
         };
@@ -287,8 +295,27 @@ impl Engine {
             t.put(Table::Networks, &network.id, &network)
         })?;
         tracing::info!(network = %network.name, id = %network.id, driver = %network.driver, "network created");
+        if !predefined {
+            self.network_event("create", &network, None);
+        }
         state.networks.insert(network.id.clone(), network.clone());
         Ok(network)
+    }
+
+    /// Split `options` into those some loaded driver reads and those none does (see
+    /// [`wharf_sdk::NetworkCapabilities::options`]); `list` picks the options list from a
+    /// driver's capabilities. When `driver` lists none, it gets every option.
+    fn split_unused_options(
+        &self,
+        driver: &str,
+        options: &BTreeMap<String, String>,
+        list: impl Fn(&wharf_sdk::NetworkCapabilities) -> &Vec<String>,
+    ) -> (BTreeMap<String, String>, BTreeMap<String, String>) {
+        if options.is_empty() || self.capabilities.get(driver).is_none_or(|c| list(c).is_empty()) {
+            return (options.clone(), BTreeMap::new());
+        }
+        let known: std::collections::BTreeSet<&String> = self.capabilities.values().flat_map(list).collect();
+        options.clone().into_iter().partition(|(k, _)| known.contains(k))
     }
 
     fn assign_pools(
@@ -298,8 +325,13 @@ impl Engine {
         req: &NetworkCreateRequest,
         host_routes: &[IpNet],
     ) -> Result<()> {
-        let mut used: Vec<IpNet> =
-            state.networks.values().flat_map(|n| n.ipv4.iter().chain(&n.ipv6)).filter_map(|p| p.subnet).collect();
+        let mut used: Vec<IpNet> = state
+            .networks
+            .values()
+            .filter(|n| !n.config_only)
+            .flat_map(|n| n.ipv4.iter().chain(&n.ipv6))
+            .filter_map(|p| p.subnet)
+            .collect();
         for p in &req.pools {
             let Some(subnet) = p.subnet else {
                 return Err(Error::InvalidArgument("an IPAM config entry needs a subnet".into()));
@@ -315,9 +347,6 @@ impl Engine {
                     "subnet {subnet} overlaps with subnet {other} of another network"
                 )));
             }
-            if let Some(route) = host_routes.iter().find(|r| overlaps(r, &subnet)) {
-                return Err(Error::Forbidden(format!("subnet {subnet} overlaps with the host route to {route}")));
-            }
             let pool = Pool::new(subnet, p.ip_range, p.gateway, p.aux.clone(), true)?;
             used.push(subnet);
             if matches!(subnet, IpNet::V4(_)) {
@@ -326,6 +355,8 @@ impl Engine {
                 network.ipv6.push(pool);
             }
         }
+        // A subnet the user gave is theirs to choose, on a host route too (a macvlan network
+        // on its parent's own LAN is the usual set-up); a pool wharf picks avoids them.
         let taken: Vec<IpNet> = used.iter().chain(host_routes).copied().collect();
         if network.enable_ipv4 && network.ipv4.is_empty() {
             let subnet = pick_subnet(&self.settings.pools_v4, false, &taken)
@@ -351,6 +382,7 @@ impl Engine {
         if network.predefined {
             return Err(Error::Forbidden(format!("{} is a pre-defined network and cannot be removed", network.name)));
         }
+        super::config_only::check_unused(state, network)?;
         if state.endpoints_of_network(&network.id).next().is_some() {
             return Err(Error::Forbidden(format!(
                 "error while removing network: network {} id {} has active endpoints",
@@ -374,6 +406,7 @@ impl Engine {
         )?;
         state.networks.remove(&network.id);
         tracing::info!(network = %network.name, "network removed");
+        self.network_event("destroy", network, None);
         Ok(())
     }
 
@@ -395,6 +428,7 @@ impl Engine {
                 Err(e) => tracing::warn!(network = %n.name, error = %e, "prune could not remove network"),
             }
         }
+        self.events.record("network", "prune", "", &[("reclaimed", "0")]);
         Ok(removed)
     }
 
@@ -403,6 +437,12 @@ impl Engine {
         let mut state = self.lock();
         let network = state.network(&req.network)?.clone();
         let sandbox = state.sandbox(&req.sandbox)?.clone();
+        if network.config_only {
+            return Err(Error::Forbidden(format!(
+                "network {} is a configuration-only network: sandboxes connect to the networks made from it",
+                network.name
+            )));
+        }
         let driver = self.network_driver(&network.driver)?;
         let existing: Vec<&Endpoint> = state.endpoints_of_sandbox(&sandbox.id).collect();
         if existing.iter().any(|e| e.network_id == network.id) {
@@ -429,12 +469,15 @@ impl Engine {
         if let Some(mac) = &req.mac {
             check_mac(mac)?;
         }
+        let link_local = req.link_local_ips.iter().map(|ip| link_local_address(*ip)).collect::<Result<Vec<_>>>()?;
         let mut net = network.clone();
         let ipv4 = allocate(&mut net.ipv4, req.ipv4, "IPv4", &network.name)?;
         let ipv6 = if net.enable_ipv6 { allocate(&mut net.ipv6, req.ipv6, "IPv6", &network.name)? } else { None };
         if req.ipv6.is_some() && !net.enable_ipv6 {
             return Err(Error::InvalidArgument(format!("network {} does not have IPv6 enabled", network.name)));
         }
+        let (options, unused_options) =
+            self.split_unused_options(&network.driver, &req.options, |c| &c.endpoint_options);
         let mut ports = req.ports.clone();
         let mut port_cursor = state.port_cursor;
         let families = (ipv4.is_some(), ipv6.is_some());
@@ -450,7 +493,10 @@ impl Engine {
             mac: req.mac.clone(),
             aliases: req.aliases.clone(),
             ports,
-            options: req.options.clone(),
+            options,
+            unused_options,
+            gw_priority: req.gw_priority,
+            link_local_ips: req.link_local_ips.clone(),
             ..Default::default()
         };
         let sandbox_spec = SandboxSpec {
@@ -476,6 +522,12 @@ impl Engine {
         let joined = driver.join(request).map_err(|e| Error::driver(&network.driver, e))?;
         let mut plan = created.plan;
         plan.extend(joined.plan);
+        if let Some(ifname) = joined.response.interface.as_deref().filter(|_| !link_local.is_empty()) {
+            let netns = wharf_sdk::Netns::Path(sandbox.netns.clone());
+            for address in &link_local {
+                plan.push(wharf_sdk::Step::addr_add(netns.clone(), ifname, *address));
+            }
+        }
         endpoint.join = joined.response;
         endpoint.state = joined.state;
         endpoint.plan = plan;
@@ -487,10 +539,22 @@ impl Engine {
             t.put(Table::Networks, &net.id, &net)?;
             t.put(Table::Endpoints, &endpoint.id, &endpoint)
         })?;
+        self.network_event("connect", &net, Some(&sandbox.id));
+        let shared = !existing.is_empty();
         state.networks.insert(net.id.clone(), net);
         state.endpoints.insert(endpoint.id.clone(), endpoint.clone());
         state.port_cursor = port_cursor;
+        if shared {
+            self.settle_gateway(&state, &sandbox);
+        }
         Ok(endpoint)
+    }
+
+    /// Record `action` on network `n`, with the sandbox it concerns as Docker's `container`.
+    fn network_event(&self, action: &'static str, n: &Network, sandbox: Option<&str>) {
+        let mut attributes = vec![("name", n.name.as_str()), ("type", n.driver.as_str())];
+        attributes.extend(sandbox.map(|s| ("container", s)));
+        self.events.record("network", action, &n.id, &attributes);
     }
 
     /// Whether host port `port` of binding `p` is free on the host, for each address family the
@@ -587,8 +651,12 @@ impl Engine {
                 t.put(Table::Endpoints, &endpoint.id, endpoint)
             },
         )?;
+        self.network_event("disconnect", &net, Some(&sandbox.id));
         state.networks.insert(net.id.clone(), net);
         state.endpoints.remove(&endpoint.id);
+        if state.endpoints_of_sandbox(&sandbox.id).next().is_some() {
+            self.settle_gateway(state, &sandbox);
+        }
         Ok(())
     }
 }
@@ -635,6 +703,17 @@ fn sandbox_interfaces(sandbox: &Sandbox, exec: &dyn Executor, endpoints: &[&Endp
     names
 }
 
+/// A link-local address with the prefix of its range (`169.254.0.0/16`, `fe80::/64`); any
+/// other address is refused.
+fn link_local_address(ip: IpAddr) -> Result<IpNet> {
+    let prefix = match ip {
+        IpAddr::V4(v4) if v4.is_link_local() => 16,
+        IpAddr::V6(v6) if v6.is_unicast_link_local() => 64,
+        _ => return Err(Error::InvalidArgument(format!("invalid LinkLocalIPs address {ip}: it is not link-local"))),
+    };
+    IpNet::new(ip, prefix).map_err(|e| Error::InvalidArgument(format!("invalid LinkLocalIPs address {ip}: {e}")))
+}
+
 /// Refuse a MAC an interface cannot have: anything but six colon-separated hex octets, the
 /// zero address, and group (multicast, broadcast) addresses.
 pub fn check_mac(mac: &str) -> Result<()> {
@@ -647,6 +726,24 @@ pub fn check_mac(mac: &str) -> Result<()> {
         _ => "it is not six colon-separated hex octets",
     };
     Err(Error::InvalidArgument(format!("invalid MacAddress {mac:?}: {reason}")))
+}
+
+/// Refuse a network name Docker refuses (empty, or only white space), and what the API could
+/// not address: a `/` (a path separator in `/networks/{id}`) or a control character. Any
+/// other name goes, spaces included, as with Docker.
+pub fn check_network_name(name: &str) -> Result<()> {
+    let reason = if name.trim().is_empty() {
+        "it is empty"
+    } else if name.contains('/') {
+        "it contains a '/'"
+    } else if name.chars().any(char::is_control) {
+        "it contains a control character"
+    } else if name.len() > 255 {
+        "it is longer than 255 bytes"
+    } else {
+        return Ok(());
+    };
+    Err(Error::InvalidArgument(format!("invalid network name {name:?}: {reason}")))
 }
 
 /// The smallest MTU IPv6 works with (RFC 8200).

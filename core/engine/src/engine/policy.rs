@@ -30,12 +30,14 @@ pub enum Author<'a> {
     /// The named driver, for an endpoint of the sandbox whose namespace file is the second
     /// field: the host namespace and that one.
     Endpoint(&'a str, &'a str),
+    /// Core, for the default routes of the sandbox whose namespace file is the field.
+    Gateway(&'a str),
 }
 
 impl Author<'_> {
     fn describe(&self) -> String {
         match self {
-            Author::Core => "core".to_string(),
+            Author::Core | Author::Gateway(_) => "core".to_string(),
             Author::Driver(d) | Author::Endpoint(d, _) => format!("driver {d:?}"),
         }
     }
@@ -98,7 +100,7 @@ fn violation(op: &Op, roots: &Roots<'_>, author: Author<'_>) -> Option<String> {
         _ => Some("only core may manage namespaces and write files".to_string()),
     };
     let sandbox = match author {
-        Author::Endpoint(_, netns) => Some(netns),
+        Author::Endpoint(_, netns) | Author::Gateway(netns) => Some(netns),
         _ => None,
     };
     for ns in namespaces(op) {

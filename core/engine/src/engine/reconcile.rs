@@ -103,6 +103,11 @@ impl Engine {
             }),
             Err(e) => tracing::warn!("reconcile: could not remove stray links: {}", crate::executor::report(&e)),
         }
+        // Each endpoint's plan added its own default route, and the first one re-applied kept
+        // it: settle which one a sandbox on several networks goes out through.
+        for s in state.sandboxes.values().filter(|s| state.endpoints_of_sandbox(&s.id).nth(1).is_some()) {
+            self.settle_gateway(&state, s);
+        }
         self.remount_volumes(&state);
         self.firewall_reload_locked(&state)?;
         Ok(())

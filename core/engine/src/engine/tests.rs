@@ -192,20 +192,14 @@ fn bad_requests_change_nothing() {
     f.rec.clear();
     let before = snapshot(&e);
     let cases: Vec<(NetworkCreateRequest, u16)> = vec![
-        (net("bad name!"), 400),
+        (net("bad/name"), 400),
+        (net("  "), 400),
         (net("taken"), 409),
         (NetworkCreateRequest { driver: "nope".into(), ..net("x") }, 404),
         (NetworkCreateRequest { options: [("bogus".to_string(), "1".to_string())].into(), ..net("x") }, 400),
         (
             NetworkCreateRequest {
                 pools: vec![PoolRequest { subnet: Some("10.1.2.0/24".parse().unwrap()), ..Default::default() }],
-                ..net("x")
-            },
-            403,
-        ),
-        (
-            NetworkCreateRequest {
-                pools: vec![PoolRequest { subnet: Some("10.200.1.0/24".parse().unwrap()), ..Default::default() }],
                 ..net("x")
             },
             403,

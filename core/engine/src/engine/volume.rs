@@ -49,6 +49,12 @@ pub fn disk_usage(path: &Path) -> u64 {
     meta.blocks() * 512 + children.map(|e| disk_usage(&e.path())).sum::<u64>()
 }
 
+/// The bytes a volume's data takes, where wharf can tell: a `local` volume's files; `None`
+/// for other drivers, whose data may live anywhere.
+pub fn volume_size(v: &Volume) -> Option<u64> {
+    (v.driver == "local").then(|| disk_usage(Path::new(&v.mountpoint)))
+}
+
 impl Engine {
     fn volume_driver(&self, name: &str) -> Result<Arc<dyn VolumeDriver>> {
         self.registry.volume(name).ok_or_else(|| Error::NotFound(format!("plugin {name:?} not found")))
@@ -107,6 +113,7 @@ impl Engine {
         self.apply(Author::Driver(&driver_name), &format!("volume {name}"), &plan, |t| {
             t.put(Table::Volumes, &name, &volume)
         })?;
+        self.events.record("volume", "create", &name, &[("driver", &volume.driver)]);
         state.volumes.insert(name, volume.clone());
         Ok(volume)
     }
@@ -154,6 +161,7 @@ impl Engine {
         )?;
         state.volumes.remove(&volume.name);
         tracing::info!(volume = %volume.name, "volume removed");
+        self.events.record("volume", "destroy", &volume.name, &[("driver", &volume.driver)]);
         Ok(())
     }
 
@@ -184,6 +192,8 @@ impl Engine {
             t.put(Table::Volumes, name, &volume)
         })?;
         let mountpoint = volume.mountpoint.clone();
+        let attributes = [("container", id), ("destination", mountpoint.as_str()), ("driver", &volume.driver)];
+        self.events.record("volume", "mount", name, &attributes);
         state.volumes.insert(name.to_string(), volume);
         Ok(mountpoint)
     }
@@ -206,6 +216,7 @@ impl Engine {
         self.apply(Author::Driver(&volume.driver), &format!("volume {name}"), &plan, |t| {
             t.put(Table::Volumes, name, &volume)
         })?;
+        self.events.record("volume", "unmount", name, &[("container", id), ("driver", &volume.driver)]);
         state.volumes.insert(name.to_string(), volume);
         Ok(())
     }
@@ -222,7 +233,7 @@ impl Engine {
             .collect();
         let mut report = PruneReport::default();
         for v in candidates {
-            let size = if v.driver == "local" { disk_usage(Path::new(&v.mountpoint)) } else { 0 };
+            let size = volume_size(&v).unwrap_or(0);
             match self.remove_volume_locked(&mut state, v.clone()) {
                 Ok(()) => {
                     report.removed.push(v.name);
@@ -231,6 +242,7 @@ impl Engine {
                 Err(e) => tracing::warn!(volume = %v.name, error = %e, "prune could not remove volume"),
             }
         }
+        self.events.record("volume", "prune", "", &[("reclaimed", &report.space_reclaimed.to_string())]);
         Ok(report)
     }
 }
