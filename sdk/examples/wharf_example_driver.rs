@@ -67,33 +67,10 @@ impl Ptp {
         for (addr, pool) in [req.endpoint.ipv4, req.endpoint.ipv6].into_iter().flatten().zip(pools) {
             let Some(gw) = pool.gateway else { continue };
             plan.push(Step::addr_add(Netns::Host, ep.host_if.clone(), host_prefix(gw)));
-            plan.push(Step::route_add(
-                Netns::Host,
-                RouteSpec {
-                    destination: host_prefix(addr.addr()),
-                    gateway: None,
-                    device: Some(ep.host_if.clone()),
-                    metric: None,
-                },
-            ));
+            plan.push(Step::route_add(Netns::Host, RouteSpec::host(addr.addr(), ep.host_if.clone())));
             plan.push(Step::addr_add(sandbox.clone(), ep.sandbox_if.clone(), host_prefix(addr.addr())));
-            plan.push(Step::route_add(
-                sandbox.clone(),
-                RouteSpec {
-                    destination: host_prefix(gw),
-                    gateway: None,
-                    device: Some(ep.sandbox_if.clone()),
-                    metric: None,
-                },
-            ));
-            let default: ipnet::IpNet =
-                if gw.is_ipv4() { "0.0.0.0/0".parse().unwrap() } else { "::/0".parse().unwrap() };
-            let route = RouteSpec {
-                destination: default,
-                gateway: Some(gw),
-                device: Some(ep.sandbox_if.clone()),
-                metric: None,
-            };
+            // The gateway is in no prefix of the sandbox's /32: the default route is onlink.
+            let route = RouteSpec::default_via(gw, ep.sandbox_if.clone(), true);
             info.routes.push(route.clone());
             plan.push(Step::route_add(sandbox.clone(), route));
             if gw.is_ipv4() {

@@ -4,7 +4,7 @@
 //! Files and directories only under wharf's own directories (a driver's under the volume
 //! root, core's under the per-sandbox `/etc/netns`, namespaces under the netns directory),
 //! mounts only onto targets under the volume root and only of allowed filesystem types,
-//! sysctls only under `net.`, network operations only in the host namespace or in the
+//! sysctls only under `net.`, routes in any table but the local and default ones, network operations only in the host namespace or in the
 //! namespace of the sandbox the plan is for. Namespace and file writes are core's own
 //! operations for sandboxes; a driver's plan may not hold them.
 
@@ -109,10 +109,20 @@ fn violation(op: &Op, roots: &Roots<'_>, author: Author<'_>) -> Option<String> {
         }
     }
     match op {
-        Op::Sysctl { key, .. } if !key.starts_with("net.") => Some(format!("sysctl {key:?} is not under net.")),
-        Op::Sysctl { key, .. } if key.split('.').any(|p| p.is_empty() || p.contains('/')) => {
+        Op::Sysctl { key, .. } | Op::SysctlRestore { key, .. } if !key.starts_with("net.") => {
+            Some(format!("sysctl {key:?} is not under net."))
+        }
+        Op::Sysctl { key, .. } | Op::SysctlRestore { key, .. }
+            if key.split('.').any(|p| p.is_empty() || p.contains('/')) =>
+        {
             Some(format!("sysctl key {key:?} is malformed"))
         }
+        Op::RouteAdd { route, .. } | Op::RouteDel { route, .. } => match route.table {
+            Some(t @ (0 | 253 | 255)) => {
+                Some(format!("route table {t} is not one a plan may use (the unspecified, default or local table)"))
+            }
+            _ => None,
+        },
         Op::Mount { target, fstype, .. } => {
             if !FSTYPES.contains(&fstype.as_str()) {
                 return Some(format!("filesystem type {fstype:?} is not one of {}", FSTYPES.join(", ")));
@@ -231,6 +241,20 @@ mod tests {
         assert!(err.contains("set sysctl kernel.panic=1") && err.contains("not under net."), "{err}");
         let err = refused(&f, Step::sysctl(Netns::Host, "net..x", "1", None), Author::Driver("bridge"));
         assert!(err.contains("malformed"), "{err}");
+    }
+
+    #[test]
+    fn sysctl_restores_only_under_net_and_routes_not_in_the_local_table() {
+        let f = Fixture::new();
+        accepted(&f, Step::sysctl_restoring(Netns::Host, "net.ipv4.conf.all.proxy_arp", "1"), Author::Driver("x"));
+        let step = Step::new(Op::Noop, Op::SysctlRestore { netns: Netns::Host, key: "vm.swappiness".into() });
+        assert!(refused(&f, step, Author::Driver("x")).contains("restore sysctl vm.swappiness"));
+        let route =
+            |table| wharf_sdk::RouteSpec { table, ..wharf_sdk::RouteSpec::host("10.0.0.2".parse().unwrap(), "v") };
+        accepted(&f, Step::route_add(Netns::Host, route(Some(100))), Author::Driver("x"));
+        accepted(&f, Step::route_add(Netns::Host, route(None)), Author::Driver("x"));
+        let err = refused(&f, Step::route_add(Netns::Host, route(Some(255))), Author::Driver("x"));
+        assert!(err.contains("route table 255"), "{err}");
     }
 
     #[test]

@@ -360,6 +360,7 @@ fn three_steps() -> Plan {
         gateway: Some("10.9.0.2".parse().unwrap()),
         device: None,
         metric: None,
+        ..Default::default()
     };
     plan.push(Step::route_add(Netns::Host, route));
     plan

@@ -133,6 +133,11 @@ pub trait Executor: Send + Sync {
         false
     }
 
+    /// The value of sysctl `key` in `netns`; `None` when the key does not exist.
+    fn sysctl_read(&self, _netns: &Netns, _key: &str) -> Result<Option<String>, ExecError> {
+        Ok(None)
+    }
+
     /// The names of the links in namespace `netns`, wharf's or not, so a new interface
     /// there gets a name that is free.
     fn link_names(&self, _netns: &Path) -> Result<Vec<String>, ExecError> {
@@ -227,6 +232,7 @@ pub struct Recording {
     facts: HostFacts,
     reloads: Mutex<Vec<Vec<FirewallFact>>>,
     busy_ports: Mutex<Vec<HostPort>>,
+    sysctls: Mutex<std::collections::HashMap<(Netns, String), String>>,
 }
 
 impl Recording {
@@ -270,6 +276,16 @@ impl Recording {
         self.busy_ports.lock().unwrap().push(hp);
     }
 
+    /// The value of sysctl `key` in `netns` as the operations applied so far left it.
+    pub fn sysctl(&self, netns: &Netns, key: &str) -> Option<String> {
+        self.sysctls.lock().unwrap().get(&(netns.clone(), key.to_string())).cloned()
+    }
+
+    /// Give sysctl `key` in `netns` the value `value`, as the kernel had it before.
+    pub fn set_sysctl(&self, netns: &Netns, key: &str, value: &str) {
+        self.sysctls.lock().unwrap().insert((netns.clone(), key.to_string()), value.to_string());
+    }
+
     /// Forget the log.
     pub fn clear(&self) {
         self.log.lock().unwrap().clear();
@@ -283,6 +299,9 @@ impl Executor for Recording {
             return Err(ExecError::os(format!("{description} (injected)"), std::io::Error::from_raw_os_error(5)));
         }
         self.log.lock().unwrap().push(op.clone());
+        if let Op::Sysctl { netns, key, value } = op {
+            self.set_sysctl(netns, key, value);
+        }
         Ok(match op {
             Op::LinkAdd { link, .. } if self.existing.lock().unwrap().contains(&link.name) => Outcome::Found,
             _ => Outcome::Created,
@@ -309,6 +328,10 @@ impl Executor for Recording {
     fn host_port_state(&self, hp: &HostPort) -> Result<PortState, ExecError> {
         let busy = self.busy_ports.lock().unwrap().contains(hp);
         Ok(if busy { PortState::InUse } else { PortState::Free })
+    }
+
+    fn sysctl_read(&self, netns: &Netns, key: &str) -> Result<Option<String>, ExecError> {
+        Ok(self.sysctl(netns, key))
     }
 
     fn owns(&self, op: &Op) -> bool {
