@@ -316,9 +316,10 @@ async fn network_disconnect(State(engine): Shared, Path(id): Path<String>, body:
     #[serde(rename_all = "PascalCase", default)]
     struct Body {
         container: String,
+        force: bool,
     }
     let b: Body = shapes::parse_body(&body)?;
-    blocking(move || engine.disconnect(&id, &b.container)).await?;
+    blocking(move || engine.disconnect(&id, &b.container, b.force)).await?;
     Ok(StatusCode::OK.into_response())
 }
 

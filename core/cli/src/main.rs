@@ -163,6 +163,9 @@ enum NetworkCmd {
         network: String,
         /// Sandbox name or id.
         sandbox: String,
+        /// Remove the endpoint even when its driver fails to give it up.
+        #[arg(short, long)]
+        force: bool,
     },
 }
 
@@ -594,11 +597,11 @@ async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), String> {
             });
             c.call("POST", &format!("/networks/{}/connect", encode(&network)), Some(&body)).await?;
         }
-        NetworkCmd::Disconnect { network, sandbox } => {
+        NetworkCmd::Disconnect { network, sandbox, force } => {
             c.call(
                 "POST",
                 &format!("/networks/{}/disconnect", encode(&network)),
-                Some(&json!({ "Container": sandbox })),
+                Some(&json!({ "Container": sandbox, "Force": force })),
             )
             .await?;
         }

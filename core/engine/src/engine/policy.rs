@@ -42,7 +42,7 @@ impl Author<'_> {
 }
 
 /// The namespaces `op` works in: its own and, for a link, the one its far end goes to.
-fn namespaces(op: &Op) -> impl Iterator<Item = &Netns> {
+pub(super) fn namespaces(op: &Op) -> impl Iterator<Item = &Netns> {
     let far = match op {
         Op::LinkAdd { link, .. } => match &link.kind {
             LinkKind::Veth { peer_netns, .. } => Some(peer_netns),

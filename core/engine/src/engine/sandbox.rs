@@ -116,7 +116,7 @@ impl Engine {
             )));
         }
         for e in &endpoints {
-            self.disconnect_locked(&mut state, e)?;
+            self.disconnect_locked(&mut state, e, force)?;
         }
         let mut plan = Plan::new();
         plan.push(Step::new(Op::DirRemove { path: self.etc_dir(&sandbox.name) }, Op::Noop));
