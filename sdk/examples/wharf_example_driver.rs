@@ -2,8 +2,10 @@
 //!
 //! Each endpoint gets its own veth pair. The host end carries the network's gateway address
 //! as a /32 (or /128) and a host route to the endpoint; the sandbox end gets the endpoint's
-//! address and a default route through the gateway. It shows every part of a driver: option
-//! validation, private state, plans with inverses, and the export macro.
+//! address as a /32 and a default route through the gateway, onlink since no prefix of the
+//! sandbox's covers it. The host forwards between the endpoints' host routes: the network
+//! turns forwarding on, and its removal puts back the value found. It shows every part of a
+//! driver: option validation, private state, plans with inverses, and the export macro.
 //!
 //! Build it with `cargo build -p wharf-sdk --examples`, copy
 //! `target/debug/examples/libwharf_example_driver.so` into a plugin directory owned by root
@@ -45,6 +47,19 @@ fn state<T: for<'de> Deserialize<'de> + Default>(value: &Value) -> T {
 
 fn host_prefix(ip: IpAddr) -> ipnet::IpNet {
     ipnet::IpNet::from(ip)
+}
+
+/// Turn on forwarding in the host for each family the network has; undo writes back the
+/// value found.
+fn forwarding(network: &NetworkSpec) -> Plan {
+    let mut plan = Plan::new();
+    if !network.ipv4.is_empty() {
+        plan.push(Step::sysctl_restoring(Netns::Host, "net.ipv4.ip_forward", "1"));
+    }
+    if !network.ipv6.is_empty() {
+        plan.push(Step::sysctl_restoring(Netns::Host, "net.ipv6.conf.all.forwarding", "1"));
+    }
+    plan
 }
 
 impl Ptp {
@@ -98,11 +113,11 @@ impl NetworkDriver for Ptp {
     fn create_network(&self, req: CreateNetwork) -> DriverResult<Outcome<()>> {
         let mtu = parse_mtu(&req.network, &req.facts)?;
         let state = serde_json::to_value(NetworkState { mtu }).map_err(|e| DriverError::internal(e.to_string()))?;
-        Ok(Outcome::new((), Plan::new(), state))
+        Ok(Outcome::new((), forwarding(&req.network), state))
     }
 
-    fn delete_network(&self, _req: DeleteNetwork) -> DriverResult<Outcome<()>> {
-        Ok(Outcome::default())
+    fn delete_network(&self, req: DeleteNetwork) -> DriverResult<Outcome<()>> {
+        Ok(Outcome::new((), forwarding(&req.network).inverse(), req.state))
     }
 
     fn create_endpoint(&self, req: EndpointRequest) -> DriverResult<Outcome<EndpointInfo>> {

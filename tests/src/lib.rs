@@ -131,10 +131,16 @@ impl Host {
 
     /// A new host whose wharfd reads `config` (TOML) as its configuration file.
     pub fn start_with_config(config: &str) -> Host {
+        Host::start_with_config_and(config, &[])
+    }
+
+    /// A new host whose wharfd reads `config` and gets `extra` flags.
+    pub fn start_with_config_and(config: &str, extra: &[&str]) -> Host {
         let mut h = Host::prepare();
         let path = h.dir.join("wharf.toml");
         std::fs::write(&path, config).expect("write config");
         h.extra_args = vec!["--config".into(), path.display().to_string()];
+        h.extra_args.extend(extra.iter().map(|s| s.to_string()));
         h.start_daemon();
         h
     }
