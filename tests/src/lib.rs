@@ -103,6 +103,36 @@ impl Drop for Netns {
     }
 }
 
+/// A plugin directory holding this build's copies of example plugins (file stems under
+/// `target/debug/examples`, such as `wharf_example_driver`), removed on drop.
+#[derive(Debug)]
+pub struct PluginDir(PathBuf);
+
+impl PluginDir {
+    /// A new directory with `plugins` in it.
+    pub fn with(plugins: &[&str]) -> PluginDir {
+        let dir = std::env::temp_dir().join(unique("ws-plugins"));
+        std::fs::create_dir_all(&dir).expect("plugin dir");
+        for p in plugins {
+            let built = target_dir().join(format!("examples/lib{p}.so"));
+            std::fs::copy(&built, dir.join(format!("lib{p}.so")))
+                .unwrap_or_else(|e| panic!("{}: {e} (cargo build --workspace --examples)", built.display()));
+        }
+        PluginDir(dir)
+    }
+
+    /// The directory, as `--plugin-dir` takes it.
+    pub fn arg(&self) -> &str {
+        self.0.to_str().expect("utf-8 path")
+    }
+}
+
+impl Drop for PluginDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A private host namespace with a running wharfd.
 #[derive(Debug)]
 pub struct Host {

@@ -1,45 +1,18 @@
 //! End-to-end: the SDK's example drivers, built as plugins and loaded by wharfd: traffic
 //! through the `ptp` network example and files through the `quota` volume example.
 
-use std::path::PathBuf;
-use wharf_tests::{mounted_fstype, Host};
-
-/// A plugin directory holding this build of the SDK example `name`, removed on drop.
-struct Plugins(PathBuf);
-
-impl Plugins {
-    fn with(names: &[&str]) -> Plugins {
-        let dir = std::env::temp_dir().join(wharf_tests::unique("ws-sdk-plugins"));
-        std::fs::create_dir_all(&dir).unwrap();
-        for name in names {
-            let built = wharf_tests::target_dir().join(format!("examples/lib{name}.so"));
-            std::fs::copy(&built, dir.join(format!("lib{name}.so")))
-                .unwrap_or_else(|e| panic!("{}: {e} (cargo build -p wharf-sdk --examples)", built.display()));
-        }
-        Plugins(dir)
-    }
-
-    fn arg(&self) -> &str {
-        self.0.to_str().unwrap()
-    }
-}
-
-impl Drop for Plugins {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
+use wharf_tests::{mounted_fstype, Host, PluginDir};
 
 /// A host without the predefined bridge network, so nothing but the example touches
 /// forwarding, with the example plugins loaded.
-fn host(plugins: &Plugins) -> Host {
+fn host(plugins: &PluginDir) -> Host {
     Host::start_with_config_and("[bridge]\nenabled = false\n", &["--plugin-dir", plugins.arg()])
 }
 
 #[test]
 fn the_ptp_example_routes_between_sandboxes_without_a_bridge() {
     wharf_tests::require_root!();
-    let plugins = Plugins::with(&["wharf_example_driver"]);
+    let plugins = PluginDir::with(&["wharf_example_driver"]);
     let h = host(&plugins);
     let forwarding = |h: &Host| h.in_host_ok(&["sysctl", "-n", "net.ipv4.ip_forward"]).trim().to_string();
     assert_eq!(forwarding(&h), "0");
@@ -73,7 +46,7 @@ fn the_ptp_example_routes_between_sandboxes_without_a_bridge() {
 #[test]
 fn the_quota_example_holds_files_and_caps_them() {
     wharf_tests::require_root!();
-    let plugins = Plugins::with(&["wharf_example_volume"]);
+    let plugins = PluginDir::with(&["wharf_example_volume"]);
     let h = host(&plugins);
     h.wharf_ok(&["volume", "create", "-d", "quota", "-o", "mode=0750", "plain"]);
     h.wharf_ok(&["volume", "create", "-d", "quota", "-o", "size=16m", "capped"]);

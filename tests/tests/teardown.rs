@@ -3,35 +3,32 @@
 //! removal from taking away what its endpoint made.
 
 use std::process::{Command, Stdio};
-use wharf_tests::{ok, Host};
-
-/// A plugin directory holding this build's stubborn plugin only.
-fn stubborn_plugins() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(wharf_tests::unique("ws-plugins"));
-    std::fs::create_dir_all(&dir).unwrap();
-    let built = wharf_tests::target_dir().join("examples/libstubborn_plugin.so");
-    std::fs::copy(&built, dir.join("libstubborn.so")).unwrap();
-    dir
-}
+use wharf_tests::{ok, Host, PluginDir};
 
 #[test]
 fn a_sandbox_whose_namespace_was_deleted_can_be_disconnected_and_removed() {
     wharf_tests::require_root!();
-    let h = Host::start();
-    h.wharf_ok(&["network", "create", "--subnet", "10.66.0.0/24", "n"]);
+    // ptp's leave takes the sandbox's address and routes away step by step.
+    let plugins = PluginDir::with(&["wharf_example_driver"]);
+    let h = Host::start_with(&["--plugin-dir", plugins.arg()]);
+    h.wharf_ok(&["network", "create", "-d", "ptp", "--subnet", "10.66.0.0/24", "p"]);
+    h.wharf_ok(&["network", "create", "--subnet", "10.69.0.0/24", "b"]);
     h.wharf_ok(&["sandbox", "create", "a"]);
-    h.wharf_ok(&["network", "connect", "n", "a"]);
+    h.wharf_ok(&["network", "connect", "p", "a"]);
+    h.wharf_ok(&["network", "connect", "b", "a"]);
     assert!(h.ping("a", "10.66.0.1"));
     // What `ip netns del` does, for a namespace kept outside /run/netns.
     let path = h.sandbox_path("a");
     ok("umount", &[&path]);
     std::fs::remove_file(&path).unwrap();
-    h.wharf_ok(&["network", "disconnect", "n", "a"]);
-    h.wharf_ok(&["sandbox", "rm", "a"]);
-    h.wharf_ok(&["network", "rm", "n"]);
+    h.wharf_ok(&["network", "disconnect", "p", "a"]);
     assert!(h.log().contains("moot: the sandbox's namespace is gone"), "{}", wharf_tests::tail(&h.log(), 30));
+    h.wharf_ok(&["network", "disconnect", "b", "a"]);
+    h.wharf_ok(&["sandbox", "rm", "a"]);
+    h.wharf_ok(&["network", "rm", "p"]);
+    h.wharf_ok(&["network", "rm", "b"]);
     let links = h.in_host_ok(&["ip", "-o", "link", "show"]);
-    assert!(!links.contains("veth"), "{links}");
+    assert!(!links.contains("veth") && !links.contains("ptp"), "{links}");
 }
 
 #[test]
@@ -62,8 +59,8 @@ fn a_sandbox_whose_runtime_process_died_can_be_removed_by_force() {
 #[test]
 fn a_plugin_whose_leave_always_fails_does_not_block_a_forced_removal() {
     wharf_tests::require_root!();
-    let plugins = stubborn_plugins();
-    let h = Host::start_with(&["--plugin-dir", plugins.to_str().unwrap()]);
+    let plugins = PluginDir::with(&["stubborn_plugin"]);
+    let h = Host::start_with(&["--plugin-dir", plugins.arg()]);
     h.wharf_ok(&["network", "create", "-d", "stubborn", "--subnet", "10.67.0.0/24", "s"]);
     h.wharf_ok(&["sandbox", "create", "a"]);
     h.wharf_ok(&["sandbox", "create", "b"]);
@@ -81,5 +78,4 @@ fn a_plugin_whose_leave_always_fails_does_not_block_a_forced_removal() {
     assert_eq!(stb(&h), 0, "the veths the joins made are gone");
     h.wharf_ok(&["sandbox", "rm", "a"]);
     h.wharf_ok(&["network", "rm", "s"]);
-    let _ = std::fs::remove_dir_all(&plugins);
 }

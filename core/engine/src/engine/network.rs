@@ -625,8 +625,7 @@ impl Engine {
         plan.steps
             .into_iter()
             .filter(|step| {
-                let moot =
-                    [&step.op, &step.undo].into_iter().any(|op| super::policy::namespaces(op).any(|n| *n == gone));
+                let moot = super::policy::namespaces(&step.op).any(|n| *n == gone);
                 if moot {
                     tracing::debug!(step = %step.op.describe(), "moot: the sandbox's namespace is gone");
                 }
