@@ -4,8 +4,9 @@
 //! see. `-o size=64m` caps it: the volume gets a sparse ext4 image, loop-mounted on `_data`
 //! while the volume is in use, so writes beyond the size fail with "no space left". `-o
 //! mode=0750` sets the permissions of `_data`. It shows a volume driver's whole life:
-//! options checked in `validate`, directories and an image made by `create`, a mount that
-//! `unmount` undoes, and private state that carries the settings from call to call.
+//! options checked in `validate`, directories and an image made by `create`, a mount, typed
+//! private state that carries the settings from call to call, and the SDK's default
+//! methods: `remove` and `unmount` are the inverses of `create` and `mount`.
 //!
 //! Build it with `cargo build -p wharf-sdk --examples` and install
 //! `target/debug/examples/libwharf_example_volume.so` as the network example says.
@@ -108,14 +109,6 @@ fn parse_mode(value: &str) -> DriverResult<u32> {
         .ok_or_else(|| DriverError::invalid(format!("invalid mode {value:?}: want octal permission bits")))
 }
 
-fn state_of(value: &Value) -> DriverResult<VolumeState> {
-    serde_json::from_value(value.clone()).map_err(|e| DriverError::internal(format!("volume state: {e}")))
-}
-
-fn to_value(state: &VolumeState) -> DriverResult<Value> {
-    serde_json::to_value(state).map_err(|e| DriverError::internal(e.to_string()))
-}
-
 impl VolumeDriver for Quota {
     fn name(&self) -> &str {
         "quota"
@@ -127,31 +120,57 @@ impl VolumeDriver for Quota {
 
     fn create(&self, req: VolumeRequest) -> DriverResult<Outcome<VolumeInfo>> {
         let state = VolumeState::of(&req)?;
-        Ok(Outcome::new(state.info(), state.create_plan(), to_value(&state)?))
-    }
-
-    fn remove(&self, req: VolumeRequest) -> DriverResult<Outcome<()>> {
-        let state = state_of(&req.state)?;
-        Ok(Outcome::new((), state.create_plan().inverse(), req.state))
+        Outcome::with_state(state.info(), state.create_plan(), &state)
     }
 
     fn mount(&self, req: VolumeRequest) -> DriverResult<Outcome<VolumeInfo>> {
-        let state = state_of(&req.state)?;
+        let state: VolumeState = req.state_as()?;
         Ok(Outcome::new(state.info(), state.mount_plan(), req.state))
     }
 
-    fn unmount(&self, req: VolumeRequest) -> DriverResult<Outcome<()>> {
-        let state = state_of(&req.state)?;
-        Ok(Outcome::new((), state.mount_plan().inverse(), req.state))
-    }
-
     fn path(&self, req: VolumeRequest) -> DriverResult<String> {
-        Ok(state_of(&req.state)?.data)
+        Ok(req.state_as::<VolumeState>()?.data)
     }
 
     fn get(&self, req: VolumeRequest) -> DriverResult<VolumeInfo> {
-        Ok(state_of(&req.state)?.info())
+        Ok(req.state_as::<VolumeState>()?.info())
     }
 }
 
 export_plugin!(volume Quota);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use wharf_sdk::testing::{fixtures, VolumeLifecycle};
+
+    #[test]
+    fn a_plain_volume_is_two_directories_and_no_mount() {
+        let report = VolumeLifecycle::new(&Quota, fixtures::volume("v", &[("mode", "0750")])).run().unwrap();
+        assert_eq!(report.create.response.mountpoint, format!("{}/v/_data", fixtures::VOLUMES_DIR));
+        assert!(report.mount.plan.is_empty());
+        assert!(report.create.plan.ops().any(|op| matches!(op, Op::DirCreate { mode: Some(0o750), .. })));
+    }
+
+    #[test]
+    fn a_capped_volume_is_an_image_mounted_while_in_use() {
+        let report = VolumeLifecycle::new(&Quota, fixtures::volume("v", &[("size", "64m")])).run().unwrap();
+        assert!(report.create.plan.ops().any(|op| matches!(op, Op::ImageCreate { size, .. } if *size == 64 << 20)));
+        assert!(matches!(report.mount.plan.steps[0].op, Op::Mount { ref options, .. } if options == "loop"));
+        assert_eq!(report.get.status.get("size"), Some(&Value::from(64u64 << 20)));
+        assert_eq!(report.unmount.plan, report.mount.plan.inverse());
+    }
+
+    #[test]
+    fn bad_options_are_refused_before_anything_is_made() {
+        for (key, value, says) in [
+            ("size", "1k", "below the smallest cap"),
+            ("size", "lots", "invalid size"),
+            ("mode", "9", "invalid mode"),
+            ("color", "red", "color"),
+        ] {
+            let err = VolumeLifecycle::new(&Quota, fixtures::volume("v", &[(key, value)])).run().unwrap_err();
+            assert!(err.call == "validate" && err.problem.contains(says), "{err}");
+        }
+    }
+}

@@ -12,12 +12,14 @@
 #![warn(missing_docs)]
 
 pub mod abi;
+pub use ipnet;
 mod error;
 mod facts;
 mod helpers;
 mod mount_options;
 mod network;
 pub mod plan;
+pub mod testing;
 mod volume;
 
 pub use error::{DriverError, DriverResult, ErrorKind};

@@ -617,6 +617,46 @@ impl Op {
     }
 }
 
+/// Filesystem types a mount step may use. `none` is a bind mount.
+pub const FSTYPES: [&str; 14] =
+    ["none", "tmpfs", "ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "exfat", "nfs", "nfs4", "cifs", "smb3", "9p"];
+
+/// Filesystem types an image step may make (core runs `mkfs.TYPE`).
+pub const IMAGE_FSTYPES: [&str; 5] = ["ext2", "ext3", "ext4", "xfs", "btrfs"];
+
+impl Op {
+    /// Why core's policy refuses this operation whoever asks and wherever it runs, if it
+    /// does: a sysctl outside `net.` or with a malformed key, a route in the unspecified,
+    /// default or local table, a mount or image of a filesystem type not allowed. (Where an
+    /// operation may reach, paths and namespaces, depends on the call; see
+    /// [`crate::testing::lint`].)
+    pub fn rule_breach(&self) -> Option<String> {
+        match self {
+            Op::Sysctl { key, .. } | Op::SysctlRestore { key, .. } if !key.starts_with("net.") => {
+                Some(format!("sysctl {key:?} is not under net."))
+            }
+            Op::Sysctl { key, .. } | Op::SysctlRestore { key, .. }
+                if key.split('.').any(|p| p.is_empty() || p.contains('/')) =>
+            {
+                Some(format!("sysctl key {key:?} is malformed"))
+            }
+            Op::RouteAdd { route, .. } | Op::RouteDel { route, .. } => match route.table {
+                Some(t @ (0 | 253 | 255)) => {
+                    Some(format!("route table {t} is not one a plan may use (the unspecified, default or local table)"))
+                }
+                _ => None,
+            },
+            Op::Mount { fstype, .. } if !FSTYPES.contains(&fstype.as_str()) => {
+                Some(format!("filesystem type {fstype:?} is not one of {}", FSTYPES.join(", ")))
+            }
+            Op::ImageCreate { fstype, .. } if !IMAGE_FSTYPES.contains(&fstype.as_str()) => {
+                Some(format!("image filesystem type {fstype:?} is not one of {}", IMAGE_FSTYPES.join(", ")))
+            }
+            _ => None,
+        }
+    }
+}
+
 impl Op {
     /// The operation that undoes this one when it follows from the operation alone: a
     /// create's delete, an add's remove, `up`'s `down`. `None` when undoing needs more (a

@@ -3,8 +3,8 @@
 //! disconnect or sandbox removal still takes away what the endpoint's plans made.
 
 use wharf_sdk::{
-    export_plugin, CreateNetwork, DeleteNetwork, DriverError, DriverResult, EndpointInfo, EndpointRequest, HostFacts,
-    JoinInfo, LinkKind, LinkSpec, Netns, NetworkDriver, NetworkSpec, Outcome, Plan, Step,
+    export_plugin, DriverError, DriverResult, EndpointRequest, JoinInfo, LinkKind, LinkSpec, Netns, NetworkDriver,
+    Outcome, Plan, Step,
 };
 
 /// Joins for real and refuses every leave.
@@ -14,21 +14,6 @@ pub struct Stubborn;
 impl NetworkDriver for Stubborn {
     fn name(&self) -> &str {
         "stubborn"
-    }
-    fn validate(&self, _: &NetworkSpec, _: &HostFacts) -> DriverResult<()> {
-        Ok(())
-    }
-    fn create_network(&self, _: CreateNetwork) -> DriverResult<Outcome<()>> {
-        Ok(Outcome::default())
-    }
-    fn delete_network(&self, _: DeleteNetwork) -> DriverResult<Outcome<()>> {
-        Ok(Outcome::default())
-    }
-    fn create_endpoint(&self, _: EndpointRequest) -> DriverResult<Outcome<EndpointInfo>> {
-        Ok(Outcome::default())
-    }
-    fn delete_endpoint(&self, _: EndpointRequest) -> DriverResult<Outcome<()>> {
-        Ok(Outcome::default())
     }
     fn join(&self, req: EndpointRequest) -> DriverResult<Outcome<JoinInfo>> {
         let sandbox = Netns::Path(req.sandbox.netns.clone());

@@ -13,13 +13,6 @@ use crate::error::{Error, Result};
 use std::path::{Component, Path};
 use wharf_sdk::{LinkKind, Netns, Op, Plan};
 
-/// Filesystem types a mount step may use. `none` is a bind mount.
-pub const FSTYPES: [&str; 14] =
-    ["none", "tmpfs", "ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "exfat", "nfs", "nfs4", "cifs", "smb3", "9p"];
-
-/// Filesystem types an image step may make (it runs `mkfs.TYPE`).
-pub const IMAGE_FSTYPES: [&str; 5] = ["ext2", "ext3", "ext4", "xfs", "btrfs"];
-
 /// Who wrote a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Author<'a> {
@@ -108,31 +101,11 @@ fn violation(op: &Op, roots: &Roots<'_>, author: Author<'_>) -> Option<String> {
             }
         }
     }
+    if let Some(breach) = op.rule_breach() {
+        return Some(breach);
+    }
     match op {
-        Op::Sysctl { key, .. } | Op::SysctlRestore { key, .. } if !key.starts_with("net.") => {
-            Some(format!("sysctl {key:?} is not under net."))
-        }
-        Op::Sysctl { key, .. } | Op::SysctlRestore { key, .. }
-            if key.split('.').any(|p| p.is_empty() || p.contains('/')) =>
-        {
-            Some(format!("sysctl key {key:?} is malformed"))
-        }
-        Op::RouteAdd { route, .. } | Op::RouteDel { route, .. } => match route.table {
-            Some(t @ (0 | 253 | 255)) => {
-                Some(format!("route table {t} is not one a plan may use (the unspecified, default or local table)"))
-            }
-            _ => None,
-        },
-        Op::Mount { target, fstype, .. } => {
-            if !FSTYPES.contains(&fstype.as_str()) {
-                return Some(format!("filesystem type {fstype:?} is not one of {}", FSTYPES.join(", ")));
-            }
-            under(target, &[roots.volumes])
-        }
-        Op::Unmount { target } => under(target, &[roots.volumes]),
-        Op::ImageCreate { fstype, .. } if !IMAGE_FSTYPES.contains(&fstype.as_str()) => {
-            Some(format!("image filesystem type {fstype:?} is not one of {}", IMAGE_FSTYPES.join(", ")))
-        }
+        Op::Mount { target, .. } | Op::Unmount { target } => under(target, &[roots.volumes]),
         Op::DirCreate { path, .. }
         | Op::DirRemove { path }
         | Op::ImageCreate { path, .. }

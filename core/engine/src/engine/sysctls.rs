@@ -5,7 +5,8 @@
 //! The value found is read and stored in the transaction that journals the plan, before any
 //! step runs, so a crash at any later point leaves it in the store for the undo that recovery
 //! replays. A restore writes the kernel first and the store after, so a crash in between
-//! replays a write that changes nothing. Only the engine's plan runner touches this table.
+//! replays a write that changes nothing; a record stays after its last holder is gone (see
+//! [`Restoring`]), one per key at most. Only the engine's plan runner touches this table.
 
 use crate::error::{Error, Result};
 use crate::executor::{ExecError, Executor, Outcome};
@@ -44,8 +45,8 @@ pub(super) fn remember(t: &mut Txn<'_>, exec: &dyn Executor, plan: &Plan, object
         }
         let rk = record_key(netns, key);
         let mut saved = match t.get::<Saved>(Table::Sysctls, &rk)? {
-            Some(saved) => saved,
-            None => {
+            Some(saved) if !saved.holders.is_empty() => saved,
+            _ => {
                 let original = exec
                     .sysctl_read(netns, key)
                     .map_err(|e| Error::Internal(format!("{object}: {}", crate::executor::report(&e))))?;
@@ -75,21 +76,25 @@ impl std::fmt::Debug for Restoring<'_> {
 }
 
 impl Restoring<'_> {
-    /// `object` lets go of `key`; the last holder writes the value found back.
+    /// `object` lets go of `key`; once no object holds it, the value found is written
+    /// back. The record stays, holders or not: a removal rolled back after its restore ran
+    /// sets the key again without taking hold of it, and its next removal restores once more.
+    /// The next object to set the key reads the value afresh.
     fn restore(&self, netns: &Netns, key: &str) -> std::result::Result<Outcome, ExecError> {
         let rk = record_key(netns, key);
         let store_err = |e: Error| ExecError::new(format!("restore sysctl {key}: {}", e.message()));
         let Some(mut saved) = self.store.get::<Saved>(Table::Sysctls, &rk).map_err(store_err)? else {
             return Ok(Outcome::Created);
         };
+        let held = saved.holders.len();
         saved.holders.retain(|h| h != self.object);
         if saved.holders.is_empty() {
             if let Some(value) = &saved.original {
                 let write = Op::Sysctl { netns: netns.clone(), key: key.to_string(), value: value.clone() };
                 self.exec.apply(&write)?;
             }
-            self.store.write(|t| t.delete(Table::Sysctls, &rk)).map_err(store_err)?;
-        } else {
+        }
+        if saved.holders.len() != held {
             self.store.write(|t| t.put(Table::Sysctls, &rk, &saved)).map_err(store_err)?;
         }
         Ok(Outcome::Created)
@@ -165,9 +170,16 @@ mod tests {
         assert_eq!(rec.sysctl(&Netns::Host, KEY).as_deref(), Some("1"), "network b still needs it");
         undo(&store, &rec, "network b");
         assert_eq!(rec.sysctl(&Netns::Host, KEY).as_deref(), Some("0"));
-        rec.set_sysctl(&Netns::Host, KEY, "2");
+        // A removal rolled back after its restore ran sets the key again; the next removal
+        // restores once more.
+        rec.apply(&Op::Sysctl { netns: Netns::Host, key: KEY.into(), value: "1".into() }).unwrap();
         undo(&store, &rec, "network b");
-        assert_eq!(rec.sysctl(&Netns::Host, KEY).as_deref(), Some("2"), "a replayed restore changes nothing");
+        assert_eq!(rec.sysctl(&Netns::Host, KEY).as_deref(), Some("0"));
+        // A new holder reads the value afresh.
+        rec.set_sysctl(&Netns::Host, KEY, "2");
+        set(&store, &rec, "network c");
+        undo(&store, &rec, "network c");
+        assert_eq!(rec.sysctl(&Netns::Host, KEY).as_deref(), Some("2"));
     }
 
     #[test]
