@@ -112,6 +112,7 @@ impl NetworkDriver for Ptp {
         let net: NetworkState = req.network_state_as()?;
         let ep: EndpointState = req.endpoint_state_as()?;
         let (plan, info) = join_plan(&req, &ep, net.mtu);
+        wharf_sdk::tracing::debug!(sandbox = %req.sandbox.name, host_if = %ep.host_if, "ptp joins a sandbox");
         Ok(Outcome::new(info, plan, req.endpoint_state))
     }
 }

@@ -167,6 +167,42 @@ pub enum VolumeCall {
     List(Vec<VolumeRequest>),
 }
 
+/// The name of a call's method, as its message carries it.
+trait Method {
+    fn method(&self) -> &'static str;
+}
+
+impl Method for NetworkCall {
+    fn method(&self) -> &'static str {
+        match self {
+            NetworkCall::Capabilities => "capabilities",
+            NetworkCall::Validate { .. } => "validate",
+            NetworkCall::CreateNetwork(_) => "create_network",
+            NetworkCall::DeleteNetwork(_) => "delete_network",
+            NetworkCall::CreateEndpoint(_) => "create_endpoint",
+            NetworkCall::DeleteEndpoint(_) => "delete_endpoint",
+            NetworkCall::Join(_) => "join",
+            NetworkCall::Leave(_) => "leave",
+        }
+    }
+}
+
+impl Method for VolumeCall {
+    fn method(&self) -> &'static str {
+        match self {
+            VolumeCall::Capabilities => "capabilities",
+            VolumeCall::Validate(_) => "validate",
+            VolumeCall::Create(_) => "create",
+            VolumeCall::Remove(_) => "remove",
+            VolumeCall::Mount(_) => "mount",
+            VolumeCall::Unmount(_) => "unmount",
+            VolumeCall::Path(_) => "path",
+            VolumeCall::Get(_) => "get",
+            VolumeCall::List(_) => "list",
+        }
+    }
+}
+
 /// A driver of either kind, as a plugin exports it.
 #[derive(Debug)]
 pub enum Driver {
@@ -407,6 +443,12 @@ macro_rules! export_plugin {
             });
             built.unwrap_or(::std::ptr::null())
         }
+
+        /// Where core hands the plugin its log function (see `wharf_sdk::log`).
+        #[unsafe(no_mangle)]
+        pub extern "C" fn wharf_plugin_log_v1(log: $crate::log::LogFn, max_level: u32) {
+            let _ = ::std::panic::catch_unwind(|| $crate::log::install(log, max_level));
+        }
     };
 }
 
@@ -516,7 +558,20 @@ impl PluginClient {
         self.exchange(request, |status, bytes| (status, bytes.to_vec()))
     }
 
-    fn call<C: Serialize, R: DeserializeOwned>(&self, call: C) -> DriverResult<R> {
+    /// [`PluginClient::exchange_call`], logged at debug: driver, method, duration, result.
+    fn call<C: Serialize + Method, R: DeserializeOwned>(&self, call: C) -> DriverResult<R> {
+        let method = call.method();
+        let started = std::time::Instant::now();
+        let result = self.exchange_call(call);
+        let micros = started.elapsed().as_micros() as u64;
+        match &result {
+            Ok(_) => tracing::debug!(driver = %self.name, method, micros, "driver call ok"),
+            Err(e) => tracing::debug!(driver = %self.name, method, micros, error = %e, "driver call failed"),
+        }
+        result
+    }
+
+    fn exchange_call<C: Serialize, R: DeserializeOwned>(&self, call: C) -> DriverResult<R> {
         let mut request = Vec::with_capacity(MESSAGE_CAPACITY);
         serde_json::to_writer(&mut request, &Envelope { version: MESSAGE_VERSION, call })
             .map_err(|e| DriverError::internal(format!("cannot encode request for driver {:?}: {e}", self.name)))?;

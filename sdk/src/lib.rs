@@ -13,6 +13,8 @@
 
 pub mod abi;
 pub use ipnet;
+pub mod log;
+pub use tracing;
 mod error;
 mod facts;
 mod helpers;

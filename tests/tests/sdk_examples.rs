@@ -35,6 +35,15 @@ fn the_ptp_example_routes_between_sandboxes_without_a_bridge() {
     assert!(!links.contains("master"), "no bridge: {links}");
     assert!(h.in_host_ok(&["ip", "-o", "link", "show", "type", "bridge"]).is_empty());
 
+    // At debug, wharfd logs each driver call and plan step, and the plugin's own events.
+    let log = h.log();
+    for line in [
+        "driver call ok driver=ptp method=\"join\"",
+        "plan step done step=5 op=add route to 0.0.0.0/0",
+        "ptp joins a sandbox sandbox=a",
+    ] {
+        assert!(log.contains(line), "{line:?} is not in the log:\n{}", wharf_tests::tail(&log, 30));
+    }
     h.wharf_ok(&["network", "disconnect", "p", "a"]);
     assert!(!h.ping("b", &ip_a));
     h.wharf_ok(&["sandbox", "rm", "--force", "a", "b"]);

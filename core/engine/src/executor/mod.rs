@@ -174,7 +174,16 @@ pub fn run_plan(
 ) -> Result<Vec<Outcome>, PlanError> {
     let mut outcomes = Vec::with_capacity(plan.steps.len());
     for (i, step) in plan.steps.iter().enumerate() {
-        match exec.apply(&step.op) {
+        let started = std::time::Instant::now();
+        let done = exec.apply(&step.op);
+        let micros = started.elapsed().as_micros() as u64;
+        match &done {
+            Ok(outcome) => tracing::debug!(step = i + 1, op = %step.op.describe(), ?outcome, micros, "plan step done"),
+            Err(e) => {
+                tracing::debug!(step = i + 1, op = %step.op.describe(), error = %report(e), micros, "plan step failed")
+            }
+        }
+        match done {
             Ok(outcome) => {
                 record(i, outcome);
                 outcomes.push(outcome);

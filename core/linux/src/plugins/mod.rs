@@ -23,6 +23,7 @@ use std::path::Path;
 use std::sync::Arc;
 use wharf_engine::registry::{LoadError, Registry, Source};
 use wharf_sdk::abi::{self, EntryFn, PluginClient, PluginTable};
+use wharf_sdk::log::SetLoggerFn;
 
 /// Load every `*.so` in `dir`, in name order. A directory that is not owned by root or
 /// that group or others can write is refused as a whole. Refusals are logged and
@@ -173,6 +174,14 @@ fn open_table(file: File) -> Result<&'static PluginTable, String> {
         Ok(sym) => *sym,
         Err(e) => return Err(format!("does not export the symbol wharf_plugin_v1 ({})", with_sources(&e))),
     };
+    // SAFETY: the symbol's type is fixed by the ABI (`wharf_sdk::log::SetLoggerFn`); it is
+    // optional, as plugins built before it existed lack it.
+    if let Ok(set_logger) = unsafe { lib.get::<SetLoggerFn>(wharf_sdk::log::LOG_SYMBOL) } {
+        let max =
+            tracing::level_filters::LevelFilter::current().into_level().map_or(0, |l| wharf_sdk::log::level_code(&l));
+        // SAFETY: called once per library with a function that lives as long as wharfd.
+        unsafe { set_logger(plugin_log, max) };
+    }
     // Libraries are never unloaded, so the table and the functions it points to stay valid.
     std::mem::forget(lib);
     // SAFETY: `entry` is the plugin's exported entry point, called with no arguments.
@@ -197,6 +206,33 @@ fn open_table(file: File) -> Result<&'static PluginTable, String> {
     }
     // SAFETY: checked above: non-null, our version and at least our size; never freed.
     Ok(unsafe { &*table })
+}
+
+/// The log function plugins get: an event of a plugin, logged as wharfd's own under the
+/// plugin's target.
+unsafe extern "C" fn plugin_log(
+    level: u32,
+    target: *const u8,
+    target_len: usize,
+    message: *const u8,
+    message_len: usize,
+) {
+    let text = |ptr: *const u8, len: usize| {
+        if ptr.is_null() {
+            return String::new();
+        }
+        // SAFETY: the plugin passes `len` initialised bytes at `ptr`, live for this call.
+        let bytes = unsafe { std::slice::from_raw_parts(ptr, len) };
+        String::from_utf8_lossy(bytes).into_owned()
+    };
+    let (target, message) = (text(target, target_len), text(message, message_len));
+    match level {
+        1 => tracing::error!(target: "plugin", plugin = %target, "{message}"),
+        2 => tracing::warn!(target: "plugin", plugin = %target, "{message}"),
+        3 => tracing::info!(target: "plugin", plugin = %target, "{message}"),
+        4 => tracing::debug!(target: "plugin", plugin = %target, "{message}"),
+        _ => tracing::trace!(target: "plugin", plugin = %target, "{message}"),
+    }
 }
 
 #[cfg(test)]
