@@ -28,6 +28,41 @@ pub const ABI_VERSION: u32 = 1;
 /// The symbol every plugin library exports.
 pub const SYMBOL: &[u8] = b"wharf_plugin_v1";
 
+/// The optional symbol that tells core the plugin's version and the SDK version it was built
+/// with: `extern "C" fn() -> *const c_char`, a NUL-terminated JSON [`PluginInfo`] that lives
+/// as long as the library. Plugins built before it existed lack it and load all the same.
+pub const INFO_SYMBOL: &[u8] = b"wharf_plugin_info_v1";
+
+/// The signature of [`INFO_SYMBOL`].
+pub type InfoFn = unsafe extern "C" fn() -> *const c_char;
+
+/// The version of this SDK, which [`crate::export_plugin!`] records in every plugin.
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What a plugin says about itself through [`INFO_SYMBOL`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct PluginInfo {
+    /// The plugin's own version (its crate's, as `export_plugin!` sees it).
+    pub version: String,
+    /// The version of the SDK the plugin was built with.
+    pub sdk_version: String,
+    /// The newest message version the plugin speaks.
+    pub message_version: u32,
+}
+
+impl PluginInfo {
+    /// The info of a plugin of version `version` built with this SDK, as a C string.
+    pub fn c_string(version: &str) -> CString {
+        let info = PluginInfo {
+            version: version.to_string(),
+            sdk_version: SDK_VERSION.to_string(),
+            message_version: MESSAGE_VERSION,
+        };
+        CString::new(serde_json::to_string(&info).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
 /// The version of the JSON messages core sends; a plugin answers in the same version or an
 /// older one.
 ///
@@ -442,6 +477,13 @@ macro_rules! export_plugin {
                     .table()
             });
             built.unwrap_or(::std::ptr::null())
+        }
+
+        /// The plugin's version and the SDK's it was built with, as JSON.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn wharf_plugin_info_v1() -> *const ::std::ffi::c_char {
+            static INFO: ::std::sync::OnceLock<::std::ffi::CString> = ::std::sync::OnceLock::new();
+            INFO.get_or_init(|| $crate::abi::PluginInfo::c_string(env!("CARGO_PKG_VERSION"))).as_ptr()
         }
 
         /// Where core hands the plugin its log function (see `wharf_sdk::log`).

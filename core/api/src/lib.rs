@@ -421,7 +421,11 @@ async fn plugin_list(State(engine): Shared) -> ApiResult {
         .registry()
         .list()
         .into_iter()
-        .map(|d| json!({ "Name": d.name, "Kind": d.kind.as_str(), "Source": d.source.to_string(), "AbiVersion": d.abi_version }))
+        .map(|d| {
+            let (version, sdk) = d.versions.map(|v| (v.version, v.sdk_version)).unwrap_or_default();
+            json!({ "Name": d.name, "Kind": d.kind.as_str(), "Source": d.source.to_string(), "AbiVersion": d.abi_version,
+                    "Version": version, "SdkVersion": sdk })
+        })
         .collect();
     Ok(Json(out).into_response())
 }

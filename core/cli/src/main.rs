@@ -483,9 +483,19 @@ async fn run(c: &Client, cmd: Command) -> Result<(), String> {
                     .as_array()
                     .into_iter()
                     .flatten()
-                    .map(|p| vec![s(p, "Name"), s(p, "Kind"), s(p, "Source"), s(p, "AbiVersion")])
+                    .map(|p| {
+                        let or_dash = |v: String| if v.is_empty() { "-".to_string() } else { v };
+                        vec![
+                            s(p, "Name"),
+                            s(p, "Kind"),
+                            or_dash(s(p, "Version")),
+                            or_dash(s(p, "SdkVersion")),
+                            s(p, "AbiVersion"),
+                            s(p, "Source"),
+                        ]
+                    })
                     .collect();
-                table(&["NAME", "KIND", "SOURCE", "ABI"], rows);
+                table(&["NAME", "KIND", "VERSION", "SDK", "ABI", "SOURCE"], rows);
             }
             Ok(())
         }
