@@ -6,9 +6,10 @@
 //! operations (each with its inverse), and the driver's new private state. Core validates
 //! and journals the plan, carries it out, rolls it back on failure and stores the state.
 //!
-//! A plugin is a `cdylib` that calls [`export_plugin!`]; see `sdk/README.md` for the guide
-//! and [`abi`] for the C boundary.
-
+//! A plugin is a `cdylib` that calls [`export_plugin!`]; the guide follows, and [`abi`]
+//! holds the C boundary.
+//!
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
 pub mod abi;
@@ -40,3 +41,17 @@ pub use plan::{
     RouteSpec, Step,
 };
 pub use volume::{VolumeCapabilities, VolumeDriver, VolumeInfo, VolumeRequest, VolumeSpec};
+
+#[cfg(test)]
+mod tests {
+    /// The guide's heading "A driver in N lines" counts the lines of the code under it.
+    #[test]
+    fn the_guide_counts_its_drivers_lines_right() {
+        let guide = include_str!("../README.md");
+        let (_, rest) = guide.split_once("## A driver in ").expect("the heading");
+        let (count, rest) = rest.split_once(" lines").expect("a count");
+        let (_, code) = rest.split_once("```rust\n").expect("a code block");
+        let (code, _) = code.split_once("```").expect("its end");
+        assert_eq!(code.lines().count(), count.parse::<usize>().unwrap());
+    }
+}
