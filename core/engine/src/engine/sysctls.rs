@@ -61,6 +61,13 @@ pub(super) fn remember(t: &mut Txn<'_>, exec: &dyn Executor, plan: &Plan, object
     Ok(())
 }
 
+/// The keys of the records of namespace file `netns`, to drop with its sandbox: the
+/// namespace goes with every sysctl in it, so nothing is left to restore.
+pub(super) fn records_of(store: &Store, netns: &str) -> Result<Vec<String>> {
+    let prefix = record_key(&Netns::Path(netns.to_string()), "");
+    Ok(store.list::<Saved>(Table::Sysctls)?.into_iter().map(|(k, _)| k).filter(|k| k.starts_with(&prefix)).collect())
+}
+
 /// An executor that carries out [`Op::SysctlRestore`] for `object` from what [`remember`]
 /// kept, and hands every other operation to the executor it wraps.
 pub(super) struct Restoring<'a> {
@@ -196,6 +203,18 @@ mod tests {
         let store = Store::open(&path).unwrap();
         undo(&store, &rec, "network a");
         assert_eq!(rec.sysctl(&Netns::Host, KEY).as_deref(), Some("0"));
+    }
+
+    #[test]
+    fn the_records_of_a_namespace_are_found_by_its_path_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&dir.path().join("state.redb")).unwrap();
+        let rec = Recording::default();
+        for (ns, object) in [("/run/netns/a", "endpoint x"), ("/run/netns/ab", "endpoint y")] {
+            let plan: Plan = [Step::sysctl_restoring(Netns::Path(ns.into()), KEY, "1")].into_iter().collect();
+            store.write(|t| remember(t, &rec, &plan, object)).unwrap();
+        }
+        assert_eq!(records_of(&store, "/run/netns/a").unwrap(), [format!("/run/netns/a {KEY}")]);
     }
 
     #[test]
