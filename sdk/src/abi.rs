@@ -28,6 +28,41 @@ pub const ABI_VERSION: u32 = 1;
 /// The symbol every plugin library exports.
 pub const SYMBOL: &[u8] = b"wharf_plugin_v1";
 
+/// The optional symbol that tells core the plugin's version and the SDK version it was built
+/// with: `extern "C" fn() -> *const c_char`, a NUL-terminated JSON [`PluginInfo`] that lives
+/// as long as the library. Plugins built before it existed lack it and load all the same.
+pub const INFO_SYMBOL: &[u8] = b"wharf_plugin_info_v1";
+
+/// The signature of [`INFO_SYMBOL`].
+pub type InfoFn = unsafe extern "C" fn() -> *const c_char;
+
+/// The version of this SDK, which [`crate::export_plugin!`] records in every plugin.
+pub const SDK_VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// What a plugin says about itself through [`INFO_SYMBOL`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct PluginInfo {
+    /// The plugin's own version (its crate's, as `export_plugin!` sees it).
+    pub version: String,
+    /// The version of the SDK the plugin was built with.
+    pub sdk_version: String,
+    /// The newest message version the plugin speaks.
+    pub message_version: u32,
+}
+
+impl PluginInfo {
+    /// The info of a plugin of version `version` built with this SDK, as a C string.
+    pub fn c_string(version: &str) -> CString {
+        let info = PluginInfo {
+            version: version.to_string(),
+            sdk_version: SDK_VERSION.to_string(),
+            message_version: MESSAGE_VERSION,
+        };
+        CString::new(serde_json::to_string(&info).unwrap_or_default()).unwrap_or_default()
+    }
+}
+
 /// The version of the JSON messages core sends; a plugin answers in the same version or an
 /// older one.
 ///
@@ -165,6 +200,42 @@ pub enum VolumeCall {
     Path(VolumeRequest),
     Get(VolumeRequest),
     List(Vec<VolumeRequest>),
+}
+
+/// The name of a call's method, as its message carries it.
+trait Method {
+    fn method(&self) -> &'static str;
+}
+
+impl Method for NetworkCall {
+    fn method(&self) -> &'static str {
+        match self {
+            NetworkCall::Capabilities => "capabilities",
+            NetworkCall::Validate { .. } => "validate",
+            NetworkCall::CreateNetwork(_) => "create_network",
+            NetworkCall::DeleteNetwork(_) => "delete_network",
+            NetworkCall::CreateEndpoint(_) => "create_endpoint",
+            NetworkCall::DeleteEndpoint(_) => "delete_endpoint",
+            NetworkCall::Join(_) => "join",
+            NetworkCall::Leave(_) => "leave",
+        }
+    }
+}
+
+impl Method for VolumeCall {
+    fn method(&self) -> &'static str {
+        match self {
+            VolumeCall::Capabilities => "capabilities",
+            VolumeCall::Validate(_) => "validate",
+            VolumeCall::Create(_) => "create",
+            VolumeCall::Remove(_) => "remove",
+            VolumeCall::Mount(_) => "mount",
+            VolumeCall::Unmount(_) => "unmount",
+            VolumeCall::Path(_) => "path",
+            VolumeCall::Get(_) => "get",
+            VolumeCall::List(_) => "list",
+        }
+    }
 }
 
 /// A driver of either kind, as a plugin exports it.
@@ -407,6 +478,19 @@ macro_rules! export_plugin {
             });
             built.unwrap_or(::std::ptr::null())
         }
+
+        /// The plugin's version and the SDK's it was built with, as JSON.
+        #[unsafe(no_mangle)]
+        pub extern "C" fn wharf_plugin_info_v1() -> *const ::std::ffi::c_char {
+            static INFO: ::std::sync::OnceLock<::std::ffi::CString> = ::std::sync::OnceLock::new();
+            INFO.get_or_init(|| $crate::abi::PluginInfo::c_string(env!("CARGO_PKG_VERSION"))).as_ptr()
+        }
+
+        /// Where core hands the plugin its log function (see `wharf_sdk::log`).
+        #[unsafe(no_mangle)]
+        pub extern "C" fn wharf_plugin_log_v1(log: $crate::log::LogFn, max_level: u32) {
+            let _ = ::std::panic::catch_unwind(|| $crate::log::install(log, max_level));
+        }
     };
 }
 
@@ -516,7 +600,20 @@ impl PluginClient {
         self.exchange(request, |status, bytes| (status, bytes.to_vec()))
     }
 
-    fn call<C: Serialize, R: DeserializeOwned>(&self, call: C) -> DriverResult<R> {
+    /// [`PluginClient::exchange_call`], logged at debug: driver, method, duration, result.
+    fn call<C: Serialize + Method, R: DeserializeOwned>(&self, call: C) -> DriverResult<R> {
+        let method = call.method();
+        let started = std::time::Instant::now();
+        let result = self.exchange_call(call);
+        let micros = started.elapsed().as_micros() as u64;
+        match &result {
+            Ok(_) => tracing::debug!(driver = %self.name, method, micros, "driver call ok"),
+            Err(e) => tracing::debug!(driver = %self.name, method, micros, error = %e, "driver call failed"),
+        }
+        result
+    }
+
+    fn exchange_call<C: Serialize, R: DeserializeOwned>(&self, call: C) -> DriverResult<R> {
         let mut request = Vec::with_capacity(MESSAGE_CAPACITY);
         serde_json::to_writer(&mut request, &Envelope { version: MESSAGE_VERSION, call })
             .map_err(|e| DriverError::internal(format!("cannot encode request for driver {:?}: {e}", self.name)))?;

@@ -6,18 +6,23 @@
 //! operations (each with its inverse), and the driver's new private state. Core validates
 //! and journals the plan, carries it out, rolls it back on failure and stores the state.
 //!
-//! A plugin is a `cdylib` that calls [`export_plugin!`]; see `sdk/README.md` for the guide
-//! and [`abi`] for the C boundary.
-
+//! A plugin is a `cdylib` that calls [`export_plugin!`]; the guide follows, and [`abi`]
+//! holds the C boundary.
+//!
+#![doc = include_str!("../README.md")]
 #![warn(missing_docs)]
 
 pub mod abi;
+pub use ipnet;
+pub mod log;
+pub use tracing;
 mod error;
 mod facts;
 mod helpers;
 mod mount_options;
 mod network;
 pub mod plan;
+pub mod testing;
 mod volume;
 
 pub use error::{DriverError, DriverResult, ErrorKind};
@@ -32,6 +37,21 @@ pub use network::{
     NetworkDriver, NetworkPeer, NetworkSpec, Outcome, PortBinding, SandboxSpec, Scope, Subnet,
 };
 pub use plan::{
-    FirewallFact, GatewayMode, LinkChange, LinkKind, LinkSpec, MacvlanMode, Netns, Op, Plan, Protocol, RouteSpec, Step,
+    FirewallFact, GatewayMode, LinkChange, LinkKind, LinkSpec, MacvlanMode, Netns, Op, Plan, Protocol, RouteScope,
+    RouteSpec, Step,
 };
 pub use volume::{VolumeCapabilities, VolumeDriver, VolumeInfo, VolumeRequest, VolumeSpec};
+
+#[cfg(test)]
+mod tests {
+    /// The guide's heading "A driver in N lines" counts the lines of the code under it.
+    #[test]
+    fn the_guide_counts_its_drivers_lines_right() {
+        let guide = include_str!("../README.md");
+        let (_, rest) = guide.split_once("## A driver in ").expect("the heading");
+        let (count, rest) = rest.split_once(" lines").expect("a count");
+        let (_, code) = rest.split_once("```rust\n").expect("a code block");
+        let (code, _) = code.split_once("```").expect("its end");
+        assert_eq!(code.lines().count(), count.parse::<usize>().unwrap());
+    }
+}

@@ -1,9 +1,10 @@
 //! Network drivers: the [`NetworkDriver`] trait and the messages its methods take and return.
 
-use crate::error::DriverResult;
+use crate::error::{DriverError, DriverResult};
 use crate::facts::HostFacts;
 use crate::plan::{Plan, Protocol, RouteSpec};
 use ipnet::IpNet;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -205,6 +206,40 @@ impl<T> Outcome<T> {
     pub fn new(response: T, plan: Plan, state: Value) -> Self {
         Outcome { response, plan, state }
     }
+
+    /// An outcome whose state is the driver's own type, serialised for core to keep.
+    pub fn with_state<S: Serialize>(response: T, plan: Plan, state: &S) -> DriverResult<Self> {
+        let state = serde_json::to_value(state).map_err(|e| DriverError::internal(format!("driver state: {e}")))?;
+        Ok(Outcome { response, plan, state })
+    }
+}
+
+/// Read a driver's private state as its own type; no state yet (`null`) is `S::default()`.
+pub(crate) fn typed_state<S: DeserializeOwned + Default>(value: &Value, what: &str) -> DriverResult<S> {
+    if value.is_null() {
+        return Ok(S::default());
+    }
+    S::deserialize(value).map_err(|e| DriverError::internal(format!("unreadable {what} state: {e}")))
+}
+
+impl DeleteNetwork {
+    /// The network's state as the driver's own type (see [`Outcome::with_state`]).
+    pub fn state_as<S: DeserializeOwned + Default>(&self) -> DriverResult<S> {
+        typed_state(&self.state, "network")
+    }
+}
+
+impl EndpointRequest {
+    /// The network's state as the driver's own type (see [`Outcome::with_state`]).
+    pub fn network_state_as<S: DeserializeOwned + Default>(&self) -> DriverResult<S> {
+        typed_state(&self.network_state, "network")
+    }
+
+    /// The endpoint's state as the driver's own type: what the last call for the endpoint
+    /// returned, `S::default()` before the first.
+    pub fn endpoint_state_as<S: DeserializeOwned + Default>(&self) -> DriverResult<S> {
+        typed_state(&self.endpoint_state, "endpoint")
+    }
 }
 
 /// Another network of the same driver, with the driver's state for it.
@@ -313,25 +348,59 @@ pub trait NetworkDriver: Send + Sync {
 
     /// Check the network's driver options; an error names the bad option. Called before
     /// anything is stored or changed.
-    fn validate(&self, network: &NetworkSpec, facts: &HostFacts) -> DriverResult<()>;
+    ///
+    /// By default every network is accepted, options or not.
+    fn validate(&self, network: &NetworkSpec, facts: &HostFacts) -> DriverResult<()> {
+        let _ = (network, facts);
+        Ok(())
+    }
 
-    /// Plan the creation of a network.
-    fn create_network(&self, req: CreateNetwork) -> DriverResult<Outcome<()>>;
+    /// Plan the creation of a network. By default nothing is made and no state kept.
+    fn create_network(&self, req: CreateNetwork) -> DriverResult<Outcome<()>> {
+        let _ = req;
+        Ok(Outcome::default())
+    }
 
     /// Plan the deletion of a network. Its endpoints are gone already.
-    fn delete_network(&self, req: DeleteNetwork) -> DriverResult<Outcome<()>>;
+    ///
+    /// By default: the inverse of what `create_network` plans for the same network, facts
+    /// and peers, with the stored state kept. Override it when the creation plan depended on
+    /// more than that (host facts that may have changed since, say).
+    fn delete_network(&self, req: DeleteNetwork) -> DriverResult<Outcome<()>> {
+        let DeleteNetwork { network, state, facts, others } = req;
+        let made = self.create_network(CreateNetwork { network, facts, others })?;
+        Ok(Outcome::new((), made.plan.inverse(), state))
+    }
 
-    /// Plan the creation of an endpoint. The state returned becomes the endpoint's.
-    fn create_endpoint(&self, req: EndpointRequest) -> DriverResult<Outcome<EndpointInfo>>;
+    /// Plan the creation of an endpoint. The state returned becomes the endpoint's. By
+    /// default nothing is made and the endpoint's MAC is the one asked for.
+    fn create_endpoint(&self, req: EndpointRequest) -> DriverResult<Outcome<EndpointInfo>> {
+        Ok(Outcome::new(EndpointInfo { mac: req.endpoint.mac }, Plan::new(), req.endpoint_state))
+    }
 
-    /// Plan the deletion of an endpoint that has left its sandbox.
-    fn delete_endpoint(&self, req: EndpointRequest) -> DriverResult<Outcome<()>>;
+    /// Plan the deletion of an endpoint that has left its sandbox. By default: the inverse
+    /// of what `create_endpoint` plans for the same request, with the state kept.
+    fn delete_endpoint(&self, req: EndpointRequest) -> DriverResult<Outcome<()>> {
+        let state = req.endpoint_state.clone();
+        let made = self.create_endpoint(req)?;
+        Ok(Outcome::new((), made.plan.inverse(), state))
+    }
 
     /// Plan how an endpoint joins a sandbox.
     fn join(&self, req: EndpointRequest) -> DriverResult<Outcome<JoinInfo>>;
 
     /// Plan how an endpoint leaves its sandbox.
-    fn leave(&self, req: EndpointRequest) -> DriverResult<Outcome<()>>;
+    ///
+    /// By default: the inverse of what `join` plans for the same request (whose endpoint
+    /// state is the one `join` returned), with that state kept. This holds when `join`
+    /// decides from the request and the state alone: a driver that picks an interface name
+    /// from `sandbox.interfaces` keeps the name in its state and reads it from there when
+    /// the state has it (core lists no interfaces on a leave).
+    fn leave(&self, req: EndpointRequest) -> DriverResult<Outcome<()>> {
+        let state = req.endpoint_state.clone();
+        let joined = self.join(req)?;
+        Ok(Outcome::new((), joined.plan.inverse(), state))
+    }
 }
 
 impl std::fmt::Debug for dyn NetworkDriver {

@@ -154,6 +154,76 @@ pub struct RouteSpec {
     /// Route metric.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metric: Option<u32>,
+    /// Scope; by default the kernel's (`link` for a route without a gateway, else `universe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<RouteScope>,
+    /// Take the gateway as reachable on `device` even though no prefix of that device
+    /// covers it, as a point-to-point link with a /32 address needs for its default route.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub onlink: bool,
+    /// Preferred source address of packets sent along the route.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<IpAddr>,
+    /// Routing table; the main table (254) when left out. The local table (255) is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table: Option<u32>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Default for RouteSpec {
+    /// The IPv4 default route with nothing else set.
+    fn default() -> Self {
+        RouteSpec::new(IpNet::V4(ipnet::Ipv4Net::default()))
+    }
+}
+
+impl RouteSpec {
+    /// A route to `destination` with nothing else set.
+    pub fn new(destination: IpNet) -> Self {
+        RouteSpec {
+            destination,
+            gateway: None,
+            device: None,
+            metric: None,
+            scope: None,
+            onlink: false,
+            source: None,
+            table: None,
+        }
+    }
+
+    /// A default route for the family of `gateway`, through it on `device`. With `onlink`
+    /// the gateway need not be in a prefix of `device` (a /32 point-to-point link).
+    pub fn default_via(gateway: IpAddr, device: impl Into<String>, onlink: bool) -> Self {
+        let destination = match gateway {
+            IpAddr::V4(_) => IpNet::V4(ipnet::Ipv4Net::default()),
+            IpAddr::V6(_) => IpNet::V6(ipnet::Ipv6Net::default()),
+        };
+        RouteSpec { gateway: Some(gateway), device: Some(device.into()), onlink, ..RouteSpec::new(destination) }
+    }
+
+    /// A route to the single address `address` on `device`, scope link: a host route.
+    pub fn host(address: IpAddr, device: impl Into<String>) -> Self {
+        let destination = IpNet::from(address);
+        RouteSpec { device: Some(device.into()), scope: Some(RouteScope::Link), ..RouteSpec::new(destination) }
+    }
+}
+
+/// How far a route's destination is: the kernel's `rtm_scope`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RouteScope {
+    /// Anywhere (a route through a gateway).
+    Universe,
+    /// Inside this site (IPv4 only).
+    Site,
+    /// Directly attached to the device.
+    Link,
+    /// On this host.
+    Host,
 }
 
 /// A transport protocol of a published port.
@@ -330,6 +400,26 @@ pub enum Op {
         /// Neighbour address.
         address: IpAddr,
     },
+    /// Ensure the namespace answers ARP (IPv4) or neighbour solicitations (IPv6) for
+    /// `address` on `device`: a proxy neighbour entry (`ip neigh add proxy`). For IPv6 the
+    /// device also needs the sysctl `net.ipv6.conf.DEVICE.proxy_ndp=1`.
+    NeighProxyAdd {
+        /// Namespace.
+        netns: Netns,
+        /// Device the solicitations arrive on.
+        device: String,
+        /// Address to answer for.
+        address: IpAddr,
+    },
+    /// Ensure a proxy neighbour entry is absent.
+    NeighProxyDel {
+        /// Namespace.
+        netns: Netns,
+        /// Device.
+        device: String,
+        /// Address.
+        address: IpAddr,
+    },
     /// Ensure a forwarding-database entry on a bridge port or VXLAN device.
     FdbAdd {
         /// Namespace.
@@ -362,6 +452,15 @@ pub enum Op {
         key: String,
         /// Value to write.
         value: String,
+    },
+    /// Write back the value a sysctl had before the plans that set it with
+    /// [`Step::sysctl_restoring`]: core keeps the value it found, and writes it back when the
+    /// last object whose plan set the key is undone or removed.
+    SysctlRestore {
+        /// Namespace.
+        netns: Netns,
+        /// Dotted key.
+        key: String,
     },
     /// Ensure a firewall fact is present.
     FirewallAdd {
@@ -459,7 +558,10 @@ impl Op {
             | Op::NeighDel { netns, .. }
             | Op::FdbAdd { netns, .. }
             | Op::FdbDel { netns, .. }
-            | Op::Sysctl { netns, .. } => Some(netns),
+            | Op::NeighProxyAdd { netns, .. }
+            | Op::NeighProxyDel { netns, .. }
+            | Op::Sysctl { netns, .. }
+            | Op::SysctlRestore { netns, .. } => Some(netns),
             _ => None,
         }
     }
@@ -492,7 +594,14 @@ impl Op {
             Op::FdbDel { netns, device, mac, destination } => {
                 format!("delete fdb {mac}{} on {device}{}", dst(destination), ns(netns))
             }
+            Op::NeighProxyAdd { netns, device, address } => {
+                format!("add proxy neighbour {address} on {device}{}", ns(netns))
+            }
+            Op::NeighProxyDel { netns, device, address } => {
+                format!("delete proxy neighbour {address} on {device}{}", ns(netns))
+            }
             Op::Sysctl { netns, key, value } => format!("set sysctl {key}={value}{}", ns(netns)),
+            Op::SysctlRestore { netns, key } => format!("restore sysctl {key}{}", ns(netns)),
             Op::FirewallAdd { fact } => format!("add firewall fact {}", fact_name(fact)),
             Op::FirewallDel { fact } => format!("remove firewall fact {}", fact_name(fact)),
             Op::Mount { target, fstype, .. } => format!("mount {fstype} at {target}"),
@@ -504,6 +613,46 @@ impl Op {
             Op::NetnsCreate { path } => format!("create namespace {path}"),
             Op::NetnsRemove { path } => format!("remove namespace {path}"),
             Op::FileWrite { path, .. } => format!("write file {path}"),
+        }
+    }
+}
+
+/// Filesystem types a mount step may use. `none` is a bind mount.
+pub const FSTYPES: [&str; 14] =
+    ["none", "tmpfs", "ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "exfat", "nfs", "nfs4", "cifs", "smb3", "9p"];
+
+/// Filesystem types an image step may make (core runs `mkfs.TYPE`).
+pub const IMAGE_FSTYPES: [&str; 5] = ["ext2", "ext3", "ext4", "xfs", "btrfs"];
+
+impl Op {
+    /// Why core's policy refuses this operation whoever asks and wherever it runs, if it
+    /// does: a sysctl outside `net.` or with a malformed key, a route in the unspecified,
+    /// default or local table, a mount or image of a filesystem type not allowed. (Where an
+    /// operation may reach, paths and namespaces, depends on the call; see
+    /// [`crate::testing::lint`].)
+    pub fn rule_breach(&self) -> Option<String> {
+        match self {
+            Op::Sysctl { key, .. } | Op::SysctlRestore { key, .. } if !key.starts_with("net.") => {
+                Some(format!("sysctl {key:?} is not under net."))
+            }
+            Op::Sysctl { key, .. } | Op::SysctlRestore { key, .. }
+                if key.split('.').any(|p| p.is_empty() || p.contains('/')) =>
+            {
+                Some(format!("sysctl key {key:?} is malformed"))
+            }
+            Op::RouteAdd { route, .. } | Op::RouteDel { route, .. } => match route.table {
+                Some(t @ (0 | 253 | 255)) => {
+                    Some(format!("route table {t} is not one a plan may use (the unspecified, default or local table)"))
+                }
+                _ => None,
+            },
+            Op::Mount { fstype, .. } if !FSTYPES.contains(&fstype.as_str()) => {
+                Some(format!("filesystem type {fstype:?} is not one of {}", FSTYPES.join(", ")))
+            }
+            Op::ImageCreate { fstype, .. } if !IMAGE_FSTYPES.contains(&fstype.as_str()) => {
+                Some(format!("image filesystem type {fstype:?} is not one of {}", IMAGE_FSTYPES.join(", ")))
+            }
+            _ => None,
         }
     }
 }
@@ -530,6 +679,9 @@ impl Op {
             }
             Op::FdbAdd { netns, device, mac, destination } => {
                 Op::FdbDel { netns: netns.clone(), device: device.clone(), mac: mac.clone(), destination: *destination }
+            }
+            Op::NeighProxyAdd { netns, device, address } => {
+                Op::NeighProxyDel { netns: netns.clone(), device: device.clone(), address: *address }
             }
             Op::FirewallAdd { fact } => Op::FirewallDel { fact: fact.clone() },
             Op::Mount { target, .. } => Op::Unmount { target: target.clone() },
@@ -561,6 +713,9 @@ impl Op {
                 Op::FdbAdd { netns, device, mac, destination },
                 Op::FdbDel { netns: n, device: d, mac: m, destination: t },
             ) => netns == n && device == d && mac == m && destination == t,
+            (Op::NeighProxyAdd { netns, device, address }, Op::NeighProxyDel { netns: n, device: d, address: a }) => {
+                netns == n && device == d && address == a
+            }
             (Op::FirewallAdd { fact }, Op::FirewallDel { fact: f }) => fact == f,
             (Op::Mount { target, .. }, Op::Unmount { target: t }) => target == t,
             (Op::DirCreate { path, .. }, Op::DirRemove { path: p }) => path == p,
@@ -718,6 +873,23 @@ impl Step {
         Step::new(Op::Sysctl { netns, key, value: value.into() }, undo)
     }
 
+    /// Set a sysctl; undo writes back the value the key had before (see
+    /// [`Op::SysctlRestore`]). Core reads that value and keeps it in its store, in the same
+    /// transaction that journals the plan, so it survives a crash; when several objects set
+    /// one key, the value found by the first is written back after the last is gone.
+    pub fn sysctl_restoring(netns: Netns, key: impl Into<String>, value: impl Into<String>) -> Self {
+        let key = key.into();
+        let undo = Op::SysctlRestore { netns: netns.clone(), key: key.clone() };
+        Step::new(Op::Sysctl { netns, key, value: value.into() }, undo)
+    }
+
+    /// Answer ARP or neighbour solicitations for `address` on `device`; undo stops it.
+    pub fn neigh_proxy(netns: Netns, device: impl Into<String>, address: IpAddr) -> Self {
+        let device = device.into();
+        let undo = Op::NeighProxyDel { netns: netns.clone(), device: device.clone(), address };
+        Step::new(Op::NeighProxyAdd { netns, device, address }, undo)
+    }
+
     /// Add a firewall fact; undo removes it.
     pub fn firewall_add(fact: FirewallFact) -> Self {
         Step::new(Op::FirewallAdd { fact: fact.clone() }, Op::FirewallDel { fact })
@@ -855,6 +1027,28 @@ mod tests {
         let json = r#"{"steps":[{"do":{"sysctl":{"netns":"host","key":"k","value":"1"}}}]}"#;
         let err = serde_json::from_str::<Plan>(json).unwrap_err();
         assert!(err.to_string().contains("lacks its undo"), "{err}");
+    }
+
+    #[test]
+    fn a_route_written_by_an_older_sdk_reads_with_the_new_fields_at_their_defaults() {
+        let old = r#"{"destination":"0.0.0.0/0","gateway":"10.0.0.1","device":"eth0"}"#;
+        let route: RouteSpec = serde_json::from_str(old).unwrap();
+        assert_eq!(route, RouteSpec::default_via("10.0.0.1".parse().unwrap(), "eth0", false));
+        assert_eq!(serde_json::to_string(&route).unwrap(), old, "fields at their defaults are left out");
+        let onlink = RouteSpec::default_via("fe80::1".parse().unwrap(), "eth0", true);
+        assert_eq!(onlink.destination.to_string(), "::/0");
+        assert!(serde_json::to_string(&onlink).unwrap().contains(r#""onlink":true"#));
+    }
+
+    #[test]
+    fn a_restoring_sysctl_and_a_proxy_entry_undo_themselves() {
+        let step = Step::sysctl_restoring(Netns::Host, "net.ipv4.conf.all.proxy_arp", "1");
+        assert_eq!(step.undo, Op::SysctlRestore { netns: Netns::Host, key: "net.ipv4.conf.all.proxy_arp".into() });
+        let proxy = Step::neigh_proxy(Netns::Host, "v0", "10.0.0.9".parse().unwrap());
+        assert_eq!(proxy.op.plain_undo(), Some(proxy.undo.clone()));
+        let plan: Plan = [step, proxy].into_iter().collect();
+        let back: Plan = serde_json::from_value(serde_json::to_value(plan.compact()).unwrap()).unwrap();
+        assert_eq!(back, plan);
     }
 
     #[test]

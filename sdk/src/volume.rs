@@ -3,6 +3,7 @@
 use crate::error::DriverResult;
 use crate::facts::HostFacts;
 use crate::network::{Outcome, Scope};
+use crate::plan::Plan;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -69,29 +70,58 @@ pub trait VolumeDriver: Send + Sync {
     }
 
     /// Check options before anything is created; an error names the bad option.
-    fn validate(&self, req: &VolumeRequest) -> DriverResult<()>;
+    ///
+    /// By default every volume is accepted, options or not.
+    fn validate(&self, req: &VolumeRequest) -> DriverResult<()> {
+        let _ = req;
+        Ok(())
+    }
 
     /// Plan the creation of a volume.
     fn create(&self, req: VolumeRequest) -> DriverResult<Outcome<VolumeInfo>>;
 
-    /// Plan the removal of a volume and its data.
-    fn remove(&self, req: VolumeRequest) -> DriverResult<Outcome<()>>;
+    /// Plan the removal of a volume and its data. By default: the inverse of what `create`
+    /// plans for the same volume, with the state kept.
+    fn remove(&self, req: VolumeRequest) -> DriverResult<Outcome<()>> {
+        let state = req.state.clone();
+        let made = self.create(req)?;
+        Ok(Outcome::new((), made.plan.inverse(), state))
+    }
 
-    /// Plan making the volume's data available at its mountpoint (first user).
-    fn mount(&self, req: VolumeRequest) -> DriverResult<Outcome<VolumeInfo>>;
+    /// Plan making the volume's data available at its mountpoint (first user). By default
+    /// nothing needs doing: the data is at [`VolumeDriver::get`]'s mountpoint.
+    fn mount(&self, req: VolumeRequest) -> DriverResult<Outcome<VolumeInfo>> {
+        let state = req.state.clone();
+        Ok(Outcome::new(self.get(req)?, Plan::new(), state))
+    }
 
-    /// Plan taking the volume's data away from its mountpoint (last user gone).
-    fn unmount(&self, req: VolumeRequest) -> DriverResult<Outcome<()>>;
+    /// Plan taking the volume's data away from its mountpoint (last user gone). By
+    /// default: the inverse of what `mount` plans, with the state kept.
+    fn unmount(&self, req: VolumeRequest) -> DriverResult<Outcome<()>> {
+        let state = req.state.clone();
+        let mounted = self.mount(req)?;
+        Ok(Outcome::new((), mounted.plan.inverse(), state))
+    }
 
     /// The volume's mountpoint.
     fn path(&self, req: VolumeRequest) -> DriverResult<String>;
 
-    /// The volume's mountpoint and status.
-    fn get(&self, req: VolumeRequest) -> DriverResult<VolumeInfo>;
+    /// The volume's mountpoint and status. By default the mountpoint is
+    /// [`VolumeDriver::path`]'s and the status empty.
+    fn get(&self, req: VolumeRequest) -> DriverResult<VolumeInfo> {
+        Ok(VolumeInfo { mountpoint: self.path(req)?, ..Default::default() })
+    }
 
     /// Mountpoint and status of every volume in `reqs`, in the same order.
     fn list(&self, reqs: Vec<VolumeRequest>) -> DriverResult<Vec<VolumeInfo>> {
         reqs.into_iter().map(|r| self.get(r)).collect()
+    }
+}
+
+impl VolumeRequest {
+    /// The volume's state as the driver's own type (see [`Outcome::with_state`]).
+    pub fn state_as<S: serde::de::DeserializeOwned + Default>(&self) -> DriverResult<S> {
+        crate::network::typed_state(&self.state, "volume")
     }
 }
 

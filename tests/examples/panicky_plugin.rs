@@ -3,8 +3,7 @@
 //! flight while a test checks what else the daemon answers.
 
 use wharf_sdk::{
-    export_plugin, CreateNetwork, DeleteNetwork, DriverResult, EndpointInfo, EndpointRequest, HostFacts, JoinInfo,
-    NetworkDriver, NetworkSpec, Outcome,
+    export_plugin, CreateNetwork, DeleteNetwork, DriverResult, EndpointRequest, JoinInfo, NetworkDriver, Outcome,
 };
 
 /// How long `create_network` takes for a network named `slow`.
@@ -18,9 +17,6 @@ impl NetworkDriver for Panicky {
     fn name(&self) -> &str {
         "panicky"
     }
-    fn validate(&self, _: &NetworkSpec, _: &HostFacts) -> DriverResult<()> {
-        Ok(())
-    }
     fn create_network(&self, req: CreateNetwork) -> DriverResult<Outcome<()>> {
         match req.network.name.as_str() {
             "boom" => panic!("asked to explode"),
@@ -32,16 +28,7 @@ impl NetworkDriver for Panicky {
     fn delete_network(&self, _: DeleteNetwork) -> DriverResult<Outcome<()>> {
         Ok(Outcome::default())
     }
-    fn create_endpoint(&self, _: EndpointRequest) -> DriverResult<Outcome<EndpointInfo>> {
-        Ok(Outcome::default())
-    }
-    fn delete_endpoint(&self, _: EndpointRequest) -> DriverResult<Outcome<()>> {
-        Ok(Outcome::default())
-    }
     fn join(&self, _: EndpointRequest) -> DriverResult<Outcome<JoinInfo>> {
-        Ok(Outcome::default())
-    }
-    fn leave(&self, _: EndpointRequest) -> DriverResult<Outcome<()>> {
         Ok(Outcome::default())
     }
 }

@@ -103,6 +103,36 @@ impl Drop for Netns {
     }
 }
 
+/// A plugin directory holding this build's copies of example plugins (file stems under
+/// `target/debug/examples`, such as `wharf_example_driver`), removed on drop.
+#[derive(Debug)]
+pub struct PluginDir(PathBuf);
+
+impl PluginDir {
+    /// A new directory with `plugins` in it.
+    pub fn with(plugins: &[&str]) -> PluginDir {
+        let dir = std::env::temp_dir().join(unique("ws-plugins"));
+        std::fs::create_dir_all(&dir).expect("plugin dir");
+        for p in plugins {
+            let built = target_dir().join(format!("examples/lib{p}.so"));
+            std::fs::copy(&built, dir.join(format!("lib{p}.so")))
+                .unwrap_or_else(|e| panic!("{}: {e} (cargo build --workspace --examples)", built.display()));
+        }
+        PluginDir(dir)
+    }
+
+    /// The directory, as `--plugin-dir` takes it.
+    pub fn arg(&self) -> &str {
+        self.0.to_str().expect("utf-8 path")
+    }
+}
+
+impl Drop for PluginDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 /// A private host namespace with a running wharfd.
 #[derive(Debug)]
 pub struct Host {
@@ -131,10 +161,16 @@ impl Host {
 
     /// A new host whose wharfd reads `config` (TOML) as its configuration file.
     pub fn start_with_config(config: &str) -> Host {
+        Host::start_with_config_and(config, &[])
+    }
+
+    /// A new host whose wharfd reads `config` and gets `extra` flags.
+    pub fn start_with_config_and(config: &str, extra: &[&str]) -> Host {
         let mut h = Host::prepare();
         let path = h.dir.join("wharf.toml");
         std::fs::write(&path, config).expect("write config");
         h.extra_args = vec!["--config".into(), path.display().to_string()];
+        h.extra_args.extend(extra.iter().map(|s| s.to_string()));
         h.start_daemon();
         h
     }

@@ -164,8 +164,13 @@ fn a_root_through_a_symlink_mounts_once_and_unmounts() {
         assert_eq!(mounts_at(Path::new(&mp)), 0, "unmounted");
     }
     let image = real.join("volumes/small/disk.img").display().to_string();
-    let loops = wharf_tests::ok("losetup", &["-j", &image]);
-    assert!(loops.trim().is_empty(), "no loop device left: {loops}");
+    // The kernel detaches an autoclear loop device in the background after its last user.
+    let detached = || wharf_tests::ok("losetup", &["-j", &image]).trim().is_empty();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !detached() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(detached(), "no loop device left: {}", wharf_tests::ok("losetup", &["-j", &image]));
     h.wharf_ok(&["volume", "rm", "small"]);
     assert!(!real.join("volumes/small").exists());
 
@@ -435,4 +440,31 @@ fn a_crash_loop_leaves_sandboxes_volumes_and_connections_consistent() {
     h.wharf_ok(&["volume", "create", "v1", "-o", "size=8M"]);
     h.wharf_ok(&["volume", "create", "v2"]);
     census(&h);
+}
+
+#[test]
+fn a_sysctl_set_by_a_plan_killed_midway_comes_back_to_the_value_found() {
+    wharf_tests::require_root!();
+    if !crash_points() {
+        return;
+    }
+    // ptp turns forwarding on with a restoring sysctl; no predefined bridge touches it.
+    let plugins = wharf_tests::PluginDir::with(&["wharf_example_driver"]);
+    let mut h = Host::start_with_config_and("[bridge]\nenabled = false\n", &["--plugin-dir", plugins.arg()]);
+    let forwarding = |h: &Host| h.in_host_ok(&["sysctl", "-n", "net.ipv4.ip_forward"]).trim().to_string();
+    let create = ["network", "create", "-d", "ptp", "--subnet", "10.72.0.0/24", "p"];
+    for point in ["journaled", "after:set sysctl net.ipv4.ip_forward=1"] {
+        crash_during(&mut h, point, &create);
+        assert!(h.wharf(&["network", "inspect", "p"]).status.code() != Some(0), "{point}: rolled back");
+        assert_eq!(forwarding(&h), "0", "{point}: the value found is back");
+    }
+    h.wharf_ok(&create);
+    assert_eq!(forwarding(&h), "1");
+    crash_during(&mut h, "after:set sysctl net.ipv4.ip_forward=0", &["network", "rm", "p"]);
+    assert_eq!(forwarding(&h), "0", "the removal is finished at start");
+    assert!(h.wharf(&["network", "inspect", "p"]).status.code() != Some(0));
+    h.wharf_ok(&create);
+    assert_eq!(forwarding(&h), "1", "a new network takes hold of the key afresh");
+    h.wharf_ok(&["network", "rm", "p"]);
+    assert_eq!(forwarding(&h), "0");
 }

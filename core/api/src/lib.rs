@@ -429,12 +429,13 @@ async fn network_disconnect(State(engine): Shared, Path(id): Path<String>, Query
     #[serde(rename_all = "PascalCase", default)]
     struct Body {
         container: String,
+        force: bool,
     }
     let b: Body = shapes::parse_body(&body)?;
     if wants_dry_run(&q) {
-        return dry_run(engine, move |e| e.disconnect(&id, &b.container)).await;
+        return dry_run(engine, move |e| e.disconnect(&id, &b.container, b.force)).await;
     }
-    blocking(move || engine.disconnect(&id, &b.container)).await?;
+    blocking(move || engine.disconnect(&id, &b.container, b.force)).await?;
     Ok(StatusCode::OK.into_response())
 }
 
@@ -585,7 +586,11 @@ async fn plugin_list(State(engine): Shared) -> ApiResult {
         .registry()
         .list()
         .into_iter()
-        .map(|d| json!({ "Name": d.name, "Kind": d.kind.as_str(), "Source": d.source.to_string(), "AbiVersion": d.abi_version }))
+        .map(|d| {
+            let (version, sdk) = d.versions.map(|v| (v.version, v.sdk_version)).unwrap_or_default();
+            json!({ "Name": d.name, "Kind": d.kind.as_str(), "Source": d.source.to_string(), "AbiVersion": d.abi_version,
+                    "Version": version, "SdkVersion": sdk })
+        })
         .collect();
     Ok(Json(out).into_response())
 }

@@ -213,6 +213,9 @@ enum NetworkCmd {
         /// Print the steps it would take, and change nothing.
         #[arg(long = "dry-run")]
         dry_run: bool,
+        /// Remove the endpoint even when its driver fails to give it up.
+        #[arg(short, long)]
+        force: bool,
     },
 }
 
@@ -604,9 +607,19 @@ async fn run(c: &Client, cmd: Command) -> Result<(), Failure> {
             } else {
                 let rows = plugins
                     .iter()
-                    .map(|p| vec![s(p, "Name"), s(p, "Kind"), s(p, "Source"), s(p, "AbiVersion")])
+                    .map(|p| {
+                        let or_dash = |v: String| if v.is_empty() { "-".to_string() } else { v };
+                        vec![
+                            s(p, "Name"),
+                            s(p, "Kind"),
+                            or_dash(s(p, "Version")),
+                            or_dash(s(p, "SdkVersion")),
+                            s(p, "AbiVersion"),
+                            s(p, "Source"),
+                        ]
+                    })
                     .collect();
-                table(&["NAME", "KIND", "SOURCE", "ABI"], rows);
+                table(&["NAME", "KIND", "VERSION", "SDK", "ABI", "SOURCE"], rows);
             }
             Ok(())
         }
@@ -757,9 +770,9 @@ async fn network(c: &Client, cmd: NetworkCmd) -> Result<(), Failure> {
             let path = format!("/networks/{}/connect{}", encode(&network), query(&[("dry-run", dry_run)]));
             print_steps(&c.call("POST", &path, Some(&body)).await?);
         }
-        NetworkCmd::Disconnect { network, sandbox, dry_run } => {
+        NetworkCmd::Disconnect { network, sandbox, force, dry_run } => {
             let path = format!("/networks/{}/disconnect{}", encode(&network), query(&[("dry-run", dry_run)]));
-            print_steps(&c.call("POST", &path, Some(&json!({ "Container": sandbox }))).await?);
+            print_steps(&c.call("POST", &path, Some(&json!({ "Container": sandbox, "Force": force }))).await?);
         }
     }
     Ok(())

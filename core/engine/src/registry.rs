@@ -57,6 +57,9 @@ pub struct DriverInfo {
     pub source: Source,
     /// The ABI version it speaks.
     pub abi_version: u32,
+    /// The driver's version and the SDK version it was built with: wharfd's own for a
+    /// built-in driver; none for a plugin built before plugins said.
+    pub versions: Option<abi::PluginInfo>,
 }
 
 /// Why a plugin library or one of its drivers was refused.
@@ -86,6 +89,7 @@ impl<T: ?Sized> Clone for Entry<T> {
 pub struct Registry {
     networks: BTreeMap<String, Entry<dyn NetworkDriver>>,
     volumes: BTreeMap<String, Entry<dyn VolumeDriver>>,
+    libraries: BTreeMap<PathBuf, abi::PluginInfo>,
 }
 
 impl Registry {
@@ -124,16 +128,30 @@ impl Registry {
         self.volumes.get(name).map(|e| e.driver.clone())
     }
 
+    /// Record what the plugin library at `path` says about itself.
+    pub fn add_library_info(&mut self, path: PathBuf, info: abi::PluginInfo) {
+        self.libraries.insert(path, info);
+    }
+
     /// Every registered driver, networks first, by name.
     pub fn list(&self) -> Vec<DriverInfo> {
         let nets = self.networks.iter().map(|(n, e)| (n, Kind::Network, &e.source));
         let vols = self.volumes.iter().map(|(n, e)| (n, Kind::Volume, &e.source));
+        let builtin = abi::PluginInfo {
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            sdk_version: abi::SDK_VERSION.to_string(),
+            message_version: abi::MESSAGE_VERSION,
+        };
         nets.chain(vols)
             .map(|(name, kind, source)| DriverInfo {
                 name: name.clone(),
                 kind,
                 source: source.clone(),
                 abi_version: abi::ABI_VERSION,
+                versions: match source {
+                    Source::Builtin => Some(builtin.clone()),
+                    Source::File(path) => self.libraries.get(path).cloned(),
+                },
             })
             .collect()
     }

@@ -35,11 +35,20 @@ pub enum Table {
     Journal,
     /// Engine metadata by key.
     Meta,
+    /// Values sysctls had before plans changed them, by namespace and key.
+    Sysctls,
 }
 
 impl Table {
-    const ALL: [Table; 6] =
-        [Table::Networks, Table::Endpoints, Table::Sandboxes, Table::Volumes, Table::Journal, Table::Meta];
+    const ALL: [Table; 7] = [
+        Table::Networks,
+        Table::Endpoints,
+        Table::Sandboxes,
+        Table::Volumes,
+        Table::Journal,
+        Table::Meta,
+        Table::Sysctls,
+    ];
 
     fn def(self) -> TableDefinition<'static, &'static str, &'static [u8]> {
         TableDefinition::new(match self {
@@ -49,6 +58,7 @@ impl Table {
             Table::Volumes => "volumes",
             Table::Journal => "journal",
             Table::Meta => "meta",
+            Table::Sysctls => "sysctls",
         })
     }
 }
@@ -204,6 +214,16 @@ impl Txn<'_> {
         let bytes = serde_json::to_vec(value)?;
         self.txn.open_table(table.def())?.insert(key, bytes.as_slice())?;
         Ok(())
+    }
+
+    /// The value at `key`, read inside this transaction.
+    pub fn get<T: DeserializeOwned>(&mut self, table: Table, key: &str) -> Result<Option<T>> {
+        let t = self.txn.open_table(table.def())?;
+        let value = t.get(key)?;
+        Ok(match value {
+            Some(v) => Some(serde_json::from_slice(v.value())?),
+            None => None,
+        })
     }
 
     /// Remove `key`; absent is fine.

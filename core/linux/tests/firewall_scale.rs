@@ -67,7 +67,11 @@ fn a_change_costs_the_same_with_one_or_a_thousand_published_ports() {
     let udp_add = per_call(5, |i| fw.add(&udp(i)).unwrap());
     let udp_remove = per_call(5, |i| fw.remove(&udp(i)).unwrap());
     println!("per call, UDP (with the conntrack flush): add {:.0} µs / remove {:.0} µs", us(udp_add), us(udp_remove));
-    assert!(net_1000 < 3.0 * net_1, "network: {net_1} s with 1 network, {net_1000} s with 1000");
-    assert!(add_1000 < 3.0 * add_1, "add: {add_1} s with 1 port, {add_1000} s with 1000");
-    assert!(remove_1000 < 3.0 * remove_1, "remove: {remove_1} s with 1 port, {remove_1000} s with 1000");
+    // A cost that grew with the elements (a rule per port, a reload per change) would be
+    // hundreds of times higher with 1000; the bound leaves room for a busy machine's noise
+    // on calls of a few tens of microseconds.
+    let flat = |one: f64, thousand: f64| thousand < 10.0 * one;
+    assert!(flat(net_1, net_1000), "network: {net_1} s with 1 network, {net_1000} s with 1000");
+    assert!(flat(add_1, add_1000), "add: {add_1} s with 1 port, {add_1000} s with 1000");
+    assert!(flat(remove_1, remove_1000), "remove: {remove_1} s with 1 port, {remove_1000} s with 1000");
 }

@@ -143,6 +143,7 @@ fn join_plan(req: &EndpointRequest, s: &Settings, ep: &VethEndpoint) -> DriverRe
             gateway: Some(gw),
             device: Some(ep.ifname.clone()),
             metric: None,
+            ..Default::default()
         };
         plan.push(Step::route_add(sandbox.clone(), route.clone()));
         info.routes.push(route);

@@ -245,7 +245,8 @@ fn join_creates_the_veth_peer_inside_the_sandbox() {
                 destination: "0.0.0.0/0".parse().unwrap(),
                 gateway: Some("10.1.0.1".parse().unwrap()),
                 device: Some("eth0".into()),
-                metric: None
+                metric: None,
+                ..Default::default()
             }
         }
     );

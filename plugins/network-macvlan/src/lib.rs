@@ -186,6 +186,7 @@ fn join_plan(req: &EndpointRequest, s: &NetworkState, ep: &EndpointState) -> (Pl
             gateway: Some(gw),
             device: Some(ep.ifname.clone()),
             metric: None,
+            ..Default::default()
         };
         plan.push(Step::route_add(sandbox.clone(), route.clone()));
         info.routes.push(route);

@@ -67,7 +67,7 @@ mod tests {
             destination: if gw.is_ipv6() { "::/0" } else { "0.0.0.0/0" }.parse().unwrap(),
             gateway: Some(gw),
             device: Some(dev.into()),
-            metric: None,
+            ..Default::default()
         };
         Endpoint {
             gw_priority: priority,

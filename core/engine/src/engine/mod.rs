@@ -15,6 +15,7 @@ mod network;
 mod policy;
 mod reconcile;
 mod sandbox;
+mod sysctls;
 mod volume;
 
 pub use firewall::FirewallReport;
@@ -388,25 +389,28 @@ impl Engine {
         }
         let key = new_id();
         let entry = JournalEntry { object: object.to_string(), plan: plan.clone(), roll_forward: false };
-        self.store.write(|t| t.put(Table::Journal, &key, &entry))?;
+        self.store.write(|t| {
+            sysctls::remember(t, self.exec.as_ref(), plan, object)?;
+            t.put(Table::Journal, &key, &entry)
+        })?;
         crate::crash::point("journaled");
-        let outcomes = match logged_plan(object, plan, || {
-            run_plan(self.exec.as_ref(), plan, &mut |i, o| self.store.step_done(&key, i, o))
-        }) {
-            Ok(outcomes) => outcomes,
-            Err(error) => {
-                self.store.write(|t| t.delete(Table::Journal, &key))?;
-                self.store.forget_progress();
-                return Err(Error::Plan { object: object.to_string(), error });
-            }
-        };
+        let exec = self.restoring(object);
+        let outcomes =
+            match logged_plan(object, plan, || run_plan(&exec, plan, &mut |i, o| self.store.step_done(&key, i, o))) {
+                Ok(outcomes) => outcomes,
+                Err(error) => {
+                    self.store.write(|t| t.delete(Table::Journal, &key))?;
+                    self.store.forget_progress();
+                    return Err(Error::Plan { object: object.to_string(), error });
+                }
+            };
         let found = found_steps(&outcomes);
         let committed = self.store.write(|t| {
             commit(t, &found)?;
             t.delete(Table::Journal, &key)
         });
         if let Err(e) = committed {
-            undo_steps(self.exec.as_ref(), plan, &outcomes);
+            undo_steps(&exec, plan, &outcomes);
             let _ = self.store.write(|t| t.delete(Table::Journal, &key));
             self.store.forget_progress();
             return Err(e);
@@ -436,10 +440,11 @@ impl Engine {
         let entry = JournalEntry { object: object.to_string(), plan: plan.clone(), roll_forward: true };
         self.store.write(|t| {
             commit(t)?;
+            sysctls::remember(t, self.exec.as_ref(), plan, object)?;
             t.put(Table::Journal, &key, &entry)
         })?;
         crate::crash::point("journaled");
-        if let Err(error) = logged_plan(object, plan, || run_plan(self.exec.as_ref(), plan, &mut |_, _| ())) {
+        if let Err(error) = logged_plan(object, plan, || run_plan(&self.restoring(object), plan, &mut |_, _| ())) {
             self.store.write(|t| {
                 restore(t)?;
                 t.delete(Table::Journal, &key)
@@ -452,6 +457,12 @@ impl Engine {
         self.store.write_lazily(|t| t.delete(Table::Journal, &key))
     }
 
+    /// The executor plans for `object` run on: the kernel's, with sysctl restores
+    /// carried out from the values kept in the store.
+    fn restoring<'a>(&'a self, object: &'a str) -> sysctls::Restoring<'a> {
+        sysctls::Restoring { exec: self.exec.as_ref(), store: &self.store, object }
+    }
+
     /// Settle the plans a crash interrupted. A removal is carried on to its end (every step
     /// is idempotent). Anything else is rolled back: each step recorded as having created
     /// something is undone, last first; steps that found their object, and steps that never
@@ -460,24 +471,25 @@ impl Engine {
     /// object names; other objects it may have made are left for reconcile.
     fn recover_journal(&self) -> Result<()> {
         for (key, entry) in self.store.list::<JournalEntry>(Table::Journal)? {
+            let exec = self.restoring(&entry.object);
             let steps = entry.plan.steps.len();
             let mut failures = Vec::new();
             if entry.roll_forward {
                 tracing::warn!(object = %entry.object, steps, "completing an interrupted removal");
                 failures.extend(entry.plan.ops().filter_map(|op| {
-                    self.exec.apply(op).err().map(|e| format!("{}: {}", crate::executor::report(&e), op.describe()))
+                    exec.apply(op).err().map(|e| format!("{}: {}", crate::executor::report(&e), op.describe()))
                 }));
             } else {
                 let done = self.store.steps_done(&key);
                 tracing::warn!(object = %entry.object, steps, ran = done.len(), "rolling back an interrupted plan");
                 if let Some(step) = entry.plan.steps.get(done.len()) {
                     if self.made_in_flight(step) {
-                        if let Err(e) = self.exec.apply(&step.undo) {
+                        if let Err(e) = exec.apply(&step.undo) {
                             failures.push(format!("{}: {}", crate::executor::report(&e), step.undo.describe()));
                         }
                     }
                 }
-                failures.extend(undo_steps(self.exec.as_ref(), &entry.plan, &done));
+                failures.extend(undo_steps(&exec, &entry.plan, &done));
             }
             for f in failures {
                 tracing::warn!("recovery of {}: {f}", entry.object);
@@ -491,13 +503,15 @@ impl Engine {
     /// Whether `step`, whose outcome was never recorded, made something of this daemon's: a
     /// link with its mark that no stored network or endpoint names; a sandbox's namespace or
     /// resolver file (made only where nothing stood: a name whose namespace file exists is
-    /// refused before anything is journaled); or a directory that was absent when the plan
+    /// refused before anything is journaled); a directory that was absent when the plan
     /// was made (one that stood there already was given no undo, see
-    /// [`adopt_existing_directories`]).
+    /// [`adopt_existing_directories`]); or a sysctl whose undo restores the value core kept.
     fn made_in_flight(&self, step: &Step) -> bool {
         match &step.op {
             Op::NetnsCreate { .. } | Op::FileWrite { .. } => true,
             Op::DirCreate { .. } => step.undo != Op::Noop,
+            // Writing back the value kept for it is right whether or not the write ran.
+            Op::Sysctl { .. } => matches!(step.undo, Op::SysctlRestore { .. }),
             op => self.ours_alone(&self.lock(), op, ""),
         }
     }

@@ -590,8 +590,10 @@ impl Engine {
         Ok(())
     }
 
-    /// Disconnect a sandbox from a network.
-    pub fn disconnect(&self, network: &str, sandbox: &str) -> Result<()> {
+    /// Disconnect a sandbox from a network. With `force`, a driver that fails to give the
+    /// endpoint up (an error, a panic, a plugin no longer loaded) does not keep it: core
+    /// takes away what the endpoint's own plans made, as its journal recorded them.
+    pub fn disconnect(&self, network: &str, sandbox: &str, force: bool) -> Result<()> {
         let mut state = self.lock();
         let network = state.network(network)?.clone();
         let sandbox = state.sandbox(sandbox)?.clone();
@@ -599,18 +601,17 @@ impl Engine {
             state.endpoints_of_sandbox(&sandbox.id).find(|e| e.network_id == network.id).cloned().ok_or_else(|| {
                 Error::NotFound(format!("sandbox {} is not connected to network {}", sandbox.name, network.name))
             })?;
-        self.disconnect_locked(&mut state, &endpoint)
+        self.disconnect_locked(&mut state, &endpoint, force)
     }
 
-    pub(super) fn disconnect_locked(&self, state: &mut State, endpoint: &Endpoint) -> Result<()> {
+    pub(super) fn disconnect_locked(&self, state: &mut State, endpoint: &Endpoint, force: bool) -> Result<()> {
         let network = state
             .networks
             .get(&endpoint.network_id)
             .cloned()
             .ok_or_else(|| Error::Internal(format!("endpoint {} has no network", endpoint.id)))?;
         let sandbox = state.sandboxes.get(&endpoint.sandbox_id).cloned().unwrap_or_default();
-        let driver = self.network_driver(&network.driver)?;
-        let mut request = EndpointRequest {
+        let request = EndpointRequest {
             network: spec(&network),
             network_state: network.state.clone(),
             endpoint: endpoint_spec(endpoint),
@@ -623,12 +624,19 @@ impl Engine {
             },
             facts: self.endpoint_facts(),
         };
-        let left = driver.leave(request.clone()).map_err(|e| Error::driver(&network.driver, e))?;
-        request.endpoint_state = left.state;
-        let deleted = driver.delete_endpoint(request).map_err(|e| Error::driver(&network.driver, e))?;
-        let mut plan: Plan = left.plan;
-        plan.extend(deleted.plan);
+        let plan = match self.leave_plan(&network.driver, request) {
+            Ok(plan) => plan,
+            Err(e) if force => {
+                tracing::warn!(
+                    endpoint = %endpoint.id, network = %network.name, sandbox = %sandbox.name,
+                    "removing what the endpoint's plans made, as the driver could not: {}", e.message()
+                );
+                endpoint.plan.inverse()
+            }
+            Err(e) => return Err(e),
+        };
         let plan = self.removal_plan(state, plan, &endpoint.plan, &endpoint.found, &endpoint.id);
+        let plan = self.without_moot_steps(plan, &sandbox.netns);
         let mut net = network.clone();
         for (ip, pools) in [(endpoint.ipv4, &mut net.ipv4), (endpoint.ipv6, &mut net.ipv6)] {
             if let Some(ip) = ip {
@@ -658,6 +666,40 @@ impl Engine {
             self.settle_gateway(state, &sandbox);
         }
         Ok(())
+    }
+}
+
+impl Engine {
+    /// The driver's plan to take an endpoint out of its sandbox and delete it: `leave`, then
+    /// `delete_endpoint` with the state `leave` returned.
+    fn leave_plan(&self, driver: &str, mut request: EndpointRequest) -> Result<Plan> {
+        let d = self.network_driver(driver)?;
+        let left = d.leave(request.clone()).map_err(|e| Error::driver(driver, e))?;
+        request.endpoint_state = left.state;
+        let deleted = d.delete_endpoint(request).map_err(|e| Error::driver(driver, e))?;
+        let mut plan = left.plan;
+        plan.extend(deleted.plan);
+        Ok(plan)
+    }
+
+    /// `plan` without its steps in the sandbox namespace `netns` when that namespace is gone
+    /// (deleted behind wharf's back, or its runtime's process died): what they would take
+    /// away went with it, so they are moot, and the rest of the plan still runs.
+    fn without_moot_steps(&self, plan: Plan, netns: &str) -> Plan {
+        if netns.is_empty() || self.exec.check_netns(Path::new(netns)).is_ok() {
+            return plan;
+        }
+        let gone = wharf_sdk::Netns::Path(netns.to_string());
+        plan.steps
+            .into_iter()
+            .filter(|step| {
+                let moot = super::policy::namespaces(&step.op).any(|n| *n == gone);
+                if moot {
+                    tracing::debug!(step = %step.op.describe(), "moot: the sandbox's namespace is gone");
+                }
+                !moot
+            })
+            .collect()
     }
 }
 

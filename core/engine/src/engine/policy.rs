@@ -4,7 +4,7 @@
 //! Files and directories only under wharf's own directories (a driver's under the volume
 //! root, core's under the per-sandbox `/etc/netns`, namespaces under the netns directory),
 //! mounts only onto targets under the volume root and only of allowed filesystem types,
-//! sysctls only under `net.`, network operations only in the host namespace or in the
+//! sysctls only under `net.`, routes in any table but the local and default ones, network operations only in the host namespace or in the
 //! namespace of the sandbox the plan is for. Namespace and file writes are core's own
 //! operations for sandboxes; a driver's plan may not hold them.
 
@@ -12,13 +12,6 @@ use super::Settings;
 use crate::error::{Error, Result};
 use std::path::{Component, Path};
 use wharf_sdk::{LinkKind, Netns, Op, Plan};
-
-/// Filesystem types a mount step may use. `none` is a bind mount.
-pub const FSTYPES: [&str; 14] =
-    ["none", "tmpfs", "ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "exfat", "nfs", "nfs4", "cifs", "smb3", "9p"];
-
-/// Filesystem types an image step may make (it runs `mkfs.TYPE`).
-pub const IMAGE_FSTYPES: [&str; 5] = ["ext2", "ext3", "ext4", "xfs", "btrfs"];
 
 /// Who wrote a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +37,7 @@ impl Author<'_> {
 }
 
 /// The namespaces `op` works in: its own and, for a link, the one its far end goes to.
-fn namespaces(op: &Op) -> impl Iterator<Item = &Netns> {
+pub(super) fn namespaces(op: &Op) -> impl Iterator<Item = &Netns> {
     let far = match op {
         Op::LinkAdd { link, .. } => match &link.kind {
             LinkKind::Veth { peer_netns, .. } => Some(peer_netns),
@@ -110,21 +103,11 @@ fn violation(op: &Op, roots: &Roots<'_>, author: Author<'_>) -> Option<String> {
             }
         }
     }
+    if let Some(breach) = op.rule_breach() {
+        return Some(breach);
+    }
     match op {
-        Op::Sysctl { key, .. } if !key.starts_with("net.") => Some(format!("sysctl {key:?} is not under net.")),
-        Op::Sysctl { key, .. } if key.split('.').any(|p| p.is_empty() || p.contains('/')) => {
-            Some(format!("sysctl key {key:?} is malformed"))
-        }
-        Op::Mount { target, fstype, .. } => {
-            if !FSTYPES.contains(&fstype.as_str()) {
-                return Some(format!("filesystem type {fstype:?} is not one of {}", FSTYPES.join(", ")));
-            }
-            under(target, &[roots.volumes])
-        }
-        Op::Unmount { target } => under(target, &[roots.volumes]),
-        Op::ImageCreate { fstype, .. } if !IMAGE_FSTYPES.contains(&fstype.as_str()) => {
-            Some(format!("image filesystem type {fstype:?} is not one of {}", IMAGE_FSTYPES.join(", ")))
-        }
+        Op::Mount { target, .. } | Op::Unmount { target } => under(target, &[roots.volumes]),
         Op::DirCreate { path, .. }
         | Op::DirRemove { path }
         | Op::ImageCreate { path, .. }
@@ -233,6 +216,20 @@ mod tests {
         assert!(err.contains("set sysctl kernel.panic=1") && err.contains("not under net."), "{err}");
         let err = refused(&f, Step::sysctl(Netns::Host, "net..x", "1", None), Author::Driver("bridge"));
         assert!(err.contains("malformed"), "{err}");
+    }
+
+    #[test]
+    fn sysctl_restores_only_under_net_and_routes_not_in_the_local_table() {
+        let f = Fixture::new();
+        accepted(&f, Step::sysctl_restoring(Netns::Host, "net.ipv4.conf.all.proxy_arp", "1"), Author::Driver("x"));
+        let step = Step::new(Op::Noop, Op::SysctlRestore { netns: Netns::Host, key: "vm.swappiness".into() });
+        assert!(refused(&f, step, Author::Driver("x")).contains("restore sysctl vm.swappiness"));
+        let route =
+            |table| wharf_sdk::RouteSpec { table, ..wharf_sdk::RouteSpec::host("10.0.0.2".parse().unwrap(), "v") };
+        accepted(&f, Step::route_add(Netns::Host, route(Some(100))), Author::Driver("x"));
+        accepted(&f, Step::route_add(Netns::Host, route(None)), Author::Driver("x"));
+        let err = refused(&f, Step::route_add(Netns::Host, route(Some(255))), Author::Driver("x"));
+        assert!(err.contains("route table 255"), "{err}");
     }
 
     #[test]

@@ -79,7 +79,7 @@ fn a_disconnect_cut_short_is_completed_at_start() {
         e.connect(connect("n", "s1")).unwrap();
     }
     let e = crash_then_restart(&f, "remove address", |e| {
-        let _ = e.disconnect("n", "s1");
+        let _ = e.disconnect("n", "s1", false);
     });
     let sandbox = e.sandbox("s1").unwrap();
     assert!(e.sandbox_endpoints(&sandbox.id).is_empty(), "no endpoint is left without its interface");

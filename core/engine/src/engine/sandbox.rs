@@ -116,8 +116,9 @@ impl Engine {
             )));
         }
         for e in &endpoints {
-            self.disconnect_locked(&mut state, e)?;
+            self.disconnect_locked(&mut state, e, force)?;
         }
+        let sysctls = super::sysctls::records_of(&self.store, &sandbox.netns)?;
         let mut plan = Plan::new();
         plan.push(Step::new(Op::DirRemove { path: self.etc_dir(&sandbox.name) }, Op::Noop));
         if sandbox.owned {
@@ -127,7 +128,12 @@ impl Engine {
             Author::Core,
             &format!("sandbox {}", sandbox.name),
             &plan,
-            |t| t.delete(Table::Sandboxes, &sandbox.id),
+            |t| {
+                for key in &sysctls {
+                    t.delete(Table::Sysctls, key)?;
+                }
+                t.delete(Table::Sandboxes, &sandbox.id)
+            },
             |t| t.put(Table::Sandboxes, &sandbox.id, &sandbox),
         )?;
         state.sandboxes.remove(&sandbox.id);

@@ -16,7 +16,7 @@ impl NetworkDriver for TestNet {
         "testnet"
     }
     fn validate(&self, n: &NetworkSpec, _: &HostFacts) -> DriverResult<()> {
-        match n.options.keys().find(|k| !matches!(k.as_str(), "ok" | "bridge")) {
+        match n.options.keys().find(|k| !matches!(k.as_str(), "ok" | "bridge" | "stubborn")) {
             Some(k) => Err(DriverError::unknown_option("testnet", k)),
             None => Ok(()),
         }
@@ -45,6 +45,9 @@ impl NetworkDriver for TestNet {
         Ok(Outcome::new(info, plan, r.endpoint_state))
     }
     fn leave(&self, r: EndpointRequest) -> DriverResult<Outcome<()>> {
+        if r.network.options.contains_key("stubborn") {
+            return Err(DriverError::internal("leave refused"));
+        }
         let ns = Netns::Path(r.sandbox.netns.clone());
         let plan: Plan = [Step::addr_add(ns, "eth0", r.endpoint.ipv4.unwrap())].into_iter().collect();
         Ok(Outcome::new((), plan.inverse(), r.endpoint_state))
@@ -242,13 +245,53 @@ fn connect_allocates_and_disconnect_releases_without_immediate_reuse() {
     assert!(ep1.mac.is_some());
     assert_eq!(e.connect(connect("n", "s1")).unwrap_err().status(), 403);
     assert_eq!(e.network_remove("n").unwrap_err().status(), 403);
-    e.disconnect("n", "s1").unwrap();
+    e.disconnect("n", "s1", false).unwrap();
     let ep2 = e.connect(connect("n", "s2")).unwrap();
     assert_eq!(ep2.ipv4, Some("172.17.0.3/16".parse().unwrap()));
     let static_ip = ConnectRequest { ipv4: Some("172.17.0.2".parse().unwrap()), ..connect("n", "s1") };
     assert_eq!(e.connect(static_ip).unwrap().ipv4, Some("172.17.0.2/16".parse().unwrap()));
     let taken = ConnectRequest { ipv4: Some("172.17.0.3".parse().unwrap()), ..connect("n", "s1") };
     assert!(e.connect(taken).is_err());
+}
+
+#[test]
+fn a_failing_leave_blocks_a_plain_disconnect_but_not_a_forced_one() {
+    let f = Fixture::new();
+    let e = f.engine();
+    let stubborn = [("stubborn".to_string(), "1".to_string())].into();
+    e.network_create(NetworkCreateRequest { options: stubborn, ..net("n") }).unwrap();
+    e.sandbox_create("s1", None, Default::default()).unwrap();
+    let ep = e.connect(connect("n", "s1")).unwrap();
+    let err = e.disconnect("n", "s1", false).unwrap_err();
+    assert!(err.to_string().contains("leave refused"), "{err}");
+    assert!(e.sandbox_remove("s1", false).is_err(), "connected, and not forced");
+    f.rec.clear();
+    e.sandbox_remove("s1", true).unwrap();
+    let log = f.rec.log();
+    assert!(
+        log.iter().any(|op| matches!(op, Op::AddrDel { address, .. } if Some(*address) == ep.ipv4)),
+        "what the join made is taken away: {log:?}"
+    );
+    assert!(e.sandboxes().is_empty());
+    e.network_remove("n").unwrap();
+}
+
+#[test]
+fn steps_in_a_namespace_that_vanished_are_moot() {
+    let f = Fixture::new();
+    let e = f.engine();
+    e.network_create(net("n")).unwrap();
+    let sandbox = e.sandbox_create("s1", None, Default::default()).unwrap();
+    e.connect(connect("n", "s1")).unwrap();
+    f.rec.vanish(std::path::Path::new(&sandbox.netns));
+    f.rec.fail_on(Some(&sandbox.netns));
+    f.rec.clear();
+    e.disconnect("n", "s1", false).unwrap();
+    let log = f.rec.log();
+    assert!(log.iter().all(|op| op.netns() != Some(&Netns::Path(sandbox.netns.clone()))), "{log:?}");
+    f.rec.fail_on(None);
+    e.sandbox_remove("s1", false).unwrap();
+    e.network_remove("n").unwrap();
 }
 
 #[test]
@@ -274,7 +317,7 @@ fn open_host_ports_are_picked_without_clashes_or_immediate_reuse() {
     assert_eq!(full.status(), 409);
     assert!(full.to_string().contains("8000-8001"), "{full}");
     // A freed port is not handed out again at once.
-    e.disconnect("n", "s1").unwrap();
+    e.disconnect("n", "s1", false).unwrap();
     assert_eq!(host_ports(&e.connect(publish("s1", vec![bind(0, 0)])).unwrap()), [49155]);
 }
 
@@ -354,6 +397,7 @@ fn three_steps() -> Plan {
         gateway: Some("10.9.0.2".parse().unwrap()),
         device: None,
         metric: None,
+        ..Default::default()
     };
     plan.push(Step::route_add(Netns::Host, route));
     plan

@@ -133,6 +133,11 @@ pub trait Executor: Send + Sync {
         false
     }
 
+    /// The value of sysctl `key` in `netns`; `None` when the key does not exist.
+    fn sysctl_read(&self, _netns: &Netns, _key: &str) -> Result<Option<String>, ExecError> {
+        Ok(None)
+    }
+
     /// The names of the links in namespace `netns`, wharf's or not, so a new interface
     /// there gets a name that is free.
     fn link_names(&self, _netns: &Path) -> Result<Vec<String>, ExecError> {
@@ -169,7 +174,16 @@ pub fn run_plan(
 ) -> Result<Vec<Outcome>, PlanError> {
     let mut outcomes = Vec::with_capacity(plan.steps.len());
     for (i, step) in plan.steps.iter().enumerate() {
-        match exec.apply(&step.op) {
+        let started = std::time::Instant::now();
+        let done = exec.apply(&step.op);
+        let micros = started.elapsed().as_micros() as u64;
+        match &done {
+            Ok(outcome) => tracing::debug!(step = i + 1, op = %step.op.describe(), ?outcome, micros, "plan step done"),
+            Err(e) => {
+                tracing::debug!(step = i + 1, op = %step.op.describe(), error = %report(e), micros, "plan step failed")
+            }
+        }
+        match done {
             Ok(outcome) => {
                 record(i, outcome);
                 outcomes.push(outcome);
@@ -228,6 +242,8 @@ pub struct Recording {
     facts: HostFacts,
     reloads: Mutex<Vec<Vec<FirewallFact>>>,
     busy_ports: Mutex<Vec<HostPort>>,
+    sysctls: Mutex<std::collections::HashMap<(Netns, String), String>>,
+    namespaces: Mutex<BTreeSet<PathBuf>>,
 }
 
 impl Recording {
@@ -271,6 +287,21 @@ impl Recording {
         self.busy_ports.lock().unwrap().push(hp);
     }
 
+    /// The value of sysctl `key` in `netns` as the operations applied so far left it.
+    pub fn sysctl(&self, netns: &Netns, key: &str) -> Option<String> {
+        self.sysctls.lock().unwrap().get(&(netns.clone(), key.to_string())).cloned()
+    }
+
+    /// Give sysctl `key` in `netns` the value `value`, as the kernel had it before.
+    pub fn set_sysctl(&self, netns: &Netns, key: &str, value: &str) {
+        self.sysctls.lock().unwrap().insert((netns.clone(), key.to_string()), value.to_string());
+    }
+
+    /// Make the namespace at `path` vanish, as `ip netns del` behind wharf's back does.
+    pub fn vanish(&self, path: &Path) {
+        self.namespaces.lock().unwrap().remove(path);
+    }
+
     /// Forget the log.
     pub fn clear(&self) {
         self.log.lock().unwrap().clear();
@@ -284,6 +315,12 @@ impl Executor for Recording {
             return Err(ExecError::os(format!("{description} (injected)"), std::io::Error::from_raw_os_error(5)));
         }
         self.log.lock().unwrap().push(op.clone());
+        match op {
+            Op::Sysctl { netns, key, value } => self.set_sysctl(netns, key, value),
+            Op::NetnsCreate { path } => drop(self.namespaces.lock().unwrap().insert(PathBuf::from(path))),
+            Op::NetnsRemove { path } => drop(self.namespaces.lock().unwrap().remove(Path::new(path))),
+            _ => {}
+        }
         Ok(match op {
             Op::LinkAdd { link, .. } if self.existing.lock().unwrap().contains(&link.name) => Outcome::Found,
             _ => Outcome::Created,
@@ -295,10 +332,12 @@ impl Executor for Recording {
     }
 
     fn create_netns(&self, dir: &Path, name: &str) -> Result<PathBuf, ExecError> {
+        self.namespaces.lock().unwrap().insert(dir.join(name));
         Ok(dir.join(name))
     }
 
-    fn remove_netns(&self, _: &Path) -> Result<(), ExecError> {
+    fn remove_netns(&self, path: &Path) -> Result<(), ExecError> {
+        self.namespaces.lock().unwrap().remove(path);
         Ok(())
     }
 
@@ -312,11 +351,18 @@ impl Executor for Recording {
         Ok(if busy { PortState::InUse } else { PortState::Free })
     }
 
+    fn sysctl_read(&self, netns: &Netns, key: &str) -> Result<Option<String>, ExecError> {
+        Ok(self.sysctl(netns, key))
+    }
+
     fn owns(&self, op: &Op) -> bool {
         matches!(op, Op::LinkAdd { link, .. } if self.marked.lock().unwrap().contains(&link.name))
     }
 
     fn check_netns(&self, path: &Path) -> Result<(), ExecError> {
+        if self.namespaces.lock().unwrap().contains(path) {
+            return Ok(());
+        }
         match path.to_str() {
             Some(p) if p.starts_with("/proc/") || p.starts_with("/run/netns/") => Ok(()),
             _ => Err(ExecError::new("not a namespace file")),

@@ -210,6 +210,7 @@ impl Kernel {
                 match &op {
                     Op::AddrAdd { link, address, .. } => netlink::addr_add(h, link, *address).await,
                     Op::RouteAdd { route, .. } => netlink::route_add(h, route).await,
+                    Op::NeighProxyAdd { device, address, .. } => netlink::neigh_proxy_add(h, device, *address).await,
                     other => created(Self::netlink_change(h, other).await),
                 }
             })
@@ -226,6 +227,7 @@ impl Kernel {
             Op::NeighDel { device, address, .. } => netlink::neigh_del(h, device, *address).await,
             Op::FdbAdd { device, mac, destination, .. } => netlink::fdb_add(h, device, mac, *destination).await,
             Op::FdbDel { device, mac, destination, .. } => netlink::fdb_del(h, device, mac, *destination).await,
+            Op::NeighProxyDel { device, address, .. } => netlink::neigh_proxy_del(h, device, *address).await,
             Op::Sysctl { key, value, .. } => sysctl(key, value),
             other => Err(ExecError::new(format!("{} is not a netlink operation", other.describe()))),
         }
@@ -342,13 +344,27 @@ fn link_target(kind: &LinkKind) -> Option<&Netns> {
     }
 }
 
-/// Write a sysctl from the current thread (so per-namespace keys hit its namespace).
-fn sysctl(key: &str, value: &str) -> Result<(), ExecError> {
+/// The file of a sysctl under `/proc/sys`.
+fn sysctl_path(key: &str) -> Result<String, ExecError> {
     if key.split('.').any(|p| p.is_empty() || p == ".." || p.contains('/')) {
         return Err(ExecError::new(format!("invalid sysctl key {key:?}")));
     }
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    std::fs::write(&path, value).map_err(|e| ExecError::os(format!("sysctl {key}={value}"), e))
+    Ok(format!("/proc/sys/{}", key.replace('.', "/")))
+}
+
+/// Write a sysctl from the current thread (so per-namespace keys hit its namespace).
+fn sysctl(key: &str, value: &str) -> Result<(), ExecError> {
+    std::fs::write(sysctl_path(key)?, value).map_err(|e| ExecError::os(format!("sysctl {key}={value}"), e))
+}
+
+/// Read a sysctl from the current thread; `None` when the key does not exist (yet: a
+/// per-link key of a link still to be made).
+fn sysctl_read(key: &str) -> Result<Option<String>, ExecError> {
+    match std::fs::read_to_string(sysctl_path(key)?) {
+        Ok(v) => Ok(Some(v.trim_end_matches('\n').to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(ExecError::os(format!("read sysctl {key}"), e)),
+    }
 }
 
 impl Executor for Kernel {
@@ -358,6 +374,13 @@ impl Executor for Kernel {
             wharf_engine::crash::after(op);
         }
         done
+    }
+
+    fn sysctl_read(&self, netns: &Netns, key: &str) -> Result<Option<String>, ExecError> {
+        match netns {
+            Netns::Host => sysctl_read(key),
+            Netns::Path(p) => sockets::in_netns(p, || sysctl_read(key)),
+        }
     }
 
     fn host_facts(&self) -> Result<HostFacts, ExecError> {

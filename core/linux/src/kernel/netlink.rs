@@ -11,7 +11,7 @@ use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
 };
 use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState};
-use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
+use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::RouteNetlinkMessage;
 use rtnetlink::{
@@ -449,6 +449,23 @@ async fn route_message(h: &Handle, route: &RouteSpec, must_have_dev: bool) -> Re
     if let Some(m) = route.metric {
         b = b.priority(m);
     }
+    if let Some(scope) = route.scope {
+        b = b.scope(match scope {
+            wharf_sdk::RouteScope::Universe => RouteScope::Universe,
+            wharf_sdk::RouteScope::Site => RouteScope::Site,
+            wharf_sdk::RouteScope::Link => RouteScope::Link,
+            wharf_sdk::RouteScope::Host => RouteScope::Host,
+        });
+    }
+    if route.onlink {
+        b = b.onlink();
+    }
+    if let Some(src) = route.source {
+        b = b.pref_source(src).map_err(|e| bad(&e))?;
+    }
+    if let Some(t) = route.table {
+        b = b.table_id(t);
+    }
     Ok(Some(b.build()))
 }
 
@@ -496,6 +513,51 @@ pub async fn neigh_del(h: &Handle, device: &str, address: IpAddr) -> Result<(), 
         Ok(()) => Ok(()),
         Err(e) if matches!(errno(&e), Some(ENOENT) | Some(ESRCH) | Some(ENODEV)) => Ok(()),
         Err(e) => Err(fail(&format!("delete neighbour {address} on {device:?}"), &e)),
+    }
+}
+
+/// The message naming the proxy neighbour entry for `address` on link `idx`.
+fn proxy_message(idx: u32, address: IpAddr) -> NeighbourMessage {
+    let mut msg = NeighbourMessage::default();
+    msg.header.ifindex = idx;
+    msg.header.family = if address.is_ipv4() { AddressFamily::Inet } else { AddressFamily::Inet6 };
+    msg.header.flags = NeighbourFlags::Proxy;
+    msg.attributes.push(NeighbourAttribute::Destination(address.into()));
+    msg
+}
+
+/// Ensure a proxy neighbour entry: the namespace answers for `address` on `device`. Found
+/// when it was there already (the kernel takes a second add silently, so look first).
+pub async fn neigh_proxy_add(h: &Handle, device: &str, address: IpAddr) -> Result<Outcome, ExecError> {
+    let idx = need_index(h, device).await?;
+    let what = || format!("add proxy neighbour {address} on {device:?}");
+    let entries: Vec<NeighbourMessage> =
+        h.neighbours().get().proxies().execute().try_collect().await.map_err(|e| fail(&what(), &e))?;
+    let there = entries.iter().any(|m| {
+        m.header.ifindex == idx
+            && m.attributes.iter().any(|a| matches!(a, NeighbourAttribute::Destination(d) if *d == address.into()))
+    });
+    if there {
+        return Ok(Outcome::Found);
+    }
+    let mut req = NetlinkMessage::from(RouteNetlinkMessage::NewNeighbour(proxy_message(idx, address)));
+    req.header.flags = NLM_F_REQUEST | NLM_F_ACK | NLM_F_CREATE;
+    let mut responses = h.clone().request(req).map_err(|e| fail(&what(), &e))?;
+    while let Some(m) = responses.next().await {
+        if let NetlinkPayload::Error(e) = m.payload {
+            return Err(fail(&what(), &rtnetlink::Error::NetlinkError(e)));
+        }
+    }
+    Ok(Outcome::Created)
+}
+
+/// Ensure a proxy neighbour entry is absent.
+pub async fn neigh_proxy_del(h: &Handle, device: &str, address: IpAddr) -> Result<(), ExecError> {
+    let Some(idx) = index(h, device).await? else { return Ok(()) };
+    match h.neighbours().del(proxy_message(idx, address)).execute().await {
+        Ok(()) => Ok(()),
+        Err(e) if matches!(errno(&e), Some(ENOENT) | Some(ESRCH) | Some(ENODEV)) => Ok(()),
+        Err(e) => Err(fail(&format!("delete proxy neighbour {address} on {device:?}"), &e)),
     }
 }
 

@@ -22,7 +22,8 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
 use wharf_engine::registry::{LoadError, Registry, Source};
-use wharf_sdk::abi::{self, EntryFn, PluginClient, PluginTable};
+use wharf_sdk::abi::{self, EntryFn, InfoFn, PluginClient, PluginInfo, PluginTable};
+use wharf_sdk::log::SetLoggerFn;
 
 /// Load every `*.so` in `dir`, in name order. A directory that is not owned by root or
 /// that group or others can write is refused as a whole. Refusals are logged and
@@ -69,7 +70,10 @@ fn load_open(registry: &mut Registry, path: &Path, file: File) -> Result<Vec<Loa
     }
     check_owner(&meta).map_err(refuse)?;
     elf::check(&file, meta.len()).map_err(refuse)?;
-    let table = open_table(file).map_err(refuse)?;
+    let (table, info) = open_table(file).map_err(refuse)?;
+    if let Some(info) = info {
+        registry.add_library_info(path.to_path_buf(), info);
+    }
     // SAFETY: `open_table` checked the version and size of a table that lives for the
     // rest of the process, as its library is never unloaded.
     let drivers = unsafe { PluginClient::drivers(table) }.map_err(refuse)?;
@@ -159,7 +163,7 @@ fn with_sources(e: &dyn std::error::Error) -> String {
 /// The descriptor stays open for the rest of the process once the library is loaded: the
 /// dynamic loader remembers a library by the name it was opened with, so a later plugin
 /// given the same descriptor number would otherwise be mistaken for this one.
-fn open_table(file: File) -> Result<&'static PluginTable, String> {
+fn open_table(file: File) -> Result<(&'static PluginTable, Option<PluginInfo>), String> {
     let fd_path = format!("/proc/self/fd/{}", file.as_raw_fd());
     let flags = libloading::os::unix::RTLD_NOW | libloading::os::unix::RTLD_LOCAL;
     // SAFETY: loading a library runs its initialisers. Only complete ELF shared objects that
@@ -173,6 +177,27 @@ fn open_table(file: File) -> Result<&'static PluginTable, String> {
         Ok(sym) => *sym,
         Err(e) => return Err(format!("does not export the symbol wharf_plugin_v1 ({})", with_sources(&e))),
     };
+    // SAFETY: the symbol's type is fixed by the ABI (`wharf_sdk::log::SetLoggerFn`); it is
+    // optional, as plugins built before it existed lack it.
+    if let Ok(set_logger) = unsafe { lib.get::<SetLoggerFn>(wharf_sdk::log::LOG_SYMBOL) } {
+        let max =
+            tracing::level_filters::LevelFilter::current().into_level().map_or(0, |l| wharf_sdk::log::level_code(&l));
+        // SAFETY: called once per library with a function that lives as long as wharfd.
+        unsafe { set_logger(plugin_log, max) };
+    }
+    // SAFETY: the symbol's type is fixed by the ABI (`wharf_sdk::abi::InfoFn`); it is
+    // optional, as plugins built before it existed lack it.
+    let info = unsafe { lib.get::<InfoFn>(abi::INFO_SYMBOL) }.ok().and_then(|info| {
+        // SAFETY: the function takes nothing and returns a NUL-terminated string the
+        // library keeps for its life, or null.
+        let text = unsafe { info() };
+        if text.is_null() {
+            return None;
+        }
+        // SAFETY: non-null, NUL-terminated, and kept alive by the never-unloaded library.
+        let text = unsafe { std::ffi::CStr::from_ptr(text) };
+        serde_json::from_slice(text.to_bytes()).ok()
+    });
     // Libraries are never unloaded, so the table and the functions it points to stay valid.
     std::mem::forget(lib);
     // SAFETY: `entry` is the plugin's exported entry point, called with no arguments.
@@ -196,7 +221,34 @@ fn open_table(file: File) -> Result<&'static PluginTable, String> {
         return Err(format!("plugin table is {size} bytes, expected {}", std::mem::size_of::<PluginTable>()));
     }
     // SAFETY: checked above: non-null, our version and at least our size; never freed.
-    Ok(unsafe { &*table })
+    Ok((unsafe { &*table }, info))
+}
+
+/// The log function plugins get: an event of a plugin, logged as wharfd's own under the
+/// plugin's target.
+unsafe extern "C" fn plugin_log(
+    level: u32,
+    target: *const u8,
+    target_len: usize,
+    message: *const u8,
+    message_len: usize,
+) {
+    let text = |ptr: *const u8, len: usize| {
+        if ptr.is_null() {
+            return String::new();
+        }
+        // SAFETY: the plugin passes `len` initialised bytes at `ptr`, live for this call.
+        let bytes = unsafe { std::slice::from_raw_parts(ptr, len) };
+        String::from_utf8_lossy(bytes).into_owned()
+    };
+    let (target, message) = (text(target, target_len), text(message, message_len));
+    match level {
+        1 => tracing::error!(target: "plugin", plugin = %target, "{message}"),
+        2 => tracing::warn!(target: "plugin", plugin = %target, "{message}"),
+        3 => tracing::info!(target: "plugin", plugin = %target, "{message}"),
+        4 => tracing::debug!(target: "plugin", plugin = %target, "{message}"),
+        _ => tracing::trace!(target: "plugin", plugin = %target, "{message}"),
+    }
 }
 
 #[cfg(test)]
