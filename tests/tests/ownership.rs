@@ -371,3 +371,47 @@ fn a_link_killed_before_its_alias_is_still_known_by_its_group() {
     assert!(!now.iter().any(|l| l == "half0"), "{now:?}\n{}", h.log());
     assert!(now.iter().any(|l| l == "other0"), "{now:?}");
 }
+
+#[test]
+fn a_volume_directory_that_stood_before_create_survives_rm_and_a_failed_create() {
+    let mut h = Host::start();
+    let volumes = h.dir.join("root/volumes");
+    // The volume's directory and its data directory both stood there: all of it is adopted,
+    // across a kill -9 as well.
+    let theirs = volumes.join("theirs");
+    std::fs::create_dir_all(theirs.join("_data")).unwrap();
+    std::fs::write(theirs.join("notes"), "the operator's").unwrap();
+    std::fs::write(theirs.join("_data/file"), "kept").unwrap();
+    h.wharf_ok(&["volume", "create", "theirs"]);
+    h.kill_daemon();
+    h.start_daemon();
+    h.wharf_ok(&["volume", "rm", "theirs"]);
+    assert!(h.wharf_err(&["volume", "inspect", "theirs"]).contains("not found"));
+    assert_eq!(std::fs::read_to_string(theirs.join("notes")).unwrap(), "the operator's", "{}", h.log());
+    assert_eq!(std::fs::read_to_string(theirs.join("_data/file")).unwrap(), "kept");
+
+    // Only the volume's directory stood there: the data directory wharf made goes with the
+    // volume, the rest stays.
+    let half = volumes.join("half");
+    std::fs::create_dir_all(&half).unwrap();
+    std::fs::write(half.join("notes"), "the operator's").unwrap();
+    h.wharf_ok(&["volume", "create", "half"]);
+    std::fs::write(half.join("_data/written"), "by a user of the volume").unwrap();
+    h.wharf_ok(&["volume", "rm", "half"]);
+    assert!(!half.join("_data").exists(), "the data directory wharf made is gone");
+    assert_eq!(std::fs::read_to_string(half.join("notes")).unwrap(), "the operator's");
+
+    // A create that fails (a file stands where the data directory goes) leaves what it found.
+    let failed = volumes.join("failed");
+    std::fs::create_dir_all(&failed).unwrap();
+    std::fs::write(failed.join("_data"), "not a directory").unwrap();
+    let err = h.wharf_err(&["volume", "create", "failed"]);
+    assert!(err.contains("failed/_data"), "{err}");
+    assert!(h.wharf_err(&["volume", "inspect", "failed"]).contains("not found"));
+    assert_eq!(std::fs::read_to_string(failed.join("_data")).unwrap(), "not a directory");
+
+    // A volume wharf made from nothing goes whole.
+    h.wharf_ok(&["volume", "create", "ours"]);
+    h.wharf_ok(&["volume", "rm", "ours"]);
+    assert!(!volumes.join("ours").exists());
+}

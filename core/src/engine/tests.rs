@@ -509,3 +509,41 @@ fn volume_semantics() {
     let report = e.volume_prune(true, |_| true).unwrap();
     assert_eq!(report.removed, vec!["v1".to_string()]);
 }
+
+#[test]
+fn a_volume_leaves_the_directory_it_found_on_removal_and_across_a_restart() {
+    let f = Fixture::new();
+    let found = f.settings().volumes_dir.join("theirs").display().to_string();
+    f.rec.existing(&found);
+    let e = f.engine();
+    e.volume_create(VolumeCreateRequest { name: "theirs".into(), ..Default::default() }).unwrap();
+    e.volume_create(VolumeCreateRequest { name: "ours".into(), ..Default::default() }).unwrap();
+    drop(e);
+    let e = f.engine();
+    f.rec.clear();
+    e.volume_remove("theirs", false).unwrap();
+    assert!(!f.rec.log().iter().any(|o| matches!(o, Op::DirRemove { .. })), "{:?}", f.rec.log());
+    e.volume_remove("ours", false).unwrap();
+    let ours = f.settings().volumes_dir.join("ours").display().to_string();
+    assert_eq!(f.rec.log(), [Op::DirRemove { path: ours }]);
+}
+
+#[test]
+fn a_volume_stored_without_outcomes_was_all_made_by_wharf() {
+    let f = Fixture::new();
+    let e = f.engine();
+    let mut v = e.volume_create(VolumeCreateRequest { name: "old".into(), ..Default::default() }).unwrap();
+    drop(e);
+    // A record as written before outcomes were kept: no plan, no found steps.
+    let store = Store::open(&f.dir.path().join("state.redb")).unwrap();
+    let mut old = serde_json::to_value(&v).unwrap();
+    old.as_object_mut().unwrap().retain(|k, _| k != "plan" && k != "found");
+    store.write(|t| t.put(Table::Volumes, "old", &old)).unwrap();
+    drop(store);
+    let e = f.engine();
+    v.plan = Plan::new();
+    assert_eq!(e.volume("old").unwrap(), v);
+    f.rec.clear();
+    e.volume_remove("old", false).unwrap();
+    assert!(f.rec.log().iter().any(|o| matches!(o, Op::DirRemove { .. })), "{:?}", f.rec.log());
+}

@@ -3,6 +3,7 @@
 
 use super::{new_id, now, valid_name, Author, Engine, State};
 use crate::error::{Error, Result};
+use crate::executor::without_found;
 use crate::model::{Volume, ANONYMOUS_LABEL};
 use crate::store::Table;
 use std::collections::BTreeMap;
@@ -103,8 +104,12 @@ impl Engine {
         volume.mountpoint = out.response.mountpoint;
         volume.status = out.response.status;
         volume.state = out.state;
-        let plan = super::adopt_existing_directories(out.plan);
-        self.apply(Author::Driver(&driver_name), &format!("volume {name}"), &plan, |t| {
+        // The volume keeps the driver's plan, whose undo steps say what removal takes away;
+        // the plan carried out gives a directory that stands there already no undo at all.
+        let plan = super::adopt_existing_directories(out.plan.clone());
+        volume.plan = out.plan;
+        self.apply_recorded(Author::Driver(&driver_name), &format!("volume {name}"), &plan, |t, found| {
+            volume.found = found.to_vec();
             t.put(Table::Volumes, &name, &volume)
         })?;
         state.volumes.insert(name, volume.clone());
@@ -145,10 +150,12 @@ impl Engine {
         }
         let driver = self.volume_driver(&volume.driver)?;
         let out = driver.remove(self.volume_request(&volume, "")).map_err(|e| Error::driver(&volume.driver, e))?;
+        // What stood there before the volume was made is adopted, and stays.
+        let plan = without_found(out.plan, &volume.plan, &volume.found);
         self.apply_removal(
             Author::Driver(&volume.driver),
             &format!("volume {}", volume.name),
-            &out.plan,
+            &plan,
             |t| t.delete(Table::Volumes, &volume.name),
             |t| t.put(Table::Volumes, &volume.name, &volume),
         )?;

@@ -168,7 +168,8 @@ pub fn without_found(plan: Plan, made: &Plan, found: &[usize]) -> Plan {
 
 /// An executor that records operations instead of carrying them out. `fail_on` makes the
 /// first operation whose description contains the text fail, to test rollback; `existing`
-/// names links that make a `LinkAdd` report [`Outcome::Found`]; `marked` names links that
+/// names links and directories that make a `LinkAdd` or `DirCreate` report
+/// [`Outcome::Found`]; `marked` names links that
 /// carry this daemon's mark.
 #[derive(Default)]
 pub struct Recording {
@@ -192,7 +193,7 @@ impl Recording {
         *self.fail_on.lock().unwrap() = text.map(str::to_string);
     }
 
-    /// Report link `name` as there already, made by someone else.
+    /// Report link or directory `name` as there already, made by someone else.
     pub fn existing(&self, name: &str) {
         self.existing.lock().unwrap().insert(name.to_string());
     }
@@ -233,6 +234,7 @@ impl Executor for Recording {
         self.log.lock().unwrap().push(op.clone());
         Ok(match op {
             Op::LinkAdd { link, .. } if self.existing.lock().unwrap().contains(&link.name) => Outcome::Found,
+            Op::DirCreate { path, .. } if self.existing.lock().unwrap().contains(path) => Outcome::Found,
             _ => Outcome::Created,
         })
     }

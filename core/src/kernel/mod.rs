@@ -365,7 +365,11 @@ impl Kernel {
                 Ok(if existed { Outcome::Found } else { Outcome::Created })
             }
             Op::DirRemove { path } => created(mount::dir_remove(path)),
-            Op::ImageCreate { path, size, fstype } => created(mount::image_create(path, *size, fstype)),
+            Op::ImageCreate { path, size, fstype } => {
+                let found = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == *size);
+                mount::image_create(path, *size, fstype)?;
+                Ok(if found { Outcome::Found } else { Outcome::Created })
+            }
             Op::FileRemove { path } => created(mount::file_remove(path)),
             Op::FileWrite { path, contents } => created(mount::file_write(path, contents)),
             Op::NetnsCreate { path } => {
