@@ -40,11 +40,16 @@ pub struct NetworkCapabilities {
     pub uses_ipam: bool,
     /// Whether endpoints get an interface in the sandbox (false for `host` and `none`).
     pub connects_sandboxes: bool,
+    /// The driver option that names a host link a network may be built on, adopted if it
+    /// stands there (the bridge driver's `com.docker.network.bridge.name`). That link's own
+    /// connected routes are no overlap for the network's subnets: they are the network's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_option: Option<String>,
 }
 
 impl Default for NetworkCapabilities {
     fn default() -> Self {
-        NetworkCapabilities { scope: Scope::Local, uses_ipam: true, connects_sandboxes: true }
+        NetworkCapabilities { scope: Scope::Local, uses_ipam: true, connects_sandboxes: true, link_option: None }
     }
 }
 

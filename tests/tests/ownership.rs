@@ -415,3 +415,51 @@ fn a_volume_directory_that_stood_before_create_survives_rm_and_a_failed_create()
     h.wharf_ok(&["volume", "rm", "ours"]);
     assert!(!volumes.join("ours").exists());
 }
+
+/// What `network rm` must leave of an adopted bridge: its addresses, MTU, up/down state
+/// and `route_localnet`.
+fn bridge_as_it_is(h: &Host, name: &str) -> (Vec<String>, String, bool, String) {
+    let line = h.in_host_ok(&["ip", "-o", "link", "show", "dev", name]);
+    let mtu = line.split(" mtu ").nth(1).and_then(|m| m.split_whitespace().next()).unwrap().to_string();
+    let up = line.split('<').nth(1).and_then(|f| f.split('>').next()).is_some_and(|f| f.split(',').any(|x| x == "UP"));
+    let key = format!("net.ipv4.conf.{name}.route_localnet");
+    let localnet = h.in_host_ok(&["sysctl", "-n", &key]).trim().to_string();
+    (addresses(h, name), mtu, up, localnet)
+}
+
+#[test]
+fn an_adopted_bridge_gets_back_its_mtu_state_and_route_localnet() {
+    let mut h = Host::start();
+    h.in_host_ok(&["ip", "link", "add", "wkbr0", "mtu", "1400", "type", "bridge"]);
+    h.in_host_ok(&["ip", "addr", "add", "10.93.0.1/24", "dev", "wkbr0"]);
+    h.in_host_ok(&["sysctl", "-qw", "net.ipv4.conf.wkbr0.route_localnet=0"]);
+    let before = bridge_as_it_is(&h, "wkbr0");
+    assert_eq!(before, (vec!["10.93.0.1/24".to_string()], "1400".into(), false, "0".into()));
+    let adopt = "com.docker.network.bridge.name=wkbr0";
+    let create = ["network", "create", "-o", adopt, "--subnet", "10.93.0.0/24", "--gateway", "10.93.0.1", "wk"];
+    h.wharf_ok(&create);
+    let during = bridge_as_it_is(&h, "wkbr0");
+    assert_eq!((during.1.as_str(), during.2, during.3.as_str()), ("1500", true, "1"), "the network's settings");
+    h.wharf_ok(&["sandbox", "create", "a"]);
+    h.wharf_ok(&["network", "connect", "wk", "a"]);
+    assert!(h.in_sandbox("a", &["ping", "-c", "1", "-W", "1", "10.93.0.1"]).status.success(), "{}", h.log());
+    h.wharf_ok(&["network", "disconnect", "wk", "a"]);
+    // The values found are kept with the network, across a restart.
+    h.kill_daemon();
+    h.start_daemon();
+    h.wharf_ok(&["network", "rm", "wk"]);
+    assert_eq!(bridge_as_it_is(&h, "wkbr0"), before, "{}", h.log());
+
+    // Up, with the network's gateway on it: its own connected route covers the subnet, and
+    // that is no overlap for a network built on it. Another link's route still is.
+    h.in_host_ok(&["ip", "link", "set", "wkbr0", "up"]);
+    let before = bridge_as_it_is(&h, "wkbr0");
+    h.wharf_ok(&create);
+    h.wharf_ok(&["network", "rm", "wk"]);
+    assert_eq!(bridge_as_it_is(&h, "wkbr0"), before);
+    h.in_host_ok(&["ip", "link", "add", "wkother0", "type", "bridge"]);
+    h.in_host_ok(&["ip", "addr", "add", "10.92.0.1/24", "dev", "wkother0"]);
+    h.in_host_ok(&["ip", "link", "set", "wkother0", "up"]);
+    let err = h.wharf_err(&["network", "create", "-o", adopt, "--subnet", "10.92.0.0/24", "wk2"]);
+    assert!(err.contains("overlaps with the host route to 10.92.0.0/24"), "{err}");
+}

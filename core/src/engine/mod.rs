@@ -436,13 +436,16 @@ impl Engine {
     /// Whether `step`, whose outcome was never recorded, made something of this daemon's: a
     /// link with its mark that no stored network or endpoint names; a sandbox's namespace or
     /// resolver file (made only where nothing stood: a name whose namespace file exists is
-    /// refused before anything is journaled); or a directory that was absent when the plan
+    /// refused before anything is journaled); a directory that was absent when the plan
     /// was made (one that stood there already was given no undo, see
-    /// [`adopt_existing_directories`]).
+    /// [`adopt_existing_directories`]); or a sysctl or MTU change whose undo puts back the
+    /// value found.
     fn made_in_flight(&self, step: &Step) -> bool {
         match &step.op {
             Op::NetnsCreate { .. } | Op::FileWrite { .. } => true,
             Op::DirCreate { .. } => step.undo != Op::Noop,
+            // A change whose undo writes back the value found: right whether it ran or not.
+            Op::Sysctl { .. } | Op::LinkSet { change: wharf_sdk::LinkChange::Mtu(_), .. } => step.undo != Op::Noop,
             op => self.ours_alone(&self.lock(), op, ""),
         }
     }

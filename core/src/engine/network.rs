@@ -267,7 +267,9 @@ impl Engine {
             ..Default::default()
         };
         if caps.uses_ipam {
-            self.assign_pools(state, &mut network, &req, &facts.routes)?;
+            let adopted = caps.link_option.as_ref().and_then(|k| req.options.get(k));
+            let routes = routes_but_connected(&facts, adopted.map(String::as_str));
+            self.assign_pools(state, &mut network, &req, &routes)?;
         } else if !req.pools.is_empty() {
             return Err(Error::InvalidArgument(format!("driver {driver_name:?} does not use IPAM; give no subnets")));
         }
@@ -651,6 +653,19 @@ pub fn check_mac(mac: &str) -> Result<()> {
 
 /// The smallest MTU IPv6 works with (RFC 8200).
 const IPV6_MIN_MTU: u32 = 1280;
+
+/// The host's routes less the connected routes of link `adopted` (one per address on it):
+/// a network built on a link that stands there may take the subnet that link already
+/// routes, and no other.
+fn routes_but_connected(facts: &wharf_sdk::HostFacts, adopted: Option<&str>) -> Vec<IpNet> {
+    let mut routes = facts.routes.clone();
+    for connected in adopted.and_then(|name| facts.link(name)).into_iter().flat_map(|l| &l.addresses) {
+        if let Some(i) = routes.iter().position(|r| *r == connected.trunc()) {
+            routes.remove(i);
+        }
+    }
+    routes
+}
 
 /// Refuse an MTU option below IPv6's minimum on a network with IPv6: the kernel takes IPv6
 /// off a link with a smaller MTU, so its addresses and routes could not be added.

@@ -632,6 +632,9 @@ pub async fn host_facts(h: &Handle) -> Result<HostFacts, ExecError> {
             }
         }
         link.addresses = addresses.remove(&l.header.index).unwrap_or_default();
+        if link.kind == "bridge" {
+            link.sysctls = bridge_sysctls(&link.name);
+        }
         facts.links.push(link);
     }
     for v6 in [false, true] {
@@ -655,6 +658,18 @@ pub async fn host_facts(h: &Handle) -> Result<HostFacts, ExecError> {
         }
     }
     Ok(facts)
+}
+
+/// The per-bridge sysctls drivers change, read from the calling thread's namespace; a key
+/// that cannot be read is left out.
+fn bridge_sysctls(name: &str) -> std::collections::BTreeMap<String, String> {
+    ["route_localnet"]
+        .into_iter()
+        .filter_map(|k| {
+            let value = std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{name}/{k}")).ok()?;
+            Some((format!("net.ipv4.conf.{name}.{k}"), value.trim().to_string()))
+        })
+        .collect()
 }
 
 fn is_link_local(n: &IpNet) -> bool {

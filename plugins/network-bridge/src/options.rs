@@ -52,6 +52,21 @@ pub struct Settings {
     /// before the driver chose one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+    /// A bridge that stood there before the network, as it was then; `None` for a bridge
+    /// the driver creates (and for networks made before the driver kept this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<FoundBridge>,
+}
+
+/// What an adopted bridge was like before the network changed it: removing the network
+/// puts each setting back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoundBridge {
+    pub mtu: u32,
+    pub up: bool,
+    /// `route_localnet` of the bridge, when the host facts had it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_localnet: Option<String>,
 }
 
 /// Go's `strconv.ParseBool`, which Docker uses for boolean options.
@@ -129,5 +144,6 @@ pub fn resolve(network: &NetworkSpec, facts: &HostFacts) -> DriverResult<Setting
         iface_prefix,
         trusted: get(o, TRUSTED).map_or(Ok(Vec::new()), parse_trusted)?,
         mac: None,
+        found: None,
     })
 }
