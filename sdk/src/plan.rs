@@ -579,6 +579,24 @@ fn fact_name(fact: &FirewallFact) -> String {
     }
 }
 
+/// The dotted key of interface `link`'s sysctl `leaf` for `family` (`ipv4`, `ipv6`):
+/// `net.ipv4.conf.LINK.LEAF`, with each dot in the interface name written as `/`, the way
+/// sysctl(8) reads it, so `br.0` stays one component.
+pub fn link_sysctl_key(family: &str, link: &str, leaf: &str) -> String {
+    format!("net.{family}.conf.{}.{leaf}", link.replace('.', "/"))
+}
+
+/// The path under `/proc/sys` that a dotted sysctl key names: dots separate the components,
+/// and a `/` inside a component stands for a dot (see [`link_sysctl_key`]). `None` for a key
+/// with a component that is empty or that would be `.` or `..`.
+pub fn sysctl_path(key: &str) -> Option<String> {
+    let parts: Vec<String> = key.split('.').map(|p| p.replace('/', ".")).collect();
+    if parts.iter().any(|p| p.is_empty() || p == "." || p == "..") {
+        return None;
+    }
+    Some(parts.join("/"))
+}
+
 /// One step of a plan: an operation and the operation that undoes it.
 ///
 /// In JSON, `undo` may be left out when it is the op's [`Op::plain_undo`]: a reader fills it
@@ -802,6 +820,17 @@ impl FromIterator<Step> for Plan {
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn a_dot_in_an_interface_name_stays_inside_its_sysctl_component() {
+        let key = link_sysctl_key("ipv4", "br.0", "route_localnet");
+        assert_eq!(key, "net.ipv4.conf.br/0.route_localnet");
+        assert_eq!(sysctl_path(&key).as_deref(), Some("net/ipv4/conf/br.0/route_localnet"));
+        assert_eq!(sysctl_path("net.ipv4.ip_forward").as_deref(), Some("net/ipv4/ip_forward"));
+        for bad in ["net..x", "net.ipv4.conf.//.x", "net.ipv4.conf./.x", ".net", "net."] {
+            assert_eq!(sysctl_path(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn inverse_reverses_order_and_swaps_each_step() {

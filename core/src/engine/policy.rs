@@ -11,14 +11,7 @@
 use super::Settings;
 use crate::error::{Error, Result};
 use std::path::{Component, Path};
-use wharf_sdk::{LinkKind, Netns, Op, Plan};
-
-/// Filesystem types a mount step may use. `none` is a bind mount.
-pub const FSTYPES: [&str; 14] =
-    ["none", "tmpfs", "ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "exfat", "nfs", "nfs4", "cifs", "smb3", "9p"];
-
-/// Filesystem types an image step may make (it runs `mkfs.TYPE`).
-pub const IMAGE_FSTYPES: [&str; 5] = ["ext2", "ext3", "ext4", "xfs", "btrfs"];
+use wharf_sdk::{LinkKind, Netns, Op, Plan, IMAGE_FSTYPES, MOUNT_FSTYPES as FSTYPES};
 
 /// Who wrote a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +103,7 @@ fn violation(op: &Op, roots: &Roots<'_>, author: Author<'_>) -> Option<String> {
     }
     match op {
         Op::Sysctl { key, .. } if !key.starts_with("net.") => Some(format!("sysctl {key:?} is not under net.")),
-        Op::Sysctl { key, .. } if key.split('.').any(|p| p.is_empty() || p.contains('/')) => {
+        Op::Sysctl { key, .. } if wharf_sdk::sysctl_path(key).is_none() => {
             Some(format!("sysctl key {key:?} is malformed"))
         }
         Op::Mount { target, fstype, .. } => {
@@ -134,13 +127,13 @@ fn violation(op: &Op, roots: &Roots<'_>, author: Author<'_>) -> Option<String> {
 }
 
 /// Check every step of `plan`, its operation and its undo, before it is journaled. The
-/// error names the object, the author and the step.
+/// error (403: nothing was done) names the object, the author and the step.
 pub fn check(plan: &Plan, settings: &Settings, author: Author<'_>, object: &str) -> Result<()> {
     let roots = Roots::of(settings);
     for (i, step) in plan.steps.iter().enumerate() {
         for op in [&step.op, &step.undo] {
             if let Some(reason) = violation(op, &roots, author) {
-                return Err(Error::Internal(format!(
+                return Err(Error::Forbidden(format!(
                     "{object}: the plan from {} is refused at step {} ({}): {reason}",
                     author.describe(),
                     i + 1,
@@ -160,7 +153,9 @@ mod tests {
 
     fn refused(f: &Fixture, step: Step, author: Author<'_>) -> String {
         let plan: Plan = [step].into_iter().collect();
-        check(&plan, &f.settings(), author, "volume v").unwrap_err().to_string()
+        let err = check(&plan, &f.settings(), author, "volume v").unwrap_err();
+        assert_eq!(err.status(), 403, "a refused plan is no failure of wharf's: {err}");
+        err.to_string()
     }
 
     fn accepted(f: &Fixture, step: Step, author: Author<'_>) {

@@ -91,6 +91,37 @@ impl VolumeDriver for TestVol {
     }
 }
 
+/// A volume driver whose volumes would be mounted outside the volume root.
+struct MountsOutside;
+
+impl VolumeDriver for MountsOutside {
+    fn name(&self) -> &str {
+        "outside"
+    }
+    fn validate(&self, r: &VolumeRequest) -> DriverResult<()> {
+        TestVol.validate(r)
+    }
+    fn create(&self, r: VolumeRequest) -> DriverResult<Outcome<VolumeInfo>> {
+        TestVol.create(r)
+    }
+    fn remove(&self, r: VolumeRequest) -> DriverResult<Outcome<()>> {
+        TestVol.remove(r)
+    }
+    fn mount(&self, _: VolumeRequest) -> DriverResult<Outcome<VolumeInfo>> {
+        let plan = [Step::mount("tmpfs", "/mnt", "tmpfs", "")].into_iter().collect();
+        Ok(Outcome::new(VolumeInfo { mountpoint: "/mnt".into(), ..Default::default() }, plan, Value::Null))
+    }
+    fn unmount(&self, r: VolumeRequest) -> DriverResult<Outcome<()>> {
+        TestVol.unmount(r)
+    }
+    fn path(&self, r: VolumeRequest) -> DriverResult<String> {
+        TestVol.path(r)
+    }
+    fn get(&self, r: VolumeRequest) -> DriverResult<VolumeInfo> {
+        TestVol.get(r)
+    }
+}
+
 pub(crate) struct Fixture {
     pub dir: tempfile::TempDir,
     pub rec: Arc<Recording>,
@@ -128,6 +159,7 @@ impl Fixture {
         reg.add_network(Arc::new(Null), Source::Builtin).unwrap();
         reg.add_network(Arc::new(TestNet), Source::Builtin).unwrap();
         reg.add_volume(Arc::new(TestVol), Source::Builtin).unwrap();
+        reg.add_volume(Arc::new(MountsOutside), Source::Builtin).unwrap();
         let store = Store::open(&self.dir.path().join("state.redb")).unwrap();
         Engine::start(store, reg, exec, self.settings()).unwrap()
     }
@@ -546,4 +578,31 @@ fn a_volume_stored_without_outcomes_was_all_made_by_wharf() {
     f.rec.clear();
     e.volume_remove("old", false).unwrap();
     assert!(f.rec.log().iter().any(|o| matches!(o, Op::DirRemove { .. })), "{:?}", f.rec.log());
+}
+
+#[test]
+fn a_name_taken_by_a_link_of_another_kind_is_a_conflict_and_changes_nothing() {
+    let f = Fixture::new();
+    let e = f.engine();
+    f.rec.taken("opveth0");
+    let before = snapshot(&e);
+    let mut req = net("n");
+    req.options.insert("bridge".into(), "opveth0".into());
+    let err = e.network_create(req).unwrap_err();
+    assert_eq!(err.status(), 409, "{err}");
+    assert!(err.to_string().contains("opveth0"), "{err}");
+    assert_eq!(snapshot(&e), before);
+}
+
+#[test]
+fn a_volume_whose_mount_the_policy_refuses_is_refused_at_create() {
+    let f = Fixture::new();
+    let e = f.engine();
+    f.rec.clear();
+    let req = VolumeCreateRequest { name: "vo".into(), driver: "outside".into(), ..Default::default() };
+    let err = e.volume_create(req).unwrap_err();
+    assert_eq!(err.status(), 403, "{err}");
+    assert!(err.to_string().contains("volume vo") && err.to_string().contains("/mnt"), "{err}");
+    assert_eq!(f.rec.log(), [], "nothing was made");
+    assert!(e.volumes().is_empty());
 }

@@ -104,6 +104,10 @@ impl Engine {
         volume.mountpoint = out.response.mountpoint;
         volume.status = out.response.status;
         volume.state = out.state;
+        // A volume whose mount the policy refuses could never be used: refuse it now, before
+        // anything is made, rather than at its first mount.
+        let mount = driver.mount(self.volume_request(&volume, "")).map_err(|e| Error::driver(&driver_name, e))?;
+        super::policy::check(&mount.plan, &self.settings, Author::Driver(&driver_name), &format!("volume {name}"))?;
         // The volume keeps the driver's plan, whose undo steps say what removal takes away;
         // the plan carried out gives a directory that stands there already no undo at all.
         let plan = super::adopt_existing_directories(out.plan.clone());

@@ -16,13 +16,42 @@ use wharf_sdk::{FirewallFact, HostFacts, Netns, Op, Plan};
 
 /// Why one operation failed; the message names the object and the cause.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct ExecError(pub String);
+#[error("{message}")]
+pub struct ExecError {
+    /// What failed, and why.
+    pub message: String,
+    /// Whose fault it is.
+    pub kind: ExecErrorKind,
+}
+
+/// Whose fault a failed operation is: the host's, or the request's that the plan came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExecErrorKind {
+    /// The host failed to do what it should be able to.
+    #[default]
+    Failed,
+    /// What the operation asks for is taken by something that cannot be adopted (a link of
+    /// another kind under the name): the request collides with the host.
+    Taken,
+    /// The kernel refuses what the request asked for (a mount of a source that is not
+    /// there or not a block device, options the filesystem does not take).
+    Refused,
+}
 
 impl ExecError {
     /// An error with a message.
     pub fn new(message: impl Into<String>) -> Self {
-        ExecError(message.into())
+        ExecError { message: message.into(), kind: ExecErrorKind::Failed }
+    }
+
+    /// The name or object the operation asks for is taken by something else.
+    pub fn taken(message: impl Into<String>) -> Self {
+        ExecError { message: message.into(), kind: ExecErrorKind::Taken }
+    }
+
+    /// The kernel refuses what the request asked for.
+    pub fn refused(message: impl Into<String>) -> Self {
+        ExecError { message: message.into(), kind: ExecErrorKind::Refused }
     }
 }
 
@@ -109,6 +138,8 @@ pub struct PlanError {
     pub cause: String,
     /// Undo steps that also failed during rollback.
     pub rollback_failures: Vec<String>,
+    /// Whose fault the failed step is.
+    pub kind: ExecErrorKind,
 }
 
 /// Run `plan` on `exec`, handing each completed step's index and outcome to `record`
@@ -128,7 +159,8 @@ pub fn run_plan(
             }
             Err(e) => {
                 let rollback_failures = undo_steps(exec, plan, &outcomes);
-                return Err(PlanError { step: step.op.describe(), cause: e.0, rollback_failures });
+                let (cause, kind) = (e.message, e.kind);
+                return Err(PlanError { step: step.op.describe(), cause, rollback_failures, kind });
             }
         }
     }
@@ -169,13 +201,15 @@ pub fn without_found(plan: Plan, made: &Plan, found: &[usize]) -> Plan {
 /// An executor that records operations instead of carrying them out. `fail_on` makes the
 /// first operation whose description contains the text fail, to test rollback; `existing`
 /// names links and directories that make a `LinkAdd` or `DirCreate` report
-/// [`Outcome::Found`]; `marked` names links that
+/// [`Outcome::Found`]; `taken` names links of another kind, which a `LinkAdd` fails on;
+/// `marked` names links that
 /// carry this daemon's mark.
 #[derive(Default)]
 pub struct Recording {
     log: Mutex<Vec<Op>>,
     fail_on: Mutex<Option<String>>,
     existing: Mutex<BTreeSet<String>>,
+    taken: Mutex<BTreeSet<String>>,
     marked: Mutex<BTreeSet<String>>,
     facts: HostFacts,
     reloads: Mutex<Vec<Vec<FirewallFact>>>,
@@ -196,6 +230,11 @@ impl Recording {
     /// Report link or directory `name` as there already, made by someone else.
     pub fn existing(&self, name: &str) {
         self.existing.lock().unwrap().insert(name.to_string());
+    }
+
+    /// Report link `name` as there already and of another kind than any `LinkAdd` asks for.
+    pub fn taken(&self, name: &str) {
+        self.taken.lock().unwrap().insert(name.to_string());
     }
 
     /// Report link `name` as carrying this daemon's mark.
@@ -229,6 +268,11 @@ impl Executor for Recording {
         if let Some(text) = self.fail_on.lock().unwrap().as_deref() {
             if op.describe().contains(text) {
                 return Err(ExecError::new("injected failure"));
+            }
+        }
+        if let Op::LinkAdd { link, .. } = op {
+            if self.taken.lock().unwrap().contains(&link.name) {
+                return Err(ExecError::taken(format!("link {:?} exists and is of another kind", link.name)));
             }
         }
         self.log.lock().unwrap().push(op.clone());

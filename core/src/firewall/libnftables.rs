@@ -141,7 +141,7 @@ impl Context {
 
     /// Run `script` as one transaction.
     pub fn exec(&mut self, script: &str) -> Result<String, ExecError> {
-        self.run(script, false).map_err(ExecError)
+        self.run(script, false).map_err(ExecError::new)
     }
 }
 

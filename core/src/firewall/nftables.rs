@@ -349,7 +349,7 @@ impl Nftables {
                         ports: Reservations::default(),
                     };
                     b.init()?;
-                    let watch = Watch::new(WATCH_TICK, &table).map_err(ExecError)?;
+                    let watch = Watch::new(WATCH_TICK, &table).map_err(ExecError::new)?;
                     Ok((b, watch))
                 });
                 let mut backend = match opened {

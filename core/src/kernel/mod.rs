@@ -396,10 +396,10 @@ fn link_target(kind: &LinkKind) -> Option<&Netns> {
 
 /// Write a sysctl from the current thread (so per-namespace keys hit its namespace).
 fn sysctl(key: &str, value: &str) -> Result<(), ExecError> {
-    if key.split('.').any(|p| p.is_empty() || p == ".." || p.contains('/')) {
+    let Some(path) = wharf_sdk::sysctl_path(key) else {
         return Err(ExecError::new(format!("invalid sysctl key {key:?}")));
-    }
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
+    };
+    let path = format!("/proc/sys/{path}");
     std::fs::write(&path, value).map_err(|e| ExecError::new(format!("sysctl {key}={value}: {e}")))
 }
 

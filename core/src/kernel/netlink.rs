@@ -314,7 +314,7 @@ async fn adopt(h: &Handle, found: Found, link: &LinkSpec, mark: &Mark) -> Result
     let want = kind_name(&link.kind);
     if found.kind != want {
         let kind = if found.kind.is_empty() { "physical" } else { &found.kind };
-        return Err(ExecError::new(format!("link {:?} exists and is a {kind} link, not a {want}", link.name)));
+        return Err(ExecError::taken(format!("link {:?} exists and is a {kind} link, not a {want}", link.name)));
     }
     link_ensure(h, found.index, link).await?;
     Ok((Outcome::Found, mark.on(found.alias.as_deref(), found.group)))
@@ -667,7 +667,7 @@ fn bridge_sysctls(name: &str) -> std::collections::BTreeMap<String, String> {
         .into_iter()
         .filter_map(|k| {
             let value = std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{name}/{k}")).ok()?;
-            Some((format!("net.ipv4.conf.{name}.{k}"), value.trim().to_string()))
+            Some((wharf_sdk::link_sysctl_key("ipv4", name, k), value.trim().to_string()))
         })
         .collect()
 }

@@ -34,7 +34,7 @@ fn default_route(gw: IpAddr) -> IpNet {
 
 /// The key of a bridge's `route_localnet` sysctl.
 fn route_localnet(bridge: &str) -> String {
-    format!("net.ipv4.conf.{bridge}.route_localnet")
+    wharf_sdk::link_sysctl_key("ipv4", bridge, "route_localnet")
 }
 
 /// The plan that makes a network: bridge, gateway addresses, forwarding, firewall fact. A
@@ -237,7 +237,7 @@ impl NetworkDriver for BridgeDriver {
             None => s.mac = Some(mac_from_seed(&format!("bridge {}", req.network.id))),
             Some(link) => {
                 let route_localnet = link.sysctls.get(&route_localnet(&s.bridge)).cloned();
-                s.found = Some(FoundBridge { mtu: link.mtu, up: link.up, route_localnet });
+                s.found = Some(FoundBridge { mtu: link.mtu, up: link.up, mac: link.mac.clone(), route_localnet });
             }
         }
         let plan = network_plan(&req.network, &s);
@@ -251,6 +251,16 @@ impl NetworkDriver for BridgeDriver {
 
     fn create_endpoint(&self, req: EndpointRequest) -> DriverResult<Outcome<EndpointInfo>> {
         let s = Self::settings(&req)?;
+        if let (Some(mac), Some(gateway)) = (&req.endpoint.mac, s.gateway_mac()) {
+            if mac.eq_ignore_ascii_case(gateway) {
+                // Two ports with one address on a segment: the sandboxes' replies to the
+                // gateway would come back to this endpoint.
+                return Err(DriverError::conflict(format!(
+                    "MacAddress {mac} is the address of the network's gateway, bridge {}",
+                    s.bridge
+                )));
+            }
+        }
         let ep = VethEndpoint::new(DRIVER, &req, &s.iface_prefix)?;
         Ok(Outcome::new(ep.info(), Plan::new(), state_to_value(DRIVER, &ep)?))
     }

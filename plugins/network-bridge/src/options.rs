@@ -64,9 +64,19 @@ pub struct Settings {
 pub struct FoundBridge {
     pub mtu: u32,
     pub up: bool,
+    /// The bridge's own MAC, the gateway's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
     /// `route_localnet` of the bridge, when the host facts had it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub route_localnet: Option<String>,
+}
+
+impl Settings {
+    /// The MAC of the network's gateway, the bridge's own, when the driver knows it.
+    pub fn gateway_mac(&self) -> Option<&str> {
+        self.mac.as_deref().or_else(|| self.found.as_ref().and_then(|f| f.mac.as_deref()))
+    }
 }
 
 /// Go's `strconv.ParseBool`, which Docker uses for boolean options.

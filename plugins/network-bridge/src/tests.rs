@@ -404,3 +404,16 @@ fn an_adopted_bridge_is_changed_by_steps_that_put_back_what_was_found() {
     let out = BridgeDriver.create_network(CreateNetwork { network: n, facts: f, ..Default::default() }).unwrap();
     assert!(!out.plan.ops().any(|op| matches!(op, Op::LinkSet { .. })), "{:?}", out.plan);
 }
+
+#[test]
+fn an_endpoint_may_not_take_the_gateways_mac() {
+    let n = network(&[]);
+    let mut req = endpoint_req(&n, &[]);
+    let s: Settings = state_from_value(DRIVER, &req.network_state, "network").unwrap();
+    req.endpoint.mac = Some(s.mac.unwrap().to_uppercase());
+    let err = BridgeDriver.create_endpoint(req.clone()).unwrap_err();
+    assert_eq!(err.kind, wharf_sdk::ErrorKind::Conflict);
+    assert!(err.to_string().contains("MacAddress"), "{err}");
+    req.endpoint.mac = Some("02:00:00:00:00:01".into());
+    assert!(BridgeDriver.create_endpoint(req).is_ok());
+}
