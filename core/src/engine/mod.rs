@@ -64,13 +64,15 @@ pub struct DefaultBridge {
     pub subnet: IpNet,
 }
 
-/// The in-memory mirror of the store.
+/// The in-memory mirror of the store. Networks, endpoints and volumes, which carry their
+/// plans, are shared between the state and its published copies: a copy costs a pointer per
+/// object, and a change replaces only the objects it touches.
 #[derive(Default, Clone)]
 struct State {
-    networks: BTreeMap<String, Network>,
-    endpoints: BTreeMap<String, Endpoint>,
+    networks: BTreeMap<String, Arc<Network>>,
+    endpoints: BTreeMap<String, Arc<Endpoint>>,
     sandboxes: BTreeMap<String, Sandbox>,
-    volumes: BTreeMap<String, Volume>,
+    volumes: BTreeMap<String, Arc<Volume>>,
     /// The host port picked last for a binding that left it to wharf.
     port_cursor: u16,
 }
@@ -165,7 +167,7 @@ fn lookup<'a, T>(
 
 impl State {
     fn network(&self, key: &str) -> Result<&Network> {
-        lookup("network", key, self.networks.values(), |n| &n.id, |n| &n.name)
+        lookup("network", key, self.networks.values().map(|n| &**n), |n| &n.id, |n| &n.name)
     }
 
     fn sandbox(&self, key: &str) -> Result<&Sandbox> {
@@ -173,11 +175,11 @@ impl State {
     }
 
     fn endpoints_of_network<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Endpoint> + 'a {
-        self.endpoints.values().filter(move |e| e.network_id == id)
+        self.endpoints.values().map(|e| &**e).filter(move |e| e.network_id == id)
     }
 
     fn endpoints_of_sandbox<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Endpoint> + 'a {
-        self.endpoints.values().filter(move |e| e.sandbox_id == id)
+        self.endpoints.values().map(|e| &**e).filter(move |e| e.sandbox_id == id)
     }
 }
 
@@ -232,16 +234,16 @@ impl Engine {
         }
         let mut state = State::default();
         for (_, n) in store.list::<Network>(Table::Networks)? {
-            state.networks.insert(n.id.clone(), n);
+            state.networks.insert(n.id.clone(), Arc::new(n));
         }
         for (_, e) in store.list::<Endpoint>(Table::Endpoints)? {
-            state.endpoints.insert(e.id.clone(), e);
+            state.endpoints.insert(e.id.clone(), Arc::new(e));
         }
         for (_, s) in store.list::<Sandbox>(Table::Sandboxes)? {
             state.sandboxes.insert(s.id.clone(), s);
         }
         for (_, v) in store.list::<Volume>(Table::Volumes)? {
-            state.volumes.insert(v.name.clone(), v);
+            state.volumes.insert(v.name.clone(), Arc::new(v));
         }
         let published = RwLock::new(Arc::new(state.clone()));
         let engine = Engine { store, registry, exec, settings, state: Mutex::new(state), published };
@@ -476,7 +478,7 @@ impl Engine {
 
     /// Every network.
     pub fn networks(&self) -> Vec<Network> {
-        self.read().networks.values().cloned().collect()
+        self.read().networks.values().map(|n| Network::clone(n)).collect()
     }
 
     /// One network by id, name or id prefix.
@@ -506,7 +508,7 @@ impl Engine {
     pub fn sandbox_endpoints(&self, id: &str) -> Vec<(Endpoint, Network)> {
         let s = self.read();
         s.endpoints_of_sandbox(id)
-            .filter_map(|e| s.networks.get(&e.network_id).map(|n| (e.clone(), n.clone())))
+            .filter_map(|e| s.networks.get(&e.network_id).map(|n| (e.clone(), Network::clone(n))))
             .collect()
     }
 }

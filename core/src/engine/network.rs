@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use wharf_sdk::{
     CreateNetwork, DeleteNetwork, EndpointRequest, EndpointSpec, NetworkDriver, NetworkPeer, NetworkSpec, Plan,
     PortBinding, SandboxSpec, Subnet, MTU,
@@ -289,7 +290,7 @@ impl Engine {
             t.put(Table::Networks, &network.id, &network)
         })?;
         tracing::info!(network = %network.name, id = %network.id, driver = %network.driver, "network created");
-        state.networks.insert(network.id.clone(), network.clone());
+        state.networks.insert(network.id.clone(), Arc::new(network.clone()));
         Ok(network)
     }
 
@@ -388,7 +389,7 @@ impl Engine {
             .values()
             .filter(|n| !n.predefined && keep(n))
             .filter(|n| state.endpoints_of_network(&n.id).next().is_none())
-            .cloned()
+            .map(|n| Network::clone(n))
             .collect();
         let mut removed = Vec::new();
         for n in candidates {
@@ -489,8 +490,8 @@ impl Engine {
             t.put(Table::Networks, &net.id, &net)?;
             t.put(Table::Endpoints, &endpoint.id, &endpoint)
         })?;
-        state.networks.insert(net.id.clone(), net);
-        state.endpoints.insert(endpoint.id.clone(), endpoint.clone());
+        state.networks.insert(net.id.clone(), Arc::new(net));
+        state.endpoints.insert(endpoint.id.clone(), Arc::new(endpoint.clone()));
         state.port_cursor = port_cursor;
         Ok(endpoint)
     }
@@ -567,7 +568,7 @@ impl Engine {
         let mut plan: Plan = left.plan;
         plan.extend(deleted.plan);
         let plan = self.removal_plan(state, plan, &endpoint.plan, &endpoint.found, &endpoint.id);
-        let mut net = network.clone();
+        let mut net = Network::clone(&network);
         for (ip, pools) in [(endpoint.ipv4, &mut net.ipv4), (endpoint.ipv6, &mut net.ipv6)] {
             if let Some(ip) = ip {
                 pools.iter_mut().filter(|p| p.contains(&ip.addr())).for_each(|p| p.release(ip.addr()));
@@ -585,11 +586,11 @@ impl Engine {
                 t.delete(Table::Endpoints, &endpoint.id)
             },
             |t| {
-                t.put(Table::Networks, &network.id, &network)?;
+                t.put(Table::Networks, &network.id, &*network)?;
                 t.put(Table::Endpoints, &endpoint.id, endpoint)
             },
         )?;
-        state.networks.insert(net.id.clone(), net);
+        state.networks.insert(net.id.clone(), Arc::new(net));
         state.endpoints.remove(&endpoint.id);
         Ok(())
     }

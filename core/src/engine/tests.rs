@@ -606,3 +606,25 @@ fn a_volume_whose_mount_the_policy_refuses_is_refused_at_create() {
     assert_eq!(f.rec.log(), [], "nothing was made");
     assert!(e.volumes().is_empty());
 }
+
+#[test]
+fn a_published_state_shares_the_objects_a_change_did_not_touch() {
+    let f = Fixture::new();
+    let e = f.engine();
+    e.network_create(net("n")).unwrap();
+    e.network_create(net("m")).unwrap();
+    e.volume_create(VolumeCreateRequest { name: "v1".into(), ..Default::default() }).unwrap();
+    for s in ["s1", "s2"] {
+        e.sandbox_create(s, None, Default::default()).unwrap();
+    }
+    let first = e.connect(connect("n", "s1")).unwrap();
+    let before = e.read();
+    e.connect(connect("n", "s2")).unwrap();
+    let after = e.read();
+    assert!(!Arc::ptr_eq(&before, &after), "the change is published");
+    assert!(Arc::ptr_eq(&before.endpoints[&first.id], &after.endpoints[&first.id]), "an endpoint it did not touch");
+    let m = e.network("m").unwrap().id;
+    assert!(Arc::ptr_eq(&before.networks[&m], &after.networks[&m]), "a network it did not touch");
+    assert!(Arc::ptr_eq(&before.volumes["v1"], &after.volumes["v1"]));
+    assert_eq!(after.endpoints.len(), 2);
+}

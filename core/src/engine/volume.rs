@@ -87,7 +87,7 @@ impl Engine {
                     existing.driver
                 )));
             }
-            return Ok(existing.clone());
+            return Ok(Volume::clone(existing));
         }
         let driver = self.volume_driver(&driver_name)?;
         let mut volume = Volume {
@@ -116,18 +116,22 @@ impl Engine {
             volume.found = found.to_vec();
             t.put(Table::Volumes, &name, &volume)
         })?;
-        state.volumes.insert(name, volume.clone());
+        state.volumes.insert(name, Arc::new(volume.clone()));
         Ok(volume)
     }
 
     /// Every volume.
     pub fn volumes(&self) -> Vec<Volume> {
-        self.read().volumes.values().cloned().collect()
+        self.read().volumes.values().map(|v| Volume::clone(v)).collect()
     }
 
     /// One volume by name.
     pub fn volume(&self, name: &str) -> Result<Volume> {
-        self.read().volumes.get(name).cloned().ok_or_else(|| Error::NotFound(format!("volume {name} not found")))
+        self.read()
+            .volumes
+            .get(name)
+            .map(|v| Volume::clone(v))
+            .ok_or_else(|| Error::NotFound(format!("volume {name} not found")))
     }
 
     /// Remove a volume. One in use is refused, `force` or not; `force` only makes an
@@ -135,7 +139,7 @@ impl Engine {
     pub fn volume_remove(&self, name: &str, force: bool) -> Result<()> {
         let mut state = self.lock();
         let volume = match state.volumes.get(name) {
-            Some(v) => v.clone(),
+            Some(v) => Volume::clone(v),
             None if force => return Ok(()),
             None => return Err(Error::NotFound(format!("volume {name} not found"))),
         };
@@ -175,8 +179,11 @@ impl Engine {
         if id.is_empty() {
             return Err(Error::InvalidArgument("mount needs a non-empty ID".into()));
         }
-        let mut volume =
-            state.volumes.get(name).cloned().ok_or_else(|| Error::NotFound(format!("volume {name} not found")))?;
+        let mut volume = state
+            .volumes
+            .get(name)
+            .map(|v| Volume::clone(v))
+            .ok_or_else(|| Error::NotFound(format!("volume {name} not found")))?;
         if volume.mounts.contains(id) {
             return Ok(volume.mountpoint);
         }
@@ -195,15 +202,18 @@ impl Engine {
             t.put(Table::Volumes, name, &volume)
         })?;
         let mountpoint = volume.mountpoint.clone();
-        state.volumes.insert(name.to_string(), volume);
+        state.volumes.insert(name.to_string(), Arc::new(volume));
         Ok(mountpoint)
     }
 
     /// Drop the mount reference of `id`; the last one unmounts the volume.
     pub fn volume_unmount(&self, name: &str, id: &str) -> Result<()> {
         let mut state = self.lock();
-        let mut volume =
-            state.volumes.get(name).cloned().ok_or_else(|| Error::NotFound(format!("volume {name} not found")))?;
+        let mut volume = state
+            .volumes
+            .get(name)
+            .map(|v| Volume::clone(v))
+            .ok_or_else(|| Error::NotFound(format!("volume {name} not found")))?;
         if !volume.mounts.remove(id) {
             return Err(Error::Conflict(format!("volume {name} is not mounted by {id:?}")));
         }
@@ -217,7 +227,7 @@ impl Engine {
         self.apply(Author::Driver(&volume.driver), &format!("volume {name}"), &plan, |t| {
             t.put(Table::Volumes, name, &volume)
         })?;
-        state.volumes.insert(name.to_string(), volume);
+        state.volumes.insert(name.to_string(), Arc::new(volume));
         Ok(())
     }
 
@@ -229,7 +239,7 @@ impl Engine {
             .volumes
             .values()
             .filter(|v| v.mounts.is_empty() && (all || v.anonymous()) && keep(v))
-            .cloned()
+            .map(|v| Volume::clone(v))
             .collect();
         let mut report = PruneReport::default();
         for v in candidates {
