@@ -3,7 +3,7 @@
 //! gateways, IPv6 MTUs, volume sizes and mount options, and wharfd's own namespace.
 
 use serde_json::json;
-use wharf_tests::{assert_same_snapshot, Host, Netns};
+use wharf_tests::{assert_same_snapshot, Host, Netns, PanickyPlugin};
 
 /// Send `body` to `path`; it must be refused with a 4xx whose message contains `field`,
 /// and the kernel and the store must look as before.
@@ -220,4 +220,21 @@ fn volume_options_the_kernel_refuses_at_mount_are_the_requests_fault() {
         assert_same_snapshot(&before, &h.snapshot());
         h.wharf_ok(&["volume", "rm", name]);
     }
+}
+
+#[test]
+fn a_plan_the_policy_refuses_or_a_link_of_another_kind_is_the_requests_fault() {
+    // A driver that plans without the checks a driver owes: core and the executor still
+    // answer with the request's fault, never a 500.
+    let plugins = PanickyPlugin::new();
+    let h = Host::start_with(&["--plugin-dir", plugins.path()]);
+    let kernel = json!({ "Name": "kernel", "Driver": "panicky" });
+    refused(&h, "/networks/create", kernel.clone(), "sysctl \"kernel.panic\" is not under net.");
+    assert_eq!(h.api("POST", "/networks/create", &kernel.to_string()).0, 403);
+
+    h.in_host_ok(&["ip", "link", "add", "wkveth0", "type", "veth", "peer", "name", "wkveth1"]);
+    let taken = json!({ "Name": "taken", "Driver": "panicky", "Options": { "bridge": "wkveth0" } });
+    refused(&h, "/networks/create", taken.clone(), "link \"wkveth0\" exists and is a veth link, not a bridge");
+    assert_eq!(h.api("POST", "/networks/create", &taken.to_string()).0, 409);
+    assert!(h.in_host(&["ip", "link", "show", "wkveth0", "type", "veth"]).status.success());
 }
