@@ -628,3 +628,34 @@ fn a_published_state_shares_the_objects_a_change_did_not_touch() {
     assert!(Arc::ptr_eq(&before.volumes["v1"], &after.volumes["v1"]));
     assert_eq!(after.endpoints.len(), 2);
 }
+
+/// How long publishing the state after a change takes, with 2 endpoints publishing 100
+/// ports each and with 1000 endpoints: the median of 101 publishes. A measurement, not a
+/// check: `cargo test --release -p wharf-core --lib publish_cost -- --ignored --nocapture`.
+#[test]
+#[ignore]
+fn publish_cost() {
+    for (n, ports) in [(2usize, 100usize), (1000, 0)] {
+        let f = Fixture::new();
+        let e = f.engine();
+        e.network_create(net("n")).unwrap();
+        for i in 0..n {
+            let s = format!("s{i}");
+            e.sandbox_create(&s, None, Default::default()).unwrap();
+            let bind =
+                |k: usize| PortBinding { port: 80, host_port: (10_000 + i * 100 + k) as u16, ..Default::default() };
+            e.connect(ConnectRequest { ports: (0..ports).map(bind).collect(), ..connect("n", &s) }).unwrap();
+        }
+        let mut took: Vec<std::time::Duration> = (0..101)
+            .map(|_| {
+                let started = std::time::Instant::now();
+                let mut changed = e.lock();
+                let _: &mut State = &mut changed;
+                drop(changed);
+                started.elapsed()
+            })
+            .collect();
+        took.sort();
+        eprintln!("publish with {n} endpoints, {ports} ports each: {:?}", took[50]);
+    }
+}
