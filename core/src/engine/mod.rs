@@ -64,14 +64,14 @@ pub struct DefaultBridge {
     pub subnet: IpNet,
 }
 
-/// The in-memory mirror of the store. Networks, endpoints and volumes, which carry their
-/// plans, are shared between the state and its published copies: a copy costs a pointer per
-/// object, and a change replaces only the objects it touches.
+/// The in-memory mirror of the store. Its objects are shared between the state and its
+/// published copies: a copy costs a pointer per object, and a change replaces only the
+/// objects it touches.
 #[derive(Default, Clone)]
 struct State {
     networks: BTreeMap<String, Arc<Network>>,
     endpoints: BTreeMap<String, Arc<Endpoint>>,
-    sandboxes: BTreeMap<String, Sandbox>,
+    sandboxes: BTreeMap<String, Arc<Sandbox>>,
     volumes: BTreeMap<String, Arc<Volume>>,
     /// The host port picked last for a binding that left it to wharf.
     port_cursor: u16,
@@ -171,7 +171,7 @@ impl State {
     }
 
     fn sandbox(&self, key: &str) -> Result<&Sandbox> {
-        lookup("sandbox", key, self.sandboxes.values(), |s| &s.id, |s| &s.name)
+        lookup("sandbox", key, self.sandboxes.values().map(|s| &**s), |s| &s.id, |s| &s.name)
     }
 
     fn endpoints_of_network<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Endpoint> + 'a {
@@ -240,7 +240,7 @@ impl Engine {
             state.endpoints.insert(e.id.clone(), Arc::new(e));
         }
         for (_, s) in store.list::<Sandbox>(Table::Sandboxes)? {
-            state.sandboxes.insert(s.id.clone(), s);
+            state.sandboxes.insert(s.id.clone(), Arc::new(s));
         }
         for (_, v) in store.list::<Volume>(Table::Volumes)? {
             state.volumes.insert(v.name.clone(), Arc::new(v));
@@ -490,13 +490,13 @@ impl Engine {
     pub fn network_endpoints(&self, id: &str) -> Vec<(Endpoint, Sandbox)> {
         let s = self.read();
         s.endpoints_of_network(id)
-            .filter_map(|e| s.sandboxes.get(&e.sandbox_id).map(|sb| (e.clone(), sb.clone())))
+            .filter_map(|e| s.sandboxes.get(&e.sandbox_id).map(|sb| (e.clone(), Sandbox::clone(sb))))
             .collect()
     }
 
     /// Every sandbox.
     pub fn sandboxes(&self) -> Vec<Sandbox> {
-        self.read().sandboxes.values().cloned().collect()
+        self.read().sandboxes.values().map(|s| Sandbox::clone(s)).collect()
     }
 
     /// One sandbox by id, name or id prefix.

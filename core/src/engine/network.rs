@@ -547,7 +547,7 @@ impl Engine {
             .get(&endpoint.network_id)
             .cloned()
             .ok_or_else(|| Error::Internal(format!("endpoint {} has no network", endpoint.id)))?;
-        let sandbox = state.sandboxes.get(&endpoint.sandbox_id).cloned().unwrap_or_default();
+        let sandbox = state.sandboxes.get(&endpoint.sandbox_id).map(|s| Sandbox::clone(s)).unwrap_or_default();
         let driver = self.network_driver(&network.driver)?;
         let mut request = EndpointRequest {
             network: spec(&network),

@@ -626,6 +626,8 @@ fn a_published_state_shares_the_objects_a_change_did_not_touch() {
     let m = e.network("m").unwrap().id;
     assert!(Arc::ptr_eq(&before.networks[&m], &after.networks[&m]), "a network it did not touch");
     assert!(Arc::ptr_eq(&before.volumes["v1"], &after.volumes["v1"]));
+    let s1 = e.sandbox("s1").unwrap().id;
+    assert!(Arc::ptr_eq(&before.sandboxes[&s1], &after.sandboxes[&s1]));
     assert_eq!(after.endpoints.len(), 2);
 }
 
