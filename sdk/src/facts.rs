@@ -3,6 +3,7 @@
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// One link on the host.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -29,6 +30,11 @@ pub struct HostLink {
     /// Addresses on the link.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub addresses: Vec<IpNet>,
+    /// The link's own sysctls that drivers change, by dotted key, as they are now (for a
+    /// bridge: `net.ipv4.conf.NAME.route_localnet`), so a driver adopting the link can plan
+    /// to put each back.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub sysctls: BTreeMap<String, String>,
 }
 
 /// Host facts handed to driver calls.

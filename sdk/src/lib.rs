@@ -31,14 +31,17 @@ pub use helpers::{
     fnv1a, iface_prefix, mac_from_seed, mtu_option, next_interface_name, sandbox_ifname, state_from_value,
     state_to_value, valid_ifname, VethEndpoint, ENDPOINT_IFNAME, IFACE_PREFIX, LOOPBACK, MTU,
 };
-pub use mount_options::{is_mount_flag, join_mount_options, mask_mount_secrets, split_mount_options, MOUNT_FLAGS};
+pub use mount_options::{
+    is_mount_flag, join_mount_options, mask_mount_secrets, split_mount_options, IMAGE_FSTYPES, MOUNT_FLAGS,
+    MOUNT_FSTYPES,
+};
 pub use network::{
     CreateNetwork, DeleteNetwork, EndpointInfo, EndpointRequest, EndpointSpec, JoinInfo, NetworkCapabilities,
     NetworkDriver, NetworkPeer, NetworkSpec, Outcome, PortBinding, SandboxSpec, Scope, Subnet,
 };
 pub use plan::{
-    FirewallFact, GatewayMode, LinkChange, LinkKind, LinkSpec, MacvlanMode, Netns, Op, Plan, Protocol, RouteScope,
-    RouteSpec, Step,
+    link_sysctl_key, sysctl_path, FirewallFact, GatewayMode, LinkChange, LinkKind, LinkSpec, MacvlanMode, Netns, Op,
+    Plan, Protocol, RouteScope, RouteSpec, Step,
 };
 pub use volume::{VolumeCapabilities, VolumeDriver, VolumeInfo, VolumeRequest, VolumeSpec};
 

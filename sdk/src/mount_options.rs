@@ -6,6 +6,14 @@
 //! and an empty item is refused, as is a leading or trailing comma. Elements named in
 //! [`MOUNT_FLAGS`] are mount flags; every other element is data for the filesystem.
 
+/// Filesystem types a mount step may use: core's plan policy refuses any other, so a
+/// driver refuses it too, by option, before planning. `none` is a bind mount.
+pub const MOUNT_FSTYPES: [&str; 14] =
+    ["none", "tmpfs", "ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "exfat", "nfs", "nfs4", "cifs", "smb3", "9p"];
+
+/// Filesystem types an image step may make (core runs `mkfs.TYPE`).
+pub const IMAGE_FSTYPES: [&str; 5] = ["ext2", "ext3", "ext4", "xfs", "btrfs"];
+
 /// Element names that are mount flags rather than filesystem data: the VFS flags `mount(8)`
 /// knows (each with its opposite), `bind`/`rbind`, and wharf's `loop`.
 pub const MOUNT_FLAGS: [&str; 25] = [

@@ -52,6 +52,11 @@ pub struct NetworkCapabilities {
     /// same rule as [`NetworkCapabilities::options`].
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub endpoint_options: Vec<String>,
+    /// The driver option that names a host link a network may be built on, adopted if it
+    /// stands there (the bridge driver's `com.docker.network.bridge.name`). That link's own
+    /// connected routes are no overlap for the network's subnets: they are the network's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link_option: Option<String>,
 }
 
 impl Default for NetworkCapabilities {
@@ -62,6 +67,7 @@ impl Default for NetworkCapabilities {
             connects_sandboxes: true,
             options: Vec::new(),
             endpoint_options: Vec::new(),
+            link_option: None,
         }
     }
 }

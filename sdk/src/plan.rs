@@ -5,6 +5,7 @@
 //! operation is idempotent ("ensure present" / "ensure absent"), so core can replay a plan
 //! after a crash or roll it back step by step without knowing what a driver meant.
 
+use crate::mount_options::{IMAGE_FSTYPES, MOUNT_FSTYPES};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
@@ -617,13 +618,6 @@ impl Op {
     }
 }
 
-/// Filesystem types a mount step may use. `none` is a bind mount.
-pub const FSTYPES: [&str; 14] =
-    ["none", "tmpfs", "ext2", "ext3", "ext4", "xfs", "btrfs", "vfat", "exfat", "nfs", "nfs4", "cifs", "smb3", "9p"];
-
-/// Filesystem types an image step may make (core runs `mkfs.TYPE`).
-pub const IMAGE_FSTYPES: [&str; 5] = ["ext2", "ext3", "ext4", "xfs", "btrfs"];
-
 impl Op {
     /// Why core's policy refuses this operation whoever asks and wherever it runs, if it
     /// does: a sysctl outside `net.` or with a malformed key, a route in the unspecified,
@@ -635,9 +629,7 @@ impl Op {
             Op::Sysctl { key, .. } | Op::SysctlRestore { key, .. } if !key.starts_with("net.") => {
                 Some(format!("sysctl {key:?} is not under net."))
             }
-            Op::Sysctl { key, .. } | Op::SysctlRestore { key, .. }
-                if key.split('.').any(|p| p.is_empty() || p.contains('/')) =>
-            {
+            Op::Sysctl { key, .. } | Op::SysctlRestore { key, .. } if sysctl_path(key).is_none() => {
                 Some(format!("sysctl key {key:?} is malformed"))
             }
             Op::RouteAdd { route, .. } | Op::RouteDel { route, .. } => match route.table {
@@ -646,8 +638,8 @@ impl Op {
                 }
                 _ => None,
             },
-            Op::Mount { fstype, .. } if !FSTYPES.contains(&fstype.as_str()) => {
-                Some(format!("filesystem type {fstype:?} is not one of {}", FSTYPES.join(", ")))
+            Op::Mount { fstype, .. } if !MOUNT_FSTYPES.contains(&fstype.as_str()) => {
+                Some(format!("filesystem type {fstype:?} is not one of {}", MOUNT_FSTYPES.join(", ")))
             }
             Op::ImageCreate { fstype, .. } if !IMAGE_FSTYPES.contains(&fstype.as_str()) => {
                 Some(format!("image filesystem type {fstype:?} is not one of {}", IMAGE_FSTYPES.join(", ")))
@@ -732,6 +724,24 @@ fn fact_name(fact: &FirewallFact) -> String {
             None => format!("port {host_port}/{}", protocol.as_str()),
         },
     }
+}
+
+/// The dotted key of interface `link`'s sysctl `leaf` for `family` (`ipv4`, `ipv6`):
+/// `net.ipv4.conf.LINK.LEAF`, with each dot in the interface name written as `/`, the way
+/// sysctl(8) reads it, so `br.0` stays one component.
+pub fn link_sysctl_key(family: &str, link: &str, leaf: &str) -> String {
+    format!("net.{family}.conf.{}.{leaf}", link.replace('.', "/"))
+}
+
+/// The path under `/proc/sys` that a dotted sysctl key names: dots separate the components,
+/// and a `/` inside a component stands for a dot (see [`link_sysctl_key`]). `None` for a key
+/// with a component that is empty or that would be `.` or `..`.
+pub fn sysctl_path(key: &str) -> Option<String> {
+    let parts: Vec<String> = key.split('.').map(|p| p.replace('/', ".")).collect();
+    if parts.iter().any(|p| p.is_empty() || p == "." || p == "..") {
+        return None;
+    }
+    Some(parts.join("/"))
 }
 
 /// One step of a plan: an operation and the operation that undoes it.
@@ -975,6 +985,17 @@ impl FromIterator<Step> for Plan {
 mod tests {
     use super::*;
     use serde_json::Value;
+
+    #[test]
+    fn a_dot_in_an_interface_name_stays_inside_its_sysctl_component() {
+        let key = link_sysctl_key("ipv4", "br.0", "route_localnet");
+        assert_eq!(key, "net.ipv4.conf.br/0.route_localnet");
+        assert_eq!(sysctl_path(&key).as_deref(), Some("net/ipv4/conf/br.0/route_localnet"));
+        assert_eq!(sysctl_path("net.ipv4.ip_forward").as_deref(), Some("net/ipv4/ip_forward"));
+        for bad in ["net..x", "net.ipv4.conf.//.x", "net.ipv4.conf./.x", ".net", "net."] {
+            assert_eq!(sysctl_path(bad), None, "{bad}");
+        }
+    }
 
     #[test]
     fn inverse_reverses_order_and_swaps_each_step() {

@@ -28,12 +28,8 @@ fn a_request_whose_headers_never_finish_is_closed() {
 #[test]
 fn reads_are_answered_while_an_operation_is_in_flight() {
     wharf_tests::require_root!();
-    // Only this build's panicky plugin: the examples directory may hold older builds of it.
-    let plugins = std::env::temp_dir().join(wharf_tests::unique("wharf-api-plugins"));
-    std::fs::create_dir_all(&plugins).unwrap();
-    let panicky = wharf_tests::target_dir().join("examples/libpanicky_plugin.so");
-    std::fs::copy(&panicky, plugins.join("libpanicky.so")).unwrap();
-    let h = Host::start_with(&["--plugin-dir", plugins.to_str().unwrap()]);
+    let plugins = wharf_tests::PanickyPlugin::new();
+    let h = Host::start_with(&["--plugin-dir", plugins.path()]);
     h.wharf_ok(&["network", "create", "--subnet", "10.65.0.0/24", "before"]);
     let socket = h.socket();
     let slow = std::thread::spawn(move || {
@@ -57,5 +53,4 @@ fn reads_are_answered_while_an_operation_is_in_flight() {
     let (_, list) = h.api("GET", "/networks", "");
     assert!(list.contains("\"slow\""), "a read after the write sees it: {list}");
     drop(h);
-    std::fs::remove_dir_all(plugins).unwrap();
 }

@@ -3,7 +3,7 @@
 //! gateways, IPv6 MTUs, volume sizes and mount options, and wharfd's own namespace.
 
 use serde_json::json;
-use wharf_tests::{assert_same_snapshot, Host, Netns};
+use wharf_tests::{assert_same_snapshot, Host, Netns, PanickyPlugin};
 
 /// Send `body` to `path`; it must be refused with a 4xx whose message contains `field`,
 /// and the kernel and the store must look as before.
@@ -173,4 +173,82 @@ fn wharfds_own_namespace_is_not_a_sandbox() {
     refused(&h, "/wharf/sandboxes", json!({ "Name": "self", "Netns": h.ns.path() }), "Netns");
     let err = h.wharf_err(&["sandbox", "create", "--netns", &h.ns.path(), "self"]);
     assert!(err.contains("wharfd's own network namespace"), "{err}");
+}
+
+#[test]
+fn an_endpoint_mac_equal_to_the_gateways_is_refused() {
+    wharf_tests::require_root!();
+    let h = host_with_a_sandbox();
+    let v: serde_json::Value = serde_json::from_str(&h.wharf_ok(&["network", "inspect", "m"])).unwrap();
+    let bridge = format!("br-{}", &v[0]["Id"].as_str().unwrap()[..12]);
+    let line = h.in_host_ok(&["ip", "-o", "link", "show", "dev", &bridge]);
+    let mac = line.split("link/ether ").nth(1).and_then(|m| m.split_whitespace().next()).unwrap().to_uppercase();
+    let body = json!({ "Container": "a", "EndpointConfig": { "MacAddress": mac } });
+    refused(&h, "/networks/m/connect", body, "MacAddress");
+}
+
+#[test]
+fn a_bridge_name_with_a_dot_gets_its_sysctl() {
+    wharf_tests::require_root!();
+    let h = Host::start();
+    h.wharf_ok(&["network", "create", "-o", "com.docker.network.bridge.name=wk.br0", "--subnet", "10.67.0.0/24", "d"]);
+    assert_eq!(h.in_host_ok(&["sysctl", "-n", "net.ipv4.conf.wk/br0.route_localnet"]).trim(), "1");
+    h.wharf_ok(&["network", "rm", "d"]);
+    assert!(!h.in_host(&["ip", "link", "show", "wk.br0"]).status.success());
+}
+
+#[test]
+fn a_filesystem_type_the_policy_refuses_is_refused_at_create() {
+    wharf_tests::require_root!();
+    let h = Host::start();
+    let body = json!({ "Name": "nv", "Driver": "local", "DriverOpts": { "type": "nilfs2", "device": "/dev/null" } });
+    refused(&h, "/volumes/create", body, "invalid option \"type\"");
+}
+
+#[test]
+fn volume_options_the_kernel_refuses_at_mount_are_the_requests_fault() {
+    wharf_tests::require_root!();
+    let h = Host::start();
+    let missing = h.dir.join("wk-missing").display().to_string();
+    let cases = [
+        ("blk", vec!["type=ext4", "device=/dev/null"], "device refused"),
+        ("inodes", vec!["type=tmpfs", "device=tmpfs", "o=nr_inodes=abc"], "o refused"),
+        ("gone", vec!["type=none", "o=bind"], "device refused"),
+    ];
+    for (name, options, field) in cases {
+        let mut args = vec!["volume", "create"];
+        for o in &options {
+            args.extend(["-o", o]);
+        }
+        let device = format!("device={missing}");
+        if name == "gone" {
+            args.extend(["-o", &device]);
+        }
+        args.push(name);
+        h.wharf_ok(&args);
+        let before = h.snapshot();
+        let (status, answer) = h.api("POST", &format!("/wharf/volumes/{name}/mount"), r#"{"ID":"wk"}"#);
+        assert!((400..500).contains(&status), "{name}: {status} {answer}\n{}", h.log());
+        assert!(answer.contains(&format!("volume {name}")) && answer.contains(field), "{name}: {answer}");
+        assert_same_snapshot(&before, &h.snapshot());
+        h.wharf_ok(&["volume", "rm", name]);
+    }
+}
+
+#[test]
+fn a_plan_the_policy_refuses_or_a_link_of_another_kind_is_the_requests_fault() {
+    wharf_tests::require_root!();
+    // A driver that plans without the checks a driver owes: core and the executor still
+    // answer with the request's fault, never a 500.
+    let plugins = PanickyPlugin::new();
+    let h = Host::start_with(&["--plugin-dir", plugins.path()]);
+    let kernel = json!({ "Name": "kernel", "Driver": "panicky" });
+    refused(&h, "/networks/create", kernel.clone(), "sysctl \"kernel.panic\" is not under net.");
+    assert_eq!(h.api("POST", "/networks/create", &kernel.to_string()).0, 403);
+
+    h.in_host_ok(&["ip", "link", "add", "wkveth0", "type", "veth", "peer", "name", "wkveth1"]);
+    let taken = json!({ "Name": "taken", "Driver": "panicky", "Options": { "bridge": "wkveth0" } });
+    refused(&h, "/networks/create", taken.clone(), "link \"wkveth0\" exists and is a veth link, not a bridge");
+    assert_eq!(h.api("POST", "/networks/create", &taken.to_string()).0, 409);
+    assert!(h.in_host(&["ip", "link", "show", "wkveth0", "type", "veth"]).status.success());
 }

@@ -378,3 +378,97 @@ fn a_link_killed_before_its_alias_is_still_known_by_its_group() {
     assert!(!now.iter().any(|l| l == "half0"), "{now:?}\n{}", h.log());
     assert!(now.iter().any(|l| l == "other0"), "{now:?}");
 }
+
+#[test]
+fn a_volume_directory_that_stood_before_create_survives_rm_and_a_failed_create() {
+    wharf_tests::require_root!();
+    let mut h = Host::start();
+    let volumes = h.dir.join("root/volumes");
+    // The volume's directory and its data directory both stood there: all of it is adopted,
+    // across a kill -9 as well.
+    let theirs = volumes.join("theirs");
+    std::fs::create_dir_all(theirs.join("_data")).unwrap();
+    std::fs::write(theirs.join("notes"), "the operator's").unwrap();
+    std::fs::write(theirs.join("_data/file"), "kept").unwrap();
+    h.wharf_ok(&["volume", "create", "theirs"]);
+    h.kill_daemon();
+    h.start_daemon();
+    h.wharf_ok(&["volume", "rm", "theirs"]);
+    assert!(h.wharf_err(&["volume", "inspect", "theirs"]).contains("not found"));
+    assert_eq!(std::fs::read_to_string(theirs.join("notes")).unwrap(), "the operator's", "{}", h.log());
+    assert_eq!(std::fs::read_to_string(theirs.join("_data/file")).unwrap(), "kept");
+
+    // Only the volume's directory stood there: the data directory wharf made goes with the
+    // volume, the rest stays.
+    let half = volumes.join("half");
+    std::fs::create_dir_all(&half).unwrap();
+    std::fs::write(half.join("notes"), "the operator's").unwrap();
+    h.wharf_ok(&["volume", "create", "half"]);
+    std::fs::write(half.join("_data/written"), "by a user of the volume").unwrap();
+    h.wharf_ok(&["volume", "rm", "half"]);
+    assert!(!half.join("_data").exists(), "the data directory wharf made is gone");
+    assert_eq!(std::fs::read_to_string(half.join("notes")).unwrap(), "the operator's");
+
+    // A create that fails (a file stands where the data directory goes) leaves what it found.
+    let failed = volumes.join("failed");
+    std::fs::create_dir_all(&failed).unwrap();
+    std::fs::write(failed.join("_data"), "not a directory").unwrap();
+    let err = h.wharf_err(&["volume", "create", "failed"]);
+    assert!(err.contains("failed/_data"), "{err}");
+    assert!(h.wharf_err(&["volume", "inspect", "failed"]).contains("not found"));
+    assert_eq!(std::fs::read_to_string(failed.join("_data")).unwrap(), "not a directory");
+
+    // A volume wharf made from nothing goes whole.
+    h.wharf_ok(&["volume", "create", "ours"]);
+    h.wharf_ok(&["volume", "rm", "ours"]);
+    assert!(!volumes.join("ours").exists());
+}
+
+/// What `network rm` must leave of an adopted bridge: its addresses, MTU, up/down state
+/// and `route_localnet`.
+fn bridge_as_it_is(h: &Host, name: &str) -> (Vec<String>, String, bool, String) {
+    let line = h.in_host_ok(&["ip", "-o", "link", "show", "dev", name]);
+    let mtu = line.split(" mtu ").nth(1).and_then(|m| m.split_whitespace().next()).unwrap().to_string();
+    let up = line.split('<').nth(1).and_then(|f| f.split('>').next()).is_some_and(|f| f.split(',').any(|x| x == "UP"));
+    let key = format!("net.ipv4.conf.{name}.route_localnet");
+    let localnet = h.in_host_ok(&["sysctl", "-n", &key]).trim().to_string();
+    (addresses(h, name), mtu, up, localnet)
+}
+
+#[test]
+fn an_adopted_bridge_gets_back_its_mtu_state_and_route_localnet() {
+    wharf_tests::require_root!();
+    let mut h = Host::start();
+    h.in_host_ok(&["ip", "link", "add", "wkbr0", "mtu", "1400", "type", "bridge"]);
+    h.in_host_ok(&["ip", "addr", "add", "10.93.0.1/24", "dev", "wkbr0"]);
+    h.in_host_ok(&["sysctl", "-qw", "net.ipv4.conf.wkbr0.route_localnet=0"]);
+    let before = bridge_as_it_is(&h, "wkbr0");
+    assert_eq!(before, (vec!["10.93.0.1/24".to_string()], "1400".into(), false, "0".into()));
+    let adopt = "com.docker.network.bridge.name=wkbr0";
+    let create = ["network", "create", "-o", adopt, "--subnet", "10.93.0.0/24", "--gateway", "10.93.0.1", "wk"];
+    h.wharf_ok(&create);
+    let during = bridge_as_it_is(&h, "wkbr0");
+    assert_eq!((during.1.as_str(), during.2, during.3.as_str()), ("1500", true, "1"), "the network's settings");
+    h.wharf_ok(&["sandbox", "create", "a"]);
+    h.wharf_ok(&["network", "connect", "wk", "a"]);
+    assert!(h.in_sandbox("a", &["ping", "-c", "1", "-W", "1", "10.93.0.1"]).status.success(), "{}", h.log());
+    h.wharf_ok(&["network", "disconnect", "wk", "a"]);
+    // The values found are kept with the network, across a restart.
+    h.kill_daemon();
+    h.start_daemon();
+    h.wharf_ok(&["network", "rm", "wk"]);
+    assert_eq!(bridge_as_it_is(&h, "wkbr0"), before, "{}", h.log());
+
+    // Up, with the network's gateway on it: its own connected route covers the subnet, and
+    // that is no overlap for a network built on it. Another link's route still is.
+    h.in_host_ok(&["ip", "link", "set", "wkbr0", "up"]);
+    let before = bridge_as_it_is(&h, "wkbr0");
+    h.wharf_ok(&create);
+    h.wharf_ok(&["network", "rm", "wk"]);
+    assert_eq!(bridge_as_it_is(&h, "wkbr0"), before);
+    h.in_host_ok(&["ip", "link", "add", "wkother0", "type", "bridge"]);
+    h.in_host_ok(&["ip", "addr", "add", "10.92.0.1/24", "dev", "wkother0"]);
+    h.in_host_ok(&["ip", "link", "set", "wkother0", "up"]);
+    let err = h.wharf_err(&["network", "create", "-o", adopt, "--subnet", "10.92.0.0/24", "wk2"]);
+    assert!(err.contains("overlaps with the host route to 10.92.0.0/24"), "{err}");
+}

@@ -1,7 +1,7 @@
 //! The engine's one error type. Every variant names the object it concerns; the API maps
 //! variants to Docker's status codes in one place (`Error::status`).
 
-use crate::executor::PlanError;
+use crate::executor::{ExecErrorKind, PlanError};
 use wharf_sdk::{DriverError, ErrorKind};
 
 /// An engine error.
@@ -62,7 +62,13 @@ impl Error {
                 ErrorKind::Forbidden => 403,
                 ErrorKind::Internal => 500,
             },
-            Error::Plan { .. } | Error::Store(_) | Error::Internal(_) => 500,
+            Error::Plan { error, .. } => match error.cause.kind() {
+                // The host holds something else under a name the request gave.
+                ExecErrorKind::Taken => 409,
+                ExecErrorKind::Refused => 400,
+                ExecErrorKind::Failed => 500,
+            },
+            Error::Store(_) | Error::Internal(_) => 500,
         }
     }
 

@@ -164,6 +164,14 @@ pub struct Volume {
     pub state: Value,
     /// Driver status, as last reported.
     pub status: BTreeMap<String, Value>,
+    /// The plan that made the volume's directories and files. A record from before it was
+    /// kept has none: all of its volume was made by wharf.
+    #[serde(skip_serializing_if = "wharf_sdk::Plan::is_empty")]
+    pub plan: wharf_sdk::Plan,
+    /// Indices of the plan's steps that found their object there (a directory that stood
+    /// before `volume create`): removing the volume, or a failed create, leaves them.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub found: Vec<usize>,
 }
 
 /// The label that marks an anonymous volume.

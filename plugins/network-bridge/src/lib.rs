@@ -10,13 +10,13 @@
 mod options;
 
 use ipnet::IpNet;
-use options::Settings;
+use options::{FoundBridge, Settings};
 use serde_json::Value;
 use std::net::IpAddr;
 use wharf_sdk::{
     mac_from_seed, state_from_value, state_to_value, CreateNetwork, DeleteNetwork, DriverError, DriverResult,
-    EndpointInfo, EndpointRequest, FirewallFact, HostFacts, JoinInfo, LinkKind, LinkSpec, Netns, NetworkCapabilities,
-    NetworkDriver, NetworkSpec, Op, Outcome, Plan, PortBinding, RouteSpec, Step, VethEndpoint,
+    EndpointInfo, EndpointRequest, FirewallFact, HostFacts, JoinInfo, LinkChange, LinkKind, LinkSpec, Netns,
+    NetworkCapabilities, NetworkDriver, NetworkSpec, Op, Outcome, Plan, PortBinding, RouteSpec, Step, VethEndpoint,
 };
 
 const DRIVER: &str = "bridge";
@@ -32,14 +32,36 @@ fn default_route(gw: IpAddr) -> IpNet {
     }
 }
 
-/// The plan that makes a network: bridge, gateway addresses, forwarding, firewall fact.
+/// The key of a bridge's `route_localnet` sysctl.
+fn route_localnet(bridge: &str) -> String {
+    wharf_sdk::link_sysctl_key("ipv4", bridge, "route_localnet")
+}
+
+/// The plan that makes a network: bridge, gateway addresses, forwarding, firewall fact. A
+/// bridge that stood there is changed by steps of their own, each undone by putting back
+/// the value found, so removing the network leaves the bridge as it was.
 fn network_plan(network: &NetworkSpec, s: &Settings) -> Plan {
     let mut plan = Plan::new();
     let mut bridge = LinkSpec::new(&s.bridge, LinkKind::Bridge);
-    bridge.mtu = Some(s.mtu);
-    bridge.mac = s.mac.clone();
-    bridge.up = true;
-    plan.push(Step::link_add(Netns::Host, bridge));
+    match &s.found {
+        None => {
+            bridge.mtu = Some(s.mtu);
+            bridge.mac = s.mac.clone();
+            bridge.up = true;
+            plan.push(Step::link_add(Netns::Host, bridge));
+        }
+        Some(found) => {
+            plan.push(Step::link_add(Netns::Host, bridge));
+            if found.mtu != s.mtu {
+                let set =
+                    |mtu| Op::LinkSet { netns: Netns::Host, name: s.bridge.clone(), change: LinkChange::Mtu(mtu) };
+                plan.push(Step::new(set(s.mtu), set(found.mtu)));
+            }
+            if !found.up {
+                plan.push(Step::link_up(Netns::Host, &s.bridge));
+            }
+        }
+    }
     let v4 = network.ipv4.iter().filter(|_| !s.inhibit_ipv4);
     let v6 = network.ipv6.iter().filter(|_| network.enable_ipv6);
     for gw in v4.chain(v6.clone()).filter_map(|p| p.gateway_cidr()) {
@@ -53,7 +75,8 @@ fn network_plan(network: &NetworkSpec, s: &Settings) -> Plan {
         // Lets DNAT from 127.0.0.1 reach the bridge, for ports published on localhost. The
         // firewall drops whatever arrives on a bridge addressed to the host's loopback, so
         // sandboxes do not reach services the host binds to 127.0.0.1 through it.
-        plan.push(Step::sysctl(Netns::Host, format!("net.ipv4.conf.{}.route_localnet", s.bridge), "1", None));
+        let previous = s.found.as_ref().and_then(|f| f.route_localnet.clone());
+        plan.push(Step::sysctl(Netns::Host, route_localnet(&s.bridge), "1", previous));
     }
     plan.push(Step::firewall_add(FirewallFact::Network {
         bridge: s.bridge.clone(),
@@ -181,6 +204,7 @@ impl NetworkDriver for BridgeDriver {
         NetworkCapabilities {
             options: options::KNOWN.map(String::from).to_vec(),
             endpoint_options: vec![wharf_sdk::ENDPOINT_IFNAME.to_string()],
+            link_option: Some(options::NAME.to_string()),
             ..Default::default()
         }
     }
@@ -215,8 +239,12 @@ impl NetworkDriver for BridgeDriver {
         // caches would point at a MAC that is gone. Fix one at creation, as Docker does;
         // the network id is random, so the MAC drawn from it is too, and it is kept in
         // the network's state so a re-created bridge gets the same one.
-        if req.facts.link(&s.bridge).is_none() {
-            s.mac = Some(mac_from_seed(&format!("bridge {}", req.network.id)));
+        match req.facts.link(&s.bridge) {
+            None => s.mac = Some(mac_from_seed(&format!("bridge {}", req.network.id))),
+            Some(link) => {
+                let route_localnet = link.sysctls.get(&route_localnet(&s.bridge)).cloned();
+                s.found = Some(FoundBridge { mtu: link.mtu, up: link.up, mac: link.mac.clone(), route_localnet });
+            }
         }
         let plan = network_plan(&req.network, &s);
         Ok(Outcome::new((), plan, state_to_value(DRIVER, &s)?))
@@ -229,6 +257,16 @@ impl NetworkDriver for BridgeDriver {
 
     fn create_endpoint(&self, req: EndpointRequest) -> DriverResult<Outcome<EndpointInfo>> {
         let s = Self::settings(&req)?;
+        if let (Some(mac), Some(gateway)) = (&req.endpoint.mac, s.gateway_mac()) {
+            if mac.eq_ignore_ascii_case(gateway) {
+                // Two ports with one address on a segment: the sandboxes' replies to the
+                // gateway would come back to this endpoint.
+                return Err(DriverError::conflict(format!(
+                    "MacAddress {mac} is the address of the network's gateway, bridge {}",
+                    s.bridge
+                )));
+            }
+        }
         let ep = VethEndpoint::new(DRIVER, &req, &s.iface_prefix)?;
         Ok(Outcome::new(ep.info(), Plan::new(), state_to_value(DRIVER, &ep)?))
     }

@@ -53,6 +53,31 @@ pub struct Settings {
     /// before the driver chose one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mac: Option<String>,
+    /// A bridge that stood there before the network, as it was then; `None` for a bridge
+    /// the driver creates (and for networks made before the driver kept this).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub found: Option<FoundBridge>,
+}
+
+/// What an adopted bridge was like before the network changed it: removing the network
+/// puts each setting back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FoundBridge {
+    pub mtu: u32,
+    pub up: bool,
+    /// The bridge's own MAC, the gateway's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+    /// `route_localnet` of the bridge, when the host facts had it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub route_localnet: Option<String>,
+}
+
+impl Settings {
+    /// The MAC of the network's gateway, the bridge's own, when the driver knows it.
+    pub fn gateway_mac(&self) -> Option<&str> {
+        self.mac.as_deref().or_else(|| self.found.as_ref().and_then(|f| f.mac.as_deref()))
+    }
 }
 
 /// Go's `strconv.ParseBool`, which Docker uses for boolean options.
@@ -130,5 +155,6 @@ pub fn resolve(network: &NetworkSpec, facts: &HostFacts) -> DriverResult<Setting
         iface_prefix,
         trusted: get(o, TRUSTED).map_or(Ok(Vec::new()), parse_trusted)?,
         mac: None,
+        found: None,
     })
 }

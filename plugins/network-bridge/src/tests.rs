@@ -377,3 +377,46 @@ fn an_existing_bridge_keeps_the_operators_mac() {
     let Some(Op::LinkAdd { link, .. }) = out.plan.ops().next() else { panic!("{:?}", out.plan) };
     assert_eq!(link.mac, None);
 }
+
+#[test]
+fn an_adopted_bridge_is_changed_by_steps_that_put_back_what_was_found() {
+    let n = network(&[(options::NAME, "opbr0")]);
+    let mut f = facts();
+    let key = "net.ipv4.conf.opbr0.route_localnet";
+    let sysctls = BTreeMap::from([(key.to_string(), "0".to_string())]);
+    f.links.push(HostLink { name: "opbr0".into(), mtu: 1400, kind: "bridge".into(), sysctls, ..Default::default() });
+    let out =
+        BridgeDriver.create_network(CreateNetwork { network: n.clone(), facts: f, ..Default::default() }).unwrap();
+    let Some(Op::LinkAdd { link, .. }) = out.plan.ops().next() else { panic!("{:?}", out.plan) };
+    assert_eq!((link.mtu, link.up, &link.mac), (None, false, &None), "adopting the link changes nothing itself");
+    let set = |change| Op::LinkSet { netns: Netns::Host, name: "opbr0".into(), change };
+    assert_eq!(out.plan.steps[1], Step::new(set(LinkChange::Mtu(1450)), set(LinkChange::Mtu(1400))));
+    assert_eq!(out.plan.steps[2], Step::new(set(LinkChange::Up), set(LinkChange::Down)));
+    let localnet = out.plan.steps.iter().find(|s| matches!(&s.op, Op::Sysctl { key: k, .. } if k == key)).unwrap();
+    assert_eq!(localnet.undo, Op::Sysctl { netns: Netns::Host, key: key.into(), value: "0".into() });
+
+    // The removal, from the state alone, puts each back.
+    let removal =
+        BridgeDriver.delete_network(DeleteNetwork { network: n, state: out.state, ..Default::default() }).unwrap();
+    assert_eq!(removal.plan, out.plan.inverse());
+
+    // A bridge found up with the MTU asked for needs neither step.
+    let n = network(&[(options::NAME, "opbr1")]);
+    let mut f = facts();
+    f.links.push(HostLink { name: "opbr1".into(), mtu: 1450, up: true, kind: "bridge".into(), ..Default::default() });
+    let out = BridgeDriver.create_network(CreateNetwork { network: n, facts: f, ..Default::default() }).unwrap();
+    assert!(!out.plan.ops().any(|op| matches!(op, Op::LinkSet { .. })), "{:?}", out.plan);
+}
+
+#[test]
+fn an_endpoint_may_not_take_the_gateways_mac() {
+    let n = network(&[]);
+    let mut req = endpoint_req(&n, &[]);
+    let s: Settings = state_from_value(DRIVER, &req.network_state, "network").unwrap();
+    req.endpoint.mac = Some(s.mac.unwrap().to_uppercase());
+    let err = BridgeDriver.create_endpoint(req.clone()).unwrap_err();
+    assert_eq!(err.kind, wharf_sdk::ErrorKind::Conflict);
+    assert!(err.to_string().contains("MacAddress"), "{err}");
+    req.endpoint.mac = Some("02:00:00:00:00:01".into());
+    assert!(BridgeDriver.create_endpoint(req).is_ok());
+}

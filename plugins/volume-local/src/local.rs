@@ -139,8 +139,10 @@ impl LocalState {
         self.mount_step().map(|mount| mount.inverse()).into_iter().collect()
     }
 
-    /// Remove the volume's directory and everything in it. Removed data cannot come back,
-    /// so the removal is the last step and has no undo.
+    /// Take away what the create plan made, last first: the image, the data directory and
+    /// everything in it, the volume's directory. Each removal is the very undo of its create
+    /// step, so core leaves out those whose object stood there before the volume (see
+    /// `without_found` in core). Removed data cannot come back: the steps have no undo.
     fn remove_plan(&self) -> Plan {
         let mut plan = Plan::new();
         if self.mount_step().is_some() {
@@ -148,7 +150,9 @@ impl LocalState {
             // so the removal never reaches into a share, a bind source or a device.
             plan.push(Step::new(Op::Unmount { target: self.data_dir.clone() }, Op::Noop));
         }
-        plan.push(Step::new(Op::DirRemove { path: self.volume_dir.clone() }, Op::Noop));
+        for made in self.create_plan().steps.into_iter().rev() {
+            plan.push(Step::new(made.undo, Op::Noop));
+        }
         plan
     }
 
@@ -370,9 +374,11 @@ mod tests {
         assert_eq!(LocalDriver.path(req.clone()).unwrap(), "/var/lib/wharf/volumes/web/_data");
         assert_eq!(LocalDriver.get(req.clone()).unwrap(), out.response);
         let removed = LocalDriver.remove(req).unwrap();
+        let gone = |path: &str| Step::new(Op::DirRemove { path: path.into() }, Op::Noop);
         assert_eq!(
             removed.plan.steps,
-            vec![Step::new(Op::DirRemove { path: "/var/lib/wharf/volumes/web".into() }, Op::Noop)]
+            vec![gone("/var/lib/wharf/volumes/web/_data"), gone("/var/lib/wharf/volumes/web")],
+            "each removal is the undo of a create step, so core can leave what was found"
         );
     }
 
@@ -406,7 +412,8 @@ mod tests {
         );
         let removed = LocalDriver.remove(req).unwrap();
         assert_eq!(removed.plan.steps[0], Step::new(unmount(), Op::Noop), "never remove into a mounted filesystem");
-        assert_eq!(removed.plan.steps[1].op, Op::DirRemove { path: format!("{VOLUMES}/v") });
+        assert_eq!(removed.plan.steps[1].op, Op::DirRemove { path: format!("{VOLUMES}/v/_data") });
+        assert_eq!(removed.plan.steps[2].op, Op::DirRemove { path: format!("{VOLUMES}/v") });
     }
 
     #[test]
@@ -501,6 +508,7 @@ mod tests {
         let plan = LocalDriver.unmount(req.clone()).unwrap().plan;
         assert_eq!(plan.steps, vec![Step::new(unmount(), mount(&image, "ext4", "loop"))]);
         let plan = LocalDriver.remove(req).unwrap().plan;
+        assert_eq!(plan.steps[1].op, Op::FileRemove { path: image });
         assert_eq!(plan.ops().last(), Some(&Op::DirRemove { path: format!("{VOLUMES}/v") }));
     }
 

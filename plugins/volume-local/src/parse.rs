@@ -58,14 +58,17 @@ pub(crate) fn id(value: &str) -> Result<u32, String> {
     }
 }
 
-/// A filesystem type name such as `ext4`, `nfs4`, `fuse.sshfs` or `none`.
+/// A filesystem type name such as `ext4`, `nfs4` or `none`, among those core's plan policy
+/// lets a mount use.
 pub(crate) fn fstype(value: &str) -> Result<(), String> {
     let name_like = |b: u8| b.is_ascii_alphanumeric() || b"._-".contains(&b);
-    if !value.is_empty() && value.bytes().all(name_like) {
-        Ok(())
-    } else {
-        Err(format!("{value:?} is not a filesystem type"))
+    if value.is_empty() || !value.bytes().all(name_like) {
+        return Err(format!("{value:?} is not a filesystem type"));
     }
+    if !wharf_sdk::MOUNT_FSTYPES.contains(&value) {
+        return Err(format!("{value:?} is not one of {}", wharf_sdk::MOUNT_FSTYPES.join(", ")));
+    }
+    Ok(())
 }
 
 /// The elements of a comma-separated mount option string, read as core's mount code reads
@@ -193,11 +196,11 @@ mod tests {
     }
 
     #[test]
-    fn filesystem_types_are_names() {
-        for good in ["ext4", "nfs4", "fuse.sshfs", "none", "9p"] {
+    fn filesystem_types_are_names_core_lets_a_mount_use() {
+        for good in ["ext4", "nfs4", "none", "9p"] {
             assert!(fstype(good).is_ok(), "{good}");
         }
-        for bad in ["", "ext4,loop", "a b", "../x"] {
+        for bad in ["", "ext4,loop", "a b", "../x", "fuse.sshfs", "nilfs2"] {
             assert!(fstype(bad).is_err(), "{bad}");
         }
     }

@@ -9,6 +9,7 @@ use crate::error::{Error, Result};
 use crate::model::{Network, Pool};
 use crate::store::Table;
 use ipnet::IpNet;
+use std::sync::Arc;
 
 /// The driver name a configuration-only network shows, as in Docker.
 const CONFIG_ONLY_DRIVER: &str = "null";
@@ -93,7 +94,7 @@ impl Engine {
             t.put(Table::Networks, &network.id, &network)
         })?;
         tracing::info!(network = %network.name, id = %network.id, "configuration-only network created");
-        state.networks.insert(network.id.clone(), network.clone());
+        state.networks.insert(network.id.clone(), Arc::new(network.clone()));
         Ok(network)
     }
 }

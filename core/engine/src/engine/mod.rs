@@ -69,13 +69,15 @@ pub struct DefaultBridge {
     pub subnet: IpNet,
 }
 
-/// The in-memory mirror of the store.
+/// The in-memory mirror of the store. Its objects are shared between the state and its
+/// published copies: a copy costs a pointer per object, and a change replaces only the
+/// objects it touches.
 #[derive(Default, Clone)]
 struct State {
-    networks: BTreeMap<String, Network>,
-    endpoints: BTreeMap<String, Endpoint>,
-    sandboxes: BTreeMap<String, Sandbox>,
-    volumes: BTreeMap<String, Volume>,
+    networks: BTreeMap<String, Arc<Network>>,
+    endpoints: BTreeMap<String, Arc<Endpoint>>,
+    sandboxes: BTreeMap<String, Arc<Sandbox>>,
+    volumes: BTreeMap<String, Arc<Volume>>,
     /// The host port picked last for a binding that left it to wharf.
     port_cursor: u16,
 }
@@ -181,19 +183,19 @@ fn lookup<'a, T>(
 
 impl State {
     fn network(&self, key: &str) -> Result<&Network> {
-        lookup("network", key, self.networks.values(), |n| &n.id, |n| &n.name)
+        lookup("network", key, self.networks.values().map(|n| &**n), |n| &n.id, |n| &n.name)
     }
 
     fn sandbox(&self, key: &str) -> Result<&Sandbox> {
-        lookup("sandbox", key, self.sandboxes.values(), |s| &s.id, |s| &s.name)
+        lookup("sandbox", key, self.sandboxes.values().map(|s| &**s), |s| &s.id, |s| &s.name)
     }
 
     fn endpoints_of_network<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Endpoint> + 'a {
-        self.endpoints.values().filter(move |e| e.network_id == id)
+        self.endpoints.values().map(|e| &**e).filter(move |e| e.network_id == id)
     }
 
     fn endpoints_of_sandbox<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Endpoint> + 'a {
-        self.endpoints.values().filter(move |e| e.sandbox_id == id)
+        self.endpoints.values().map(|e| &**e).filter(move |e| e.sandbox_id == id)
     }
 }
 
@@ -263,16 +265,16 @@ impl Engine {
         }
         let mut state = State::default();
         for (_, n) in store.list::<Network>(Table::Networks)? {
-            state.networks.insert(n.id.clone(), n);
+            state.networks.insert(n.id.clone(), Arc::new(n));
         }
         for (_, e) in store.list::<Endpoint>(Table::Endpoints)? {
-            state.endpoints.insert(e.id.clone(), e);
+            state.endpoints.insert(e.id.clone(), Arc::new(e));
         }
         for (_, s) in store.list::<Sandbox>(Table::Sandboxes)? {
-            state.sandboxes.insert(s.id.clone(), s);
+            state.sandboxes.insert(s.id.clone(), Arc::new(s));
         }
         for (_, v) in store.list::<Volume>(Table::Volumes)? {
-            state.volumes.insert(v.name.clone(), v);
+            state.volumes.insert(v.name.clone(), Arc::new(v));
         }
         let published = RwLock::new(Arc::new(state.clone()));
         let events = events::Events::default();
@@ -505,13 +507,15 @@ impl Engine {
     /// resolver file (made only where nothing stood: a name whose namespace file exists is
     /// refused before anything is journaled); a directory that was absent when the plan
     /// was made (one that stood there already was given no undo, see
-    /// [`adopt_existing_directories`]); or a sysctl whose undo restores the value core kept.
+    /// [`adopt_existing_directories`]); or a sysctl or MTU change whose undo puts back the
+    /// value core kept or found.
     fn made_in_flight(&self, step: &Step) -> bool {
         match &step.op {
             Op::NetnsCreate { .. } | Op::FileWrite { .. } => true,
             Op::DirCreate { .. } => step.undo != Op::Noop,
-            // Writing back the value kept for it is right whether or not the write ran.
-            Op::Sysctl { .. } => matches!(step.undo, Op::SysctlRestore { .. }),
+            // A change whose undo writes back the value kept or found: right whether it ran or not.
+            Op::Sysctl { .. } => matches!(step.undo, Op::SysctlRestore { .. } | Op::Sysctl { .. }),
+            Op::LinkSet { change: wharf_sdk::LinkChange::Mtu(_), .. } => step.undo != Op::Noop,
             op => self.ours_alone(&self.lock(), op, ""),
         }
     }
@@ -542,7 +546,7 @@ impl Engine {
 
     /// Every network.
     pub fn networks(&self) -> Vec<Network> {
-        self.read().networks.values().cloned().collect()
+        self.read().networks.values().map(|n| Network::clone(n)).collect()
     }
 
     /// One network by id, name or id prefix.
@@ -554,13 +558,13 @@ impl Engine {
     pub fn network_endpoints(&self, id: &str) -> Vec<(Endpoint, Sandbox)> {
         let s = self.read();
         s.endpoints_of_network(id)
-            .filter_map(|e| s.sandboxes.get(&e.sandbox_id).map(|sb| (e.clone(), sb.clone())))
+            .filter_map(|e| s.sandboxes.get(&e.sandbox_id).map(|sb| (e.clone(), Sandbox::clone(sb))))
             .collect()
     }
 
     /// Every sandbox.
     pub fn sandboxes(&self) -> Vec<Sandbox> {
-        self.read().sandboxes.values().cloned().collect()
+        self.read().sandboxes.values().map(|s| Sandbox::clone(s)).collect()
     }
 
     /// One sandbox by id, name or id prefix.
@@ -572,7 +576,7 @@ impl Engine {
     pub fn sandbox_endpoints(&self, id: &str) -> Vec<(Endpoint, Network)> {
         let s = self.read();
         s.endpoints_of_sandbox(id)
-            .filter_map(|e| s.networks.get(&e.network_id).map(|n| (e.clone(), n.clone())))
+            .filter_map(|e| s.networks.get(&e.network_id).map(|n| (e.clone(), Network::clone(n))))
             .collect()
     }
 }

@@ -11,6 +11,7 @@ use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
+use std::sync::Arc;
 use wharf_sdk::{
     CreateNetwork, DeleteNetwork, EndpointRequest, EndpointSpec, NetworkDriver, NetworkPeer, NetworkSpec, Plan,
     PortBinding, SandboxSpec, Subnet, MTU,
@@ -275,7 +276,9 @@ impl Engine {
             ..Default::default()
         };
         if caps.uses_ipam {
-            self.assign_pools(state, &mut network, &req, &facts.routes)?;
+            let adopted = caps.link_option.as_ref().and_then(|k| req.options.get(k));
+            let routes = routes_but_connected(&facts, adopted.map(String::as_str));
+            self.assign_pools(state, &mut network, &req, &routes)?;
         } else if !req.pools.is_empty() {
             return Err(Error::InvalidArgument(format!("driver {driver_name:?} does not use IPAM; give no subnets")));
         }
@@ -298,7 +301,7 @@ impl Engine {
         if !predefined {
             self.network_event("create", &network, None);
         }
-        state.networks.insert(network.id.clone(), network.clone());
+        state.networks.insert(network.id.clone(), Arc::new(network.clone()));
         Ok(network)
     }
 
@@ -419,7 +422,7 @@ impl Engine {
             .values()
             .filter(|n| !n.predefined && keep(n))
             .filter(|n| state.endpoints_of_network(&n.id).next().is_none())
-            .cloned()
+            .map(|n| Network::clone(n))
             .collect();
         let mut removed = Vec::new();
         for n in candidates {
@@ -541,8 +544,8 @@ impl Engine {
         })?;
         self.network_event("connect", &net, Some(&sandbox.id));
         let shared = !existing.is_empty();
-        state.networks.insert(net.id.clone(), net);
-        state.endpoints.insert(endpoint.id.clone(), endpoint.clone());
+        state.networks.insert(net.id.clone(), Arc::new(net));
+        state.endpoints.insert(endpoint.id.clone(), Arc::new(endpoint.clone()));
         state.port_cursor = port_cursor;
         if shared {
             self.settle_gateway(&state, &sandbox);
@@ -610,7 +613,7 @@ impl Engine {
             .get(&endpoint.network_id)
             .cloned()
             .ok_or_else(|| Error::Internal(format!("endpoint {} has no network", endpoint.id)))?;
-        let sandbox = state.sandboxes.get(&endpoint.sandbox_id).cloned().unwrap_or_default();
+        let sandbox = state.sandboxes.get(&endpoint.sandbox_id).map(|s| Sandbox::clone(s)).unwrap_or_default();
         let request = EndpointRequest {
             network: spec(&network),
             network_state: network.state.clone(),
@@ -637,7 +640,7 @@ impl Engine {
         };
         let plan = self.removal_plan(state, plan, &endpoint.plan, &endpoint.found, &endpoint.id);
         let plan = self.without_moot_steps(plan, &sandbox.netns);
-        let mut net = network.clone();
+        let mut net = Network::clone(&network);
         for (ip, pools) in [(endpoint.ipv4, &mut net.ipv4), (endpoint.ipv6, &mut net.ipv6)] {
             if let Some(ip) = ip {
                 pools.iter_mut().filter(|p| p.contains(&ip.addr())).for_each(|p| p.release(ip.addr()));
@@ -655,12 +658,12 @@ impl Engine {
                 t.delete(Table::Endpoints, &endpoint.id)
             },
             |t| {
-                t.put(Table::Networks, &network.id, &network)?;
+                t.put(Table::Networks, &network.id, &*network)?;
                 t.put(Table::Endpoints, &endpoint.id, endpoint)
             },
         )?;
         self.network_event("disconnect", &net, Some(&sandbox.id));
-        state.networks.insert(net.id.clone(), net);
+        state.networks.insert(net.id.clone(), Arc::new(net));
         state.endpoints.remove(&endpoint.id);
         if state.endpoints_of_sandbox(&sandbox.id).next().is_some() {
             self.settle_gateway(state, &sandbox);
@@ -790,6 +793,19 @@ pub fn check_network_name(name: &str) -> Result<()> {
 
 /// The smallest MTU IPv6 works with (RFC 8200).
 const IPV6_MIN_MTU: u32 = 1280;
+
+/// The host's routes less the connected routes of link `adopted` (one per address on it):
+/// a network built on a link that stands there may take the subnet that link already
+/// routes, and no other.
+fn routes_but_connected(facts: &wharf_sdk::HostFacts, adopted: Option<&str>) -> Vec<IpNet> {
+    let mut routes = facts.routes.clone();
+    for connected in adopted.and_then(|name| facts.link(name)).into_iter().flat_map(|l| &l.addresses) {
+        if let Some(i) = routes.iter().position(|r| *r == connected.trunc()) {
+            routes.remove(i);
+        }
+    }
+    routes
+}
 
 /// Refuse an MTU option below IPv6's minimum on a network with IPv6: the kernel takes IPv6
 /// off a link with a smaller MTU, so its addresses and routes could not be added.

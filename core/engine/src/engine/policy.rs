@@ -119,13 +119,13 @@ fn violation(op: &Op, roots: &Roots<'_>, author: Author<'_>) -> Option<String> {
 }
 
 /// Check every step of `plan`, its operation and its undo, before it is journaled. The
-/// error names the object, the author and the step.
+/// error (403: nothing was done) names the object, the author and the step.
 pub fn check(plan: &Plan, settings: &Settings, author: Author<'_>, object: &str) -> Result<()> {
     let roots = Roots::of(settings);
     for (i, step) in plan.steps.iter().enumerate() {
         for op in [&step.op, &step.undo] {
             if let Some(reason) = violation(op, &roots, author) {
-                return Err(Error::Internal(format!(
+                return Err(Error::Forbidden(format!(
                     "{object}: the plan from {} is refused at step {} ({}): {reason}",
                     author.describe(),
                     i + 1,
@@ -145,7 +145,9 @@ mod tests {
 
     fn refused(f: &Fixture, step: Step, author: Author<'_>) -> String {
         let plan: Plan = [step].into_iter().collect();
-        check(&plan, &f.settings(), author, "volume v").unwrap_err().to_string()
+        let err = check(&plan, &f.settings(), author, "volume v").unwrap_err();
+        assert_eq!(err.status(), 403, "a refused plan is no failure of wharf's: {err}");
+        err.to_string()
     }
 
     fn accepted(f: &Fixture, step: Step, author: Author<'_>) {

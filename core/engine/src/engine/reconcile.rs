@@ -13,6 +13,7 @@ use crate::model::Endpoint;
 use crate::store::Table;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
+use std::sync::Arc;
 use wharf_sdk::{FirewallFact, HostFacts, LinkKind, Netns, Op, Plan};
 
 /// The names of the links a plan makes that live in namespace `ns`: links made there,
@@ -186,7 +187,7 @@ impl Engine {
                         tracing::warn!("reconcile: {} failed: {err}", op.describe());
                     }
                 }
-                if let Some(net) = state.networks.get_mut(&e.network_id) {
+                if let Some(net) = state.networks.get_mut(&e.network_id).map(Arc::make_mut) {
                     for (ip, pools) in [(e.ipv4, &mut net.ipv4), (e.ipv6, &mut net.ipv6)] {
                         if let Some(ip) = ip {
                             pools.iter_mut().for_each(|p| p.release(ip.addr()));

@@ -7,6 +7,7 @@ use crate::model::Sandbox;
 use crate::store::Table;
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 use wharf_sdk::{Op, Plan, Step};
 
 /// Resolver lines for a sandbox: the host's nameservers, search and options, leaving out
@@ -91,7 +92,7 @@ impl Engine {
         self.apply(Author::Core, &format!("sandbox {name}"), &plan, |t| {
             t.put(Table::Sandboxes, &sandbox.id, &sandbox)
         })?;
-        state.sandboxes.insert(sandbox.id.clone(), sandbox.clone());
+        state.sandboxes.insert(sandbox.id.clone(), Arc::new(sandbox.clone()));
         tracing::info!(sandbox = %sandbox.name, netns = %sandbox.netns, "sandbox created");
         Ok(sandbox)
     }

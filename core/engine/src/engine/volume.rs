@@ -3,6 +3,7 @@
 
 use super::{new_id, now, valid_name, Author, Engine, State};
 use crate::error::{Error, Result};
+use crate::executor::without_found;
 use crate::model::{Volume, ANONYMOUS_LABEL};
 use crate::store::Table;
 use std::collections::BTreeMap;
@@ -92,7 +93,7 @@ impl Engine {
                     existing.driver
                 )));
             }
-            return Ok(existing.clone());
+            return Ok(Volume::clone(existing));
         }
         let driver = self.volume_driver(&driver_name)?;
         let mut volume = Volume {
@@ -109,23 +110,35 @@ impl Engine {
         volume.mountpoint = out.response.mountpoint;
         volume.status = out.response.status;
         volume.state = out.state;
-        let plan = super::adopt_existing_directories(out.plan);
-        self.apply(Author::Driver(&driver_name), &format!("volume {name}"), &plan, |t| {
+        // A volume whose mount the policy refuses could never be used: refuse it now, before
+        // anything is made, rather than at its first mount.
+        let mount = driver.mount(self.volume_request(&volume, "")).map_err(|e| Error::driver(&driver_name, e))?;
+        super::policy::check(&mount.plan, &self.settings, Author::Driver(&driver_name), &format!("volume {name}"))?;
+        // The volume keeps the driver's plan, whose undo steps say what removal takes away;
+        // the plan carried out gives a directory that stands there already no undo at all.
+        let plan = super::adopt_existing_directories(out.plan.clone());
+        volume.plan = out.plan;
+        self.apply_recorded(Author::Driver(&driver_name), &format!("volume {name}"), &plan, |t, found| {
+            volume.found = found.to_vec();
             t.put(Table::Volumes, &name, &volume)
         })?;
         self.events.record("volume", "create", &name, &[("driver", &volume.driver)]);
-        state.volumes.insert(name, volume.clone());
+        state.volumes.insert(name, Arc::new(volume.clone()));
         Ok(volume)
     }
 
     /// Every volume.
     pub fn volumes(&self) -> Vec<Volume> {
-        self.read().volumes.values().cloned().collect()
+        self.read().volumes.values().map(|v| Volume::clone(v)).collect()
     }
 
     /// One volume by name.
     pub fn volume(&self, name: &str) -> Result<Volume> {
-        self.read().volumes.get(name).cloned().ok_or_else(|| Error::NotFound(format!("volume {name} not found")))
+        self.read()
+            .volumes
+            .get(name)
+            .map(|v| Volume::clone(v))
+            .ok_or_else(|| Error::NotFound(format!("volume {name} not found")))
     }
 
     /// Remove a volume. One in use is refused, `force` or not; `force` only makes an
@@ -133,7 +146,7 @@ impl Engine {
     pub fn volume_remove(&self, name: &str, force: bool) -> Result<()> {
         let mut state = self.lock();
         let volume = match state.volumes.get(name) {
-            Some(v) => v.clone(),
+            Some(v) => Volume::clone(v),
             None if force => return Ok(()),
             None => return Err(Error::NotFound(format!("volume {name} not found"))),
         };
@@ -152,10 +165,12 @@ impl Engine {
         }
         let driver = self.volume_driver(&volume.driver)?;
         let out = driver.remove(self.volume_request(&volume, "")).map_err(|e| Error::driver(&volume.driver, e))?;
+        // What stood there before the volume was made is adopted, and stays.
+        let plan = without_found(out.plan, &volume.plan, &volume.found);
         self.apply_removal(
             Author::Driver(&volume.driver),
             &format!("volume {}", volume.name),
-            &out.plan,
+            &plan,
             |t| t.delete(Table::Volumes, &volume.name),
             |t| t.put(Table::Volumes, &volume.name, &volume),
         )?;
@@ -172,8 +187,11 @@ impl Engine {
         if id.is_empty() {
             return Err(Error::InvalidArgument("mount needs a non-empty ID".into()));
         }
-        let mut volume =
-            state.volumes.get(name).cloned().ok_or_else(|| Error::NotFound(format!("volume {name} not found")))?;
+        let mut volume = state
+            .volumes
+            .get(name)
+            .map(|v| Volume::clone(v))
+            .ok_or_else(|| Error::NotFound(format!("volume {name} not found")))?;
         if volume.mounts.contains(id) {
             return Ok(volume.mountpoint);
         }
@@ -194,15 +212,18 @@ impl Engine {
         let mountpoint = volume.mountpoint.clone();
         let attributes = [("container", id), ("destination", mountpoint.as_str()), ("driver", &volume.driver)];
         self.events.record("volume", "mount", name, &attributes);
-        state.volumes.insert(name.to_string(), volume);
+        state.volumes.insert(name.to_string(), Arc::new(volume));
         Ok(mountpoint)
     }
 
     /// Drop the mount reference of `id`; the last one unmounts the volume.
     pub fn volume_unmount(&self, name: &str, id: &str) -> Result<()> {
         let mut state = self.lock();
-        let mut volume =
-            state.volumes.get(name).cloned().ok_or_else(|| Error::NotFound(format!("volume {name} not found")))?;
+        let mut volume = state
+            .volumes
+            .get(name)
+            .map(|v| Volume::clone(v))
+            .ok_or_else(|| Error::NotFound(format!("volume {name} not found")))?;
         if !volume.mounts.remove(id) {
             return Err(Error::Conflict(format!("volume {name} is not mounted by {id:?}")));
         }
@@ -217,7 +238,7 @@ impl Engine {
             t.put(Table::Volumes, name, &volume)
         })?;
         self.events.record("volume", "unmount", name, &[("container", id), ("driver", &volume.driver)]);
-        state.volumes.insert(name.to_string(), volume);
+        state.volumes.insert(name.to_string(), Arc::new(volume));
         Ok(())
     }
 
@@ -229,7 +250,7 @@ impl Engine {
             .volumes
             .values()
             .filter(|v| v.mounts.is_empty() && (all || v.anonymous()) && keep(v))
-            .cloned()
+            .map(|v| Volume::clone(v))
             .collect();
         let mut report = PruneReport::default();
         for v in candidates {

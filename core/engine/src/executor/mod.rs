@@ -15,25 +15,51 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use wharf_sdk::{FirewallFact, HostFacts, Netns, Op, Plan};
 
-/// Why one operation failed: what was being done, naming the object, and the system error
-/// it came from when there is one (kept as the source, so its errno is not lost).
+/// Why one operation failed: what was being done, naming the object; whose fault it is; and
+/// the system error it came from when there is one (kept as the source, so its errno is not
+/// lost).
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{context}")]
 pub struct ExecError {
     context: String,
+    kind: ExecErrorKind,
     #[source]
     source: Option<Arc<std::io::Error>>,
+}
+
+/// Whose fault a failed operation is: the host's, or the request's that the plan came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ExecErrorKind {
+    /// The host failed to do what it should be able to.
+    #[default]
+    Failed,
+    /// What the operation asks for is taken by something that cannot be adopted (a link of
+    /// another kind under the name): the request collides with the host.
+    Taken,
+    /// The kernel refuses what the request asked for (a mount of a source that is not
+    /// there or not a block device, options the filesystem does not take).
+    Refused,
 }
 
 impl ExecError {
     /// An error with a message and no system error behind it.
     pub fn new(message: impl Into<String>) -> Self {
-        ExecError { context: message.into(), source: None }
+        ExecError { context: message.into(), kind: ExecErrorKind::Failed, source: None }
+    }
+
+    /// The name or object the operation asks for is taken by something else.
+    pub fn taken(message: impl Into<String>) -> Self {
+        ExecError { kind: ExecErrorKind::Taken, ..ExecError::new(message) }
+    }
+
+    /// The kernel refuses what the request asked for.
+    pub fn refused(message: impl Into<String>) -> Self {
+        ExecError { kind: ExecErrorKind::Refused, ..ExecError::new(message) }
     }
 
     /// `context` failed with a system error (an errno, or an I/O error carrying one).
     pub fn os(context: impl Into<String>, error: impl Into<std::io::Error>) -> Self {
-        ExecError { context: context.into(), source: Some(Arc::new(error.into())) }
+        ExecError { context: context.into(), kind: ExecErrorKind::Failed, source: Some(Arc::new(error.into())) }
     }
 
     /// The errno behind this error, if a system call failed.
@@ -44,6 +70,16 @@ impl ExecError {
     /// What was being done, without the system error.
     pub fn context(&self) -> &str {
         &self.context
+    }
+
+    /// Whose fault it is.
+    pub fn kind(&self) -> ExecErrorKind {
+        self.kind
+    }
+
+    /// The same error, blamed on the request: the kernel refused what it asked for.
+    pub fn as_refused(self) -> Self {
+        ExecError { kind: ExecErrorKind::Refused, ..self }
     }
 }
 
@@ -231,13 +267,16 @@ pub fn without_found(plan: Plan, made: &Plan, found: &[usize]) -> Plan {
 
 /// An executor that records operations instead of carrying them out. `fail_on` makes the
 /// first operation whose description contains the text fail, to test rollback; `existing`
-/// names links that make a `LinkAdd` report [`Outcome::Found`]; `marked` names links that
+/// names links and directories that make a `LinkAdd` or `DirCreate` report
+/// [`Outcome::Found`]; `taken` names links of another kind, which a `LinkAdd` fails on;
+/// `marked` names links that
 /// carry this daemon's mark.
 #[derive(Debug, Default)]
 pub struct Recording {
     log: Mutex<Vec<Op>>,
     fail_on: Mutex<Vec<String>>,
     existing: Mutex<BTreeSet<String>>,
+    taken: Mutex<BTreeSet<String>>,
     marked: Mutex<BTreeSet<String>>,
     facts: HostFacts,
     reloads: Mutex<Vec<Vec<FirewallFact>>>,
@@ -262,9 +301,14 @@ impl Recording {
         *self.fail_on.lock().unwrap() = texts.iter().map(|t| t.to_string()).collect();
     }
 
-    /// Report link `name` as there already, made by someone else.
+    /// Report link or directory `name` as there already, made by someone else.
     pub fn existing(&self, name: &str) {
         self.existing.lock().unwrap().insert(name.to_string());
+    }
+
+    /// Report link `name` as there already and of another kind than any `LinkAdd` asks for.
+    pub fn taken(&self, name: &str) {
+        self.taken.lock().unwrap().insert(name.to_string());
     }
 
     /// Report link `name` as carrying this daemon's mark.
@@ -314,6 +358,11 @@ impl Executor for Recording {
         if self.fail_on.lock().unwrap().iter().any(|t| description.contains(t.as_str())) {
             return Err(ExecError::os(format!("{description} (injected)"), std::io::Error::from_raw_os_error(5)));
         }
+        if let Op::LinkAdd { link, .. } = op {
+            if self.taken.lock().unwrap().contains(&link.name) {
+                return Err(ExecError::taken(format!("link {:?} exists and is of another kind", link.name)));
+            }
+        }
         self.log.lock().unwrap().push(op.clone());
         match op {
             Op::Sysctl { netns, key, value } => self.set_sysctl(netns, key, value),
@@ -323,6 +372,7 @@ impl Executor for Recording {
         }
         Ok(match op {
             Op::LinkAdd { link, .. } if self.existing.lock().unwrap().contains(&link.name) => Outcome::Found,
+            Op::DirCreate { path, .. } if self.existing.lock().unwrap().contains(path) => Outcome::Found,
             _ => Outcome::Created,
         })
     }

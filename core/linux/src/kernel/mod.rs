@@ -319,7 +319,11 @@ impl Kernel {
                 Ok(if existed { Outcome::Found } else { Outcome::Created })
             }
             Op::DirRemove { path } => created(mount::dir_remove(path)),
-            Op::ImageCreate { path, size, fstype } => created(mount::image_create(path, *size, fstype)),
+            Op::ImageCreate { path, size, fstype } => {
+                let found = std::fs::symlink_metadata(path).is_ok_and(|m| m.is_file() && m.len() == *size);
+                mount::image_create(path, *size, fstype)?;
+                Ok(if found { Outcome::Found } else { Outcome::Created })
+            }
             Op::FileRemove { path } => created(mount::file_remove(path)),
             Op::FileWrite { path, contents } => created(mount::file_write(path, contents)),
             Op::NetnsCreate { path } => {
@@ -344,12 +348,12 @@ fn link_target(kind: &LinkKind) -> Option<&Netns> {
     }
 }
 
-/// The file of a sysctl under `/proc/sys`.
+/// The file of a sysctl under `/proc/sys` (see [`wharf_sdk::sysctl_path`]).
 fn sysctl_path(key: &str) -> Result<String, ExecError> {
-    if key.split('.').any(|p| p.is_empty() || p == ".." || p.contains('/')) {
-        return Err(ExecError::new(format!("invalid sysctl key {key:?}")));
+    match wharf_sdk::sysctl_path(key) {
+        Some(path) => Ok(format!("/proc/sys/{path}")),
+        None => Err(ExecError::new(format!("invalid sysctl key {key:?}"))),
     }
-    Ok(format!("/proc/sys/{}", key.replace('.', "/")))
 }
 
 /// Write a sysctl from the current thread (so per-namespace keys hit its namespace).

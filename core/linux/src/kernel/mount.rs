@@ -169,12 +169,16 @@ pub fn mount_fs(source: &str, target: &str, fstype: &str, options: &str) -> Resu
     let fstype = (fstype != "none" && !flags.contains(MsFlags::MS_BIND)).then_some(fstype);
     let data = (!data.is_empty()).then_some(data.as_str());
     mount(Some(source.as_str()), t, fstype, flags, data).map_err(|e| {
-        ExecError::new(format!(
+        let message = format!(
             "mount {} at {target} ({}): {}",
             source,
             wharf_sdk::mask_mount_secrets(options),
             std::io::Error::from_raw_os_error(e as i32)
-        ))
+        );
+        match refused_mount_part(e) {
+            Some(part) => ExecError::refused(format!("{part} refused: {message}")),
+            None => ExecError::new(message),
+        }
     })?;
     if flags.contains(MsFlags::MS_RDONLY) && flags.contains(MsFlags::MS_BIND) {
         let remount = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY;
@@ -182,6 +186,19 @@ pub fn mount_fs(source: &str, target: &str, fstype: &str, options: &str) -> Resu
             .map_err(|e| ExecError::os(format!("remount {target} read-only"), e))?;
     }
     Ok(())
+}
+
+/// What of a mount request the kernel refuses with `errno`, when it is the request's fault
+/// rather than the host's: the source (`device`), the filesystem `type` or the options
+/// (`o`), named as a volume's options name them.
+fn refused_mount_part(errno: nix::errno::Errno) -> Option<&'static str> {
+    use nix::errno::Errno;
+    match errno {
+        Errno::ENOENT | Errno::ENOTDIR | Errno::ENOTBLK | Errno::ENXIO => Some("device"),
+        Errno::ENODEV => Some("type"),
+        Errno::EINVAL => Some("o"),
+        _ => None,
+    }
 }
 
 /// Ensure nothing is mounted at `target`.

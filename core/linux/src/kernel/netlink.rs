@@ -305,7 +305,7 @@ async fn adopt(h: &Handle, found: Found, link: &LinkSpec, mark: &Mark) -> Result
     let want = kind_name(&link.kind);
     if found.kind != want {
         let kind = if found.kind.is_empty() { "physical" } else { &found.kind };
-        return Err(ExecError::new(format!("link {:?} exists and is a {kind} link, not a {want}", link.name)));
+        return Err(ExecError::taken(format!("link {:?} exists and is a {kind} link, not a {want}", link.name)));
     }
     link_ensure(h, found.index, link).await?;
     Ok((Outcome::Found, mark.on(found.alias.as_deref(), found.group)))
@@ -685,6 +685,9 @@ pub async fn host_facts(h: &Handle) -> Result<HostFacts, ExecError> {
             }
         }
         link.addresses = addresses.remove(&l.header.index).unwrap_or_default();
+        if link.kind == "bridge" {
+            link.sysctls = bridge_sysctls(&link.name);
+        }
         facts.links.push(link);
     }
     for v6 in [false, true] {
@@ -708,6 +711,18 @@ pub async fn host_facts(h: &Handle) -> Result<HostFacts, ExecError> {
         }
     }
     Ok(facts)
+}
+
+/// The per-bridge sysctls drivers change, read from the calling thread's namespace; a key
+/// that cannot be read is left out.
+fn bridge_sysctls(name: &str) -> std::collections::BTreeMap<String, String> {
+    ["route_localnet"]
+        .into_iter()
+        .filter_map(|k| {
+            let value = std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{name}/{k}")).ok()?;
+            Some((wharf_sdk::link_sysctl_key("ipv4", name, k), value.trim().to_string()))
+        })
+        .collect()
 }
 
 fn is_link_local(n: &IpNet) -> bool {
