@@ -35,6 +35,10 @@ pub enum MacvlanMode {
     Passthru,
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// The kind of link to create, with its kind-specific settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -67,6 +71,10 @@ pub enum LinkKind {
         /// Whether the device learns remote MACs from traffic.
         #[serde(default)]
         learning: bool,
+        /// Whether the device answers ARP and neighbour solicitations from its own
+        /// neighbour table instead of sending them to remote hosts.
+        #[serde(default, skip_serializing_if = "is_false")]
+        proxy: bool,
     },
     /// A macvlan link on `parent`.
     Macvlan {

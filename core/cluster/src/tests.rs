@@ -3,9 +3,7 @@
 
 use super::*;
 use std::collections::BTreeSet;
-use std::net::TcpStream;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use wharf_tests::{require_root, Netns};
@@ -191,59 +189,28 @@ fn memory_endpoints_follow_their_hosts() {
     endpoints_follow_hosts(&a, &b, &|| a.expire(&host(2).id));
 }
 
-/// A private etcd in its own network namespace, with a temporary data dir.
+/// A private etcd in a network namespace of its own, on its loopback.
 struct Etcd {
+    server: wharf_tests::Etcd,
     ns: Netns,
-    dir: tempfile::TempDir,
-    child: Option<Child>,
 }
-
-const PORT: u16 = 2379;
 
 impl Etcd {
     fn start() -> Etcd {
         let ns = Netns::new("wc");
-        let dir = tempfile::Builder::new().prefix("wc-etcd").tempdir().unwrap();
-        let mut etcd = Etcd { ns, dir, child: None };
-        etcd.run();
-        etcd
-    }
-
-    fn run(&mut self) {
-        let client = format!("http://127.0.0.1:{PORT}");
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.path().join("log")).unwrap();
-        let data = self.dir.path().join("data");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns.name, "etcd", "--name", "wc"])
-            .arg("--data-dir")
-            .arg(&data)
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", "http://127.0.0.1:2380"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start etcd");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !self.in_ns(|| TcpStream::connect(("127.0.0.1", PORT)).is_ok()) {
-            assert!(Instant::now() < deadline, "etcd did not start: {}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        Etcd { server: wharf_tests::Etcd::start(&ns, "127.0.0.1"), ns }
     }
 
     fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.server.stop();
     }
 
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("log")).unwrap_or_default()
+    fn run(&mut self) {
+        self.server.restart();
     }
 
     fn config(&self) -> StoreConfig {
-        let mut c = StoreConfig::parse(&format!("etcd://127.0.0.1:{PORT}")).unwrap();
+        let mut c = StoreConfig::parse(&self.server.url()).unwrap();
         c.ttl = Duration::from_secs(2);
         c.timeout = Duration::from_secs(2);
         c
@@ -265,12 +232,6 @@ impl Etcd {
 
     fn store(&self) -> EtcdStore {
         EtcdStore::open(self.config()).unwrap()
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.stop();
     }
 }
 

@@ -6,6 +6,7 @@
 //! store; drivers and the executor are synchronous, so API handlers call in from blocking
 //! threads.
 
+mod cluster;
 mod firewall;
 mod network;
 mod policy;
@@ -13,6 +14,7 @@ mod reconcile;
 mod sandbox;
 mod volume;
 
+pub use cluster::VNI_OPTION;
 pub use firewall::FirewallReport;
 pub use network::{ConnectRequest, NetworkCreateRequest, PoolRequest};
 pub use volume::{PruneReport, VolumeCreateRequest};
@@ -27,7 +29,7 @@ use ipnet::IpNet;
 use policy::Author;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use wharf_sdk::{HostFacts, LinkKind, Op, Plan, Step};
 
 /// Settings the engine needs from the daemon's configuration.
@@ -85,6 +87,8 @@ pub struct Engine {
     /// The state as every finished operation left it, published by [`StateGuard`], so reads
     /// never wait for an operation in flight (plugin calls, kernel I/O).
     published: RwLock<Arc<State>>,
+    /// The cluster store global-scope networks live in, once joined.
+    cluster: OnceLock<cluster::Cluster>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -250,7 +254,8 @@ impl Engine {
             state.volumes.insert(v.name.clone(), v);
         }
         let published = RwLock::new(Arc::new(state.clone()));
-        let engine = Engine { store, registry, exec, settings, state: Mutex::new(state), published };
+        let engine =
+            Engine { store, registry, exec, settings, state: Mutex::new(state), published, cluster: OnceLock::new() };
         engine.recover_journal()?;
         engine.reconcile()?;
         engine.ensure_predefined()?;
@@ -284,6 +289,7 @@ impl Engine {
         f.volumes_dir = self.settings.volumes_dir.display().to_string();
         f.volumes_max_file_size = self.settings.volumes_max_file_size;
         f.bind_allowed_bases = self.settings.bind_allowed_bases.clone();
+        f.cluster_vtep = self.cluster_vtep();
         f.wharf_bridges = state
             .networks
             .values()

@@ -12,8 +12,8 @@ use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::path::Path;
 use wharf_sdk::{
-    CreateNetwork, DeleteNetwork, EndpointRequest, EndpointSpec, NetworkDriver, NetworkPeer, NetworkSpec, Plan,
-    PortBinding, SandboxSpec, Subnet, MTU,
+    CreateNetwork, DeleteNetwork, EndpointRequest, EndpointSpec, HostFacts, NetworkDriver, NetworkPeer, NetworkSpec,
+    Plan, PortBinding, SandboxSpec, Subnet, MTU,
 };
 
 /// One `IPAM.Config` entry of a create request.
@@ -255,7 +255,7 @@ impl Engine {
             id: new_id(),
             name: req.name.clone(),
             driver: driver_name.clone(),
-            scope: caps.scope.as_str().to_string(),
+            scope: self.scope_of(caps.scope).to_string(),
             created: now(),
             internal: req.internal,
             attachable: req.attachable,
@@ -271,6 +271,24 @@ impl Engine {
         } else if !req.pools.is_empty() {
             return Err(Error::InvalidArgument(format!("driver {driver_name:?} does not use IPAM; give no subnets")));
         }
+        if self.global(&network).is_none() {
+            return self.realize_network(state, network, facts);
+        }
+        // Checked before the cluster sees it: the store takes its name and VNI.
+        driver.validate(&spec(&network), &facts).map_err(|e| Error::driver(&driver_name, e))?;
+        self.publish_network(&mut network)?;
+        self.realize_network(state, network.clone(), facts).inspect_err(|_| {
+            if let Err(e) = self.unpublish_network(&network) {
+                tracing::warn!(network = %network.name, error = %e, "cannot take a failed network out of the cluster");
+            }
+        })
+    }
+
+    /// Ask the driver for a network settled by core and carry out its plan: the last part of
+    /// a create, and all of it for a global network another host created.
+    pub(super) fn realize_network(&self, state: &mut State, mut network: Network, facts: HostFacts) -> Result<Network> {
+        let driver_name = network.driver.clone();
+        let driver = self.network_driver(&driver_name)?;
         let spec = spec(&network);
         driver.validate(&spec, &facts).map_err(|e| Error::driver(&driver_name, e))?;
         let others = peers(state, &driver_name, &network.id);
@@ -347,7 +365,7 @@ impl Engine {
         self.remove_network_locked(&mut state, &network)
     }
 
-    fn remove_network_locked(&self, state: &mut State, network: &Network) -> Result<()> {
+    pub(super) fn remove_network_locked(&self, state: &mut State, network: &Network) -> Result<()> {
         if network.predefined {
             return Err(Error::Forbidden(format!("{} is a pre-defined network and cannot be removed", network.name)));
         }
@@ -357,6 +375,7 @@ impl Engine {
                 network.name, network.id
             )));
         }
+        self.unpublish_network(network)?;
         let driver = self.network_driver(&network.driver)?;
         let facts = self.facts(state)?;
         let others = peers(state, &network.driver, &network.id);
@@ -402,6 +421,14 @@ impl Engine {
     pub fn connect(&self, req: ConnectRequest) -> Result<Endpoint> {
         let mut state = self.lock();
         let network = state.network(&req.network)?.clone();
+        match self.global(&network) {
+            Some(cluster) => self.connect_global(cluster, &mut state, &network, req),
+            None => self.connect_locked(&mut state, req),
+        }
+    }
+
+    pub(super) fn connect_locked(&self, state: &mut State, req: ConnectRequest) -> Result<Endpoint> {
+        let network = state.network(&req.network)?.clone();
         let sandbox = state.sandbox(&req.sandbox)?.clone();
         let driver = self.network_driver(&network.driver)?;
         let existing: Vec<&Endpoint> = state.endpoints_of_sandbox(&sandbox.id).collect();
@@ -438,7 +465,7 @@ impl Engine {
         let mut ports = req.ports.clone();
         let mut port_cursor = state.port_cursor;
         let families = (ipv4.is_some(), ipv6.is_some());
-        settle_host_ports(&state, &mut port_cursor, &mut ports, &|p, port| self.host_port_state(p, port, families))?;
+        settle_host_ports(state, &mut port_cursor, &mut ports, &|p, port| self.host_port_state(p, port, families))?;
         let mut endpoint = Endpoint {
             id: new_id(),
             network_id: network.id.clone(),
@@ -479,7 +506,7 @@ impl Engine {
         endpoint.join = joined.response;
         endpoint.state = joined.state;
         endpoint.plan = plan;
-        self.check_ports(&state, &endpoint)?;
+        self.check_ports(state, &endpoint)?;
         let object = format!("endpoint of {} on network {}", sandbox.name, network.name);
         let plan = endpoint.plan.clone();
         self.apply_recorded(Author::Endpoint(&network.driver, &sandbox.netns), &object, &plan, |t, found| {
@@ -546,6 +573,7 @@ impl Engine {
             .ok_or_else(|| Error::Internal(format!("endpoint {} has no network", endpoint.id)))?;
         let sandbox = state.sandboxes.get(&endpoint.sandbox_id).cloned().unwrap_or_default();
         let driver = self.network_driver(&network.driver)?;
+        self.withdraw_endpoint(&network, endpoint)?;
         let mut request = EndpointRequest {
             network: spec(&network),
             network_state: network.state.clone(),
@@ -589,6 +617,7 @@ impl Engine {
         )?;
         state.networks.insert(net.id.clone(), net);
         state.endpoints.remove(&endpoint.id);
+        self.release_endpoint(&network, endpoint);
         Ok(())
     }
 }
