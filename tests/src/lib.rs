@@ -103,6 +103,74 @@ impl Drop for Netns {
     }
 }
 
+/// A private etcd with a temporary data directory, listening for clients on
+/// `http://ADDR:2379` inside a namespace the caller made; stopped (and its data removed)
+/// on drop.
+#[derive(Debug)]
+pub struct Etcd {
+    ns: String,
+    addr: String,
+    dir: PathBuf,
+    child: Option<Child>,
+}
+
+impl Etcd {
+    /// Start etcd in `ns` on `addr`, an address of that namespace, and wait until it listens.
+    pub fn start(ns: &Netns, addr: &str) -> Etcd {
+        let dir = std::env::temp_dir().join(format!("wharf-etcd-{}", unique("e")));
+        std::fs::create_dir_all(&dir).expect("etcd temp dir");
+        let mut etcd = Etcd { ns: ns.name.clone(), addr: addr.to_string(), dir, child: None };
+        etcd.restart();
+        etcd
+    }
+
+    /// Start it again on the same data, after [`Etcd::stop`].
+    pub fn restart(&mut self) {
+        let client = format!("http://{}:2379", self.addr);
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("log")).expect("etcd log");
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.ns, "etcd", "--name", "wharf-test", "--data-dir"])
+            .arg(self.dir.join("data"))
+            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
+            .args(["--listen-peer-urls", &format!("http://{}:2380", self.addr)])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start etcd");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !run("ip", &["netns", "exec", &self.ns, "nc", "-z", &self.addr, "2379"]).status.success() {
+            assert!(Instant::now() < deadline, "etcd did not start: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Kill it, keeping its data.
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// `etcd://ADDR:2379`, as `--cluster-store` takes it.
+    pub fn url(&self) -> String {
+        format!("etcd://{}:2379", self.addr)
+    }
+
+    /// Its log so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Etcd {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 /// A private host namespace with a running wharfd.
 #[derive(Debug)]
 pub struct Host {
@@ -222,6 +290,11 @@ impl Host {
             std::thread::sleep(Duration::from_millis(50));
         }
         panic!("wharfd did not answer in time:\n{}", self.log());
+    }
+
+    /// Set the extra wharfd flags for the next daemon start.
+    pub fn set_args(&mut self, extra: &[&str]) {
+        self.extra_args = extra.iter().map(|s| s.to_string()).collect();
     }
 
     /// Set (or, with `None`, drop) an environment variable for the next daemon start, such
