@@ -39,8 +39,8 @@ const RETRY: Duration = Duration::from_secs(1);
 pub(super) struct Cluster {
     store: Arc<dyn ClusterStore>,
     host: HostRecord,
-    /// Serialises the follower's passes with each other.
-    converging: Mutex<()>,
+    /// The store as the follower last saw it; holding it serialises the follower's passes.
+    view: Mutex<Snapshot>,
 }
 
 /// A remote endpoint as programmed on this host.
@@ -129,7 +129,7 @@ impl Engine {
     /// in the store. A thread registers this host (again, until the store answers),
     /// publishes its endpoints and follows the store.
     pub fn join_cluster(self: &Arc<Self>, store: Arc<dyn ClusterStore>, host: HostRecord) -> Result<()> {
-        let cluster = Cluster { store, host, converging: Mutex::new(()) };
+        let cluster = Cluster { store, host, view: Mutex::new(Snapshot::default()) };
         self.cluster.set(cluster).map_err(|_| Error::Internal("this engine has joined a cluster already".into()))?;
         let weak = Arc::downgrade(self);
         std::thread::Builder::new()
@@ -150,6 +150,16 @@ impl Engine {
             wharf_sdk::Scope::Global if self.cluster.get().is_some() => wharf_sdk::Scope::Global.as_str(),
             _ => wharf_sdk::Scope::Local.as_str(),
         }
+    }
+
+    /// The endpoints other hosts have on network `id` (any id, name or prefix), as the
+    /// store last said: their addresses and the names (sandbox name, aliases) a resolver
+    /// answers for them. Empty for a network that is not global.
+    pub fn remote_endpoints(&self, id: &str) -> Result<Vec<EndpointRecord>> {
+        let network = self.read().network(id)?.clone();
+        let Some(cluster) = self.global(&network) else { return Ok(Vec::new()) };
+        let view = cluster.view.lock().unwrap_or_else(|p| p.into_inner());
+        Ok(view.endpoints_of(&network.id).filter(|e| e.host != cluster.host.id).cloned().collect())
     }
 
     /// This host's VTEP, for the drivers' host facts.
@@ -303,7 +313,8 @@ impl Engine {
     /// Bring this host in line with `view`: create the global networks it lacks, remove
     /// those the cluster no longer has, and program exactly the remote endpoints.
     fn converge(&self, cluster: &Cluster, view: &Snapshot, full: bool) {
-        let _one = cluster.converging.lock().unwrap_or_else(|p| p.into_inner());
+        let mut seen = cluster.view.lock().unwrap_or_else(|p| p.into_inner());
+        seen.clone_from(view);
         for record in view.networks.values() {
             if let Err(e) = self.adopt_network(record) {
                 tracing::warn!(network = %record.name, error = %e.message(), "cannot create a cluster network here");
@@ -607,6 +618,11 @@ mod tests {
             _ => None,
         });
         assert_eq!(neigh, Some((format!("vx-{}", &created.id[..12]), ea.ipv4.unwrap().addr())));
+        // What a resolver on host2 answers for host1's sandbox.
+        let remote = b.engine.remote_endpoints("ov").unwrap();
+        assert_eq!(remote.len(), 1);
+        assert_eq!((remote[0].names.as_slice(), remote[0].ipv4), (&["sa".to_string()][..], ea.ipv4.map(|a| a.addr())));
+        assert!(b.engine.remote_endpoints("mine").is_err(), "mine is host1's own network");
 
         // Removal waits for every host's endpoints, and names the hosts.
         let e = b.engine.network_remove("ov").unwrap_err();
