@@ -33,19 +33,24 @@ impl Underlay {
 
     /// A host on the underlay with address 192.168.80.`n`, its wharfd in the cluster.
     fn host(&self, n: u8) -> Host {
-        let addr = format!("192.168.80.{n}");
+        self.host_advertising(n, &format!("192.168.80.{n}"))
+    }
+
+    /// A host on the underlay with 192.168.80.`n` and fd80::`n`, advertising `addr`.
+    fn host_advertising(&self, n: u8, addr: &str) -> Host {
         let store = self.etcd.url();
         let ttl = TTL.to_string();
         // The underlay first, so that the daemon finds etcd at once.
         let mut h = Host::stopped();
         let port = format!("wcu{n}");
         h.in_host_ok(&["ip", "link", "add", "u0", "type", "veth", "peer", "name", &port, "netns", &self.ns.name]);
-        h.in_host_ok(&["ip", "addr", "add", &format!("{addr}/24"), "dev", "u0"]);
+        h.in_host_ok(&["ip", "addr", "add", &format!("192.168.80.{n}/24"), "dev", "u0"]);
+        h.in_host_ok(&["ip", "addr", "add", &format!("fd80::{n}/64"), "dev", "u0", "nodad"]);
         h.in_host_ok(&["ip", "link", "set", "u0", "up"]);
         for args in [vec!["ip", "link", "set", &port, "master", "wcbr"], vec!["ip", "link", "set", &port, "up"]] {
             assert!(self.ns.exec(&args).status.success(), "{}", args.join(" "));
         }
-        h.set_args(&["--cluster-store", &store, "--advertise-addr", &addr, "--cluster-ttl", &ttl]);
+        h.set_args(&["--cluster-store", &store, "--advertise-addr", addr, "--cluster-ttl", &ttl]);
         h.start_daemon();
         h
     }
@@ -263,4 +268,47 @@ fn concurrent_connects_on_every_host_get_distinct_addresses() {
     let distinct: BTreeSet<&String> = ips.iter().collect();
     assert_eq!(distinct.len(), ips.len(), "duplicate addresses: {ips:?}");
     assert!(ips.iter().all(|ip| ip.starts_with("10.93.0.")), "{ips:?}");
+}
+
+#[test]
+fn an_ipv6_underlay_carries_a_dual_stack_overlay_at_its_mtu() {
+    wharf_tests::require_root!();
+    let underlay = Underlay::start();
+    let (a, b) = (underlay.host_advertising(21, "fd80::21"), underlay.host_advertising(22, "fd80::22"));
+    a.wharf_ok(&[
+        "network",
+        "create",
+        "-d",
+        "overlay",
+        "--ipv6",
+        "--subnet",
+        "10.94.0.0/24",
+        "--subnet",
+        "fd94::/64",
+        "ov",
+    ]);
+    until(10, "the network reaches the other host", || inspect(&b, "ov").is_some());
+    let dev = format!("vx-{}", &inspect(&a, "ov").unwrap()["Id"].as_str().unwrap()[..12]);
+    let vx = b.in_host_ok(&["ip", "-d", "link", "show", &dev]);
+    assert!(vx.contains("local fd80::22") && vx.contains("mtu 1430"), "VXLAN over IPv6 costs 70 bytes: {vx}");
+    for (h, sb) in [(&a, "s1"), (&b, "s2")] {
+        h.wharf_ok(&["sandbox", "create", sb]);
+        h.wharf_ok(&["network", "connect", "ov", sb]);
+    }
+    let v: Value = serde_json::from_str(&b.wharf_ok(&["sandbox", "inspect", "s2"])).unwrap();
+    let v6 = v[0]["Networks"]["ov"]["GlobalIPv6Address"].as_str().unwrap_or_default().to_string();
+    assert!(v6.starts_with("fd94::"), "{v}");
+    let v4 = b.sandbox_ip("s2", "ov");
+    // 1430 bytes of IP: 1402 of ICMP payload over IPv4, 1382 over IPv6.
+    until(5, "IPv4 across at full MTU", || {
+        a.in_sandbox("s1", &["ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1402", &v4]).status.success()
+    });
+    until(5, "IPv6 across at full MTU", || {
+        a.in_sandbox("s1", &["ping", "-6", "-c", "1", "-W", "1", "-M", "do", "-s", "1382", &v6]).status.success()
+    });
+    assert!(!a.in_sandbox("s1", &["ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1403", &v4]).status.success());
+    let neigh = a.in_host_ok(&["ip", "-6", "neigh", "show", "dev", &dev]);
+    assert!(neigh.contains(&v6), "the IPv6 neighbour entry is programmed: {neigh}");
+    let fdb = a.in_host_ok(&["bridge", "fdb", "show", "dev", &dev]);
+    assert!(fdb.contains("dst fd80::22") && !fdb.contains("00:00:00:00:00:00"), "{fdb}");
 }
