@@ -4,6 +4,7 @@
 
 use serde_json::Value;
 use std::collections::BTreeSet;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use wharf_tests::{Etcd, Host, Netns};
 
@@ -105,6 +106,26 @@ fn pings(h: &Host, from: &str, to: &str) -> bool {
     h.in_sandbox(from, &["ping", "-c", "1", "-W", "1", "-M", "do", "-s", "1422", to]).status.success()
 }
 
+/// Bytes that arrive when sandbox `from` on `a` sends 1 MB over TCP to sandbox `to` on `b`
+/// (address `ip`): full-size segments, as the overlay's MTU allows.
+fn tcp_bytes(a: &Host, from: &str, b: &Host, to: &str, ip: &str) -> usize {
+    let listener = Command::new("nsenter")
+        .args([&format!("--net={}", b.sandbox_path(to)), "--", "timeout", "20", "sh", "-c", "nc -l 5001 | wc -c"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("listen");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !String::from_utf8_lossy(&b.in_sandbox(to, &["ss", "-Htln"]).stdout).contains(":5001") {
+        assert!(Instant::now() < deadline, "nc did not listen");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let send = format!("head -c 1000000 /dev/zero | nc -N {ip} 5001");
+    let sent = a.in_sandbox(from, &["timeout", "20", "sh", "-c", &send]);
+    assert!(sent.status.success(), "{}", String::from_utf8_lossy(&sent.stderr));
+    let out = listener.wait_with_output().expect("listener");
+    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap_or(0)
+}
+
 #[test]
 fn hosts_share_overlays_through_etcd_without_flooding() {
     wharf_tests::require_root!();
@@ -148,6 +169,7 @@ fn hosts_share_overlays_through_etcd_without_flooding() {
         }
     };
     mesh(&hosts, &members);
+    assert_eq!(tcp_bytes(&hosts[0], "s1", &hosts[1], "s2", &members[1].2), 1_000_000, "TCP across hosts");
 
     // Each host holds exactly the other hosts' endpoints, statically: no flood entry, and
     // nothing learned.
