@@ -35,8 +35,13 @@ macro_rules! require_root {
 /// The target directory (`target/debug`) holding the built binaries and plugins.
 pub fn target_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    let deps = exe.parent().expect("deps dir");
-    deps.parent().expect("target dir").to_path_buf()
+    let dir = exe.parent().expect("executable's directory");
+    // Tests run from target/PROFILE/deps, examples from target/PROFILE/examples, binaries
+    // (the benchmarks) from target/PROFILE itself.
+    match dir.file_name().and_then(|n| n.to_str()) {
+        Some("deps" | "examples") => dir.parent().expect("target dir").to_path_buf(),
+        _ => dir.to_path_buf(),
+    }
 }
 
 /// A unique short name: `prefix` + pid + counter, at most 15 bytes for device names.
@@ -168,6 +173,61 @@ impl Drop for Etcd {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Where the underlay's etcd listens.
+const UNDERLAY_ETCD: &str = "192.168.80.254";
+
+/// Hosts on one underlay: a bridge in a namespace of its own where a private etcd listens
+/// (192.168.80.254), and a [`Host`] per member, linked to the bridge, with its wharfd in
+/// the cluster (lease TTL `ttl` seconds).
+#[derive(Debug)]
+pub struct Underlay {
+    /// The etcd every host's wharfd uses.
+    pub etcd: Etcd,
+    /// The underlay's namespace.
+    pub ns: Netns,
+    ttl: u64,
+}
+
+impl Underlay {
+    /// Make the bridge and start etcd on it.
+    pub fn start(ttl: u64) -> Underlay {
+        let ns = Netns::new("wc");
+        for args in [
+            vec!["ip", "link", "add", "wcbr", "type", "bridge"],
+            vec!["ip", "addr", "add", "192.168.80.254/24", "dev", "wcbr"],
+            vec!["ip", "link", "set", "wcbr", "up"],
+        ] {
+            let out = ns.exec(&args);
+            assert!(out.status.success(), "{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        }
+        Underlay { etcd: Etcd::start(&ns, UNDERLAY_ETCD), ns, ttl }
+    }
+
+    /// A host with 192.168.80.`n` (and fd80::`n`), advertising its IPv4 address.
+    pub fn host(&self, n: u8) -> Host {
+        self.host_advertising(n, &format!("192.168.80.{n}"))
+    }
+
+    /// A host on the underlay with 192.168.80.`n` and fd80::`n`, advertising `addr`.
+    pub fn host_advertising(&self, n: u8, addr: &str) -> Host {
+        let store = self.etcd.url();
+        let ttl = self.ttl.to_string();
+        // The underlay first, so that the daemon finds etcd at once.
+        let mut h = Host::stopped();
+        let port = format!("wcu{n}");
+        h.in_host_ok(&["ip", "link", "add", "u0", "type", "veth", "peer", "name", &port, "netns", &self.ns.name]);
+        h.in_host_ok(&["ip", "addr", "add", &format!("192.168.80.{n}/24"), "dev", "u0"]);
+        h.in_host_ok(&["ip", "addr", "add", &format!("fd80::{n}/64"), "dev", "u0", "nodad"]);
+        h.in_host_ok(&["ip", "link", "set", "u0", "up"]);
+        for args in [vec!["ip", "link", "set", &port, "master", "wcbr"], vec!["ip", "link", "set", &port, "up"]] {
+            assert!(self.ns.exec(&args).status.success(), "{}", args.join(" "));
+        }
+        h.set_args(&["--cluster-store", &store, "--advertise-addr", addr, "--cluster-ttl", &ttl]);
+        h.start_daemon();
+        h
     }
 }
 

@@ -6,56 +6,10 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use wharf_tests::{Etcd, Host, Netns};
+use wharf_tests::{Host, Underlay};
 
 /// The host's lease TTL in these tests, in seconds.
 const TTL: u64 = 3;
-const ETCD: &str = "192.168.80.254";
-
-/// The underlay: a bridge in its own namespace, with etcd listening on it.
-struct Underlay {
-    etcd: Etcd,
-    ns: Netns,
-}
-
-impl Underlay {
-    fn start() -> Underlay {
-        let ns = Netns::new("wc");
-        for args in [
-            vec!["ip", "link", "add", "wcbr", "type", "bridge"],
-            vec!["ip", "addr", "add", "192.168.80.254/24", "dev", "wcbr"],
-            vec!["ip", "link", "set", "wcbr", "up"],
-        ] {
-            let out = ns.exec(&args);
-            assert!(out.status.success(), "{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-        }
-        Underlay { etcd: Etcd::start(&ns, ETCD), ns }
-    }
-
-    /// A host on the underlay with address 192.168.80.`n`, its wharfd in the cluster.
-    fn host(&self, n: u8) -> Host {
-        self.host_advertising(n, &format!("192.168.80.{n}"))
-    }
-
-    /// A host on the underlay with 192.168.80.`n` and fd80::`n`, advertising `addr`.
-    fn host_advertising(&self, n: u8, addr: &str) -> Host {
-        let store = self.etcd.url();
-        let ttl = TTL.to_string();
-        // The underlay first, so that the daemon finds etcd at once.
-        let mut h = Host::stopped();
-        let port = format!("wcu{n}");
-        h.in_host_ok(&["ip", "link", "add", "u0", "type", "veth", "peer", "name", &port, "netns", &self.ns.name]);
-        h.in_host_ok(&["ip", "addr", "add", &format!("192.168.80.{n}/24"), "dev", "u0"]);
-        h.in_host_ok(&["ip", "addr", "add", &format!("fd80::{n}/64"), "dev", "u0", "nodad"]);
-        h.in_host_ok(&["ip", "link", "set", "u0", "up"]);
-        for args in [vec!["ip", "link", "set", &port, "master", "wcbr"], vec!["ip", "link", "set", &port, "up"]] {
-            assert!(self.ns.exec(&args).status.success(), "{}", args.join(" "));
-        }
-        h.set_args(&["--cluster-store", &store, "--advertise-addr", addr, "--cluster-ttl", &ttl]);
-        h.start_daemon();
-        h
-    }
-}
 
 fn inspect(h: &Host, name: &str) -> Option<Value> {
     let out = h.wharf(&["network", "inspect", name]);
@@ -129,7 +83,7 @@ fn tcp_bytes(a: &Host, from: &str, b: &Host, to: &str, ip: &str) -> usize {
 #[test]
 fn hosts_share_overlays_through_etcd_without_flooding() {
     wharf_tests::require_root!();
-    let mut underlay = Underlay::start();
+    let mut underlay = Underlay::start(TTL);
     let hosts: Vec<Host> = (1..=3).map(|n| underlay.host(n)).collect();
 
     // Created once, on the first host; every host shows it, the same, with scope global.
@@ -211,7 +165,7 @@ fn hosts_share_overlays_through_etcd_without_flooding() {
     let started = Instant::now();
     let err = hosts[0].wharf_err(&["network", "create", "-d", "overlay", "--subnet", "10.92.0.0/24", "ov2"]);
     assert!(started.elapsed() < Duration::from_secs(6), "took {:?}", started.elapsed());
-    assert!(err.contains(&format!("cluster store etcd://{ETCD}:2379 is unavailable")), "{err}");
+    assert!(err.contains(&format!("cluster store {} is unavailable", underlay.etcd.url())), "{err}");
     assert!(inspect(&hosts[0], "ov2").is_none(), "nothing changed");
     underlay.etcd.restart();
     until(15, "the store is usable again", || {
@@ -262,7 +216,7 @@ fn hosts_share_overlays_through_etcd_without_flooding() {
 #[test]
 fn concurrent_connects_on_every_host_get_distinct_addresses() {
     wharf_tests::require_root!();
-    let underlay = Underlay::start();
+    let underlay = Underlay::start(TTL);
     let hosts: Vec<Host> = (11..=13).map(|n| underlay.host(n)).collect();
     hosts[0].wharf_ok(&["network", "create", "-d", "overlay", "--subnet", "10.93.0.0/24", "ov"]);
     for h in &hosts {
@@ -295,7 +249,7 @@ fn concurrent_connects_on_every_host_get_distinct_addresses() {
 #[test]
 fn an_ipv6_underlay_carries_a_dual_stack_overlay_at_its_mtu() {
     wharf_tests::require_root!();
-    let underlay = Underlay::start();
+    let underlay = Underlay::start(TTL);
     let (a, b) = (underlay.host_advertising(21, "fd80::21"), underlay.host_advertising(22, "fd80::22"));
     a.wharf_ok(&[
         "network",
