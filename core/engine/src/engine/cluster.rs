@@ -230,8 +230,10 @@ impl Engine {
         }
         let static_v4 = req.ipv4.is_some();
         let static_v6 = req.ipv6.is_some();
-        req.ipv4 = taken.iter().copied().find(IpAddr::is_ipv4);
-        req.ipv6 = taken.iter().copied().find(IpAddr::is_ipv6);
+        // An address asked for on a family the network does not hand out stays in the
+        // request, for the connect to refuse as on any network.
+        req.ipv4 = taken.iter().copied().find(IpAddr::is_ipv4).or(req.ipv4);
+        req.ipv6 = taken.iter().copied().find(IpAddr::is_ipv6).or(req.ipv6);
         let mut endpoint = match self.connect_locked(state, req) {
             Ok(e) => e,
             Err(e) => {
@@ -653,5 +655,32 @@ mod tests {
         until("host1 drops host2's endpoint", || fdb_for(&a, &mac_b).1 == 1);
         until("host3 drops host2's endpoint", || fdb_for(&c, &mac_b).1 == 1);
         assert_eq!(fdb_for(&c, &mac_a).1, 0);
+    }
+
+    #[test]
+    fn refused_connects_leave_no_address_taken_in_the_cluster() {
+        let store = MemoryStore::new();
+        let a = member(&store, 1);
+        let net = a.engine.network_create(overlay("ov")).unwrap();
+        a.engine.sandbox_create("sa", None, Default::default()).unwrap();
+        let mut req = connect("ov", "sa");
+        req.ipv6 = Some("fd00::5".parse().unwrap());
+        let e = a.engine.connect(req).unwrap_err();
+        assert_eq!(e.status(), 400, "{e}");
+        let mut req = connect("ov", "sa");
+        req.ipv4 = Some("10.91.0.5".parse().unwrap());
+        assert_eq!(a.engine.connect(req).unwrap_err().status(), 400, "outside the subnet");
+        assert!(a.engine.connect(connect("ov", "nosuch")).is_err());
+        assert!(store.addresses(&net.id).unwrap().is_empty(), "{:?}", store.addresses(&net.id));
+        let mut req = connect("ov", "sa");
+        req.ipv4 = Some("10.90.0.5".parse().unwrap());
+        let ep = a.engine.connect(req).unwrap();
+        assert!(ep.static_ipv4);
+        assert_eq!(
+            store.addresses(&net.id).unwrap().keys().collect::<Vec<_>>(),
+            [&"10.90.0.5".parse::<IpAddr>().unwrap()]
+        );
+        a.engine.disconnect("ov", "sa").unwrap();
+        assert!(store.addresses(&net.id).unwrap().is_empty());
     }
 }
