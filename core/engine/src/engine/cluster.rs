@@ -387,41 +387,77 @@ impl Engine {
             };
             want.insert(e.endpoint_id.clone(), entry);
         }
-        let mut have: BTreeMap<String, Programmed> = self.store.get(Table::Meta, PROGRAMMED)?.unwrap_or_default();
-        for (id, entry) in have.clone() {
-            if want.get(&id) == Some(&entry) {
-                continue;
-            }
-            if state.networks.contains_key(&entry.network_id) {
-                let network = &state.networks[&entry.network_id];
-                let object = format!("remote endpoint {} on network {}", &id[..id.len().min(12)], network.name);
-                let plan = entry.plan().inverse();
-                let mut left = have.clone();
-                left.remove(&id);
-                self.apply(Author::Driver(&network.driver), &object, &plan, |t| t.put(Table::Meta, PROGRAMMED, &left))?;
-            } else {
-                // The network went, and its device with every entry on it.
-                let mut left = have.clone();
-                left.remove(&id);
-                self.store.write(|t| t.put(Table::Meta, PROGRAMMED, &left))?;
-            }
-            have.remove(&id);
+        let have: BTreeMap<String, Programmed> = self.store.get(Table::Meta, PROGRAMMED)?.unwrap_or_default();
+        // Entries of a network that went went with its device.
+        let mut done: BTreeMap<String, Programmed> = have
+            .iter()
+            .filter(|(_, e)| state.networks.contains_key(&e.network_id))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        if done != have {
+            self.store.write(|t| t.put(Table::Meta, PROGRAMMED, &done))?;
         }
-        for (id, entry) in want {
-            if !full && have.get(&id) == Some(&entry) {
-                continue;
+        // What changes, per network: one journaled plan and one commit for all of it.
+        let mut changes: BTreeMap<String, Vec<Change>> = BTreeMap::new();
+        for (id, entry) in &done {
+            if want.get(id) != Some(entry) {
+                changes.entry(entry.network_id.clone()).or_default().push(Change::Remove(id.clone(), entry.clone()));
             }
-            let network = &state.networks[&entry.network_id];
-            let object = format!("remote endpoint {} on network {}", &id[..id.len().min(12)], network.name);
-            let mut now = have.clone();
-            now.insert(id.clone(), entry.clone());
-            self.apply(Author::Driver(&network.driver), &object, &entry.plan(), |t| {
-                t.put(Table::Meta, PROGRAMMED, &now)
-            })?;
-            have = now;
+        }
+        for (id, entry) in &want {
+            if full || done.get(id) != Some(entry) {
+                changes.entry(entry.network_id.clone()).or_default().push(Change::Add(id.clone(), entry.clone()));
+            }
+        }
+        for (network_id, batch) in changes {
+            let network = &state.networks[&network_id];
+            if let Err(e) = self.apply_changes(network, &batch, &mut done) {
+                // One bad entry must not hold the others back: one at a time, then.
+                tracing::warn!(network = %network.name, error = %e.message(), "programming remote endpoints one by one");
+                for change in batch {
+                    if let Err(e) = self.apply_changes(network, std::slice::from_ref(&change), &mut done) {
+                        tracing::warn!(network = %network.name, error = %e.message(), "cannot program a remote endpoint");
+                    }
+                }
+            }
         }
         Ok(())
     }
+
+    /// Carry out `changes` on `network`'s device as one journaled plan, committing what is
+    /// programmed afterwards (`done`, updated) in the same transaction.
+    fn apply_changes(
+        &self,
+        network: &Network,
+        changes: &[Change],
+        done: &mut BTreeMap<String, Programmed>,
+    ) -> Result<()> {
+        let mut plan = Plan::new();
+        let mut after = done.clone();
+        for change in changes {
+            match change {
+                Change::Remove(id, entry) => {
+                    plan.extend(entry.plan().inverse());
+                    after.remove(id);
+                }
+                Change::Add(id, entry) => {
+                    plan.extend(entry.plan());
+                    after.insert(id.clone(), entry.clone());
+                }
+            }
+        }
+        let object = format!("remote endpoints of network {}", network.name);
+        self.apply(Author::Driver(&network.driver), &object, &plan, |t| t.put(Table::Meta, PROGRAMMED, &after))?;
+        *done = after;
+        Ok(())
+    }
+}
+
+/// A change to the remote endpoints programmed on this host.
+#[derive(Debug, Clone)]
+enum Change {
+    Add(String, Programmed),
+    Remove(String, Programmed),
 }
 
 /// The follower: register, then read the store and follow it, converging after every
