@@ -73,6 +73,11 @@ pub struct HostFacts {
     /// Base directories under which `bind` volumes may point.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bind_allowed_bases: Vec<String>,
+    /// This host's VTEP address when it shares a cluster store with other hosts: core then
+    /// programs where each remote endpoint lives, so a global-scope network needs neither
+    /// learning nor flooding. Given to network calls only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster_vtep: Option<std::net::IpAddr>,
 }
 
 impl HostFacts {

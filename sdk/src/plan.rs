@@ -36,6 +36,10 @@ pub enum MacvlanMode {
     Passthru,
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 /// The kind of link to create, with its kind-specific settings.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -68,6 +72,10 @@ pub enum LinkKind {
         /// Whether the device learns remote MACs from traffic.
         #[serde(default)]
         learning: bool,
+        /// Whether the device answers ARP and neighbour solicitations from its own
+        /// neighbour table instead of sending them to remote hosts.
+        #[serde(default, skip_serializing_if = "is_false")]
+        proxy: bool,
     },
     /// A macvlan link on `parent`.
     Macvlan {
@@ -168,10 +176,6 @@ pub struct RouteSpec {
     /// Routing table; the main table (254) when left out. The local table (255) is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table: Option<u32>,
-}
-
-fn is_false(b: &bool) -> bool {
-    !*b
 }
 
 impl Default for RouteSpec {

@@ -460,15 +460,10 @@ fn an_adopted_bridge_gets_back_its_mtu_state_and_route_localnet() {
     assert_eq!(bridge_as_it_is(&h, "wkbr0"), before, "{}", h.log());
 
     // Up, with the network's gateway on it: its own connected route covers the subnet, and
-    // that is no overlap for a network built on it. Another link's route still is.
+    // that is no overlap for a network built on it.
     h.in_host_ok(&["ip", "link", "set", "wkbr0", "up"]);
     let before = bridge_as_it_is(&h, "wkbr0");
     h.wharf_ok(&create);
     h.wharf_ok(&["network", "rm", "wk"]);
     assert_eq!(bridge_as_it_is(&h, "wkbr0"), before);
-    h.in_host_ok(&["ip", "link", "add", "wkother0", "type", "bridge"]);
-    h.in_host_ok(&["ip", "addr", "add", "10.92.0.1/24", "dev", "wkother0"]);
-    h.in_host_ok(&["ip", "link", "set", "wkother0", "up"]);
-    let err = h.wharf_err(&["network", "create", "-o", adopt, "--subnet", "10.92.0.0/24", "wk2"]);
-    assert!(err.contains("overlaps with the host route to 10.92.0.0/24"), "{err}");
 }

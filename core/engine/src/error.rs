@@ -39,6 +39,9 @@ pub enum Error {
     /// The state store failed.
     #[error("state store")]
     Store(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A service the operation needs, the cluster store, cannot be reached (503).
+    #[error("{0}")]
+    Unavailable(String),
     /// Anything else (500).
     #[error("{0}")]
     Internal(String),
@@ -69,6 +72,7 @@ impl Error {
                 ExecErrorKind::Failed => 500,
             },
             Error::Store(_) | Error::Internal(_) => 500,
+            Error::Unavailable(_) => 503,
         }
     }
 

@@ -80,10 +80,26 @@ pub struct Config {
     pub bind_allowed_bases: Vec<PathBuf>,
     /// The predefined `bridge` network.
     pub bridge: BridgeConfig,
+    /// The cluster store global-scope networks live in: `etcd://HOST:PORT[,HOST:PORT…]`.
+    pub cluster_store: Option<String>,
+    /// This host's address on the underlay, which other hosts send overlay traffic to.
+    pub advertise_addr: Option<std::net::IpAddr>,
+    /// The CA certificate that signed etcd's certificate; any TLS file turns TLS on.
+    pub cluster_store_ca: Option<PathBuf>,
+    /// This host's client certificate for etcd.
+    pub cluster_store_cert: Option<PathBuf>,
+    /// The key of the client certificate.
+    pub cluster_store_key: Option<PathBuf>,
+    /// Seconds a host's registration outlives its last renewal: how long other hosts keep
+    /// the endpoints of a host that died.
+    pub cluster_ttl: u64,
 }
 
 /// The plugin directory of an installed wharf.
 pub const SYSTEM_PLUGIN_DIR: &str = "/usr/lib/wharf/plugins";
+
+/// The default of `cluster_ttl`, in seconds.
+pub const DEFAULT_CLUSTER_TTL: u64 = 15;
 
 /// The config file read when present and no other is named.
 pub const DEFAULT_CONFIG: &str = "/etc/wharf/wharf.toml";
@@ -113,6 +129,12 @@ impl Default for Config {
             default_mtu: None,
             bind_allowed_bases: Vec::new(),
             bridge: BridgeConfig::default(),
+            cluster_store: None,
+            advertise_addr: None,
+            cluster_store_ca: None,
+            cluster_store_cert: None,
+            cluster_store_key: None,
+            cluster_ttl: DEFAULT_CLUSTER_TTL,
         }
     }
 }
@@ -153,6 +175,19 @@ impl Config {
             }
         }
         Ok(config)
+    }
+
+    /// Check the cluster settings, once flags have overridden the file.
+    pub fn check_cluster(&self) -> Result<(), String> {
+        if self.cluster_store.is_some() && self.advertise_addr.is_none() {
+            return Err(
+                "cluster_store needs advertise_addr (--advertise-addr), this host's address on the underlay".into()
+            );
+        }
+        if !(1..=3600).contains(&self.cluster_ttl) {
+            return Err(format!("cluster_ttl {} is not between 1 and 3600 seconds", self.cluster_ttl));
+        }
+        Ok(())
     }
 }
 
@@ -243,5 +278,24 @@ mod tests {
         let block = &section[start..start + section[start..].find("```").unwrap()];
         let c = Config::parse(block).unwrap();
         assert!(pools_leave_the_bridge_out(&c), "{block}");
+    }
+
+    #[test]
+    fn a_cluster_store_needs_an_advertised_address() {
+        let c = Config::parse(
+            r#"
+            cluster_store = "etcd://10.0.0.1:2379"
+            advertise_addr = "10.0.0.2"
+            cluster_store_ca = "/etc/wharf/etcd-ca.pem"
+            cluster_ttl = 5
+            "#,
+        )
+        .unwrap();
+        assert_eq!(c.advertise_addr, Some("10.0.0.2".parse().unwrap()));
+        assert_eq!(c.cluster_ttl, 5);
+        c.check_cluster().unwrap();
+        let e = Config::parse(r#"cluster_store = "etcd://10.0.0.1:2379""#).unwrap().check_cluster().unwrap_err();
+        assert!(e.contains("advertise_addr"), "{e}");
+        assert!(Config::parse("cluster_ttl = 0").unwrap().check_cluster().is_err());
     }
 }

@@ -9,6 +9,7 @@ use clap::Parser;
 use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::sync::Arc;
+use wharf_cluster::{EtcdStore, HostRecord, StoreConfig, TlsFiles};
 use wharf_engine::drivers::{Host, Null};
 use wharf_engine::engine::{DefaultBridge, Engine, Settings};
 use wharf_engine::registry::{Registry, Source};
@@ -60,6 +61,25 @@ struct Flags {
     /// Directory of per-sandbox resolver files.
     #[arg(long)]
     netns_etc_dir: Option<PathBuf>,
+    /// The cluster store global-scope (overlay) networks live in:
+    /// `etcd://HOST:PORT[,HOST:PORT…]`.
+    #[arg(long)]
+    cluster_store: Option<String>,
+    /// This host's underlay address, which other hosts send overlay traffic to.
+    #[arg(long)]
+    advertise_addr: Option<std::net::IpAddr>,
+    /// CA certificate of the etcd cluster (turns TLS on).
+    #[arg(long)]
+    cluster_store_ca: Option<PathBuf>,
+    /// Client certificate for etcd.
+    #[arg(long)]
+    cluster_store_cert: Option<PathBuf>,
+    /// Key of the etcd client certificate.
+    #[arg(long)]
+    cluster_store_key: Option<PathBuf>,
+    /// Seconds other hosts keep this host's endpoints after it stops renewing them.
+    #[arg(long)]
+    cluster_ttl: Option<u64>,
 }
 
 fn main() {
@@ -108,6 +128,25 @@ fn config(flags: Flags) -> Result<Config, String> {
     if let Some(v) = flags.netns_etc_dir {
         c.netns_etc_dir = v;
     }
+    if let Some(v) = flags.cluster_store {
+        c.cluster_store = Some(v);
+    }
+    if let Some(v) = flags.advertise_addr {
+        c.advertise_addr = Some(v);
+    }
+    if let Some(v) = flags.cluster_store_ca {
+        c.cluster_store_ca = Some(v);
+    }
+    if let Some(v) = flags.cluster_store_cert {
+        c.cluster_store_cert = Some(v);
+    }
+    if let Some(v) = flags.cluster_store_key {
+        c.cluster_store_key = Some(v);
+    }
+    if let Some(v) = flags.cluster_ttl {
+        c.cluster_ttl = v;
+    }
+    c.check_cluster()?;
     Ok(c)
 }
 
@@ -190,6 +229,9 @@ fn run(flags: Flags) -> Result<(), String> {
     };
     let engine =
         Arc::new(Engine::start(store, registry, exec, settings).map_err(|e| format!("start: {}", e.message()))?);
+    if let (Some(url), Some(vtep)) = (&c.cluster_store, c.advertise_addr) {
+        join_cluster(&engine, &c, url, vtep, instance)?;
+    }
 
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -202,6 +244,30 @@ fn run(flags: Flags) -> Result<(), String> {
         }
         serve(engine, c.socket.clone(), socket_group).await
     })
+}
+
+/// Join the cluster store: a store that is down now is joined when it comes back.
+fn join_cluster(
+    engine: &Arc<Engine>,
+    c: &Config,
+    url: &str,
+    vtep: std::net::IpAddr,
+    instance: String,
+) -> Result<(), String> {
+    let mut store_config = StoreConfig::parse(url).map_err(|e| e.to_string())?;
+    store_config.tls = TlsFiles {
+        ca: c.cluster_store_ca.clone(),
+        cert: c.cluster_store_cert.clone(),
+        key: c.cluster_store_key.clone(),
+    };
+    store_config.ttl = std::time::Duration::from_secs(c.cluster_ttl);
+    let store = EtcdStore::open(store_config).map_err(|e| e.to_string())?;
+    let name = nix::unistd::gethostname().map(|h| h.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = if name.is_empty() { vtep.to_string() } else { format!("{name} ({vtep})") };
+    let host = HostRecord { id: instance, name, vtep };
+    engine.join_cluster(Arc::new(store), host).map_err(|e| format!("cluster: {}", e.message()))?;
+    tracing::info!(store = url, advertise = %vtep, "joined the cluster store");
+    Ok(())
 }
 
 /// The group named `name` (none for an empty name), looked up before anything starts.

@@ -9,6 +9,12 @@
 //! the network with the same VNI and the list of its peers; hosts that give each other
 //! disjoint `--ip-range`s of one subnet never hand out the same address.
 //!
+//! With a cluster store (core hands the driver this host's VTEP in the host facts), hosts
+//! find each other through the store instead: the VXLAN device neither learns nor floods,
+//! and answers ARP and neighbour solicitations itself (proxy), from the static FDB and
+//! neighbour entries core programs for every remote endpoint. A frame for an address no
+//! host owns goes nowhere.
+//!
 //! The network has no gateway: it carries traffic between its endpoints, on any host.
 //! A sandbox that needs to reach further joins a bridge network as well.
 
@@ -18,8 +24,8 @@ use std::net::IpAddr;
 use wharf_sdk::{
     fnv1a, iface_prefix, mtu_option, state_from_value, state_to_value, CreateNetwork, DeleteNetwork, DriverError,
     DriverResult, EndpointInfo, EndpointRequest, HostFacts, HostLink, JoinInfo, LinkKind, LinkSpec, Netns,
-    NetworkCapabilities, NetworkDriver, NetworkPeer, NetworkSpec, Op, Outcome, Plan, Step, VethEndpoint, IFACE_PREFIX,
-    MTU,
+    NetworkCapabilities, NetworkDriver, NetworkPeer, NetworkSpec, Op, Outcome, Plan, Scope, Step, VethEndpoint,
+    IFACE_PREFIX, MTU,
 };
 
 const DRIVER: &str = "overlay";
@@ -61,6 +67,9 @@ struct NetworkState {
     peers: Vec<IpAddr>,
     mtu: u32,
     iface_prefix: String,
+    /// Remote endpoints come from the cluster store: no learning, no flooding.
+    #[serde(default)]
+    cluster: bool,
 }
 
 fn parse_ip(option: &str, v: &str) -> DriverResult<IpAddr> {
@@ -142,11 +151,26 @@ fn settle(network: &NetworkSpec, facts: &HostFacts, others: &[NetworkPeer]) -> D
             peers.push(ip);
         }
     }
-    let want_v6 = match network.options.get(LOCAL) {
-        Some(v) => parse_ip(LOCAL, v)?.is_ipv6(),
-        None => peers.first().is_some_and(IpAddr::is_ipv6),
+    if facts.cluster_vtep.is_some() && !peers.is_empty() {
+        return Err(DriverError::invalid_option(
+            PEERS,
+            "hosts sharing a cluster store find each other through it; give no peers",
+        ));
+    }
+    let want_v6 = match (network.options.get(LOCAL), facts.cluster_vtep) {
+        (Some(v), _) => parse_ip(LOCAL, v)?.is_ipv6(),
+        (None, Some(vtep)) => vtep.is_ipv6(),
+        (None, None) => peers.first().is_some_and(IpAddr::is_ipv6),
     };
-    let (local, link) = underlay(network, facts, want_v6)?;
+    let (local, link) = match (network.options.get(LOCAL), facts.cluster_vtep) {
+        (None, Some(vtep)) => {
+            let link = link_with(facts, vtep).ok_or_else(|| {
+                DriverError::invalid(format!("the advertised address {vtep} is not an address of this host"))
+            })?;
+            (vtep, link.clone())
+        }
+        _ => underlay(network, facts, want_v6)?,
+    };
     if let Some(p) = peers.iter().find(|p| p.is_ipv6() != local.is_ipv6()) {
         return Err(DriverError::invalid_option(
             PEERS,
@@ -195,6 +219,7 @@ fn settle(network: &NetworkSpec, facts: &HostFacts, others: &[NetworkPeer]) -> D
         peers,
         mtu,
         iface_prefix: iface_prefix(&network.options)?,
+        cluster: facts.cluster_vtep.is_some(),
     })
 }
 
@@ -212,7 +237,8 @@ fn network_plan(s: &NetworkState) -> Plan {
             port: s.port,
             local: Some(s.local),
             underlay: Some(s.underlay.clone()),
-            learning: true,
+            learning: !s.cluster,
+            proxy: s.cluster,
         },
     );
     vxlan.mtu = Some(s.mtu);
@@ -242,6 +268,7 @@ impl NetworkDriver for OverlayDriver {
 
     fn capabilities(&self) -> NetworkCapabilities {
         NetworkCapabilities {
+            scope: Scope::Global,
             options: KNOWN.map(String::from).to_vec(),
             endpoint_options: vec![wharf_sdk::ENDPOINT_IFNAME.to_string()],
             ..Default::default()

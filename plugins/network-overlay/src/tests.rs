@@ -75,7 +75,8 @@ fn a_network_is_a_bridge_with_a_vxlan_port_flooding_to_each_peer() {
             port: 4789,
             local: Some("192.0.2.10".parse().unwrap()),
             underlay: Some("eth0".into()),
-            learning: true
+            learning: true,
+            proxy: false,
         }
     );
     assert_eq!(vx.master.as_deref(), Some("br-0123456789ab"));
@@ -199,4 +200,34 @@ fn published_ports_are_refused() {
     req.endpoint.ports = vec![wharf_sdk::PortBinding { port: 80, host_port: 8080, ..Default::default() }];
     let e = OverlayDriver.create_endpoint(req).unwrap_err();
     assert!(e.message.contains("network ov is an overlay"), "{}", e.message);
+}
+
+#[test]
+fn with_a_cluster_store_the_device_neither_learns_nor_floods() {
+    let n = network(&[(VNI, "4100")]);
+    let mut f = facts();
+    f.cluster_vtep = Some("198.51.100.1".parse().unwrap());
+    let out =
+        OverlayDriver.create_network(CreateNetwork { network: n.clone(), facts: f.clone(), others: vec![] }).unwrap();
+    let ops: Vec<&Op> = out.plan.ops().collect();
+    assert_eq!(ops.len(), 2, "a bridge and its VXLAN port, no flood entries: {ops:#?}");
+    let Op::LinkAdd { link: vx, .. } = ops[1] else { panic!("{:?}", ops[1]) };
+    assert_eq!(
+        vx.kind,
+        LinkKind::Vxlan {
+            vni: 4100,
+            port: 4789,
+            local: Some("198.51.100.1".parse().unwrap()),
+            underlay: Some("jumbo0".into()),
+            learning: false,
+            proxy: true,
+        }
+    );
+    assert_eq!(vx.mtu, Some(8950), "the advertised address's link sets the MTU");
+    let with_peers = network(&[(PEERS, "192.0.2.11")]);
+    let e = OverlayDriver.create_network(CreateNetwork { network: with_peers, facts: f.clone(), others: vec![] });
+    assert!(e.unwrap_err().to_string().contains("give no peers"));
+    f.cluster_vtep = Some("203.0.113.9".parse().unwrap());
+    let e = OverlayDriver.create_network(CreateNetwork { network: n, facts: f, others: vec![] }).unwrap_err();
+    assert!(e.to_string().contains("203.0.113.9 is not an address of this host"), "{e}");
 }

@@ -6,6 +6,7 @@
 //! store; drivers and the executor are synchronous, so API handlers call in from blocking
 //! threads.
 
+mod cluster;
 mod config_only;
 mod dry_run;
 pub mod events;
@@ -18,6 +19,7 @@ mod sandbox;
 mod sysctls;
 mod volume;
 
+pub use cluster::VNI_OPTION;
 pub use firewall::FirewallReport;
 pub use network::{ConnectRequest, NetworkCreateRequest, PoolRequest};
 pub use volume::{volume_size, PruneReport, VolumeCreateRequest};
@@ -32,7 +34,7 @@ use ipnet::IpNet;
 use policy::Author;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use wharf_sdk::{HostFacts, LinkKind, Op, Plan, Step};
 
 /// Settings the engine needs from the daemon's configuration.
@@ -97,6 +99,8 @@ pub struct Engine {
     /// Each network driver's capabilities, asked once at start (a plugin call costs tens of
     /// microseconds, and the answer never changes).
     capabilities: BTreeMap<String, wharf_sdk::NetworkCapabilities>,
+    /// The cluster store global-scope networks live in, once joined.
+    cluster: OnceLock<cluster::Cluster>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -284,8 +288,17 @@ impl Engine {
             .filter(|d| d.kind == crate::registry::Kind::Network)
             .filter_map(|d| registry.network(&d.name).map(|n| (d.name, n.capabilities())))
             .collect();
-        let engine =
-            Engine { store, registry, exec, settings, state: Mutex::new(state), published, events, capabilities };
+        let engine = Engine {
+            store,
+            registry,
+            exec,
+            settings,
+            state: Mutex::new(state),
+            published,
+            events,
+            capabilities,
+            cluster: OnceLock::new(),
+        };
         engine.recover_journal()?;
         engine.reconcile()?;
         engine.ensure_predefined()?;
@@ -334,6 +347,7 @@ impl Engine {
         f.volumes_dir = self.settings.volumes_dir.display().to_string();
         f.volumes_max_file_size = self.settings.volumes_max_file_size;
         f.bind_allowed_bases = self.settings.bind_allowed_bases.clone();
+        f.cluster_vtep = self.cluster_vtep();
         f.wharf_bridges = state
             .networks
             .values()

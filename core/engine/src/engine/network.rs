@@ -13,8 +13,8 @@ use std::net::IpAddr;
 use std::path::Path;
 use std::sync::Arc;
 use wharf_sdk::{
-    CreateNetwork, DeleteNetwork, EndpointRequest, EndpointSpec, NetworkDriver, NetworkPeer, NetworkSpec, Plan,
-    PortBinding, SandboxSpec, Subnet, MTU,
+    CreateNetwork, DeleteNetwork, EndpointRequest, EndpointSpec, HostFacts, NetworkDriver, NetworkPeer, NetworkSpec,
+    Plan, PortBinding, SandboxSpec, Subnet, MTU,
 };
 
 /// One `IPAM.Config` entry of a create request.
@@ -261,7 +261,7 @@ impl Engine {
             id: new_id(),
             name: req.name.clone(),
             driver: driver_name.clone(),
-            scope: caps.scope.as_str().to_string(),
+            scope: self.scope_of(caps.scope).to_string(),
             created: now(),
             internal: req.internal,
             attachable: req.attachable,
@@ -282,6 +282,24 @@ impl Engine {
         } else if !req.pools.is_empty() {
             return Err(Error::InvalidArgument(format!("driver {driver_name:?} does not use IPAM; give no subnets")));
         }
+        if self.global(&network).is_none() {
+            return self.realize_network(state, network, facts);
+        }
+        // Checked before the cluster sees it: the store takes its name and VNI.
+        driver.validate(&spec(&network), &facts).map_err(|e| Error::driver(&driver_name, e))?;
+        self.publish_network(&mut network)?;
+        self.realize_network(state, network.clone(), facts).inspect_err(|_| {
+            if let Err(e) = self.unpublish_network(&network) {
+                tracing::warn!(network = %network.name, error = %e, "cannot take a failed network out of the cluster");
+            }
+        })
+    }
+
+    /// Ask the driver for a network settled by core and carry out its plan: the last part of
+    /// a create, and all of it for a global network another host created.
+    pub(super) fn realize_network(&self, state: &mut State, mut network: Network, facts: HostFacts) -> Result<Network> {
+        let driver_name = network.driver.clone();
+        let driver = self.network_driver(&driver_name)?;
         let spec = spec(&network);
         driver.validate(&spec, &facts).map_err(|e| Error::driver(&driver_name, e))?;
         let others = peers(state, &driver_name, &network.id);
@@ -298,7 +316,7 @@ impl Engine {
             t.put(Table::Networks, &network.id, &network)
         })?;
         tracing::info!(network = %network.name, id = %network.id, driver = %network.driver, "network created");
-        if !predefined {
+        if !network.predefined {
             self.network_event("create", &network, None);
         }
         state.networks.insert(network.id.clone(), Arc::new(network.clone()));
@@ -381,7 +399,7 @@ impl Engine {
         self.remove_network_locked(&mut state, &network)
     }
 
-    fn remove_network_locked(&self, state: &mut State, network: &Network) -> Result<()> {
+    pub(super) fn remove_network_locked(&self, state: &mut State, network: &Network) -> Result<()> {
         if network.predefined {
             return Err(Error::Forbidden(format!("{} is a pre-defined network and cannot be removed", network.name)));
         }
@@ -392,6 +410,7 @@ impl Engine {
                 network.name, network.id
             )));
         }
+        self.unpublish_network(network)?;
         let driver = self.network_driver(&network.driver)?;
         let facts = self.facts(state)?;
         let others = peers(state, &network.driver, &network.id);
@@ -439,6 +458,14 @@ impl Engine {
     pub fn connect(&self, req: ConnectRequest) -> Result<Endpoint> {
         let mut state = self.lock();
         let network = state.network(&req.network)?.clone();
+        match self.global(&network) {
+            Some(cluster) => self.connect_global(cluster, &mut state, &network, req),
+            None => self.connect_locked(&mut state, req),
+        }
+    }
+
+    pub(super) fn connect_locked(&self, state: &mut State, req: ConnectRequest) -> Result<Endpoint> {
+        let network = state.network(&req.network)?.clone();
         let sandbox = state.sandbox(&req.sandbox)?.clone();
         if network.config_only {
             return Err(Error::Forbidden(format!(
@@ -484,7 +511,7 @@ impl Engine {
         let mut ports = req.ports.clone();
         let mut port_cursor = state.port_cursor;
         let families = (ipv4.is_some(), ipv6.is_some());
-        settle_host_ports(&state, &mut port_cursor, &mut ports, &|p, port| self.host_port_state(p, port, families))?;
+        settle_host_ports(state, &mut port_cursor, &mut ports, &|p, port| self.host_port_state(p, port, families))?;
         let mut endpoint = Endpoint {
             id: new_id(),
             network_id: network.id.clone(),
@@ -534,7 +561,7 @@ impl Engine {
         endpoint.join = joined.response;
         endpoint.state = joined.state;
         endpoint.plan = plan;
-        self.check_ports(&state, &endpoint)?;
+        self.check_ports(state, &endpoint)?;
         let object = format!("endpoint of {} on network {}", sandbox.name, network.name);
         let plan = endpoint.plan.clone();
         self.apply_recorded(Author::Endpoint(&network.driver, &sandbox.netns), &object, &plan, |t, found| {
@@ -548,7 +575,7 @@ impl Engine {
         state.endpoints.insert(endpoint.id.clone(), Arc::new(endpoint.clone()));
         state.port_cursor = port_cursor;
         if shared {
-            self.settle_gateway(&state, &sandbox);
+            self.settle_gateway(state, &sandbox);
         }
         Ok(endpoint)
     }
@@ -614,6 +641,7 @@ impl Engine {
             .cloned()
             .ok_or_else(|| Error::Internal(format!("endpoint {} has no network", endpoint.id)))?;
         let sandbox = state.sandboxes.get(&endpoint.sandbox_id).map(|s| Sandbox::clone(s)).unwrap_or_default();
+        self.withdraw_endpoint(&network, endpoint)?;
         let request = EndpointRequest {
             network: spec(&network),
             network_state: network.state.clone(),
@@ -665,6 +693,7 @@ impl Engine {
         self.network_event("disconnect", &net, Some(&sandbox.id));
         state.networks.insert(net.id.clone(), Arc::new(net));
         state.endpoints.remove(&endpoint.id);
+        self.release_endpoint(&network, endpoint);
         if state.endpoints_of_sandbox(&sandbox.id).next().is_some() {
             self.settle_gateway(state, &sandbox);
         }

@@ -188,8 +188,8 @@ async fn link_message(
             }
             b
         }
-        LinkKind::Vxlan { vni, port, local, underlay, learning } => {
-            let mut v = LinkVxlan::new(&link.name, *vni).port(*port).learning(*learning);
+        LinkKind::Vxlan { vni, port, local, underlay, learning, proxy } => {
+            let mut v = LinkVxlan::new(&link.name, *vni).port(*port).learning(*learning).proxy(*proxy);
             match local {
                 Some(IpAddr::V4(a)) => v = v.local(*a),
                 Some(IpAddr::V6(a)) => v = v.local6(*a),
