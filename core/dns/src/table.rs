@@ -4,9 +4,10 @@
 //!
 //! A query from sandbox S is answered only from the networks S has an entry on, so names do
 //! not cross the isolation between networks. A name is the sandbox's name, one of its
-//! aliases, its full 64-hex id or its 12-character short id (what `docker ps` shows);
-//! shorter or other prefixes of the id do not resolve, since on a busy host a short prefix
-//! would answer with whichever sandbox happens to match. Names are compared without case.
+//! aliases, or its 12-character short id (what `docker ps` shows, and what Docker's resolver
+//! answers to). Other prefixes of the id do not resolve: a shorter one could answer with
+//! whichever sandbox happens to match, and the full 64-character id is longer than a DNS
+//! label may be. Names are compared without case.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -45,10 +46,9 @@ pub struct Entry {
 impl Entry {
     /// The names the entry answers to, lower-cased.
     fn keys(&self) -> impl Iterator<Item = String> + '_ {
-        let short = self.sandbox.get(..SHORT_ID).filter(|_| self.sandbox.len() > SHORT_ID);
+        let short = self.sandbox.get(..SHORT_ID);
         std::iter::once(self.name.as_str())
             .chain(self.aliases.iter().map(String::as_str))
-            .chain(std::iter::once(self.sandbox.as_str()))
             .chain(short)
             .filter(|k| !k.is_empty())
             .map(str::to_ascii_lowercase)
@@ -247,12 +247,13 @@ mod tests {
         let t = Table::new();
         t.insert("n1", entry(A, "alpha", &[], "10.0.0.2", None));
         t.insert("n1", entry(B, "beta", &["Web"], "10.0.0.3", Some("fd00::3")));
-        for name in ["beta", "BETA.", "web", "bbbbbbbbbbbb", B] {
+        for name in ["beta", "BETA.", "web", "bbbbbbbbbbbb"] {
             let got = t.resolve(A, name).unwrap_or_else(|| panic!("{name} did not resolve"));
             assert_eq!(v4(&got), ["10.0.0.3"], "{name}");
         }
         assert_eq!(t.resolve(A, "beta").unwrap().ipv6, ["fd00::3".parse::<Ipv6Addr>().unwrap()]);
         assert_eq!(t.resolve(A, "bbbbbbbbbbb"), None, "an 11-character prefix is no name");
+        assert_eq!(t.resolve(A, B), None, "the full id is no name");
         assert_eq!(t.resolve(A, "alpha").map(|a| v4(&a)), Some(vec!["10.0.0.2".to_string()]));
     }
 

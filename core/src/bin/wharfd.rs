@@ -48,6 +48,9 @@ struct Flags {
     /// Directory of per-sandbox resolver files.
     #[arg(long)]
     netns_etc_dir: Option<PathBuf>,
+    /// The host's resolver configuration (default /etc/resolv.conf).
+    #[arg(long)]
+    resolv_conf: Option<PathBuf>,
 }
 
 fn main() {
@@ -86,6 +89,9 @@ fn config(flags: Flags) -> Result<Config, String> {
     }
     if let Some(v) = flags.netns_etc_dir {
         c.netns_etc_dir = v;
+    }
+    if let Some(v) = flags.resolv_conf {
+        c.resolv_conf = v;
     }
     Ok(c)
 }
@@ -159,7 +165,7 @@ fn run(flags: Flags) -> Result<(), String> {
     let settings = Settings {
         netns_dir: c.netns_dir.clone(),
         netns_etc_dir: c.netns_etc_dir.clone(),
-        host_resolv_conf: "/etc/resolv.conf".into(),
+        host_resolv_conf: c.resolv_conf.clone(),
         volumes_max_file_size: wharf_core::kernel::max_file_size(&volumes_dir),
         volumes_dir,
         pools_v4: c.default_address_pools.clone(),
@@ -171,13 +177,17 @@ fn run(flags: Flags) -> Result<(), String> {
             .enabled
             .then(|| DefaultBridge { device: c.bridge.name.clone(), subnet: c.bridge.subnet }),
     };
-    let engine = Arc::new(Engine::start(store, registry, exec, settings).map_err(|e| format!("start: {e}"))?);
-
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
+    // The embedded resolver serves every sandbox's sockets on the daemon's runtime; start
+    // brings each sandbox's back before the API serves.
+    let dns = Arc::new(wharf_dns::Resolver::new(rt.handle().clone()));
+    let engine =
+        Engine::start_with_dns(store, registry, exec, settings, Some(dns)).map_err(|e| format!("start: {e}"))?;
+    let engine = Arc::new(engine);
     rt.block_on(serve(engine, c.socket.clone()))
 }
 

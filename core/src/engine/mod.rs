@@ -6,6 +6,7 @@
 //! store; drivers and the executor are synchronous, so API handlers call in from blocking
 //! threads.
 
+mod dns;
 mod firewall;
 mod network;
 mod policy;
@@ -13,6 +14,7 @@ mod reconcile;
 mod sandbox;
 mod volume;
 
+pub use dns::ENABLE_DNS;
 pub use firewall::FirewallReport;
 pub use network::{ConnectRequest, NetworkCreateRequest, PoolRequest};
 pub use volume::{PruneReport, VolumeCreateRequest};
@@ -82,6 +84,8 @@ pub struct Engine {
     exec: Arc<dyn Executor>,
     settings: Settings,
     state: Mutex<State>,
+    /// The embedded resolver, when the daemon runs one.
+    dns: Option<Arc<wharf_dns::Resolver>>,
     /// The state as every finished operation left it, published by [`StateGuard`], so reads
     /// never wait for an operation in flight (plugin calls, kernel I/O).
     published: RwLock<Arc<State>>,
@@ -226,7 +230,19 @@ pub(super) fn adopt_existing_directories(mut plan: Plan) -> Plan {
 impl Engine {
     /// Open the engine over `store`, roll back interrupted plans, reconcile the kernel with
     /// the store, and make the predefined networks.
-    pub fn start(store: Store, registry: Registry, exec: Arc<dyn Executor>, mut settings: Settings) -> Result<Engine> {
+    pub fn start(store: Store, registry: Registry, exec: Arc<dyn Executor>, settings: Settings) -> Result<Engine> {
+        Engine::start_with_dns(store, registry, exec, settings, None)
+    }
+
+    /// [`Engine::start`], with the embedded resolver `dns`: every sandbox's resolver is
+    /// serving again when this returns.
+    pub fn start_with_dns(
+        store: Store,
+        registry: Registry,
+        exec: Arc<dyn Executor>,
+        mut settings: Settings,
+        dns: Option<Arc<wharf_dns::Resolver>>,
+    ) -> Result<Engine> {
         if settings.pools_v6.is_empty() {
             settings.pools_v6.push(crate::ipam::ula_pool(ula_global_id(&store)?));
         }
@@ -244,10 +260,11 @@ impl Engine {
             state.volumes.insert(v.name.clone(), v);
         }
         let published = RwLock::new(Arc::new(state.clone()));
-        let engine = Engine { store, registry, exec, settings, state: Mutex::new(state), published };
+        let engine = Engine { store, registry, exec, settings, state: Mutex::new(state), dns, published };
         engine.recover_journal()?;
         engine.reconcile()?;
         engine.ensure_predefined()?;
+        engine.dns_restore();
         Ok(engine)
     }
 

@@ -85,7 +85,13 @@ pub(super) fn spec(n: &Network) -> NetworkSpec {
     NetworkSpec {
         id: n.id.clone(),
         name: n.name.clone(),
-        options: n.options.clone(),
+        // The resolver's option is core's, not the driver's.
+        options: n
+            .options
+            .iter()
+            .filter(|(k, _)| k.as_str() != super::ENABLE_DNS)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         ipv4: subnets(&n.ipv4),
         ipv6: subnets(&n.ipv6),
         enable_ipv6: n.enable_ipv6,
@@ -246,6 +252,7 @@ impl Engine {
             return Err(Error::Forbidden(format!("only one instance of {driver_name:?} network is allowed")));
         }
         check_ipv6_mtu(&req)?;
+        super::dns::check_options(&req.options)?;
         if let Some(k) = req.ipam_options.keys().next() {
             return Err(Error::InvalidArgument(format!("IPAM driver option {k:?} is not supported")));
         }
@@ -482,6 +489,7 @@ impl Engine {
         self.check_ports(&state, &endpoint)?;
         let object = format!("endpoint of {} on network {}", sandbox.name, network.name);
         let plan = endpoint.plan.clone();
+        let sockets = self.dns_sockets(&network, &sandbox)?;
         self.apply_recorded(Author::Endpoint(&network.driver, &sandbox.netns), &object, &plan, |t, found| {
             endpoint.found = found.to_vec();
             t.put(Table::Networks, &net.id, &net)?;
@@ -490,6 +498,7 @@ impl Engine {
         state.networks.insert(net.id.clone(), net);
         state.endpoints.insert(endpoint.id.clone(), endpoint.clone());
         state.port_cursor = port_cursor;
+        self.dns_connected(&network, &endpoint, &sandbox, sockets);
         Ok(endpoint)
     }
 
@@ -589,6 +598,7 @@ impl Engine {
         )?;
         state.networks.insert(net.id.clone(), net);
         state.endpoints.remove(&endpoint.id);
+        self.dns_disconnected(state, &network, &sandbox);
         Ok(())
     }
 }

@@ -25,6 +25,7 @@
 
 pub mod mount;
 pub mod netlink;
+pub mod netns_socket;
 pub mod worker;
 
 use crate::executor::{ExecError, Executor, Outcome};
@@ -463,6 +464,15 @@ impl Executor for Kernel {
 
     fn firewall_ruleset(&self) -> Result<String, ExecError> {
         self.firewall.ruleset()
+    }
+
+    fn dns_sockets(&self, netns: &Path, at: std::net::SocketAddr) -> Result<wharf_dns::Sockets, ExecError> {
+        netns_socket::listening(netns, at).map_err(|e| ExecError::new(e.to_string()))
+    }
+
+    fn dns_opener(&self, netns: &Path) -> wharf_dns::Opener {
+        let netns = netns.to_path_buf();
+        Arc::new(move |server, transport| netns_socket::towards(&netns, server, transport))
     }
 
     fn sweep(&self, netns: &Netns, known: &BTreeSet<&str>) -> Result<Vec<String>, ExecError> {
