@@ -10,8 +10,9 @@
 //! there ([`Opener`]), so a sandbox with no way out (an internal network) gets none through
 //! the resolver either.
 
-use crate::answer::{servfail, UDP_PLAIN};
+use crate::answer::servfail;
 use hickory_proto::op::Message;
+use std::collections::HashMap;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::os::fd::OwnedFd;
@@ -19,12 +20,14 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream, UdpSocket};
+use tokio::sync::oneshot;
+use tokio::task::AbortHandle;
 
 /// How long one server has to answer before the next is asked.
 const PER_SERVER: Duration = Duration::from_millis(1500);
 
-/// How many idle UDP sockets a pool keeps for the next queries.
-const IDLE_SOCKETS: usize = 4;
+/// The largest DNS message.
+const MAX_MESSAGE: usize = 65535;
 
 /// A transport.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,47 +56,144 @@ fn from_host(server: &SocketAddr) -> bool {
     server.ip().is_loopback()
 }
 
-/// Idle UDP sockets, by address family (true: IPv6), for the next forwarded queries.
-#[derive(Default)]
-pub(crate) struct Pool {
-    idle: Mutex<Vec<(bool, UdpSocket)>>,
+/// One UDP socket that every forwarded query from one place (a sandbox's namespace, or the
+/// daemon's) to servers of one address family goes out on, under an id no other waiting
+/// query has; one task hands each answer to the query waiting for it, and passes over
+/// anything else (a late answer, a datagram from another address). A socket per query would
+/// cost a trip into the sandbox's namespace each time.
+struct Channel {
+    shared: Arc<Shared>,
+    reader: AbortHandle,
 }
 
-impl Pool {
-    fn take(&self, v6: bool) -> Option<UdpSocket> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        let at = idle.iter().position(|(f, _)| *f == v6)?;
-        Some(idle.swap_remove(at).1)
+struct Shared {
+    socket: UdpSocket,
+    /// Id -> the server asked and where its answer goes.
+    waiting: Mutex<HashMap<u16, (SocketAddr, oneshot::Sender<Vec<u8>>)>>,
+}
+
+impl Drop for Channel {
+    fn drop(&mut self) {
+        self.reader.abort();
+    }
+}
+
+impl Channel {
+    fn new(socket: UdpSocket) -> Channel {
+        let shared = Arc::new(Shared { socket, waiting: Mutex::default() });
+        let reader = tokio::spawn(read_answers(shared.clone())).abort_handle();
+        Channel { shared, reader }
     }
 
-    fn give(&self, v6: bool, socket: UdpSocket) {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
-        if idle.len() < IDLE_SOCKETS {
-            idle.push((v6, socket));
+    /// Send `packet` to `server` under a fresh id and wait for the answer.
+    async fn exchange(&self, server: SocketAddr, packet: &[u8]) -> io::Result<Vec<u8>> {
+        let (tx, rx) = oneshot::channel();
+        let id = {
+            let mut waiting = self.shared.lock();
+            if waiting.len() >= usize::from(u16::MAX) / 2 {
+                return Err(io::Error::other("too many queries waiting"));
+            }
+            let mut id: u16 = rand::random();
+            while waiting.contains_key(&id) {
+                id = rand::random();
+            }
+            waiting.insert(id, (server, tx));
+            id
+        };
+        // Whatever ends the wait (an answer, an error, a timeout that drops this future),
+        // the id is free again.
+        let _waiting = Waiting { shared: &self.shared, id };
+        let mut out = packet.to_vec();
+        out[..2].copy_from_slice(&id.to_be_bytes());
+        self.shared.socket.send_to(&out, server).await?;
+        rx.await.map_err(|_| io::Error::other("the channel closed"))
+    }
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u16, (SocketAddr, oneshot::Sender<Vec<u8>>)>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hand out the answers waiting on the socket. The buffer is on the stack of this
+    /// synchronous call, so the reading task holds none between answers.
+    fn drain(&self) {
+        let mut buf = [0u8; MAX_MESSAGE];
+        loop {
+            let (n, from) = match self.socket.try_recv_from(&mut buf) {
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return,
+            };
+            if n < 12 || buf[2] & 0x80 == 0 {
+                continue;
+            }
+            let id = u16::from_be_bytes([buf[0], buf[1]]);
+            let mut waiting = self.lock();
+            if waiting.get(&id).is_some_and(|(server, _)| *server == from) {
+                if let Some((_, tx)) = waiting.remove(&id) {
+                    let _ = tx.send(buf[..n].to_vec());
+                }
+            }
         }
+    }
+}
+
+async fn read_answers(shared: Arc<Shared>) {
+    while shared.socket.readable().await.is_ok() {
+        shared.drain();
+    }
+}
+
+/// A waiting query's id, given back when the wait ends.
+struct Waiting<'a> {
+    shared: &'a Shared,
+    id: u16,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.shared.lock().remove(&self.id);
+    }
+}
+
+/// The channels of one place, by address family (IPv4 first), made at their first use.
+#[derive(Default)]
+pub(crate) struct Channels {
+    families: Mutex<[Option<Arc<Channel>>; 2]>,
+}
+
+impl Channels {
+    fn get(&self, v6: bool) -> Option<Arc<Channel>> {
+        self.families.lock().unwrap_or_else(|p| p.into_inner())[usize::from(v6)].clone()
+    }
+
+    /// Keep `made` unless another query made one first; returns the one kept.
+    fn keep(&self, v6: bool, made: Channel) -> Arc<Channel> {
+        let mut families = self.families.lock().unwrap_or_else(|p| p.into_inner());
+        families[usize::from(v6)].get_or_insert_with(|| Arc::new(made)).clone()
     }
 }
 
 /// One sandbox's forwarding.
 pub(crate) struct Forwarder {
     upstreams: Upstreams,
-    /// Sockets in the sandbox's namespace.
-    own: Pool,
-    /// Sockets in the daemon's namespace, shared by every sandbox.
-    host: Arc<Pool>,
+    /// Channels in the sandbox's namespace.
+    own: Channels,
+    /// Channels in the daemon's namespace, shared by every sandbox.
+    host: Arc<Channels>,
 }
 
 impl Forwarder {
-    pub(crate) fn new(upstreams: Upstreams, host: Arc<Pool>) -> Forwarder {
-        Forwarder { upstreams, own: Pool::default(), host }
+    pub(crate) fn new(upstreams: Upstreams, host: Arc<Channels>) -> Forwarder {
+        Forwarder { upstreams, own: Channels::default(), host }
     }
 
     /// The answer to `packet` (parsed: `query`) from the first server that gives one.
     pub(crate) async fn forward(&self, packet: &[u8], query: &Message, transport: Transport) -> Vec<u8> {
-        let limit = query.extensions().as_ref().map_or(UDP_PLAIN, |e| usize::from(e.max_payload()).max(UDP_PLAIN));
         for server in &self.upstreams.servers {
             let asked = match transport {
-                Transport::Udp => tokio::time::timeout(PER_SERVER, self.udp(*server, packet, limit)).await,
+                Transport::Udp => tokio::time::timeout(PER_SERVER, self.udp(*server, packet)).await,
                 Transport::Tcp => tokio::time::timeout(PER_SERVER, self.tcp(*server, packet)).await,
             };
             match asked {
@@ -108,7 +208,7 @@ impl Forwarder {
         servfail(query)
     }
 
-    fn pool(&self, server: &SocketAddr) -> &Pool {
+    fn channels(&self, server: &SocketAddr) -> &Channels {
         if from_host(server) {
             &self.host
         } else {
@@ -116,28 +216,16 @@ impl Forwarder {
         }
     }
 
-    async fn udp(&self, server: SocketAddr, packet: &[u8], limit: usize) -> io::Result<Vec<u8>> {
+    async fn udp(&self, server: SocketAddr, packet: &[u8]) -> io::Result<Vec<u8>> {
         let v6 = server.is_ipv6();
-        let socket = match self.pool(&server).take(v6) {
-            Some(s) => s,
-            None => self.udp_socket(server).await?,
-        };
-        let id: u16 = rand::random();
-        let mut out = packet.to_vec();
-        out[..2].copy_from_slice(&id.to_be_bytes());
-        socket.send_to(&out, server).await?;
-        let mut buf = vec![0u8; limit];
-        loop {
-            let (n, from) = socket.recv_from(&mut buf).await?;
-            // Anything but the answer (a late answer to an earlier query on this socket, a
-            // stranger's datagram) is passed over.
-            let ours = from == server && n >= 12 && buf[..2] == id.to_be_bytes() && buf[2] & 0x80 != 0;
-            if ours {
-                buf.truncate(n);
-                self.pool(&server).give(v6, socket);
-                return Ok(buf);
+        let channel = match self.channels(&server).get(v6) {
+            Some(c) => c,
+            None => {
+                let made = Channel::new(self.udp_socket(server).await?);
+                self.channels(&server).keep(v6, made)
             }
-        }
+        };
+        channel.exchange(server, packet).await
     }
 
     async fn udp_socket(&self, server: SocketAddr) -> io::Result<UdpSocket> {

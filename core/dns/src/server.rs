@@ -4,7 +4,7 @@
 //! on the stack of a synchronous drain, so the task holds no buffer between queries.
 
 use crate::answer::{answer, Reply};
-use crate::forward::{Forwarder, Pool, Transport, Upstreams};
+use crate::forward::{Channels, Forwarder, Transport, Upstreams};
 use crate::table::Table;
 use std::collections::HashMap;
 use std::io;
@@ -50,7 +50,7 @@ struct Served {
 pub struct Resolver {
     table: Arc<Table>,
     rt: Handle,
-    host: Arc<Pool>,
+    host: Arc<Channels>,
     served: Mutex<HashMap<String, AbortHandle>>,
 }
 

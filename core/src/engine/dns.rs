@@ -6,7 +6,8 @@
 //! `resolv.conf` then names 127.0.0.11, where wharfd answers the names of the sandboxes it
 //! shares a network with and forwards the rest to its upstream servers; on no such network
 //! the file names the upstream servers themselves. The table changes inside connect and
-//! disconnect, before they return; the `resolv.conf` rewrite is a journaled plan of its own.
+//! disconnect, before they return; the `resolv.conf` rewrite is a step of their journaled
+//! plan, after the driver's steps.
 
 use super::{Author, Engine, State};
 use crate::error::{Error, Result};
@@ -191,7 +192,6 @@ impl Engine {
         if let Some(sockets) = sockets {
             self.serve(resolver, sandbox, sockets);
         }
-        self.write_resolv_conf(sandbox);
     }
 
     /// After `sandbox` left `network`: its names there are gone, and so is its resolver
@@ -204,8 +204,19 @@ impl Engine {
         resolver.table().remove(&network.id, &sandbox.id);
         if !state.wants_resolver(&sandbox.id) {
             resolver.stop(&sandbox.id);
-            self.write_resolv_conf(sandbox);
         }
+    }
+
+    /// Whether `sandbox`'s resolver serves once it is connected to `network`.
+    pub(super) fn serves_after_connect(&self, network: &Network, sandbox: &Sandbox) -> bool {
+        self.dns.as_ref().is_some_and(|r| r.serving(&sandbox.id) || has_dns(network))
+    }
+
+    /// Whether `sandbox`'s resolver still serves once `endpoint` is gone.
+    pub(super) fn serves_after_disconnect(&self, state: &State, endpoint: &Endpoint, sandbox: &Sandbox) -> bool {
+        let others = state.endpoints_of_sandbox(&sandbox.id).filter(|e| e.id != endpoint.id);
+        let mut others = others.filter(|e| state.networks.get(&e.network_id).is_some_and(has_dns));
+        self.dns.as_ref().is_some_and(|r| r.serving(&sandbox.id)) && others.next().is_some()
     }
 
     /// Stop the resolver of a sandbox being removed.
@@ -248,23 +259,36 @@ impl Engine {
         }
     }
 
-    /// Make `sandbox`'s `resolv.conf` say what it should, by a journaled plan, when it does
-    /// not already. A failure is logged: the connect or disconnect it follows stands, and the
-    /// next start writes the file again.
-    fn write_resolv_conf(&self, sandbox: &Sandbox) {
-        let resolver = self.dns.as_ref().is_some_and(|r| r.serving(&sandbox.id));
+    /// The plan that makes `sandbox`'s `resolv.conf` say what it should with its resolver
+    /// serving (`resolver`) or not: empty when it says so already. Connect and disconnect
+    /// run it in their own journaled plan.
+    pub(super) fn resolv_conf_plan(&self, sandbox: &Sandbox, resolver: bool) -> Plan {
+        let mut plan = Plan::new();
+        if sandbox.name.is_empty() {
+            return plan;
+        }
         let contents = resolv_conf(&self.host_resolv(), &sandbox.dns, resolver);
         let path = format!("{}/resolv.conf", self.etc_dir(&sandbox.name));
         let old = std::fs::read_to_string(&path).ok();
         if old.as_deref() == Some(contents.as_str()) {
-            return;
+            return plan;
         }
         let undo = match old {
             Some(contents) => Op::FileWrite { path: path.clone(), contents },
             None => Op::FileRemove { path: path.clone() },
         };
-        let mut plan = Plan::new();
         plan.push(Step::new(Op::FileWrite { path, contents }, undo));
+        plan
+    }
+
+    /// Make `sandbox`'s `resolv.conf` say what it should, by a journaled plan of its own. A
+    /// failure is logged: the next start tries again.
+    fn write_resolv_conf(&self, sandbox: &Sandbox) {
+        let resolver = self.dns.as_ref().is_some_and(|r| r.serving(&sandbox.id));
+        let plan = self.resolv_conf_plan(sandbox, resolver);
+        if plan.is_empty() {
+            return;
+        }
         if let Err(e) = self.apply(Author::Core, &format!("sandbox {}", sandbox.name), &plan, |_| Ok(())) {
             tracing::warn!(sandbox = %sandbox.name, error = %e, "rewriting the sandbox's resolv.conf");
         }

@@ -214,6 +214,25 @@ fn plan_links(plan: &Plan) -> impl Iterator<Item = (&LinkKind, &str)> {
     })
 }
 
+/// Check `plan` against `author`'s policy and `core` against core's; returns the two joined
+/// when `core` has steps.
+fn checked_and_joined(
+    settings: &Settings,
+    author: Author<'_>,
+    object: &str,
+    plan: &Plan,
+    core: &Plan,
+) -> Result<Option<Plan>> {
+    policy::check(plan, settings, author, object)?;
+    if core.is_empty() {
+        return Ok(None);
+    }
+    policy::check(core, settings, Author::Core, object)?;
+    let mut joined = plan.clone();
+    joined.extend(core.clone());
+    Ok(Some(joined))
+}
+
 /// `plan` with the undo of each directory it creates that exists already turned into
 /// nothing: a directory wharf did not make is adopted, and a later failure never removes it.
 pub(super) fn adopt_existing_directories(mut plan: Plan) -> Plan {
@@ -343,7 +362,28 @@ impl Engine {
         plan: &Plan,
         commit: impl FnOnce(&mut Txn<'_>, &[usize]) -> Result<()>,
     ) -> Result<()> {
-        policy::check(plan, &self.settings, author, object)?;
+        self.apply_recorded_with(author, object, plan, &Plan::new(), commit)
+    }
+
+    /// [`Engine::apply_recorded`] of `plan` followed by `core`, core's own steps for the same
+    /// object (a sandbox's `resolv.conf`): one journaled plan, each part checked against the
+    /// policy of its author.
+    fn apply_recorded_with(
+        &self,
+        author: Author<'_>,
+        object: &str,
+        plan: &Plan,
+        core: &Plan,
+        commit: impl FnOnce(&mut Txn<'_>, &[usize]) -> Result<()>,
+    ) -> Result<()> {
+        let joined;
+        let plan = match checked_and_joined(&self.settings, author, object, plan, core)? {
+            Some(j) => {
+                joined = j;
+                &joined
+            }
+            None => plan,
+        };
         if plan.is_empty() {
             return self.store.write(|t| commit(t, &[]));
         }
@@ -387,7 +427,28 @@ impl Engine {
         commit: impl FnOnce(&mut Txn<'_>) -> Result<()>,
         restore: impl FnOnce(&mut Txn<'_>) -> Result<()>,
     ) -> Result<()> {
-        policy::check(plan, &self.settings, author, object)?;
+        self.apply_removal_with(author, object, plan, &Plan::new(), commit, restore)
+    }
+
+    /// [`Engine::apply_removal`] of `plan` followed by core's own steps `core` (see
+    /// [`Engine::apply_recorded_with`]).
+    fn apply_removal_with(
+        &self,
+        author: Author<'_>,
+        object: &str,
+        plan: &Plan,
+        core: &Plan,
+        commit: impl FnOnce(&mut Txn<'_>) -> Result<()>,
+        restore: impl FnOnce(&mut Txn<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let joined;
+        let plan = match checked_and_joined(&self.settings, author, object, plan, core)? {
+            Some(j) => {
+                joined = j;
+                &joined
+            }
+            None => plan,
+        };
         if plan.is_empty() {
             return self.store.write(commit);
         }

@@ -490,7 +490,9 @@ impl Engine {
         let object = format!("endpoint of {} on network {}", sandbox.name, network.name);
         let plan = endpoint.plan.clone();
         let sockets = self.dns_sockets(&network, &sandbox)?;
-        self.apply_recorded(Author::Endpoint(&network.driver, &sandbox.netns), &object, &plan, |t, found| {
+        let resolv = self.resolv_conf_plan(&sandbox, self.serves_after_connect(&network, &sandbox));
+        let author = Author::Endpoint(&network.driver, &sandbox.netns);
+        self.apply_recorded_with(author, &object, &plan, &resolv, |t, found| {
             endpoint.found = found.to_vec();
             t.put(Table::Networks, &net.id, &net)?;
             t.put(Table::Endpoints, &endpoint.id, &endpoint)
@@ -583,10 +585,12 @@ impl Engine {
         let object = format!("endpoint of {} on network {}", sandbox.name, network.name);
         // A removal: after a crash the endpoint is gone from the store and recovery finishes
         // taking its links down, whichever end was retired last.
-        self.apply_removal(
+        let resolv = self.resolv_conf_plan(&sandbox, self.serves_after_disconnect(state, endpoint, &sandbox));
+        self.apply_removal_with(
             Author::Endpoint(&network.driver, &sandbox.netns),
             &object,
             &plan,
+            &resolv,
             |t| {
                 t.put(Table::Networks, &net.id, &net)?;
                 t.delete(Table::Endpoints, &endpoint.id)
