@@ -106,7 +106,17 @@ impl Opts {
 
 /// Install the compared systems with apt-get (only with `--install-peers`).
 fn install_peers() {
-    let pkgs = ["docker.io", "podman", "netavark", "containernetworking-plugins", "iperf3", "iptables"];
+    let pkgs = [
+        "docker.io",
+        "podman",
+        "netavark",
+        "aardvark-dns",
+        "containernetworking-plugins",
+        "iperf3",
+        "iptables",
+        "dnsperf",
+        "dnsmasq-base",
+    ];
     eprintln!("harness: apt-get install {}", pkgs.join(" "));
     let ok = Command::new("apt-get")
         .args(["install", "-y", "--no-install-recommends"])
