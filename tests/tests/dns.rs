@@ -431,3 +431,26 @@ fn malformed_packets_get_formerr_or_nothing_and_the_server_goes_on() {
     h.in_sandbox("victim", &["python3", "-c", garbage]);
     assert_eq!(dig(h, "victim", &["+tcp", "web"]), "10.211.0.3");
 }
+
+#[test]
+fn macvlan_and_overlay_networks_have_names_too() {
+    let s = setup();
+    let h = &s.h;
+    h.in_host_ok(&["ip", "link", "add", "wdpar", "type", "veth", "peer", "name", "wdparp"]);
+    h.in_host_ok(&["ip", "link", "set", "wdpar", "up"]);
+    h.in_host_ok(&["ip", "link", "set", "wdparp", "up"]);
+    h.wharf_ok(&["network", "create", "-d", "macvlan", "--subnet", "10.212.0.0/24", "-o", "parent=wdpar", "wdmv"]);
+    // An overlay with no peer but itself: one host's share of it.
+    let overlay = ["network", "create", "-d", "overlay", "--subnet", "10.213.0.0/24", "-o", "peers=10.250.0.1"];
+    h.wharf_ok(&[&overlay[..], &["-o", "local=10.250.0.1", "wdov"]].concat());
+    for (net, a, b, ip) in [("wdmv", "mva", "mvb", "10.212.0.20"), ("wdov", "ova", "ovb", "10.213.0.20")] {
+        h.wharf_ok(&["sandbox", "create", a]);
+        h.wharf_ok(&["sandbox", "create", b]);
+        h.wharf_ok(&["network", "connect", net, a]);
+        h.wharf_ok(&["network", "connect", net, b, "--ip", ip, "--alias", "peer"]);
+        assert_eq!(dig(h, a, &[b]), ip, "{net}");
+        assert_eq!(dig(h, a, &["peer"]), ip, "{net}");
+        assert!(resolv_conf(h, a).starts_with("nameserver 127.0.0.11\n"), "{net}");
+    }
+    assert_eq!(dig(h, "mva", &["ovb"]), "", "names stay on their network");
+}
