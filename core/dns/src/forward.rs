@@ -66,10 +66,12 @@ struct Channel {
     reader: AbortHandle,
 }
 
+/// Id -> the server asked and where its answer goes.
+type Waiters = HashMap<u16, (SocketAddr, oneshot::Sender<Vec<u8>>)>;
+
 struct Shared {
     socket: UdpSocket,
-    /// Id -> the server asked and where its answer goes.
-    waiting: Mutex<HashMap<u16, (SocketAddr, oneshot::Sender<Vec<u8>>)>>,
+    waiting: Mutex<Waiters>,
 }
 
 impl Drop for Channel {
@@ -111,7 +113,7 @@ impl Channel {
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u16, (SocketAddr, oneshot::Sender<Vec<u8>>)>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Waiters> {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
