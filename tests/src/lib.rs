@@ -423,6 +423,13 @@ impl Host {
     /// the host namespace, and every object wharf lists. Equal snapshots mean nothing
     /// changed.
     pub fn snapshot(&self) -> String {
+        // The kernel finishes duplicate address detection of a new link's IPv6 link-local
+        // address on its own, a second or two after the link came up, and only then adds its
+        // local route: wait for that, so it does not count as a change.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline && !self.in_host_ok(&["ip", "-6", "addr", "show", "tentative"]).is_empty() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
         let mut out = String::new();
         for args in [
             &["ip", "-o", "link", "show"][..],
