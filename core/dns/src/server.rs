@@ -1,18 +1,22 @@
 //! Serving: each sandbox's UDP socket and TCP listener (opened at 127.0.0.11:53 in its
 //! namespace by the daemon and handed over here) served by one task on the daemon's runtime.
-//! A sandbox costs one task and its sockets' registrations; datagrams are read into a buffer
-//! on the stack of a synchronous drain, so the task holds no buffer between queries.
+//! A sandbox costs one task and its sockets' registrations; datagrams are read in batches
+//! into buffers each runtime thread keeps, and answered with one system call per batch, so
+//! the task holds no buffer between queries.
 
 use crate::answer::{answer, Reply};
 use crate::forward::{Channels, Forwarder, Transport, Upstreams};
 use crate::table::Table;
+use nix::sys::socket::{recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
+use std::cell::RefCell;
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
+use std::os::fd::AsRawFd;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
 use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
@@ -20,8 +24,8 @@ use tokio::task::AbortHandle;
 /// The largest query read over UDP; a bigger datagram is cut there and is malformed.
 const UDP_QUERY: usize = 4096;
 
-/// How many datagrams one wake-up reads before the task lets others run.
-const BATCH: usize = 64;
+/// How many datagrams one wake-up reads (with one `recvmmsg`) before the task lets others run.
+const BATCH: usize = 32;
 
 /// How many forwarded queries one sandbox may have under way; more are dropped, and the
 /// asker retries.
@@ -130,37 +134,89 @@ async fn run(served: Arc<Served>, udp: Arc<UdpSocket>, tcp: TcpListener) {
     }
 }
 
+/// Buffers and message headers for reading and answering a batch of datagrams with one
+/// `recvmmsg` and one `sendmmsg`: one set per runtime thread, made at its first batch, so a
+/// sandbox's task holds none.
+struct Scratch {
+    bufs: Vec<[u8; UDP_QUERY]>,
+    recv: MultiHeaders<SockaddrStorage>,
+    send: MultiHeaders<SockaddrStorage>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
+}
+
 /// Answer the datagrams waiting on `udp`, up to [`BATCH`] of them.
 fn drain(served: &Arc<Served>, udp: &Arc<UdpSocket>) {
-    let mut buf = [0u8; UDP_QUERY];
-    for _ in 0..BATCH {
-        let (n, from) = match udp.try_recv_from(&mut buf) {
-            Ok(got) => got,
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
-            Err(e) => {
-                tracing::debug!(error = %e, "reading a DNS query");
-                return;
-            }
-        };
-        match answer(&served.table, &served.id, &buf[..n], true) {
-            Reply::Answer(bytes) => {
-                let _ = udp.try_send_to(&bytes, from);
-            }
+    SCRATCH.with(|scratch| {
+        let mut scratch = scratch.borrow_mut();
+        let scratch = scratch.get_or_insert_with(|| Scratch {
+            bufs: vec![[0u8; UDP_QUERY]; BATCH],
+            recv: MultiHeaders::preallocate(BATCH, None),
+            send: MultiHeaders::preallocate(BATCH, None),
+        });
+        drain_with(served, udp, scratch);
+    });
+}
+
+fn drain_with(served: &Arc<Served>, udp: &Arc<UdpSocket>, scratch: &mut Scratch) {
+    let fd = udp.as_raw_fd();
+    let got = udp.try_io(Interest::READABLE, || {
+        let mut iovs: Vec<[IoSliceMut<'_>; 1]> = scratch.bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
+        let received = recvmmsg(fd, &mut scratch.recv, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None)?;
+        Ok(received.map(|m| (m.bytes, m.address)).collect::<Vec<_>>())
+    });
+    let got = match got {
+        Ok(got) => got,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+        Err(e) => {
+            tracing::debug!(error = %e, "reading DNS queries");
+            return;
+        }
+    };
+    let mut answers: Vec<(Vec<u8>, SockaddrStorage)> = Vec::with_capacity(got.len());
+    for (i, (n, from)) in got.into_iter().enumerate() {
+        let (Some(from), Some(asker)) = (from, from.as_ref().and_then(socket_addr)) else { continue };
+        let packet = &scratch.bufs[i][..n];
+        match answer(&served.table, &served.id, packet, true) {
+            Reply::Answer(bytes) => answers.push((bytes, from)),
             Reply::Drop => {}
             Reply::Forward(query) => {
                 if served.forwarding.fetch_add(1, Ordering::Relaxed) >= FORWARDS {
                     served.forwarding.fetch_sub(1, Ordering::Relaxed);
                     continue;
                 }
-                let (served, udp, packet) = (served.clone(), udp.clone(), buf[..n].to_vec());
+                let (served, udp, packet) = (served.clone(), udp.clone(), packet.to_vec());
                 tokio::spawn(async move {
                     let bytes = served.forwarder.forward(&packet, &query, Transport::Udp).await;
-                    let _ = udp.send_to(&bytes, from).await;
+                    let _ = udp.send_to(&bytes, asker).await;
                     served.forwarding.fetch_sub(1, Ordering::Relaxed);
                 });
             }
         }
     }
+    if answers.is_empty() {
+        return;
+    }
+    // An answer the socket has no room for is dropped, as a datagram may be: the asker
+    // asks again.
+    let slices: Vec<[IoSlice<'_>; 1]> = answers.iter().map(|(b, _)| [IoSlice::new(b)]).collect();
+    let addrs: Vec<Option<SockaddrStorage>> = answers.iter().map(|(_, a)| Some(*a)).collect();
+    let none: [ControlMessage<'_>; 0] = [];
+    let _ = udp.try_io(Interest::WRITABLE, || {
+        sendmmsg(fd, &mut scratch.send, slices.iter(), &addrs, none, MsgFlags::MSG_DONTWAIT)
+            .map(|_| ())
+            .map_err(io::Error::from)
+    });
+}
+
+/// The socket address a datagram came from.
+fn socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
+    if let Some(v4) = a.as_sockaddr_in() {
+        return Some(SocketAddr::from(*v4));
+    }
+    a.as_sockaddr_in6().map(|v6| SocketAddr::from(*v6))
 }
 
 /// Answer the queries of one TCP connection until it closes or idles.
