@@ -488,7 +488,7 @@ fn dns(o: &Opts, report: &mut Report) {
             return report.note(format!("dns: {tool} is not installed (apt-get install dnsperf dnsmasq-base)"));
         }
     }
-    let (queries, secs, rounds, cycles) = if o.smoke { (200, 1, 1, 3) } else { (2000, 5, 3, 30) };
+    let (queries, secs, rounds, cycles) = if o.smoke { (200, 1, 1, 3) } else { (2000, 5, 3, 100) };
     let (wharf, wharfd) = d::wharf(&o.bin_dir, &o.work).unwrap_or_else(|e| panic!("wharf: {e}"));
     let mut resolvers = vec![wharf];
     match d::aardvark(&o.work) {
