@@ -467,7 +467,9 @@ impl Executor for Kernel {
     }
 
     fn dns_sockets(&self, netns: &Path, at: std::net::SocketAddr) -> Result<wharf_dns::Sockets, ExecError> {
-        netns_socket::listening(netns, at).map_err(|e| ExecError::new(e.to_string()))
+        let path = netns.display().to_string();
+        let made = self.on(&Netns::Path(path.clone()), move |_| netns_socket::listening_here(at))?;
+        made.map_err(|e| ExecError::new(format!("netns {path}: {at}: {e}")))
     }
 
     fn dns_opener(&self, netns: &Path) -> wharf_dns::Opener {

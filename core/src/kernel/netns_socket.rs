@@ -1,8 +1,10 @@
 //! Sockets made inside a network namespace. A socket belongs to the namespace of the thread
 //! that made it, wherever it is used afterwards, so a short-lived thread enters the
 //! namespace (`setns`), makes the socket and hands its descriptor back; the daemon's own
-//! threads never change namespace. The embedded resolver gets its listening sockets at
-//! 127.0.0.11:53 and its sockets towards a sandbox's upstream servers this way.
+//! threads never change namespace. The embedded resolver gets its sockets towards a
+//! sandbox's upstream servers this way; its listening sockets at 127.0.0.11:53 are made on
+//! the sandbox's namespace worker, which a connect wakes anyway, so that a connect pays no
+//! thread of its own for them.
 
 use nix::sched::{setns, CloneFlags};
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
@@ -25,15 +27,12 @@ fn inside<T: Send + 'static>(netns: &Path, make: impl FnOnce() -> io::Result<T> 
         .map_err(|_| io::Error::other("the thread making a socket panicked"))?
 }
 
-/// A UDP socket bound to `at` and a TCP listener at `at`, inside `netns`: where a sandbox's
-/// resolver answers.
-pub fn listening(netns: &Path, at: SocketAddr) -> io::Result<Sockets> {
-    inside(netns, move || {
-        let udp = UdpSocket::bind(at)?;
-        let tcp = TcpListener::bind(at)?;
-        Ok(Sockets { udp, tcp })
-    })
-    .map_err(|e| io::Error::new(e.kind(), format!("netns {}: {at}: {e}", netns.display())))
+/// A UDP socket bound to `at` and a TCP listener at `at`, in the calling thread's
+/// namespace: where a sandbox's resolver answers, when called on that sandbox's worker.
+pub fn listening_here(at: SocketAddr) -> io::Result<Sockets> {
+    let udp = UdpSocket::bind(at)?;
+    let tcp = TcpListener::bind(at)?;
+    Ok(Sockets { udp, tcp })
 }
 
 /// A non-blocking socket inside `netns` for reaching `server` over `transport`: a UDP
