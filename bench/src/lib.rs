@@ -2,6 +2,7 @@
 
 pub mod abi;
 pub mod daemons;
+pub mod dns;
 pub mod peers;
 pub mod plot;
 pub mod report;

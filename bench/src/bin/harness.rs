@@ -17,6 +17,10 @@
 //!   time from a restart with 1000 endpoints until the API serves again, state reconciled.
 //! - `data plane`: iperf3 between two sandboxes on a bridge network against a bare veth
 //!   pair, and through a published port against a direct (routed) connection.
+//! - `dns`: the embedded resolver against aardvark-dns and Docker's (see
+//!   [`wharf_bench::dns`]): sequential latency of an internal name, `dnsperf` queries per
+//!   second at 50 outstanding for an internal and a forwarded name, the daemon's CPU time
+//!   per query; and wharf's connect + disconnect on a network with names and on one without.
 //!
 //! Output: `bench/results/harness.md`, `harness.csv` and PNG plots of the scaling curves
 //! (`--smoke` writes them under the system's temporary directory instead).
@@ -69,7 +73,7 @@ impl Opts {
                 "--out" => o.out = PathBuf::from(args.next().expect("--out DIR")),
                 "-h" | "--help" => {
                     println!(
-                        "usage: harness [--smoke] [--install-peers] [--skip-docker] [--only endpoints|ports|networks|daemon|dataplane]... \
+                        "usage: harness [--smoke] [--install-peers] [--skip-docker] [--only endpoints|ports|networks|daemon|dataplane|dns]... \
                          [--rounds N] [--out DIR]"
                     );
                     std::process::exit(0);
@@ -102,7 +106,17 @@ impl Opts {
 
 /// Install the compared systems with apt-get (only with `--install-peers`).
 fn install_peers() {
-    let pkgs = ["docker.io", "podman", "netavark", "containernetworking-plugins", "iperf3", "iptables"];
+    let pkgs = [
+        "docker.io",
+        "podman",
+        "netavark",
+        "aardvark-dns",
+        "containernetworking-plugins",
+        "iperf3",
+        "iptables",
+        "dnsperf",
+        "dnsmasq-base",
+    ];
     eprintln!("harness: apt-get install {}", pkgs.join(" "));
     let ok = Command::new("apt-get")
         .args(["install", "-y", "--no-install-recommends"])
@@ -466,6 +480,88 @@ fn dataplane(o: &Opts, report: &mut Report) {
     }
 }
 
+fn dns(o: &Opts, report: &mut Report) {
+    use wharf_bench::dns::{self as d, FORWARDED, INTERNAL};
+    let section = "dns";
+    for tool in ["dnsperf", "dnsmasq"] {
+        if which(tool).is_none() {
+            return report.note(format!("dns: {tool} is not installed (apt-get install dnsperf dnsmasq-base)"));
+        }
+    }
+    let (queries, secs, rounds, cycles) = if o.smoke { (200, 1, 1, 3) } else { (2000, 5, 3, 100) };
+    let (wharf, wharfd) = d::wharf(&o.bin_dir, &o.work).unwrap_or_else(|e| panic!("wharf: {e}"));
+    let mut resolvers = vec![wharf];
+    match d::aardvark(&o.work) {
+        Ok(r) => resolvers.push(r),
+        Err(e) => report.note(format!("aardvark-dns: left out of dns: {e}")),
+    }
+    if o.skip_docker {
+        report.note("docker: left out of dns (--skip-docker)");
+    } else {
+        match d::docker(&o.work) {
+            Ok(r) => resolvers.push(r),
+            Err(e) => report.note(format!("docker: left out of dns: {e}")),
+        }
+    }
+    let mut latencies: Vec<Vec<Duration>> = vec![Vec::new(); resolvers.len()];
+    let mut runs: Vec<[Vec<d::Throughput>; 2]> = vec![[Vec::new(), Vec::new()]; resolvers.len()];
+    for _ in 0..rounds {
+        for (i, r) in resolvers.iter().enumerate() {
+            match d::ask(&r.client, r.server, INTERNAL, queries) {
+                Ok(t) => latencies[i].extend(t),
+                Err(e) => report.note(format!("dns, {}: sequential queries: {e}", r.label)),
+            }
+            for (k, name) in [INTERNAL, FORWARDED].into_iter().enumerate() {
+                match d::dnsperf(r, name, secs, &o.work) {
+                    Ok(t) => runs[i][k].push(t),
+                    Err(e) => report.note(format!("dns, {}: dnsperf {name}: {e}", r.label)),
+                }
+            }
+        }
+    }
+    let us = |d: Duration| d.as_secs_f64() * 1e6;
+    for (i, r) in resolvers.iter().enumerate() {
+        if !latencies[i].is_empty() {
+            let (median, p99) = (d::quantile(&mut latencies[i], 0.5), d::quantile(&mut latencies[i], 0.99));
+            report.value(section, &format!("{}: internal name, sequential, median", r.label), us(median), "µs");
+            report.value(section, &format!("{}: internal name, sequential, p99", r.label), us(p99), "µs");
+        }
+        for (k, what) in ["internal", "forwarded"].into_iter().enumerate() {
+            let got = &runs[i][k];
+            if got.is_empty() {
+                continue;
+            }
+            let qps: Vec<f64> = got.iter().map(|t| t.qps).collect();
+            let cpu: Vec<f64> = got.iter().map(|t| us(t.cpu_per_query)).collect();
+            let label = r.label;
+            report.value(
+                section,
+                &format!("{label}: {what} name, queries/s at 50 outstanding"),
+                wharf_bench::report::median(&qps),
+                "qps",
+            );
+            report.value(
+                section,
+                &format!("{label}: {what} name, daemon CPU per query"),
+                wharf_bench::report::median(&cpu),
+                "µs",
+            );
+            let lost: u64 = got.iter().map(|t| t.lost).sum();
+            if lost > 0 {
+                report.note(format!("dns, {label}: {lost} {what} queries lost under dnsperf"));
+            }
+        }
+    }
+    for _ in 0..cycles {
+        for (network, label) in [("dnsb", "wharf API, network with names"), ("nodns", "wharf API, enable_dns=false")] {
+            match wharfd.connect_disconnect(network) {
+                Ok(t) => report.add(section, "connect + disconnect", 1, label, t),
+                Err(e) => panic!("wharf: connect + disconnect on {network}: {e}"),
+            }
+        }
+    }
+}
+
 fn plots(o: &Opts, report: &Report) -> Vec<PathBuf> {
     let mut made = Vec::new();
     for (section, op, x) in [
@@ -525,6 +621,9 @@ fn main() {
     }
     if o.wants("dataplane") {
         dataplane(&o, &mut report);
+    }
+    if o.wants("dns") {
+        dns(&o, &mut report);
     }
     let preamble = format!(
         "{} run, {} interleaved rounds per cell, {:.0} s in all. Each system is measured from its own \

@@ -560,10 +560,19 @@ async fn sandbox_create(State(engine): Shared, body: Bytes) -> ApiResult {
         name: String,
         netns: Option<String>,
         labels: std::collections::BTreeMap<String, String>,
+        dns: Vec<String>,
+        dns_search: Vec<String>,
+        dns_options: Vec<String>,
     }
     let b: Body = shapes::parse_body(&body)?;
-    let s = blocking(move || engine.sandbox_create(&b.name, b.netns.as_deref().filter(|p| !p.is_empty()), b.labels))
-        .await?;
+    let servers = b
+        .dns
+        .iter()
+        .map(|s| s.parse().map_err(|_| Error::InvalidArgument(format!("sandbox {}: invalid Dns server {s:?}", b.name))))
+        .collect::<Result<_, _>>()?;
+    let dns = wharf_engine::model::DnsConfig { servers, search: b.dns_search, options: b.dns_options };
+    let netns = b.netns.filter(|p| !p.is_empty());
+    let s = blocking(move || engine.sandbox_create_with_dns(&b.name, netns.as_deref(), b.labels, dns)).await?;
     Ok((StatusCode::CREATED, Json(json!({ "Id": s.id, "Netns": s.netns }))).into_response())
 }
 

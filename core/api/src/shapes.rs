@@ -153,6 +153,9 @@ pub fn sandbox(s: &Sandbox, endpoints: &[(Endpoint, Network)]) -> Value {
         "Netns": s.netns,
         "Owned": s.owned,
         "Created": s.created,
+        "Dns": s.dns.servers,
+        "DnsSearch": s.dns.search,
+        "DnsOptions": s.dns.options,
         "Labels": s.labels,
         "Networks": networks,
     })

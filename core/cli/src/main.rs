@@ -306,6 +306,15 @@ enum SandboxCmd {
         /// Label `key=value`.
         #[arg(long)]
         label: Vec<String>,
+        /// Upstream DNS server; repeat for several (default: the host's).
+        #[arg(long)]
+        dns: Vec<String>,
+        /// DNS search domain; repeat for several (default: the host's).
+        #[arg(long)]
+        dns_search: Vec<String>,
+        /// Resolver option such as `ndots:2`; repeat for several (default: the host's).
+        #[arg(long)]
+        dns_option: Vec<String>,
     },
     /// List sandboxes.
     #[command(alias = "list")]
@@ -901,8 +910,15 @@ async fn volume(c: &Client, cmd: VolumeCmd) -> Result<(), Failure> {
 
 async fn sandbox(c: &Client, cmd: SandboxCmd) -> Result<(), Failure> {
     match cmd {
-        SandboxCmd::Create { name, netns, label } => {
-            let body = json!({ "Name": name, "Netns": netns.unwrap_or_default(), "Labels": pairs("label", &label)? });
+        SandboxCmd::Create { name, netns, label, dns, dns_search, dns_option } => {
+            let body = json!({
+                "Name": name,
+                "Netns": netns.unwrap_or_default(),
+                "Labels": pairs("label", &label)?,
+                "Dns": dns,
+                "DnsSearch": dns_search,
+                "DnsOptions": dns_option,
+            });
             let v = c.call("POST", "/wharf/sandboxes", Some(&body)).await?;
             println!("{}", s(&v, "Id"));
         }

@@ -140,6 +140,28 @@ pub struct Sandbox {
     pub created: String,
     /// Labels.
     pub labels: BTreeMap<String, String>,
+    /// Its own resolver settings (`--dns`, `--dns-search`, `--dns-option`).
+    #[serde(skip_serializing_if = "DnsConfig::is_empty")]
+    pub dns: DnsConfig,
+}
+
+/// A sandbox's own resolver settings; what is empty comes from the host's `resolv.conf`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(default)]
+pub struct DnsConfig {
+    /// Upstream servers, in the order they are asked.
+    pub servers: Vec<IpAddr>,
+    /// Search domains.
+    pub search: Vec<String>,
+    /// Resolver options (`ndots:2`, `timeout:1`, ...).
+    pub options: Vec<String>,
+}
+
+impl DnsConfig {
+    /// Whether nothing is set.
+    pub fn is_empty(&self) -> bool {
+        self.servers.is_empty() && self.search.is_empty() && self.options.is_empty()
+    }
 }
 
 /// A volume.

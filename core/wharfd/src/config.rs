@@ -70,6 +70,9 @@ pub struct Config {
     pub netns_dir: PathBuf,
     /// Where per-sandbox resolver files live (`ip netns exec` reads `/etc/netns/NAME`).
     pub netns_etc_dir: PathBuf,
+    /// The host's resolver configuration: where sandboxes' upstream servers, search domains
+    /// and options come from.
+    pub resolv_conf: PathBuf,
     /// Default IPv4 address pools.
     pub default_address_pools: Vec<DefaultPool>,
     /// Default IPv6 address pools; empty means a ULA /48 chosen at first start.
@@ -124,6 +127,7 @@ impl Default for Config {
             metrics_addr: String::new(),
             netns_dir: "/run/netns".into(),
             netns_etc_dir: "/etc/netns".into(),
+            resolv_conf: "/etc/resolv.conf".into(),
             default_address_pools: wharf_engine::ipam::docker_default_pools(),
             default_ipv6_pools: Vec::new(),
             default_mtu: None,

@@ -80,6 +80,9 @@ struct Flags {
     /// Seconds other hosts keep this host's endpoints after it stops renewing them.
     #[arg(long)]
     cluster_ttl: Option<u64>,
+    /// The host's resolver configuration (default /etc/resolv.conf).
+    #[arg(long)]
+    resolv_conf: Option<PathBuf>,
 }
 
 fn main() {
@@ -147,6 +150,9 @@ fn config(flags: Flags) -> Result<Config, String> {
         c.cluster_ttl = v;
     }
     c.check_cluster()?;
+    if let Some(v) = flags.resolv_conf {
+        c.resolv_conf = v;
+    }
     Ok(c)
 }
 
@@ -215,7 +221,7 @@ fn run(flags: Flags) -> Result<(), String> {
     let settings = Settings {
         netns_dir: c.netns_dir.clone(),
         netns_etc_dir: c.netns_etc_dir.clone(),
-        host_resolv_conf: "/etc/resolv.conf".into(),
+        host_resolv_conf: c.resolv_conf.clone(),
         volumes_max_file_size: wharf_linux::kernel::max_file_size(&volumes_dir),
         volumes_dir,
         pools_v4: c.default_address_pools.clone(),
@@ -227,17 +233,20 @@ fn run(flags: Flags) -> Result<(), String> {
             .enabled
             .then(|| DefaultBridge { device: c.bridge.name.clone(), subnet: c.bridge.subnet }),
     };
-    let engine =
-        Arc::new(Engine::start(store, registry, exec, settings).map_err(|e| format!("start: {}", e.message()))?);
-    if let (Some(url), Some(vtep)) = (&c.cluster_store, c.advertise_addr) {
-        join_cluster(&engine, &c, url, vtep, instance)?;
-    }
-
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| format!("runtime: {e}"))?;
+    // The embedded resolver serves every sandbox's sockets on the daemon's runtime; start
+    // brings each sandbox's back before the API serves.
+    let dns = Arc::new(wharf_dns::Resolver::new(rt.handle().clone()));
+    let engine = Engine::start_with_dns(store, registry, exec, settings, Some(dns))
+        .map_err(|e| format!("start: {}", e.message()))?;
+    let engine = Arc::new(engine);
+    if let (Some(url), Some(vtep)) = (&c.cluster_store, c.advertise_addr) {
+        join_cluster(&engine, &c, url, vtep, instance)?;
+    }
     rt.block_on(async {
         if !c.metrics_addr.is_empty() {
             serve_metrics(engine.clone(), &c.metrics_addr).await?;

@@ -8,6 +8,7 @@
 
 mod cluster;
 mod config_only;
+mod dns;
 mod dry_run;
 pub mod events;
 mod firewall;
@@ -20,6 +21,7 @@ mod sysctls;
 mod volume;
 
 pub use cluster::VNI_OPTION;
+pub use dns::ENABLE_DNS;
 pub use firewall::FirewallReport;
 pub use network::{ConnectRequest, NetworkCreateRequest, PoolRequest};
 pub use volume::{volume_size, PruneReport, VolumeCreateRequest};
@@ -91,6 +93,8 @@ pub struct Engine {
     exec: Arc<dyn Executor>,
     settings: Settings,
     state: Mutex<State>,
+    /// The embedded resolver, when the daemon runs one.
+    dns: Option<Arc<wharf_dns::Resolver>>,
     /// The state as every finished operation left it, published by [`StateGuard`], so reads
     /// never wait for an operation in flight (plugin calls, kernel I/O).
     published: RwLock<Arc<State>>,
@@ -232,6 +236,25 @@ fn plan_links(plan: &Plan) -> impl Iterator<Item = (&LinkKind, &str)> {
     })
 }
 
+/// Check `plan` against `author`'s policy and `core` against core's; returns the two joined
+/// when `core` has steps.
+fn checked_and_joined(
+    settings: &Settings,
+    author: Author<'_>,
+    object: &str,
+    plan: &Plan,
+    core: &Plan,
+) -> Result<Option<Plan>> {
+    policy::check(plan, settings, author, object)?;
+    if core.is_empty() {
+        return Ok(None);
+    }
+    policy::check(core, settings, Author::Core, object)?;
+    let mut joined = plan.clone();
+    joined.extend(core.clone());
+    Ok(Some(joined))
+}
+
 /// `plan` with the undo of each directory it creates that exists already turned into
 /// nothing: a directory wharf did not make is adopted, and a later failure never removes it.
 pub(super) fn adopt_existing_directories(mut plan: Plan) -> Plan {
@@ -263,7 +286,19 @@ fn logged_plan<T, E: std::fmt::Display>(
 impl Engine {
     /// Open the engine over `store`, roll back interrupted plans, reconcile the kernel with
     /// the store, and make the predefined networks.
-    pub fn start(store: Store, registry: Registry, exec: Arc<dyn Executor>, mut settings: Settings) -> Result<Engine> {
+    pub fn start(store: Store, registry: Registry, exec: Arc<dyn Executor>, settings: Settings) -> Result<Engine> {
+        Engine::start_with_dns(store, registry, exec, settings, None)
+    }
+
+    /// [`Engine::start`], with the embedded resolver `dns`: every sandbox's resolver is
+    /// serving again when this returns.
+    pub fn start_with_dns(
+        store: Store,
+        registry: Registry,
+        exec: Arc<dyn Executor>,
+        mut settings: Settings,
+        dns: Option<Arc<wharf_dns::Resolver>>,
+    ) -> Result<Engine> {
         if settings.pools_v6.is_empty() {
             settings.pools_v6.push(crate::ipam::ula_pool(ula_global_id(&store)?));
         }
@@ -298,10 +333,12 @@ impl Engine {
             events,
             capabilities,
             cluster: OnceLock::new(),
+            dns,
         };
         engine.recover_journal()?;
         engine.reconcile()?;
         engine.ensure_predefined()?;
+        engine.dns_restore();
         Ok(engine)
     }
 
@@ -399,7 +436,28 @@ impl Engine {
         plan: &Plan,
         commit: impl FnOnce(&mut Txn<'_>, &[usize]) -> Result<()>,
     ) -> Result<()> {
-        policy::check(plan, &self.settings, author, object)?;
+        self.apply_recorded_with(author, object, plan, &Plan::new(), commit)
+    }
+
+    /// [`Engine::apply_recorded`] of `plan` followed by `core`, core's own steps for the same
+    /// object (a sandbox's `resolv.conf`): one journaled plan, each part checked against the
+    /// policy of its author.
+    fn apply_recorded_with(
+        &self,
+        author: Author<'_>,
+        object: &str,
+        plan: &Plan,
+        core: &Plan,
+        commit: impl FnOnce(&mut Txn<'_>, &[usize]) -> Result<()>,
+    ) -> Result<()> {
+        let joined;
+        let plan = match checked_and_joined(&self.settings, author, object, plan, core)? {
+            Some(j) => {
+                joined = j;
+                &joined
+            }
+            None => plan,
+        };
         if plan.is_empty() {
             return self.store.write(|t| commit(t, &[]));
         }
@@ -448,7 +506,28 @@ impl Engine {
         commit: impl FnOnce(&mut Txn<'_>) -> Result<()>,
         restore: impl FnOnce(&mut Txn<'_>) -> Result<()>,
     ) -> Result<()> {
-        policy::check(plan, &self.settings, author, object)?;
+        self.apply_removal_with(author, object, plan, &Plan::new(), commit, restore)
+    }
+
+    /// [`Engine::apply_removal`] of `plan` followed by core's own steps `core` (see
+    /// [`Engine::apply_recorded_with`]).
+    fn apply_removal_with(
+        &self,
+        author: Author<'_>,
+        object: &str,
+        plan: &Plan,
+        core: &Plan,
+        commit: impl FnOnce(&mut Txn<'_>) -> Result<()>,
+        restore: impl FnOnce(&mut Txn<'_>) -> Result<()>,
+    ) -> Result<()> {
+        let joined;
+        let plan = match checked_and_joined(&self.settings, author, object, plan, core)? {
+            Some(j) => {
+                joined = j;
+                &joined
+            }
+            None => plan,
+        };
         if plan.is_empty() {
             return self.store.write(commit);
         }

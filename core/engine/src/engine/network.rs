@@ -94,7 +94,13 @@ pub(super) fn spec(n: &Network) -> NetworkSpec {
     NetworkSpec {
         id: n.id.clone(),
         name: n.name.clone(),
-        options: n.options.clone(),
+        // The resolver's option is core's, not the driver's.
+        options: n
+            .options
+            .iter()
+            .filter(|(k, _)| k.as_str() != super::ENABLE_DNS)
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect(),
         ipv4: subnets(&n.ipv4),
         ipv6: subnets(&n.ipv6),
         enable_ipv6: n.enable_ipv6,
@@ -254,6 +260,7 @@ impl Engine {
             return Err(Error::Forbidden(format!("only one instance of {driver_name:?} network is allowed")));
         }
         check_ipv6_mtu(&req)?;
+        super::dns::check_options(&req.options)?;
         let caps = driver.capabilities();
         let (options, unused_options) = self.split_unused_options(&driver_name, &req.options, |c| &c.options);
         let facts = self.facts(state)?;
@@ -323,9 +330,10 @@ impl Engine {
         Ok(network)
     }
 
-    /// Split `options` into those some loaded driver reads and those none does (see
-    /// [`wharf_sdk::NetworkCapabilities::options`]); `list` picks the options list from a
-    /// driver's capabilities. When `driver` lists none, it gets every option.
+    /// Split `options` into those some loaded driver or core itself reads and those none
+    /// does (see [`wharf_sdk::NetworkCapabilities::options`]); `list` picks the options list
+    /// from a driver's capabilities. When `driver` lists none, it gets every option. Core's
+    /// own ([`super::ENABLE_DNS`]) are never unused; drivers do not see them.
     fn split_unused_options(
         &self,
         driver: &str,
@@ -336,7 +344,7 @@ impl Engine {
             return (options.clone(), BTreeMap::new());
         }
         let known: std::collections::BTreeSet<&String> = self.capabilities.values().flat_map(list).collect();
-        options.clone().into_iter().partition(|(k, _)| known.contains(k))
+        options.clone().into_iter().partition(|(k, _)| known.contains(k) || k.as_str() == super::ENABLE_DNS)
     }
 
     fn assign_pools(
@@ -564,7 +572,10 @@ impl Engine {
         self.check_ports(state, &endpoint)?;
         let object = format!("endpoint of {} on network {}", sandbox.name, network.name);
         let plan = endpoint.plan.clone();
-        self.apply_recorded(Author::Endpoint(&network.driver, &sandbox.netns), &object, &plan, |t, found| {
+        let sockets = self.dns_sockets(&network, &sandbox)?;
+        let resolv = self.resolv_conf_plan(&sandbox, self.serves_after_connect(&network, &sandbox));
+        let author = Author::Endpoint(&network.driver, &sandbox.netns);
+        self.apply_recorded_with(author, &object, &plan, &resolv, |t, found| {
             endpoint.found = found.to_vec();
             t.put(Table::Networks, &net.id, &net)?;
             t.put(Table::Endpoints, &endpoint.id, &endpoint)
@@ -574,6 +585,7 @@ impl Engine {
         state.networks.insert(net.id.clone(), Arc::new(net));
         state.endpoints.insert(endpoint.id.clone(), Arc::new(endpoint.clone()));
         state.port_cursor = port_cursor;
+        self.dns_connected(&network, &endpoint, &sandbox, sockets);
         if shared {
             self.settle_gateway(state, &sandbox);
         }
@@ -677,10 +689,12 @@ impl Engine {
         let object = format!("endpoint of {} on network {}", sandbox.name, network.name);
         // A removal: after a crash the endpoint is gone from the store and recovery finishes
         // taking its links down, whichever end was retired last.
-        self.apply_removal(
+        let resolv = self.resolv_conf_plan(&sandbox, self.serves_after_disconnect(state, endpoint, &sandbox));
+        self.apply_removal_with(
             Author::Endpoint(&network.driver, &sandbox.netns),
             &object,
             &plan,
+            &resolv,
             |t| {
                 t.put(Table::Networks, &net.id, &net)?;
                 t.delete(Table::Endpoints, &endpoint.id)
@@ -697,6 +711,7 @@ impl Engine {
         if state.endpoints_of_sandbox(&sandbox.id).next().is_some() {
             self.settle_gateway(state, &sandbox);
         }
+        self.dns_disconnected(state, &network, &sandbox);
         Ok(())
     }
 }

@@ -3,54 +3,36 @@
 
 use super::{new_id, now, valid_name, Author, Engine};
 use crate::error::{Error, Result};
-use crate::model::Sandbox;
+use crate::model::{DnsConfig, Sandbox};
 use crate::store::Table;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::Arc;
 use wharf_sdk::{Op, Plan, Step};
 
-/// Resolver lines for a sandbox: the host's nameservers, search and options, leaving out
-/// loopback nameservers (unreachable from a sandbox), with Docker's fallback servers when
-/// nothing is left.
-pub fn sandbox_resolv_conf(host: &str) -> String {
-    let mut out = String::new();
-    let mut servers = 0;
-    for line in host.lines() {
-        let mut words = line.split_whitespace();
-        match words.next() {
-            Some("nameserver") => {
-                let addr = words.next().unwrap_or_default();
-                let loopback = addr.parse::<std::net::IpAddr>().map(|a| a.is_loopback()).unwrap_or(true);
-                if !loopback {
-                    out.push_str(&format!("nameserver {addr}\n"));
-                    servers += 1;
-                }
-            }
-            Some("search") | Some("options") | Some("domain") => {
-                out.push_str(line.trim());
-                out.push('\n');
-            }
-            _ => {}
-        }
-    }
-    if servers == 0 {
-        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
-    }
-    out
-}
-
 impl Engine {
     /// Create a sandbox: a new persistent named namespace, or register `netns` (a path
     /// such as `/proc/PID/ns/net`) a runtime made. The namespace and the sandbox's
     /// `resolv.conf` are made by one journaled plan, so a crash leaves no trace.
     pub fn sandbox_create(&self, name: &str, netns: Option<&str>, labels: BTreeMap<String, String>) -> Result<Sandbox> {
+        self.sandbox_create_with_dns(name, netns, labels, DnsConfig::default())
+    }
+
+    /// [`Engine::sandbox_create`], with the sandbox's own resolver settings.
+    pub fn sandbox_create_with_dns(
+        &self,
+        name: &str,
+        netns: Option<&str>,
+        labels: BTreeMap<String, String>,
+        dns: DnsConfig,
+    ) -> Result<Sandbox> {
         let mut state = self.lock();
         if !valid_name(name) {
             return Err(Error::InvalidArgument(format!(
                 "invalid sandbox name {name:?}: it must match [a-zA-Z0-9][a-zA-Z0-9_.-]*"
             )));
         }
+        super::dns::check_config(name, &dns)?;
         if state.sandboxes.values().any(|s| s.name == name) {
             return Err(Error::Conflict(format!("sandbox with name {name} already exists")));
         }
@@ -79,16 +61,15 @@ impl Engine {
                 (path, true)
             }
         };
-        let host = std::fs::read_to_string(&self.settings.host_resolv_conf).unwrap_or_default();
         let dir = self.etc_dir(name);
         let conf = format!("{dir}/resolv.conf");
         plan.push(Step::dir_create(&dir, None, None, None));
         plan.push(Step::new(
-            Op::FileWrite { path: conf.clone(), contents: sandbox_resolv_conf(&host) },
+            Op::FileWrite { path: conf.clone(), contents: self.first_resolv_conf(&dns) },
             Op::FileRemove { path: conf },
         ));
         let plan = super::adopt_existing_directories(plan);
-        let sandbox = Sandbox { id: new_id(), name: name.to_string(), netns: path, owned, created: now(), labels };
+        let sandbox = Sandbox { id: new_id(), name: name.to_string(), netns: path, owned, created: now(), labels, dns };
         self.apply(Author::Core, &format!("sandbox {name}"), &plan, |t| {
             t.put(Table::Sandboxes, &sandbox.id, &sandbox)
         })?;
@@ -98,7 +79,7 @@ impl Engine {
     }
 
     /// `/etc/netns/NAME`: where `ip netns exec NAME` finds the sandbox's `resolv.conf`.
-    fn etc_dir(&self, name: &str) -> String {
+    pub(super) fn etc_dir(&self, name: &str) -> String {
         self.settings.netns_etc_dir.join(name).display().to_string()
     }
 
@@ -119,6 +100,7 @@ impl Engine {
         for e in &endpoints {
             self.disconnect_locked(&mut state, e, force)?;
         }
+        self.dns_forget(&sandbox);
         let sysctls = super::sysctls::records_of(&self.store, &sandbox.netns)?;
         let mut plan = Plan::new();
         plan.push(Step::new(Op::DirRemove { path: self.etc_dir(&sandbox.name) }, Op::Noop));
@@ -140,25 +122,5 @@ impl Engine {
         state.sandboxes.remove(&sandbox.id);
         tracing::info!(sandbox = %sandbox.name, "sandbox removed");
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::sandbox_resolv_conf;
-
-    #[test]
-    fn loopback_nameservers_are_dropped_and_fallbacks_added() {
-        let host = "nameserver 127.0.0.53\nsearch example.org\noptions edns0\n";
-        let out = sandbox_resolv_conf(host);
-        assert!(out.contains("search example.org"));
-        assert!(out.contains("nameserver 8.8.8.8"));
-        assert!(!out.contains("127.0.0.53"));
-    }
-
-    #[test]
-    fn real_nameservers_are_kept() {
-        let out = sandbox_resolv_conf("nameserver 10.0.0.2\n# comment\n");
-        assert_eq!(out, "nameserver 10.0.0.2\n");
     }
 }

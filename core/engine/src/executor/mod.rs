@@ -179,6 +179,18 @@ pub trait Executor: Send + Sync {
     fn link_names(&self, _netns: &Path) -> Result<Vec<String>, ExecError> {
         Ok(Vec::new())
     }
+
+    /// The sockets a sandbox's resolver answers on, bound at `at` inside namespace `netns`.
+    fn dns_sockets(&self, netns: &Path, at: std::net::SocketAddr) -> Result<wharf_dns::Sockets, ExecError> {
+        Err(ExecError::new(format!("netns {}: {at}: this executor opens no sockets", netns.display())))
+    }
+
+    /// What opens sockets inside namespace `netns` for the resolver to reach a sandbox's
+    /// upstream servers from there.
+    fn dns_opener(&self, netns: &Path) -> wharf_dns::Opener {
+        let netns = netns.display().to_string();
+        std::sync::Arc::new(move |_, _| Err(std::io::Error::other(format!("netns {netns}: no sockets here"))))
+    }
 }
 
 impl std::fmt::Debug for dyn Executor {

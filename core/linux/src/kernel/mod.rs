@@ -25,6 +25,7 @@
 
 pub mod mount;
 pub mod netlink;
+pub mod netns_socket;
 pub mod sockets;
 
 use crate::firewall::{Firewall, HostPort, PortState};
@@ -442,6 +443,16 @@ impl Executor for Kernel {
 
     fn firewall_ruleset(&self) -> Result<String, ExecError> {
         self.firewall.ruleset()
+    }
+
+    fn dns_sockets(&self, netns: &Path, at: std::net::SocketAddr) -> Result<wharf_dns::Sockets, ExecError> {
+        netns_socket::inside(netns, move || netns_socket::listening_here(at))
+            .map_err(|e| ExecError::os(format!("netns {}: {at}", netns.display()), e))
+    }
+
+    fn dns_opener(&self, netns: &Path) -> wharf_dns::Opener {
+        let netns = netns.to_path_buf();
+        Arc::new(move |server, transport| netns_socket::towards(&netns, server, transport))
     }
 
     fn sweep(&self, netns: &Netns, known: &BTreeSet<&str>) -> Result<Vec<String>, ExecError> {
