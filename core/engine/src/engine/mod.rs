@@ -238,21 +238,21 @@ fn plan_links(plan: &Plan) -> impl Iterator<Item = (&LinkKind, &str)> {
 
 /// Check `plan` against `author`'s policy and `core` against core's; returns the two joined
 /// when `core` has steps.
-fn checked_and_joined(
+fn checked_and_joined<'a>(
     settings: &Settings,
     author: Author<'_>,
     object: &str,
-    plan: &Plan,
+    plan: &'a Plan,
     core: &Plan,
-) -> Result<Option<Plan>> {
+) -> Result<std::borrow::Cow<'a, Plan>> {
     policy::check(plan, settings, author, object)?;
     if core.is_empty() {
-        return Ok(None);
+        return Ok(std::borrow::Cow::Borrowed(plan));
     }
     policy::check(core, settings, Author::Core, object)?;
     let mut joined = plan.clone();
     joined.extend(core.clone());
-    Ok(Some(joined))
+    Ok(std::borrow::Cow::Owned(joined))
 }
 
 /// `plan` with the undo of each directory it creates that exists already turned into
@@ -450,14 +450,7 @@ impl Engine {
         core: &Plan,
         commit: impl FnOnce(&mut Txn<'_>, &[usize]) -> Result<()>,
     ) -> Result<()> {
-        let joined;
-        let plan = match checked_and_joined(&self.settings, author, object, plan, core)? {
-            Some(j) => {
-                joined = j;
-                &joined
-            }
-            None => plan,
-        };
+        let plan = &*checked_and_joined(&self.settings, author, object, plan, core)?;
         if plan.is_empty() {
             return self.store.write(|t| commit(t, &[]));
         }
@@ -520,14 +513,7 @@ impl Engine {
         commit: impl FnOnce(&mut Txn<'_>) -> Result<()>,
         restore: impl FnOnce(&mut Txn<'_>) -> Result<()>,
     ) -> Result<()> {
-        let joined;
-        let plan = match checked_and_joined(&self.settings, author, object, plan, core)? {
-            Some(j) => {
-                joined = j;
-                &joined
-            }
-            None => plan,
-        };
+        let plan = &*checked_and_joined(&self.settings, author, object, plan, core)?;
         if plan.is_empty() {
             return self.store.write(commit);
         }
