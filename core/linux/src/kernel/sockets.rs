@@ -5,7 +5,8 @@
 //! enters it, and registered with a runtime shared by every namespace; no thread stays in
 //! a sandbox's namespace and no runtime is made per namespace. A namespace's socket is
 //! dropped when it has been idle for a while, when it is forgotten, or when its file names
-//! another namespace, so wharf never keeps a removed namespace alive for long.
+//! another namespace, so wharf never keeps a removed namespace alive for long; at most
+//! [`MAX_SANDBOX_SOCKETS`] are open at once.
 //!
 //! The kernel does a netlink request's work in the thread that sends it, which here is the
 //! runtime's one thread: requests of every namespace run in order there, and a caller waits
@@ -20,6 +21,11 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wharf_engine::executor::ExecError;
+
+/// How many sandbox namespaces keep a socket open at most: a restart that revives a
+/// thousand sandboxes goes through them in turn instead of holding a thousand connections,
+/// each with its buffers.
+const MAX_SANDBOX_SOCKETS: usize = 32;
 
 /// One namespace's socket.
 #[derive(Debug)]
@@ -103,6 +109,11 @@ impl Sockets {
             return Ok(Ctx { rt: self.rt(), handle: e.handle.clone() });
         }
         let handle = open(self.rt(), Some(Path::new(path)))?;
+        if map.len() >= MAX_SANDBOX_SOCKETS {
+            if let Some(oldest) = map.iter().min_by_key(|(_, e)| e.used).map(|(p, _)| p.clone()) {
+                map.remove(&oldest);
+            }
+        }
         map.insert(path.to_string(), Entry { handle: handle.clone(), inode, used: Instant::now() });
         Ok(Ctx { rt: self.rt(), handle })
     }
