@@ -596,40 +596,6 @@ impl Drop for Host {
     }
 }
 
-/// A private plugin directory holding a copy of this build's panicky example plugin (the
-/// examples directory may hold older builds of others), removed on drop. Pass
-/// `--plugin-dir` [`PanickyPlugin::path`] to wharfd.
-#[derive(Debug)]
-pub struct PanickyPlugin(PathBuf);
-
-impl PanickyPlugin {
-    /// Copy the plugin into a new directory.
-    pub fn new() -> PanickyPlugin {
-        let dir = std::env::temp_dir().join(unique("wharf-plugins"));
-        std::fs::create_dir_all(&dir).expect("plugin dir");
-        std::fs::copy(target_dir().join("examples/libpanicky_plugin.so"), dir.join("libpanicky.so"))
-            .expect("copy the panicky plugin (cargo build --examples)");
-        PanickyPlugin(dir)
-    }
-
-    /// The directory.
-    pub fn path(&self) -> &str {
-        self.0.to_str().expect("utf-8 temp dir")
-    }
-}
-
-impl Default for PanickyPlugin {
-    fn default() -> Self {
-        PanickyPlugin::new()
-    }
-}
-
-impl Drop for PanickyPlugin {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// One raw HTTP/1.0 request to a daemon socket: returns the status and the body. Used to
 /// send what no well-behaved client sends (malformed JSON).
 pub fn raw_api(socket: &Path, method: &str, path: &str, body: &str) -> (u16, String) {

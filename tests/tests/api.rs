@@ -28,8 +28,8 @@ fn a_request_whose_headers_never_finish_is_closed() {
 #[test]
 fn reads_are_answered_while_an_operation_is_in_flight() {
     wharf_tests::require_root!();
-    let plugins = wharf_tests::PanickyPlugin::new();
-    let h = Host::start_with(&["--plugin-dir", plugins.path()]);
+    let plugins = wharf_tests::PluginDir::with(&["panicky_plugin"]);
+    let h = Host::start_with(&["--plugin-dir", plugins.arg()]);
     h.wharf_ok(&["network", "create", "--subnet", "10.65.0.0/24", "before"]);
     let socket = h.socket();
     let slow = std::thread::spawn(move || {

@@ -3,7 +3,7 @@
 //! gateways, IPv6 MTUs, volume sizes and mount options, and wharfd's own namespace.
 
 use serde_json::json;
-use wharf_tests::{assert_same_snapshot, Host, Netns, PanickyPlugin};
+use wharf_tests::{assert_same_snapshot, Host, Netns, PluginDir};
 
 /// Send `body` to `path`; it must be refused with a 4xx whose message contains `field`,
 /// and the kernel and the store must look as before.
@@ -240,8 +240,8 @@ fn a_plan_the_policy_refuses_or_a_link_of_another_kind_is_the_requests_fault() {
     wharf_tests::require_root!();
     // A driver that plans without the checks a driver owes: core and the executor still
     // answer with the request's fault, never a 500.
-    let plugins = PanickyPlugin::new();
-    let h = Host::start_with(&["--plugin-dir", plugins.path()]);
+    let plugins = PluginDir::with(&["panicky_plugin"]);
+    let h = Host::start_with(&["--plugin-dir", plugins.arg()]);
     let kernel = json!({ "Name": "kernel", "Driver": "panicky" });
     refused(&h, "/networks/create", kernel.clone(), "sysctl \"kernel.panic\" is not under net.");
     assert_eq!(h.api("POST", "/networks/create", &kernel.to_string()).0, 403);

@@ -146,19 +146,11 @@ fn json_log(h: &Host) -> Vec<Value> {
         .collect()
 }
 
-fn panicky_plugin_dir() -> std::path::PathBuf {
-    let plugins = std::env::temp_dir().join(unique("wo-plugins"));
-    std::fs::create_dir_all(&plugins).unwrap();
-    let panicky = target_dir().join("examples/libpanicky_plugin.so");
-    std::fs::copy(&panicky, plugins.join("libpanicky.so")).unwrap();
-    plugins
-}
-
 #[test]
 fn json_logs_carry_a_line_per_request_and_per_plan() {
     wharf_tests::require_root!();
-    let plugins = panicky_plugin_dir();
-    let h = Host::start_with(&["--log-format", "json", "--plugin-dir", plugins.to_str().unwrap()]);
+    let plugins = wharf_tests::PluginDir::with(&["panicky_plugin"]);
+    let h = Host::start_with(&["--log-format", "json", "--plugin-dir", plugins.arg()]);
     h.wharf_ok(&["network", "create", "--subnet", "10.66.0.0/24", "logged"]);
     h.wharf_err(&["network", "inspect", "nosuch"]);
     h.wharf_err(&["network", "create", "-d", "panicky", "boom"]);
@@ -191,7 +183,7 @@ fn json_logs_carry_a_line_per_request_and_per_plan() {
     assert!(plan["steps"].as_u64().unwrap() > 0, "{plan}");
     assert!(plan["duration_ms"].as_f64().is_some(), "{plan}");
     drop(h);
-    let _ = std::fs::remove_dir_all(&plugins);
+    drop(plugins);
 }
 
 /// The samples of a Prometheus text exposition, by series (`name{labels}`); panics on a
@@ -225,8 +217,8 @@ fn scrape(h: &Host) -> std::collections::BTreeMap<String, f64> {
 #[test]
 fn metrics_count_operations_objects_and_repairs() {
     wharf_tests::require_root!();
-    let plugins = panicky_plugin_dir();
-    let mut h = Host::start_with(&["--plugin-dir", plugins.to_str().unwrap()]);
+    let plugins = wharf_tests::PluginDir::with(&["panicky_plugin"]);
+    let mut h = Host::start_with(&["--plugin-dir", plugins.arg()]);
     let before = scrape(&h);
     let get = |m: &std::collections::BTreeMap<String, f64>, k: &str| m.get(k).copied().unwrap_or(0.0);
     h.wharf_ok(&["network", "create", "--subnet", "10.67.0.0/24", "m1"]);
@@ -278,7 +270,7 @@ fn metrics_count_operations_objects_and_repairs() {
         assert!(get(&scrape(&h), "wharf_plan_rollbacks_total") >= 1.0, "{}", h.log());
     }
     drop(h);
-    let _ = std::fs::remove_dir_all(&plugins);
+    drop(plugins);
 }
 
 #[test]

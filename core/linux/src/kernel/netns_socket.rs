@@ -4,7 +4,7 @@
 //! threads never change namespace. The embedded resolver gets its listening sockets at
 //! 127.0.0.11:53 and its sockets towards a sandbox's upstream servers this way.
 
-use nix::sched::{setns, CloneFlags};
+use super::sockets::enter;
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
@@ -12,17 +12,10 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use wharf_dns::{Sockets, Transport};
 
-/// Run `make` on a new thread inside the namespace named by `netns`.
-pub fn inside<T: Send + 'static>(netns: &Path, make: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
-    let file = std::fs::File::open(netns)?;
-    std::thread::Builder::new()
-        .name("wharf-netns-socket".into())
-        .spawn(move || {
-            setns(&file, CloneFlags::CLONE_NEWNET).map_err(io::Error::from)?;
-            make()
-        })?
-        .join()
-        .map_err(|_| io::Error::other("the thread making a socket panicked"))?
+/// Run `make` on a short-lived thread inside the namespace named by `netns` (see
+/// [`enter`]).
+pub fn inside<T: Send>(netns: &Path, make: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+    enter(netns, make)?
 }
 
 /// A UDP socket bound to `at` and a TCP listener at `at`, in the calling thread's

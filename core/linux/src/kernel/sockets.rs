@@ -143,16 +143,7 @@ impl Drop for Sockets {
 /// Open a netlink socket in the namespace file `path` (the calling thread's namespace for
 /// `None`) and hand its connection to the runtime `rt`.
 fn open(rt: &tokio::runtime::Handle, path: Option<&Path>) -> Result<Handle, ExecError> {
-    let file = match path {
-        Some(p) => Some(std::fs::File::open(p).map_err(|e| ExecError::os(format!("netns {}", p.display()), e))?),
-        None => None,
-    };
-    let name = path.map(|p| p.display().to_string()).unwrap_or_else(|| "of the executor".into());
-    let rt = rt.clone();
-    let opening = move || -> Result<Handle, ExecError> {
-        if let Some(f) = &file {
-            setns(f, CloneFlags::CLONE_NEWNET).map_err(|e| ExecError::os(format!("entering netns {name}"), e))?;
-        }
+    let opening = || -> Result<Handle, ExecError> {
         let _runtime = rt.enter();
         let (mut conn, handle, _) = rtnetlink::new_connection().map_err(|e| ExecError::os("netlink socket", e))?;
         // Strict checking makes the kernel apply a dump request's filters (the routing table,
@@ -164,28 +155,30 @@ fn open(rt: &tokio::runtime::Handle, path: Option<&Path>) -> Result<Handle, Exec
         rt.spawn(conn);
         Ok(handle)
     };
-    if path.is_none() {
-        return opening();
+    match path {
+        None => opening(),
+        Some(p) => in_netns(&p.display().to_string(), opening),
     }
-    // Only this short-lived thread ever enters the namespace.
-    std::thread::Builder::new()
-        .name("wharf-netns".into())
-        .spawn(opening)
-        .map_err(|e| ExecError::os("starting a thread to enter a namespace", e))?
-        .join()
-        .map_err(|_| ExecError::new("the thread entering a namespace panicked"))?
 }
 
-/// Run `f` on a short-lived thread inside the namespace file `path`: for the few things
-/// that depend on the calling thread's namespace, such as its `/proc/sys/net`.
-pub fn in_netns<T: Send>(path: &str, f: impl FnOnce() -> Result<T, ExecError> + Send) -> Result<T, ExecError> {
-    let file = std::fs::File::open(path).map_err(|e| ExecError::os(format!("netns {path}"), e))?;
+/// Run `f` on a short-lived thread that entered the namespace file `netns`, and return what
+/// it returned. The error is opening or entering the namespace; only this thread ever does.
+pub fn enter<R: Send>(netns: &Path, f: impl FnOnce() -> R + Send) -> std::io::Result<R> {
+    let file = std::fs::File::open(netns)?;
     std::thread::scope(|s| {
-        s.spawn(move || {
-            setns(&file, CloneFlags::CLONE_NEWNET).map_err(|e| ExecError::os(format!("entering netns {path}"), e))?;
-            f()
-        })
-        .join()
-        .map_err(|_| ExecError::new("the thread entering a namespace panicked"))?
+        std::thread::Builder::new()
+            .name("wharf-netns".into())
+            .spawn_scoped(s, move || {
+                setns(&file, CloneFlags::CLONE_NEWNET)?;
+                Ok(f())
+            })?
+            .join()
+            .map_err(|_| std::io::Error::other("the thread entering a namespace panicked"))?
     })
+}
+
+/// Run `f` on a short-lived thread inside the namespace file `path` (see [`enter`]): for
+/// the few things that depend on the calling thread's namespace, such as its `/proc/sys/net`.
+pub fn in_netns<T: Send>(path: &str, f: impl FnOnce() -> Result<T, ExecError> + Send) -> Result<T, ExecError> {
+    enter(Path::new(path), f).map_err(|e| ExecError::os(format!("entering netns {path}"), e))?
 }

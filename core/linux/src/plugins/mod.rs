@@ -21,6 +21,7 @@ use std::os::fd::{AsRawFd, IntoRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::Arc;
+use wharf_engine::executor::report;
 use wharf_engine::registry::{LoadError, Registry, Source};
 use wharf_sdk::abi::{self, EntryFn, InfoFn, PluginClient, PluginInfo, PluginTable};
 use wharf_sdk::log::SetLoggerFn;
@@ -146,18 +147,6 @@ fn check_owner(meta: &std::fs::Metadata) -> Result<(), String> {
     Ok(())
 }
 
-/// An error with the errors it came from, so dlerror's text reaches the log line.
-fn with_sources(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
 /// Load the library open as `file` through `/proc/self/fd/N` and check its table.
 ///
 /// The descriptor stays open for the rest of the process once the library is loaded: the
@@ -170,12 +159,12 @@ fn open_table(file: File) -> Result<(&'static PluginTable, Option<PluginInfo>), 
     // root owns and no one else can write are loaded (checked by the caller on this very
     // descriptor), the same trust as wharfd itself.
     let lib = unsafe { libloading::os::unix::Library::open(Some(&fd_path), flags) }
-        .map_err(|e| format!("cannot load: {}", with_sources(&e)))?;
+        .map_err(|e| format!("cannot load: {}", report(&e)))?;
     let _kept_open = file.into_raw_fd();
     // SAFETY: the symbol's type is fixed by the ABI: `extern "C" fn() -> *const PluginTable`.
     let entry: EntryFn = match unsafe { lib.get::<EntryFn>(abi::SYMBOL) } {
         Ok(sym) => *sym,
-        Err(e) => return Err(format!("does not export the symbol wharf_plugin_v1 ({})", with_sources(&e))),
+        Err(e) => return Err(format!("does not export the symbol wharf_plugin_v1 ({})", report(&e))),
     };
     // SAFETY: the symbol's type is fixed by the ABI (`wharf_sdk::log::SetLoggerFn`); it is
     // optional, as plugins built before it existed lack it.
