@@ -287,18 +287,30 @@ fn wharfd_runs_on_the_sample_config_and_picks_subnets_from_its_pools() {
     assert!(h.sandbox_ip("s1", "picked").starts_with("172.18."));
 }
 
+/// One HTTP/1.0 GET from inside the host namespace, read until the server closes.
+fn http_get(h: &Host, addr: &str, path: &str) -> String {
+    let (ip, port) = addr.rsplit_once(':').expect("host:port");
+    let script = format!(
+        "import socket\n\
+         s = socket.create_connection(('{ip}', {port}), timeout=10)\n\
+         s.sendall(b'GET {path} HTTP/1.0\\r\\n\\r\\n')\n\
+         print(b''.join(iter(lambda: s.recv(65536), b'')).decode(), end='')\n"
+    );
+    h.in_host_ok(&["python3", "-c", &script])
+}
+
 #[test]
 fn metrics_are_served_on_the_configured_tcp_address_too() {
     wharf_tests::require_root!();
     let h = Host::start_with_config("metrics_addr = \"127.0.0.1:9323\"\n");
     h.wharf_ok(&["volume", "create", "counted"]);
-    let out = h.in_host_ok(&["sh", "-c", "printf 'GET /metrics HTTP/1.0\\r\\n\\r\\n' | nc -q 5 127.0.0.1 9323"]);
+    let out = http_get(&h, "127.0.0.1:9323", "/metrics");
     let (head, body) = out.split_once("\r\n\r\n").unwrap_or_else(|| panic!("no HTTP answer: {out}"));
     assert!(head.starts_with("HTTP/1.0 200") || head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(head.to_lowercase().contains("content-type: application/openmetrics-text"), "{head}");
     assert_eq!(samples(body).get("wharf_volumes"), Some(&1.0), "{body}");
     // Only the metrics: the API stays on the socket.
-    let api = h.in_host_ok(&["sh", "-c", "printf 'GET /networks HTTP/1.0\\r\\n\\r\\n' | nc -q 5 127.0.0.1 9323"]);
+    let api = http_get(&h, "127.0.0.1:9323", "/networks");
     assert!(api.starts_with("HTTP/1.0 404") || api.starts_with("HTTP/1.1 404"), "{api}");
 }
 
