@@ -47,6 +47,10 @@ const DEFAULT_PORT: u16 = 4789;
 /// Docker's first overlay VNI; the ones below are left to other users of VXLAN.
 const FIRST_VNI: u32 = 4096;
 const LAST_VNI: u32 = (1 << 24) - 1;
+/// How often a sandbox on a cluster overlay asks again for an address it has no answer
+/// for, in milliseconds (the kernel's default is 1000), and how many times.
+const RETRANS_MS: u32 = 100;
+const SOLICITS: u32 = 30;
 /// The all-zero MAC: an FDB entry for it floods to a remote.
 const FLOOD: &str = "00:00:00:00:00:00";
 
@@ -255,6 +259,20 @@ fn join_plan(req: &EndpointRequest, s: &NetworkState, ep: &VethEndpoint) -> Plan
     let sandbox = Netns::Path(req.sandbox.netns.clone());
     let mut plan = Plan::new();
     plan.push(ep.link_add(&sandbox, &s.bridge, s.mtu));
+    if s.cluster {
+        // An address on another host answers ARP and neighbour solicitations once its
+        // entry is programmed here; a sandbox that asked just before would otherwise wait
+        // the kernel's 1 s before asking again. Ask every RETRANS_MS instead, as many times
+        // more, so an address nobody owns still fails after as long as by default.
+        let families = [("ipv4", req.endpoint.ipv4.is_some()), ("ipv6", req.endpoint.ipv6.is_some())];
+        // In a sysctl key a `/` stands for a dot of the interface's name.
+        let ifname = ep.ifname.replace('.', "/");
+        for (family, _) in families.iter().filter(|(_, has)| *has) {
+            let key = |what: &str| format!("net.{family}.neigh.{ifname}.{what}");
+            plan.push(Step::sysctl(sandbox.clone(), key("retrans_time_ms"), RETRANS_MS.to_string(), None));
+            plan.push(Step::sysctl(sandbox.clone(), key("mcast_solicit"), SOLICITS.to_string(), None));
+        }
+    }
     for addr in req.endpoint.ipv4.iter().chain(&req.endpoint.ipv6) {
         plan.push(Step::addr_add(sandbox.clone(), &ep.ifname, *addr));
     }

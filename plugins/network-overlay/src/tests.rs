@@ -231,3 +231,29 @@ fn with_a_cluster_store_the_device_neither_learns_nor_floods() {
     let e = OverlayDriver.create_network(CreateNetwork { network: n, facts: f, others: vec![] }).unwrap_err();
     assert!(e.to_string().contains("203.0.113.9 is not an address of this host"), "{e}");
 }
+
+#[test]
+fn on_a_cluster_overlay_a_sandbox_asks_again_for_a_neighbour_every_tenth_of_a_second() {
+    let n = network(&[]);
+    let mut f = facts();
+    f.cluster_vtep = Some("192.0.2.10".parse().unwrap());
+    let ns = OverlayDriver.create_network(CreateNetwork { network: n.clone(), facts: f, others: vec![] }).unwrap();
+    let mut req = endpoint_req(&n, ns.state);
+    req.endpoint_state = OverlayDriver.create_endpoint(req.clone()).unwrap().state;
+    let joined = OverlayDriver.join(req.clone()).unwrap();
+    let sysctls: Vec<(String, String)> = joined
+        .plan
+        .steps
+        .iter()
+        .filter_map(|s| match (&s.op, &s.undo) {
+            (Op::Sysctl { netns: Netns::Path(p), key, value }, Op::Noop) if p == "/run/netns/s" => {
+                Some((key.clone(), value.clone()))
+            }
+            _ => None,
+        })
+        .collect();
+    let want = [("net.ipv4.neigh.eth0.retrans_time_ms", "100"), ("net.ipv4.neigh.eth0.mcast_solicit", "30")];
+    assert_eq!(sysctls, want.map(|(k, v)| (k.to_string(), v.to_string())));
+    let left = OverlayDriver.leave(req).unwrap();
+    assert_eq!(left.plan.steps.len(), 1, "the settings go with the interface");
+}
