@@ -288,3 +288,54 @@ fn an_ipv6_underlay_carries_a_dual_stack_overlay_at_its_mtu() {
     let fdb = a.in_host_ok(&["bridge", "fdb", "show", "dev", &dev]);
     assert!(fdb.contains("dst fd80::22") && !fdb.contains("00:00:00:00:00:00"), "{fdb}");
 }
+
+/// `dig` inside sandbox `sb` at its embedded resolver: the `+short` answer, trimmed.
+fn dig(h: &Host, sb: &str, name: &str) -> String {
+    let out = h.in_sandbox(sb, &["dig", "@127.0.0.11", "+short", "+time=2", "+tries=1", name]);
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+#[test]
+fn a_sandbox_resolves_the_names_of_sandboxes_on_other_hosts_of_its_overlay() {
+    wharf_tests::require_root!();
+    let underlay = Underlay::start(TTL);
+    let (mut a, b) = (underlay.host(1), underlay.host(2));
+    a.wharf_ok(&["network", "create", "-d", "overlay", "--subnet", "10.96.0.0/24", "ov"]);
+    a.wharf_ok(&["network", "create", "-d", "overlay", "--subnet", "10.97.0.0/24", "other"]);
+    until(10, "the networks reach the other host", || inspect(&b, "ov").is_some() && inspect(&b, "other").is_some());
+    a.wharf_ok(&["sandbox", "create", "web"]);
+    a.wharf_ok(&["network", "connect", "--alias", "www", "--alias", "front", "ov", "web"]);
+    a.wharf_ok(&["sandbox", "create", "hidden"]);
+    a.wharf_ok(&["network", "connect", "other", "hidden"]);
+    b.wharf_ok(&["sandbox", "create", "cli"]);
+    b.wharf_ok(&["network", "connect", "ov", "cli"]);
+    let web = a.sandbox_ip("web", "ov");
+    let web_id: String = {
+        let v: Value = serde_json::from_str(&a.wharf_ok(&["sandbox", "inspect", "web"])).unwrap();
+        v[0]["Id"].as_str().unwrap()[..12].to_string()
+    };
+
+    // The name, each alias and the short id, at the address on the shared overlay.
+    for name in ["web", "www", "FRONT", web_id.as_str()] {
+        until(5, &format!("{name} resolves on the other host"), || dig(&b, "cli", name) == web);
+    }
+    until(5, "web is reachable at what its name resolves to", || b.ping("cli", &web));
+    // A sandbox on a cluster overlay asks for a neighbour again after 100 ms, not 1 s.
+    let retrans = b.in_sandbox("cli", &["cat", "/proc/sys/net/ipv4/neigh/eth0/retrans_time_ms"]);
+    assert_eq!(String::from_utf8_lossy(&retrans.stdout).trim(), "100");
+    // Isolation holds across hosts: a sandbox on a network `cli` is not on does not resolve.
+    assert_eq!(dig(&b, "cli", "hidden"), "");
+    // And the other way round: the first host resolves the second host's sandbox.
+    a.wharf_ok(&["network", "connect", "ov", "hidden"]);
+    let cli = b.sandbox_ip("cli", "ov");
+    until(5, "cli resolves on the first host", || dig(&a, "hidden", "cli") == cli);
+
+    // Disconnected on its host: the name goes on the other host.
+    a.wharf_ok(&["network", "disconnect", "ov", "web"]);
+    until(5, "the name of a disconnected sandbox goes", || dig(&b, "cli", "web").is_empty());
+    assert_eq!(dig(&b, "cli", "www"), "");
+    // Its host killed: its names go when its lease expires.
+    until(5, "hidden resolves on the second host", || !dig(&b, "cli", "hidden").is_empty());
+    a.kill_daemon();
+    until(TTL + 5, "the names of a dead host go", || dig(&b, "cli", "hidden").is_empty());
+}

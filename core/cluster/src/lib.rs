@@ -86,6 +86,9 @@ pub struct EndpointRecord {
     /// The sandbox's name and aliases on the network, for name resolution across hosts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub names: Vec<String>,
+    /// The id of the sandbox holding it, whose short form resolves as a name too.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub sandbox: String,
 }
 
 /// Everything the store holds about hosts, networks and endpoints, as of one revision.

@@ -32,6 +32,7 @@ fn endpoint(net: &NetworkRecord, h: &HostRecord, n: u8) -> EndpointRecord {
         ipv4: Some(IpAddr::from([10, 90, 0, n])),
         ipv6: None,
         names: vec![format!("sb{n}")],
+        sandbox: format!("sb{n:0>62}"),
     }
 }
 
