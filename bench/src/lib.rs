@@ -3,6 +3,7 @@
 pub mod abi;
 pub mod daemons;
 pub mod dns;
+pub mod iperf;
 pub mod peers;
 pub mod plot;
 pub mod report;

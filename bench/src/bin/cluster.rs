@@ -6,7 +6,8 @@
 //!   host B pings the new endpoint (JOINS joins, median and p99);
 //! - a sampled full-mesh reachability check (failures counted);
 //! - wharfd's resident memory per host, and etcd's keys and bytes per endpoint;
-//! - the time until every other host has dropped the endpoints of a host killed with -9.
+//! - the time until every other host has dropped the endpoints of a host killed with -9;
+//! - iperf3 across two hosts over the overlay, against the same pair over the underlay.
 //!
 //! Usage (root): `cargo build --workspace && target/debug/cluster [--hosts 2,5,10,20]
 //! [--endpoints 50] [--joins 50] [--ttl 5]`. Writes `bench/results/cluster.md` and
@@ -52,10 +53,43 @@ struct Row {
     keys_per_endpoint: f64,
     bytes_per_endpoint: f64,
     drop_after_kill: Duration,
+    /// iperf3 between two hosts' sandboxes over the overlay, and between the same hosts
+    /// over the underlay, Gbit/s.
+    overlay_gbps: f64,
+    underlay_gbps: f64,
+}
+
+/// iperf3 for 2 s from namespace `from` to `to` (served in namespace `server`): Gbit/s.
+fn throughput(server: &str, from: &str, to: &str) -> f64 {
+    let _server = wharf_bench::iperf::Iperf::serve(server).unwrap_or_else(|e| panic!("{e}"));
+    wharf_bench::iperf::client(from, to, 5201, 2).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// Overlay and underlay throughput, each the best of ROUNDS runs taken in turn: on a
+/// machine shared with other work one run says more about the neighbours than the path.
+fn data_plane(a: &Host, b: &Host) -> (f64, f64) {
+    const ROUNDS: usize = 3;
+    let (mut overlay, mut underlay) = (0f64, 0f64);
+    let to = b.sandbox_ip("e0", "ov");
+    let underlay_ip = b.in_host_ok(&["ip", "-4", "-o", "addr", "show", "dev", "u0"]);
+    let underlay_ip = underlay_ip.split_whitespace().nth(3).and_then(|a| a.split('/').next()).expect("u0's address");
+    for _ in 0..ROUNDS {
+        overlay = overlay.max(throughput(&b.sandbox_path("e0"), &a.sandbox_path("e0"), &to));
+        underlay = underlay.max(throughput(&b.ns.path(), &a.ns.path(), underlay_ip));
+    }
+    (overlay, underlay)
 }
 
 fn pings(h: &Host, from: &str, to: &str) -> bool {
     h.in_sandbox(from, &["ping", "-c", "1", "-W", "1", to]).status.success()
+}
+
+/// Forget what sandbox `sb` learnt of its neighbours. Every namespace here shares one
+/// kernel, and the kernel's neighbour table is one for all of them (1024 entries that are
+/// not permanent, machine-wide): the hundreds of sandboxes pinging each other would fill
+/// it, which a real host with its own kernel never sees, and a full table fails ARP.
+fn forget_neighbours(h: &Host, sb: &str) {
+    h.in_sandbox(sb, &["ip", "neigh", "flush", "all"]);
 }
 
 /// etcd's metric `name`, read from its /metrics page inside the underlay namespace.
@@ -104,6 +138,8 @@ fn run(hosts_n: usize, a: &Args) -> Row {
             assert!(joined.elapsed() < Duration::from_secs(30), "{ip} never became reachable");
         }
         times.push(joined.elapsed());
+        forget_neighbours(hb, "e0");
+        forget_neighbours(ha, &sb);
     }
     times.sort();
     let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize];
@@ -115,7 +151,10 @@ fn run(hosts_n: usize, a: &Args) -> Row {
             let sb = format!("e{}", (i + j) % a.endpoints);
             let ip = other.sandbox_ip(&sb, "ov");
             checked += 1;
-            if pings(h, "e0", &ip) {
+            let reached = pings(h, "e0", &ip);
+            if reached {
+                forget_neighbours(h, "e0");
+                forget_neighbours(other, &sb);
                 continue;
             }
             first_lost += 1;
@@ -124,15 +163,28 @@ fn run(hosts_n: usize, a: &Args) -> Row {
                 let v: serde_json::Value = serde_json::from_str(&other.wharf_ok(&["sandbox", "inspect", &sb])).unwrap();
                 let mac = v[0]["Networks"]["ov"]["MacAddress"].as_str().unwrap_or_default().to_string();
                 let fdb = h.in_host_ok(&["bridge", "fdb", "show"]);
+                let probe = h.sandbox_ip("e0", "ov");
+                let neigh = |x: &Host, ip: &str| x.in_host_ok(&["ip", "neigh", "show", "to", ip]).trim().to_string();
+                let sb_neigh = |x: &Host, s: &str, ip: &str| {
+                    String::from_utf8_lossy(&x.in_sandbox(s, &["ip", "neigh", "show", "to", ip]).stdout).trim().to_string()
+                };
                 eprintln!(
-                    "host {} cannot reach {ip} ({mac}) on host {}; fdb has it: {}",
+                    "host {} cannot reach {ip} ({mac}) on host {}; fdb has it: {}; neighbour there: [{}]; \
+                     the other host's entry for the probe {probe}: [{}]; the probe's: [{}]; the target's: [{}]",
                     i + 1,
                     j + 1,
-                    fdb.contains(&mac)
+                    fdb.contains(&mac),
+                    neigh(h, &ip),
+                    neigh(other, &probe),
+                    sb_neigh(h, "e0", &ip),
+                    sb_neigh(other, &sb, &probe),
                 );
             }
         }
     }
+    // Data plane: host 1's probe to host 2's over the overlay, then the hosts themselves
+    // over the underlay they share.
+    let (overlay_gbps, underlay_gbps) = data_plane(&hosts[0], &hosts[1]);
     let rss = hosts.iter().map(|h| wharf_bench::rss_kib(&h.dir)).sum::<u64>() / hosts_n as u64;
     let endpoints = (hosts_n * a.endpoints + a.joins) as f64;
     let keys = etcd_metric(&u, "etcd_debugging_mvcc_keys_total");
@@ -166,6 +218,8 @@ fn run(hosts_n: usize, a: &Args) -> Row {
         keys_per_endpoint: keys / endpoints,
         bytes_per_endpoint: bytes / endpoints,
         drop_after_kill,
+        overlay_gbps,
+        underlay_gbps,
     }
 }
 
@@ -183,27 +237,31 @@ fn main() {
     for &n in &a.hosts {
         let row = run(n, &a);
         eprintln!(
-            "{} hosts: convergence median {:.0} ms, p99 {:.0} ms; mesh {}/{} failed; dropped a killed host after {:.1} s",
+            "{} hosts: convergence median {:.0} ms, p99 {:.0} ms; mesh {}/{} failed; dropped a killed host after {:.1} s; \
+             iperf3 {:.2} Gbit/s over the overlay, {:.2} over the underlay",
             n,
             ms(row.median),
             ms(row.p99),
             row.mesh_failed,
             row.mesh_checked,
-            row.drop_after_kill.as_secs_f64()
+            row.drop_after_kill.as_secs_f64(),
+            row.overlay_gbps,
+            row.underlay_gbps
         );
         rows.push(row);
     }
     let mut md = format!(
         "# Multi-host overlay over etcd\n\n`target/debug/cluster --endpoints {} --joins {} --ttl {}`: one overlay network, \
          ENDPOINTS endpoints per host, one etcd; convergence is the time from `network connect` returning on one host \
-         until a sandbox on the next host pings the new endpoint.\n\n\
-         | hosts | endpoints | convergence median (ms) | p99 (ms) | mesh failures (first pings lost) | wharfd RSS (KiB) | etcd keys / endpoint | etcd bytes / endpoint | killed host dropped after (s) |\n\
-         |---|---|---|---|---|---|---|---|---|\n",
+         until a sandbox on the next host pings the new endpoint. iperf3: one TCP stream for 2 s from a sandbox on host 1 to one \
+         on host 2 over the overlay, and from host 1 to host 2 over their underlay, best of 3 rounds taken in turn.\n\n\
+         | hosts | endpoints | convergence median (ms) | p99 (ms) | mesh failures (first pings lost) | wharfd RSS (KiB) | etcd keys / endpoint | etcd bytes / endpoint | killed host dropped after (s) | iperf3 overlay (Gbit/s) | underlay (Gbit/s) | overlay / underlay |\n\
+         |---|---|---|---|---|---|---|---|---|---|---|---|\n",
         a.endpoints, a.joins, a.ttl
     );
     for r in &rows {
         md.push_str(&format!(
-            "| {} | {} | {:.0} | {:.0} | {}/{} ({}) | {} | {:.2} | {:.0} | {:.1} |\n",
+            "| {} | {} | {:.0} | {:.0} | {}/{} ({}) | {} | {:.2} | {:.0} | {:.1} | {:.2} | {:.2} | {:.2} |\n",
             r.hosts,
             r.endpoints,
             ms(r.median),
@@ -214,7 +272,10 @@ fn main() {
             r.rss_kib,
             r.keys_per_endpoint,
             r.bytes_per_endpoint,
-            r.drop_after_kill.as_secs_f64()
+            r.drop_after_kill.as_secs_f64(),
+            r.overlay_gbps,
+            r.underlay_gbps,
+            r.overlay_gbps / r.underlay_gbps
         ));
     }
     let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");

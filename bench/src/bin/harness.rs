@@ -26,7 +26,7 @@
 //! (`--smoke` writes them under the system's temporary directory instead).
 
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use wharf_bench::daemons::{Daemon, PrivateNetns};
 use wharf_bench::peers::wharf::{Via, Wharf};
@@ -363,44 +363,6 @@ fn daemon(o: &Opts, report: &mut Report) {
     }
 }
 
-/// An iperf3 server in namespace file `netns`, stopped on drop.
-struct Iperf(Child);
-
-impl Iperf {
-    fn serve(netns: &str) -> Result<Iperf, String> {
-        let child = Command::new("nsenter")
-            .arg(format!("--net={netns}"))
-            .args(["--", "iperf3", "-s"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("iperf3: {e}"))?;
-        std::thread::sleep(Duration::from_millis(300));
-        Ok(Iperf(child))
-    }
-}
-
-impl Drop for Iperf {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Gbit/s received by an iperf3 client in `netns` sending to `to` for `secs`.
-fn iperf(netns: &str, to: &str, port: u16, secs: u32) -> Result<f64, String> {
-    let out = Command::new("nsenter")
-        .arg(format!("--net={netns}"))
-        .args(["--", "iperf3", "-J", "-c", to, "-p", &port.to_string(), "-t", &secs.to_string()])
-        .output()
-        .map_err(|e| format!("iperf3: {e}"))?;
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).map_err(|e| format!("iperf3 output: {e}"))?;
-    if let Some(e) = v["error"].as_str() {
-        return Err(format!("iperf3 -c {to}:{port}: {e}"));
-    }
-    v["end"]["sum_received"]["bits_per_second"].as_f64().map(|b| b / 1e9).ok_or_else(|| "iperf3: no result".into())
-}
-
 fn ip(netns: &str, args: &[&str]) {
     let out = Command::new("ip").args(["-n", netns]).args(args).output().expect("ip");
     assert!(out.status.success(), "ip -n {netns} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
@@ -450,7 +412,7 @@ fn dataplane(o: &Opts, report: &mut Report) {
     ip(&v2.0, &["link", "set", "wbv2", "up"]);
 
     let servers = [sandbox("s0"), sandbox("r"), v1.path()];
-    let _servers: Vec<Iperf> = servers.iter().map(|ns| Iperf::serve(ns).unwrap_or_else(|e| panic!("{e}"))).collect();
+    let _servers: Vec<wharf_bench::iperf::Iperf> = servers.iter().map(|ns| wharf_bench::iperf::Iperf::serve(ns).unwrap_or_else(|e| panic!("{e}"))).collect();
     let a_ip = {
         let net = w.call("GET", "/networks/bench3", None).unwrap_or_else(|e| panic!("{e}"));
         let containers = net["Containers"].as_object().cloned().unwrap_or_default();
@@ -467,7 +429,7 @@ fn dataplane(o: &Opts, report: &mut Report) {
     let mut results: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
     for _ in 0..rounds {
         for (i, (label, from, to, port)) in cases.iter().enumerate() {
-            match iperf(from, to, *port, secs) {
+            match wharf_bench::iperf::client(from, to, *port, secs) {
                 Ok(g) => results[i].push(g),
                 Err(e) => report.note(format!("data plane, {label}: {e}")),
             }
