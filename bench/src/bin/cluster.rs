@@ -166,7 +166,9 @@ fn run(hosts_n: usize, a: &Args) -> Row {
                 let probe = h.sandbox_ip("e0", "ov");
                 let neigh = |x: &Host, ip: &str| x.in_host_ok(&["ip", "neigh", "show", "to", ip]).trim().to_string();
                 let sb_neigh = |x: &Host, s: &str, ip: &str| {
-                    String::from_utf8_lossy(&x.in_sandbox(s, &["ip", "neigh", "show", "to", ip]).stdout).trim().to_string()
+                    String::from_utf8_lossy(&x.in_sandbox(s, &["ip", "neigh", "show", "to", ip]).stdout)
+                        .trim()
+                        .to_string()
                 };
                 eprintln!(
                     "host {} cannot reach {ip} ({mac}) on host {}; fdb has it: {}; neighbour there: [{}]; \

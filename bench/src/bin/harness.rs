@@ -29,6 +29,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 use wharf_bench::daemons::{Daemon, PrivateNetns};
+use wharf_bench::iperf::Iperf;
 use wharf_bench::peers::wharf::{Via, Wharf};
 use wharf_bench::peers::{Endpoints, Kind, NetSpec, Port};
 use wharf_bench::plot;
@@ -412,7 +413,7 @@ fn dataplane(o: &Opts, report: &mut Report) {
     ip(&v2.0, &["link", "set", "wbv2", "up"]);
 
     let servers = [sandbox("s0"), sandbox("r"), v1.path()];
-    let _servers: Vec<wharf_bench::iperf::Iperf> = servers.iter().map(|ns| wharf_bench::iperf::Iperf::serve(ns).unwrap_or_else(|e| panic!("{e}"))).collect();
+    let _servers: Vec<Iperf> = servers.iter().map(|ns| Iperf::serve(ns).unwrap_or_else(|e| panic!("{e}"))).collect();
     let a_ip = {
         let net = w.call("GET", "/networks/bench3", None).unwrap_or_else(|e| panic!("{e}"));
         let containers = net["Containers"].as_object().cloned().unwrap_or_default();
