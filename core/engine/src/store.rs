@@ -9,6 +9,9 @@
 //! and a power loss takes the kernel objects (links, addresses, routes, mounts) it speaks
 //! of as well. What it leaves out is never undone, so losing its tail can leak an object
 //! but never removes one wharf did not make.
+//!
+//! These two files are the one place the engine opens files itself: they are its own
+//! records, not host objects, so they do not go through the executor.
 
 use crate::error::Result;
 use crate::executor::Outcome;

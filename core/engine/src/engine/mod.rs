@@ -24,7 +24,7 @@ pub use cluster::VNI_OPTION;
 pub use dns::ENABLE_DNS;
 pub use firewall::FirewallReport;
 pub use network::{ConnectRequest, NetworkCreateRequest, PoolRequest};
-pub use volume::{volume_size, PruneReport, VolumeCreateRequest};
+pub use volume::{PruneReport, VolumeCreateRequest};
 
 use crate::error::{Error, Result};
 use crate::executor::{found_steps, run_plan, undo_steps, without_found, Executor};
@@ -35,7 +35,7 @@ use crate::store::{Store, Table, Txn};
 use ipnet::IpNet;
 use policy::Author;
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use wharf_sdk::{HostFacts, LinkKind, Op, Plan, Step};
 
@@ -240,16 +240,17 @@ fn plan_links(plan: &Plan) -> impl Iterator<Item = (&LinkKind, &str)> {
 /// when `core` has steps.
 fn checked_and_joined<'a>(
     settings: &Settings,
+    exec: &dyn Executor,
     author: Author<'_>,
     object: &str,
     plan: &'a Plan,
     core: &Plan,
 ) -> Result<std::borrow::Cow<'a, Plan>> {
-    policy::check(plan, settings, author, object)?;
+    policy::check(plan, settings, exec, author, object)?;
     if core.is_empty() {
         return Ok(std::borrow::Cow::Borrowed(plan));
     }
-    policy::check(core, settings, Author::Core, object)?;
+    policy::check(core, settings, exec, Author::Core, object)?;
     let mut joined = plan.clone();
     joined.extend(core.clone());
     Ok(std::borrow::Cow::Owned(joined))
@@ -257,10 +258,10 @@ fn checked_and_joined<'a>(
 
 /// `plan` with the undo of each directory it creates that exists already turned into
 /// nothing: a directory wharf did not make is adopted, and a later failure never removes it.
-pub(super) fn adopt_existing_directories(mut plan: Plan) -> Plan {
+pub(super) fn adopt_existing_directories(exec: &dyn Executor, mut plan: Plan) -> Plan {
     for step in &mut plan.steps {
         if let Op::DirCreate { path, .. } = &step.op {
-            if std::fs::symlink_metadata(path).is_ok() {
+            if exec.path_exists(Path::new(path)) {
                 step.undo = Op::Noop;
             }
         }
@@ -450,7 +451,7 @@ impl Engine {
         core: &Plan,
         commit: impl FnOnce(&mut Txn<'_>, &[usize]) -> Result<()>,
     ) -> Result<()> {
-        let plan = &*checked_and_joined(&self.settings, author, object, plan, core)?;
+        let plan = &*checked_and_joined(&self.settings, &*self.exec, author, object, plan, core)?;
         if plan.is_empty() {
             return self.store.write(|t| commit(t, &[]));
         }
@@ -513,7 +514,7 @@ impl Engine {
         commit: impl FnOnce(&mut Txn<'_>) -> Result<()>,
         restore: impl FnOnce(&mut Txn<'_>) -> Result<()>,
     ) -> Result<()> {
-        let plan = &*checked_and_joined(&self.settings, author, object, plan, core)?;
+        let plan = &*checked_and_joined(&self.settings, &*self.exec, author, object, plan, core)?;
         if plan.is_empty() {
             return self.store.write(commit);
         }

@@ -191,6 +191,21 @@ pub trait Executor: Send + Sync {
         let netns = netns.display().to_string();
         std::sync::Arc::new(move |_, _| Err(std::io::Error::other(format!("netns {netns}: no sockets here"))))
     }
+
+    /// Whether anything (a file, a directory, a namespace file; a symlink is not followed)
+    /// is at `path` on the host.
+    fn path_exists(&self, path: &Path) -> bool;
+
+    /// The text of the host file at `path`; `None` when it is absent or unreadable.
+    fn read_file(&self, path: &Path) -> Option<String>;
+
+    /// Bytes used by the files under `path` (0 when absent), not following symlinks.
+    fn disk_usage(&self, path: &Path) -> u64;
+
+    /// The place an operation on `path` acts on: the symlinks of its directories resolved,
+    /// its last component as it is. `None` for a path without a parent or a last component,
+    /// such as `/`. The plan policy judges paths by it.
+    fn locate(&self, path: &Path) -> Option<PathBuf>;
 }
 
 impl std::fmt::Debug for dyn Executor {
@@ -282,7 +297,9 @@ pub fn without_found(plan: Plan, made: &Plan, found: &[usize]) -> Plan {
 /// names links and directories that make a `LinkAdd` or `DirCreate` report
 /// [`Outcome::Found`]; `taken` names links of another kind, which a `LinkAdd` fails on;
 /// `marked` names links that
-/// carry this daemon's mark.
+/// carry this daemon's mark. It keeps a pretend filesystem too: files written by
+/// `FileWrite` or [`Recording::write_file`], symlinks made by [`Recording::symlink`] and the
+/// usage [`Recording::set_usage`] gives a directory.
 #[derive(Debug, Default)]
 pub struct Recording {
     log: Mutex<Vec<Op>>,
@@ -295,6 +312,9 @@ pub struct Recording {
     busy_ports: Mutex<Vec<HostPort>>,
     sysctls: Mutex<std::collections::HashMap<(Netns, String), String>>,
     namespaces: Mutex<BTreeSet<PathBuf>>,
+    files: Mutex<std::collections::BTreeMap<PathBuf, String>>,
+    symlinks: Mutex<std::collections::BTreeMap<PathBuf, PathBuf>>,
+    usage: Mutex<std::collections::BTreeMap<PathBuf, u64>>,
 }
 
 impl Recording {
@@ -358,6 +378,21 @@ impl Recording {
         self.namespaces.lock().unwrap().remove(path);
     }
 
+    /// Put a file at `path` holding `contents`, as if someone had written it.
+    pub fn write_file(&self, path: &Path, contents: &str) {
+        self.files.lock().unwrap().insert(path.to_path_buf(), contents.to_string());
+    }
+
+    /// Make `link` a symlink to the directory `target`.
+    pub fn symlink(&self, link: &Path, target: &Path) {
+        self.symlinks.lock().unwrap().insert(link.to_path_buf(), target.to_path_buf());
+    }
+
+    /// Report `bytes` as the space the files under `path` take.
+    pub fn set_usage(&self, path: &Path, bytes: u64) {
+        self.usage.lock().unwrap().insert(path.to_path_buf(), bytes);
+    }
+
     /// Forget the log.
     pub fn clear(&self) {
         self.log.lock().unwrap().clear();
@@ -380,6 +415,8 @@ impl Executor for Recording {
             Op::Sysctl { netns, key, value } => self.set_sysctl(netns, key, value),
             Op::NetnsCreate { path } => drop(self.namespaces.lock().unwrap().insert(PathBuf::from(path))),
             Op::NetnsRemove { path } => drop(self.namespaces.lock().unwrap().remove(Path::new(path))),
+            Op::FileWrite { path, contents } => self.write_file(Path::new(path), contents),
+            Op::FileRemove { path } => drop(self.files.lock().unwrap().remove(Path::new(path))),
             _ => {}
         }
         Ok(match op {
@@ -429,6 +466,35 @@ impl Executor for Recording {
             Some(p) if p.starts_with("/proc/") || p.starts_with("/run/netns/") => Ok(()),
             _ => Err(ExecError::new("not a namespace file")),
         }
+    }
+
+    fn path_exists(&self, path: &Path) -> bool {
+        path.to_str().is_some_and(|p| self.existing.lock().unwrap().contains(p))
+            || self.namespaces.lock().unwrap().contains(path)
+            || self.files.lock().unwrap().contains_key(path)
+            || self.symlinks.lock().unwrap().contains_key(path)
+    }
+
+    fn read_file(&self, path: &Path) -> Option<String> {
+        self.files.lock().unwrap().get(path).cloned()
+    }
+
+    fn disk_usage(&self, path: &Path) -> u64 {
+        self.usage.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    fn locate(&self, path: &Path) -> Option<PathBuf> {
+        let name = path.file_name()?;
+        let links = self.symlinks.lock().unwrap();
+        let mut place = PathBuf::new();
+        for part in path.parent()?.components() {
+            place.push(part);
+            if let Some(target) = links.get(&place) {
+                place = target.clone();
+            }
+        }
+        place.push(name);
+        Some(place)
     }
 }
 
