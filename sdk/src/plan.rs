@@ -571,6 +571,20 @@ impl Op {
         }
     }
 
+    /// The namespaces the operation works in: its own and, for a link, the one its far end
+    /// goes to.
+    pub fn namespaces(&self) -> impl Iterator<Item = &Netns> {
+        let far = match self {
+            Op::LinkAdd { link, .. } => match &link.kind {
+                LinkKind::Veth { peer_netns, .. } => Some(peer_netns),
+                LinkKind::Macvlan { target_netns, .. } => target_netns.as_ref(),
+                _ => None,
+            },
+            _ => None,
+        };
+        self.netns().into_iter().chain(far)
+    }
+
     /// A one-line description naming the object, for logs and errors.
     pub fn describe(&self) -> String {
         fn dst(d: &Option<IpAddr>) -> String {

@@ -478,10 +478,10 @@ impl Engine {
             t.delete(Table::Journal, &key)
         });
         if let Err(e) = committed {
-            undo_steps(&exec, plan, &outcomes);
+            let rollback_failures = undo_steps(&exec, plan, &outcomes);
             let _ = self.store.write(|t| t.delete(Table::Journal, &key));
             self.store.forget_progress();
-            return Err(e);
+            return Err(Error::Unrecorded { object: object.to_string(), error: Box::new(e), rollback_failures });
         }
         self.store.forget_progress();
         Ok(())
@@ -665,6 +665,9 @@ impl Engine {
 /// tests and for crates above it (feature `testing`).
 #[cfg(any(test, feature = "testing"))]
 pub mod tests;
+
+#[cfg(test)]
+mod failure_tests;
 
 #[cfg(test)]
 mod recovery_tests;

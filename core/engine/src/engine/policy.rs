@@ -12,7 +12,7 @@ use super::Settings;
 use crate::error::{Error, Result};
 use crate::executor::Executor;
 use std::path::{Component, Path};
-use wharf_sdk::{LinkKind, Netns, Op, Plan};
+use wharf_sdk::{Netns, Op, Plan};
 
 /// Who wrote a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -35,19 +35,6 @@ impl Author<'_> {
             Author::Driver(d) | Author::Endpoint(d, _) => format!("driver {d:?}"),
         }
     }
-}
-
-/// The namespaces `op` works in: its own and, for a link, the one its far end goes to.
-pub(super) fn namespaces(op: &Op) -> impl Iterator<Item = &Netns> {
-    let far = match op {
-        Op::LinkAdd { link, .. } => match &link.kind {
-            LinkKind::Veth { peer_netns, .. } => Some(peer_netns),
-            LinkKind::Macvlan { target_netns, .. } => target_netns.as_ref(),
-            _ => None,
-        },
-        _ => None,
-    };
-    op.netns().into_iter().chain(far)
 }
 
 /// The directories a plan may touch.
@@ -97,7 +84,7 @@ fn violation(op: &Op, roots: &Roots<'_>, exec: &dyn Executor, author: Author<'_>
         Author::Endpoint(_, netns) | Author::Gateway(netns) => Some(netns),
         _ => None,
     };
-    for ns in namespaces(op) {
+    for ns in op.namespaces() {
         if let Netns::Path(p) = ns {
             if sandbox != Some(p.as_str()) {
                 return Some(format!("namespace {p:?} is not the one of the sandbox the plan is for"));
@@ -143,7 +130,7 @@ pub fn check(plan: &Plan, settings: &Settings, exec: &dyn Executor, author: Auth
 mod tests {
     use super::*;
     use crate::engine::tests::Fixture;
-    use wharf_sdk::{LinkSpec, Step};
+    use wharf_sdk::{LinkKind, LinkSpec, Step};
 
     fn refused(f: &Fixture, step: Step, author: Author<'_>) -> String {
         let plan: Plan = [step].into_iter().collect();

@@ -315,6 +315,7 @@ pub struct Recording {
     files: Mutex<std::collections::BTreeMap<PathBuf, String>>,
     symlinks: Mutex<std::collections::BTreeMap<PathBuf, PathBuf>>,
     usage: Mutex<std::collections::BTreeMap<PathBuf, u64>>,
+    vanished: Mutex<BTreeSet<PathBuf>>,
 }
 
 impl Recording {
@@ -373,9 +374,12 @@ impl Recording {
         self.sysctls.lock().unwrap().insert((netns.clone(), key.to_string()), value.to_string());
     }
 
-    /// Make the namespace at `path` vanish, as `ip netns del` behind wharf's back does.
+    /// Make the namespace at `path` vanish, as `ip netns del` behind wharf's back does (or
+    /// a runtime's container ending does to its `/proc/PID/ns/net`): it is no namespace any
+    /// more, and an operation in it fails as on a missing file.
     pub fn vanish(&self, path: &Path) {
         self.namespaces.lock().unwrap().remove(path);
+        self.vanished.lock().unwrap().insert(path.to_path_buf());
     }
 
     /// Put a file at `path` holding `contents`, as if someone had written it.
@@ -405,6 +409,11 @@ impl Executor for Recording {
         if self.fail_on.lock().unwrap().iter().any(|t| description.contains(t.as_str())) {
             return Err(ExecError::os(format!("{description} (injected)"), std::io::Error::from_raw_os_error(5)));
         }
+        let vanished = self.vanished.lock().unwrap();
+        if let Some(gone) = op.namespaces().find(|n| matches!(n, Netns::Path(p) if vanished.contains(Path::new(p)))) {
+            return Err(ExecError::os(format!("{description}: {gone:?}"), std::io::Error::from_raw_os_error(2)));
+        }
+        drop(vanished);
         if let Op::LinkAdd { link, .. } = op {
             if self.taken.lock().unwrap().contains(&link.name) {
                 return Err(ExecError::taken(format!("link {:?} exists and is of another kind", link.name)));
@@ -413,7 +422,10 @@ impl Executor for Recording {
         self.log.lock().unwrap().push(op.clone());
         match op {
             Op::Sysctl { netns, key, value } => self.set_sysctl(netns, key, value),
-            Op::NetnsCreate { path } => drop(self.namespaces.lock().unwrap().insert(PathBuf::from(path))),
+            Op::NetnsCreate { path } => {
+                self.vanished.lock().unwrap().remove(Path::new(path));
+                self.namespaces.lock().unwrap().insert(PathBuf::from(path));
+            }
             Op::NetnsRemove { path } => drop(self.namespaces.lock().unwrap().remove(Path::new(path))),
             Op::FileWrite { path, contents } => self.write_file(Path::new(path), contents),
             Op::FileRemove { path } => drop(self.files.lock().unwrap().remove(Path::new(path))),
@@ -431,6 +443,7 @@ impl Executor for Recording {
     }
 
     fn create_netns(&self, dir: &Path, name: &str) -> Result<PathBuf, ExecError> {
+        self.vanished.lock().unwrap().remove(&dir.join(name));
         self.namespaces.lock().unwrap().insert(dir.join(name));
         Ok(dir.join(name))
     }
@@ -459,6 +472,9 @@ impl Executor for Recording {
     }
 
     fn check_netns(&self, path: &Path) -> Result<(), ExecError> {
+        if self.vanished.lock().unwrap().contains(path) {
+            return Err(ExecError::os(path.display().to_string(), std::io::Error::from_raw_os_error(2)));
+        }
         if self.namespaces.lock().unwrap().contains(path) {
             return Ok(());
         }

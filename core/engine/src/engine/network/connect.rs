@@ -170,6 +170,17 @@ impl Engine {
                 network.name
             )));
         }
+        if !sandbox.owned {
+            // A runtime's namespace ends with its container; nothing could be made in it.
+            self.exec.check_netns(Path::new(&sandbox.netns)).map_err(|e| {
+                Error::Conflict(format!(
+                    "sandbox {}: its namespace {} is gone ({}); remove the sandbox",
+                    sandbox.name,
+                    sandbox.netns,
+                    crate::executor::report(&e)
+                ))
+            })?;
+        }
         let driver = self.network_driver(&network.driver)?;
         let existing: Vec<&Endpoint> = state.endpoints_of_sandbox(&sandbox.id).collect();
         if existing.iter().any(|e| e.network_id == network.id) {
@@ -427,7 +438,7 @@ impl Engine {
         plan.steps
             .into_iter()
             .filter(|step| {
-                let moot = super::super::policy::namespaces(&step.op).any(|n| *n == gone);
+                let moot = step.op.namespaces().any(|n| *n == gone);
                 if moot {
                     tracing::debug!(step = %step.op.describe(), "moot: the sandbox's namespace is gone");
                 }
