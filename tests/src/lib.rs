@@ -5,12 +5,14 @@
 //! CLI, the docker CLI or raw API calls. Nothing touches the machine's own network
 //! namespace, and everything is removed when the [`Host`] is dropped, also on panic.
 //!
-//! Binaries are taken from the cargo target directory the test runs from, so build the
-//! workspace (`cargo build --workspace --all-targets`) before `cargo test`.
+//! The binaries and plugin libraries a test runs are the ones cargo builds for it: the first
+//! call to [`target_dir`] in a test process builds them with that process's profile into its
+//! target directory (see [`build_once`]), so a test never runs one older than the source.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
@@ -32,8 +34,15 @@ macro_rules! require_root {
     };
 }
 
-/// The target directory (`target/debug`) holding the built binaries and plugins.
+/// The target directory (`target/debug`) holding the binaries and plugins under test, built
+/// up to date first (see [`build_once`]).
 pub fn target_dir() -> PathBuf {
+    build_once();
+    profile_dir()
+}
+
+/// The profile directory (`target/debug`, `target/release`) this process runs from.
+fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().expect("executable's directory");
     // Tests run from target/PROFILE/deps, examples from target/PROFILE/examples, binaries
@@ -42,6 +51,41 @@ pub fn target_dir() -> PathBuf {
         Some("deps" | "examples") => dir.parent().expect("target dir").to_path_buf(),
         _ => dir.to_path_buf(),
     }
+}
+
+/// Build, once per process, what the tests run: `wharfd`, `wharf`, the first-party plugin
+/// libraries and the example plugins, with the profile this process was built with and into
+/// its target directory. Cargo has a finished build checked in well under a second.
+///
+/// `CARGO_BIN_EXE_*` cannot name them: cargo sets it only for binaries of the test's own
+/// package, and `wharfd` and `wharf` are packages of their own (artifact dependencies, which
+/// would reach them, are unstable). So the harness asks cargo itself, the one that runs the
+/// test (`$CARGO`, else `cargo` on the path). Panics with cargo's output if it cannot build.
+pub fn build_once() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = profile_dir();
+        let target = dir.parent().expect("target dir");
+        let profile = match dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev".to_string(),
+            Some(other) => other.to_string(),
+            None => panic!("{}: not a cargo profile directory", dir.display()),
+        };
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(&cargo);
+        build
+            .args(["build", "--workspace", "--exclude", "wharf-bench", "--lib", "--bins", "--examples"])
+            .args(["--profile", &profile])
+            .arg("--target-dir")
+            .arg(target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        let out = build.output().unwrap_or_else(|e| panic!("cannot run {build:?} to build what the tests run: {e}"));
+        assert!(
+            out.status.success(),
+            "building what the tests run failed ({build:?}):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
 }
 
 /// A unique short name: `prefix` + pid + counter, at most 15 bytes for device names.
@@ -121,7 +165,7 @@ impl PluginDir {
         for p in plugins {
             let built = target_dir().join(format!("examples/lib{p}.so"));
             std::fs::copy(&built, dir.join(format!("lib{p}.so")))
-                .unwrap_or_else(|e| panic!("{}: {e} (cargo build --workspace --examples)", built.display()));
+                .unwrap_or_else(|e| panic!("{}: {e}", built.display()));
         }
         PluginDir(dir)
     }
