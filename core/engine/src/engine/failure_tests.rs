@@ -5,6 +5,7 @@
 
 use super::tests::{connect, net, Fixture};
 use super::*;
+use crate::model::JournalEntry;
 use std::path::Path;
 use wharf_sdk::{Netns, Op};
 

@@ -5,6 +5,7 @@
 use super::tests::{connect, net, Fixture};
 use super::*;
 use crate::executor::{ExecError, Outcome, Recording};
+use crate::model::JournalEntry;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use wharf_sdk::{FirewallFact, HostFacts, Netns, Op, Step};
