@@ -1,10 +1,12 @@
 //! Small decisions most network drivers share: interface names, MACs, private state.
 
 use crate::error::{DriverError, DriverResult};
-use crate::network::{EndpointInfo, EndpointRequest};
-use crate::plan::{LinkKind, LinkSpec, Netns, Step};
+use crate::network::{EndpointInfo, EndpointRequest, JoinInfo};
+use crate::plan::{LinkKind, LinkSpec, Netns, Plan, RouteSpec, Step};
+use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use std::net::IpAddr;
 
 /// The endpoint option naming the interface inside the sandbox, as Docker spells it.
 pub const ENDPOINT_IFNAME: &str = "com.docker.network.endpoint.ifname";
@@ -145,6 +147,50 @@ pub fn state_to_value<T: Serialize>(driver: &str, state: &T) -> DriverResult<Val
 /// cloning the JSON.
 pub fn state_from_value<'a, T: Deserialize<'a>>(driver: &str, value: &'a Value, what: &str) -> DriverResult<T> {
     T::deserialize(value).map_err(|e| DriverError::internal(format!("{driver}: unreadable {what} state: {e}")))
+}
+
+/// Give interface `ifname` in `sandbox` the endpoint's addresses and, unless `internal`, a
+/// default route through the gateway of the subnet each address is in: the steps go into
+/// `plan`, the routes and gateways into `info`, as join reports them.
+pub fn join_addresses(
+    req: &EndpointRequest,
+    sandbox: &Netns,
+    ifname: &str,
+    internal: bool,
+    plan: &mut Plan,
+    info: &mut JoinInfo,
+) {
+    for (addr, subnets) in [(&req.endpoint.ipv4, &req.network.ipv4), (&req.endpoint.ipv6, &req.network.ipv6)] {
+        let Some(addr) = addr else { continue };
+        plan.push(Step::addr_add(sandbox.clone(), ifname, *addr));
+        if internal {
+            continue;
+        }
+        let Some(gw) = subnets.iter().find(|p| p.subnet.contains(&addr.addr())).and_then(|p| p.gateway) else {
+            continue;
+        };
+        let route = RouteSpec {
+            destination: default_route(gw),
+            gateway: Some(gw),
+            device: Some(ifname.to_string()),
+            metric: None,
+            ..Default::default()
+        };
+        plan.push(Step::route_add(sandbox.clone(), route.clone()));
+        info.routes.push(route);
+        match gw {
+            IpAddr::V4(_) => info.gateway_v4 = Some(gw),
+            IpAddr::V6(_) => info.gateway_v6 = Some(gw),
+        }
+    }
+}
+
+/// The default route of `gw`'s family.
+fn default_route(gw: IpAddr) -> IpNet {
+    match gw {
+        IpAddr::V4(_) => "0.0.0.0/0".parse().expect("valid prefix"),
+        IpAddr::V6(_) => "::/0".parse().expect("valid prefix"),
+    }
 }
 
 #[cfg(test)]

@@ -28,8 +28,8 @@ mod volume;
 pub use error::{DriverError, DriverResult, ErrorKind};
 pub use facts::{HostFacts, HostLink};
 pub use helpers::{
-    fnv1a, iface_prefix, mac_from_seed, mtu_option, next_interface_name, sandbox_ifname, state_from_value,
-    state_to_value, valid_ifname, VethEndpoint, ENDPOINT_IFNAME, IFACE_PREFIX, LOOPBACK, MTU,
+    fnv1a, iface_prefix, join_addresses, mac_from_seed, mtu_option, next_interface_name, sandbox_ifname,
+    state_from_value, state_to_value, valid_ifname, VethEndpoint, ENDPOINT_IFNAME, IFACE_PREFIX, LOOPBACK, MTU,
 };
 pub use mount_options::{
     is_mount_flag, join_mount_options, mask_mount_secrets, split_mount_options, IMAGE_FSTYPES, MOUNT_FLAGS,

@@ -5,13 +5,19 @@
 //! CLI, the docker CLI or raw API calls. Nothing touches the machine's own network
 //! namespace, and everything is removed when the [`Host`] is dropped, also on panic.
 //!
-//! Binaries are taken from the cargo target directory the test runs from, so build the
-//! workspace (`cargo build --workspace --all-targets`) before `cargo test`.
+//! The binaries and plugin libraries a test runs are the ones cargo builds for it: the first
+//! call to [`target_dir`] in a test process builds them with that process's profile into its
+//! target directory (see [`build_once`]), so a test never runs one older than the source.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
+
+mod cluster;
+
+pub use cluster::{Etcd, Underlay};
 
 static COUNTER: AtomicU32 = AtomicU32::new(0);
 
@@ -32,8 +38,15 @@ macro_rules! require_root {
     };
 }
 
-/// The target directory (`target/debug`) holding the built binaries and plugins.
+/// The target directory (`target/debug`) holding the binaries and plugins under test, built
+/// up to date first (see [`build_once`]).
 pub fn target_dir() -> PathBuf {
+    build_once();
+    profile_dir()
+}
+
+/// The profile directory (`target/debug`, `target/release`) this process runs from.
+fn profile_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     let dir = exe.parent().expect("executable's directory");
     // Tests run from target/PROFILE/deps, examples from target/PROFILE/examples, binaries
@@ -42,6 +55,41 @@ pub fn target_dir() -> PathBuf {
         Some("deps" | "examples") => dir.parent().expect("target dir").to_path_buf(),
         _ => dir.to_path_buf(),
     }
+}
+
+/// Build, once per process, what the tests run: `wharfd`, `wharf`, the first-party plugin
+/// libraries and the example plugins, with the profile this process was built with and into
+/// its target directory. Cargo has a finished build checked in well under a second.
+///
+/// `CARGO_BIN_EXE_*` cannot name them: cargo sets it only for binaries of the test's own
+/// package, and `wharfd` and `wharf` are packages of their own (artifact dependencies, which
+/// would reach them, are unstable). So the harness asks cargo itself, the one that runs the
+/// test (`$CARGO`, else `cargo` on the path). Panics with cargo's output if it cannot build.
+pub fn build_once() {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        let dir = profile_dir();
+        let target = dir.parent().expect("target dir");
+        let profile = match dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev".to_string(),
+            Some(other) => other.to_string(),
+            None => panic!("{}: not a cargo profile directory", dir.display()),
+        };
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut build = Command::new(&cargo);
+        build
+            .args(["build", "--workspace", "--exclude", "wharf-bench", "--lib", "--bins", "--examples"])
+            .args(["--profile", &profile])
+            .arg("--target-dir")
+            .arg(target)
+            .current_dir(env!("CARGO_MANIFEST_DIR"));
+        let out = build.output().unwrap_or_else(|e| panic!("cannot run {build:?} to build what the tests run: {e}"));
+        assert!(
+            out.status.success(),
+            "building what the tests run failed ({build:?}):\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
 }
 
 /// A unique short name: `prefix` + pid + counter, at most 15 bytes for device names.
@@ -121,7 +169,7 @@ impl PluginDir {
         for p in plugins {
             let built = target_dir().join(format!("examples/lib{p}.so"));
             std::fs::copy(&built, dir.join(format!("lib{p}.so")))
-                .unwrap_or_else(|e| panic!("{}: {e} (cargo build --workspace --examples)", built.display()));
+                .unwrap_or_else(|e| panic!("{}: {e}", built.display()));
         }
         PluginDir(dir)
     }
@@ -135,129 +183,6 @@ impl PluginDir {
 impl Drop for PluginDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A private etcd with a temporary data directory, listening for clients on
-/// `http://ADDR:2379` inside a namespace the caller made; stopped (and its data removed)
-/// on drop.
-#[derive(Debug)]
-pub struct Etcd {
-    ns: String,
-    addr: String,
-    dir: PathBuf,
-    child: Option<Child>,
-}
-
-impl Etcd {
-    /// Start etcd in `ns` on `addr`, an address of that namespace, and wait until it listens.
-    pub fn start(ns: &Netns, addr: &str) -> Etcd {
-        let dir = std::env::temp_dir().join(format!("wharf-etcd-{}", unique("e")));
-        std::fs::create_dir_all(&dir).expect("etcd temp dir");
-        let mut etcd = Etcd { ns: ns.name.clone(), addr: addr.to_string(), dir, child: None };
-        etcd.restart();
-        etcd
-    }
-
-    /// Start it again on the same data, after [`Etcd::stop`].
-    pub fn restart(&mut self) {
-        let client = format!("http://{}:2379", self.addr);
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("log")).expect("etcd log");
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.ns, "etcd", "--name", "wharf-test", "--data-dir"])
-            .arg(self.dir.join("data"))
-            .args(["--listen-client-urls", &client, "--advertise-client-urls", &client])
-            .args(["--listen-peer-urls", &format!("http://{}:2380", self.addr)])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start etcd");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !run("ip", &["netns", "exec", &self.ns, "nc", "-z", &self.addr, "2379"]).status.success() {
-            assert!(Instant::now() < deadline, "etcd did not start: {}", self.log());
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Kill it, keeping its data.
-    pub fn stop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    /// `etcd://ADDR:2379`, as `--cluster-store` takes it.
-    pub fn url(&self) -> String {
-        format!("etcd://{}:2379", self.addr)
-    }
-
-    /// Its log so far.
-    pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.join("log")).unwrap_or_default()
-    }
-}
-
-impl Drop for Etcd {
-    fn drop(&mut self) {
-        self.stop();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Where the underlay's etcd listens.
-const UNDERLAY_ETCD: &str = "192.168.80.254";
-
-/// Hosts on one underlay: a bridge in a namespace of its own where a private etcd listens
-/// (192.168.80.254), and a [`Host`] per member, linked to the bridge, with its wharfd in
-/// the cluster (lease TTL `ttl` seconds).
-#[derive(Debug)]
-pub struct Underlay {
-    /// The etcd every host's wharfd uses.
-    pub etcd: Etcd,
-    /// The underlay's namespace.
-    pub ns: Netns,
-    ttl: u64,
-}
-
-impl Underlay {
-    /// Make the bridge and start etcd on it.
-    pub fn start(ttl: u64) -> Underlay {
-        let ns = Netns::new("wc");
-        for args in [
-            vec!["ip", "link", "add", "wcbr", "type", "bridge"],
-            vec!["ip", "addr", "add", "192.168.80.254/24", "dev", "wcbr"],
-            vec!["ip", "link", "set", "wcbr", "up"],
-        ] {
-            let out = ns.exec(&args);
-            assert!(out.status.success(), "{}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-        }
-        Underlay { etcd: Etcd::start(&ns, UNDERLAY_ETCD), ns, ttl }
-    }
-
-    /// A host with 192.168.80.`n` (and fd80::`n`), advertising its IPv4 address.
-    pub fn host(&self, n: u8) -> Host {
-        self.host_advertising(n, &format!("192.168.80.{n}"))
-    }
-
-    /// A host on the underlay with 192.168.80.`n` and fd80::`n`, advertising `addr`.
-    pub fn host_advertising(&self, n: u8, addr: &str) -> Host {
-        let store = self.etcd.url();
-        let ttl = self.ttl.to_string();
-        // The underlay first, so that the daemon finds etcd at once.
-        let mut h = Host::stopped();
-        let port = format!("wcu{n}");
-        h.in_host_ok(&["ip", "link", "add", "u0", "type", "veth", "peer", "name", &port, "netns", &self.ns.name]);
-        h.in_host_ok(&["ip", "addr", "add", &format!("192.168.80.{n}/24"), "dev", "u0"]);
-        h.in_host_ok(&["ip", "addr", "add", &format!("fd80::{n}/64"), "dev", "u0", "nodad"]);
-        h.in_host_ok(&["ip", "link", "set", "u0", "up"]);
-        for args in [vec!["ip", "link", "set", &port, "master", "wcbr"], vec!["ip", "link", "set", &port, "up"]] {
-            assert!(self.ns.exec(&args).status.success(), "{}", args.join(" "));
-        }
-        h.set_args(&["--cluster-store", &store, "--advertise-addr", addr, "--cluster-ttl", &ttl]);
-        h.start_daemon();
-        h
     }
 }
 

@@ -8,7 +8,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use axum::Json;
 use serde_json::{json, Map, Value};
-use wharf_engine::engine::volume_size;
 use wharf_engine::error::Error;
 use wharf_engine::model::{Endpoint, Network, Sandbox};
 
@@ -37,11 +36,12 @@ pub async fn disk_usage(State(engine): Shared, Query(q): Query<Vec<(String, Stri
     }
     if wants("volume") {
         let volumes = engine.volumes();
+        let engine = engine.clone();
         let shown = blocking(move || {
             Ok(volumes
                 .iter()
                 .map(|v| {
-                    let size = volume_size(v).and_then(|s| i64::try_from(s).ok()).unwrap_or(-1);
+                    let size = engine.volume_size(v).and_then(|s| i64::try_from(s).ok()).unwrap_or(-1);
                     shapes::volume_with_usage(v, size)
                 })
                 .collect::<Vec<_>>())

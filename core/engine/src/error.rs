@@ -36,6 +36,18 @@ pub enum Error {
         #[source]
         error: PlanError,
     },
+    /// A plan was carried out but the store could not record it, so the plan was rolled
+    /// back: the kernel is as before, unless `rollback_failures` says otherwise.
+    #[error("{object}: the change could not be recorded and was rolled back")]
+    Unrecorded {
+        /// What the plan was for.
+        object: String,
+        /// Why the store could not record it.
+        #[source]
+        error: Box<Error>,
+        /// Undo steps that failed during the rollback, each with its cause.
+        rollback_failures: Vec<String>,
+    },
     /// The state store failed.
     #[error("state store")]
     Store(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -71,7 +83,7 @@ impl Error {
                 ExecErrorKind::Refused => 400,
                 ExecErrorKind::Failed => 500,
             },
-            Error::Store(_) | Error::Internal(_) => 500,
+            Error::Store(_) | Error::Internal(_) | Error::Unrecorded { .. } => 500,
             Error::Unavailable(_) => 503,
         }
     }
@@ -80,11 +92,14 @@ impl Error {
     /// that failed when a plan was rolled back.
     pub fn message(&self) -> String {
         let mut text = crate::executor::report(self);
-        if let Error::Plan { error, .. } = self {
-            if !error.rollback_failures.is_empty() {
-                text.push_str("; rollback also failed: ");
-                text.push_str(&error.rollback_failures.join("; "));
-            }
+        let rollback_failures = match self {
+            Error::Plan { error, .. } => &error.rollback_failures[..],
+            Error::Unrecorded { rollback_failures, .. } => rollback_failures,
+            _ => &[],
+        };
+        if !rollback_failures.is_empty() {
+            text.push_str("; rollback also failed: ");
+            text.push_str(&rollback_failures.join("; "));
         }
         text
     }

@@ -14,6 +14,5 @@ pub mod executor;
 pub mod ipam;
 pub mod metrics;
 pub mod model;
-pub mod paths;
 pub mod registry;
 pub mod store;

@@ -9,6 +9,9 @@
 //! and a power loss takes the kernel objects (links, addresses, routes, mounts) it speaks
 //! of as well. What it leaves out is never undone, so losing its tail can leak an object
 //! but never removes one wharf did not make.
+//!
+//! These two files are the one place the engine opens files itself: they are its own
+//! records, not host objects, so they do not go through the executor.
 
 use crate::error::Result;
 use crate::executor::Outcome;
@@ -73,6 +76,9 @@ pub struct Store {
     db: Database,
     /// The progress file of the plans being carried out.
     progress: Mutex<File>,
+    /// Test hook: the number of writes from now to the one that fails (0: none fails).
+    #[cfg(test)]
+    fail_write: std::sync::atomic::AtomicUsize,
 }
 
 impl Store {
@@ -91,7 +97,12 @@ impl Store {
             .create(true)
             .open(&progress_path)
             .map_err(|e| crate::error::Error::Store(format!("{}: {e}", progress_path.display()).into()))?;
-        Ok(Store { db, progress: Mutex::new(progress) })
+        Ok(Store {
+            db,
+            progress: Mutex::new(progress),
+            #[cfg(test)]
+            fail_write: Default::default(),
+        })
     }
 
     fn progress(&self) -> std::sync::MutexGuard<'_, File> {
@@ -181,6 +192,8 @@ impl Store {
     pub fn write<R>(&self, f: impl FnOnce(&mut Txn<'_>) -> Result<R>) -> Result<R> {
         let txn = self.db.begin_write()?;
         let r = f(&mut Txn { txn: &txn })?;
+        #[cfg(test)]
+        self.injected_failure()?;
         txn.commit()?;
         Ok(r)
     }
@@ -194,6 +207,23 @@ impl Store {
         let r = f(&mut Txn { txn: &txn })?;
         txn.commit()?;
         Ok(r)
+    }
+}
+
+#[cfg(test)]
+impl Store {
+    /// Make the `n`th [`Store::write`] from now (1: the next) fail before it commits, as a
+    /// full disk would; the transaction is dropped and nothing of it is kept.
+    pub(crate) fn fail_write(&self, n: usize) {
+        self.fail_write.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn injected_failure(&self) -> Result<()> {
+        use std::sync::atomic::Ordering::SeqCst;
+        match self.fail_write.fetch_update(SeqCst, SeqCst, |n| n.checked_sub(1)) {
+            Ok(1) => Err(crate::error::Error::Store("injected write failure".into())),
+            _ => Ok(()),
+        }
     }
 }
 

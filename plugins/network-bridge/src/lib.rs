@@ -9,14 +9,13 @@
 
 mod options;
 
-use ipnet::IpNet;
 use options::{FoundBridge, Settings};
 use serde_json::Value;
 use std::net::IpAddr;
 use wharf_sdk::{
-    mac_from_seed, state_from_value, state_to_value, CreateNetwork, DeleteNetwork, DriverError, DriverResult,
-    EndpointInfo, EndpointRequest, FirewallFact, HostFacts, JoinInfo, LinkChange, LinkKind, LinkSpec, Netns,
-    NetworkCapabilities, NetworkDriver, NetworkSpec, Op, Outcome, Plan, PortBinding, RouteSpec, Step, VethEndpoint,
+    join_addresses, mac_from_seed, state_from_value, state_to_value, CreateNetwork, DeleteNetwork, DriverError,
+    DriverResult, EndpointInfo, EndpointRequest, FirewallFact, HostFacts, JoinInfo, LinkChange, LinkKind, LinkSpec,
+    Netns, NetworkCapabilities, NetworkDriver, NetworkSpec, Op, Outcome, Plan, PortBinding, Step, VethEndpoint,
 };
 
 const DRIVER: &str = "bridge";
@@ -24,13 +23,6 @@ const DRIVER: &str = "bridge";
 /// The bridge driver. Stateless: everything it remembers lives in the state core keeps.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct BridgeDriver;
-
-fn default_route(gw: IpAddr) -> IpNet {
-    match gw {
-        IpAddr::V4(_) => "0.0.0.0/0".parse().expect("valid prefix"),
-        IpAddr::V6(_) => "::/0".parse().expect("valid prefix"),
-    }
-}
 
 /// The key of a bridge's `route_localnet` sysctl.
 fn route_localnet(bridge: &str) -> String {
@@ -152,29 +144,7 @@ fn join_plan(req: &EndpointRequest, s: &Settings, ep: &VethEndpoint) -> DriverRe
     plan.push(ep.link_add(&sandbox, &s.bridge, s.mtu));
     plan.push(Step::hairpin(Netns::Host, &ep.host_if));
     let mut info = JoinInfo { interface: Some(ep.ifname.clone()), ..Default::default() };
-    let pools = [(&req.endpoint.ipv4, &req.network.ipv4), (&req.endpoint.ipv6, &req.network.ipv6)];
-    for (addr, subnets) in pools {
-        let Some(addr) = addr else { continue };
-        plan.push(Step::addr_add(sandbox.clone(), &ep.ifname, *addr));
-        if req.network.internal {
-            continue;
-        }
-        let gw = subnets.iter().find(|p| p.subnet.contains(&addr.addr())).and_then(|p| p.gateway);
-        let Some(gw) = gw else { continue };
-        let route = RouteSpec {
-            destination: default_route(gw),
-            gateway: Some(gw),
-            device: Some(ep.ifname.clone()),
-            metric: None,
-            ..Default::default()
-        };
-        plan.push(Step::route_add(sandbox.clone(), route.clone()));
-        info.routes.push(route);
-        match gw {
-            IpAddr::V4(_) => info.gateway_v4 = Some(gw),
-            IpAddr::V6(_) => info.gateway_v6 = Some(gw),
-        }
-    }
+    join_addresses(req, &sandbox, &ep.ifname, req.network.internal, &mut plan, &mut info);
     if !req.endpoint.ports.is_empty() && req.network.internal {
         return Err(DriverError::invalid(format!(
             "network {} is internal: ports cannot be published",

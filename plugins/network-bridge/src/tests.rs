@@ -1,8 +1,11 @@
 //! Plan tests: what the bridge driver asks core to do, without root.
 
 use super::*;
+use ipnet::IpNet;
 use std::collections::BTreeMap;
-use wharf_sdk::{EndpointSpec, GatewayMode, HostLink, LinkChange, PortBinding, Protocol, SandboxSpec, Subnet};
+use wharf_sdk::{
+    EndpointSpec, GatewayMode, HostLink, LinkChange, PortBinding, Protocol, RouteSpec, SandboxSpec, Subnet,
+};
 
 const ID: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 const EP: &str = "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210";

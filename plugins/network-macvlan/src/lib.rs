@@ -8,12 +8,11 @@
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use std::net::IpAddr;
 use wharf_sdk::{
-    iface_prefix, mac_from_seed, mtu_option, sandbox_ifname, state_from_value, state_to_value, valid_ifname,
-    CreateNetwork, DeleteNetwork, DriverError, DriverResult, EndpointInfo, EndpointRequest, HostFacts, JoinInfo,
-    LinkKind, LinkSpec, MacvlanMode, Netns, NetworkCapabilities, NetworkDriver, NetworkPeer, NetworkSpec, Op, Outcome,
-    Plan, RouteSpec, Step, IFACE_PREFIX, MTU,
+    iface_prefix, join_addresses, mac_from_seed, mtu_option, sandbox_ifname, state_from_value, state_to_value,
+    valid_ifname, CreateNetwork, DeleteNetwork, DriverError, DriverResult, EndpointInfo, EndpointRequest, HostFacts,
+    JoinInfo, LinkKind, LinkSpec, MacvlanMode, Netns, NetworkCapabilities, NetworkDriver, NetworkPeer, NetworkSpec, Op,
+    Outcome, Plan, Step, IFACE_PREFIX, MTU,
 };
 
 const PARENT: &str = "parent";
@@ -152,13 +151,6 @@ fn parent_plan(s: &NetworkState) -> Plan {
     plan
 }
 
-fn default_route(gw: IpAddr) -> IpNet {
-    match gw {
-        IpAddr::V4(_) => "0.0.0.0/0".parse().expect("valid prefix"),
-        IpAddr::V6(_) => "::/0".parse().expect("valid prefix"),
-    }
-}
-
 fn join_plan(req: &EndpointRequest, s: &NetworkState, ep: &EndpointState) -> (Plan, JoinInfo) {
     let sandbox = Netns::Path(req.sandbox.netns.clone());
     let mut link = LinkSpec::new(
@@ -172,29 +164,7 @@ fn join_plan(req: &EndpointRequest, s: &NetworkState, ep: &EndpointState) -> (Pl
     let remove = Op::LinkDel { netns: sandbox.clone(), name: ep.ifname.clone() };
     plan.push(Step::new(Op::LinkAdd { netns: Netns::Host, link }, remove));
     let mut info = JoinInfo { interface: Some(ep.ifname.clone()), ..Default::default() };
-    for (addr, subnets) in [(&req.endpoint.ipv4, &req.network.ipv4), (&req.endpoint.ipv6, &req.network.ipv6)] {
-        let Some(addr) = addr else { continue };
-        plan.push(Step::addr_add(sandbox.clone(), &ep.ifname, *addr));
-        if s.internal {
-            continue;
-        }
-        let Some(gw) = subnets.iter().find(|p| p.subnet.contains(&addr.addr())).and_then(|p| p.gateway) else {
-            continue;
-        };
-        let route = RouteSpec {
-            destination: default_route(gw),
-            gateway: Some(gw),
-            device: Some(ep.ifname.clone()),
-            metric: None,
-            ..Default::default()
-        };
-        plan.push(Step::route_add(sandbox.clone(), route.clone()));
-        info.routes.push(route);
-        match gw {
-            IpAddr::V4(_) => info.gateway_v4 = Some(gw),
-            IpAddr::V6(_) => info.gateway_v6 = Some(gw),
-        }
-    }
+    join_addresses(req, &sandbox, &ep.ifname, s.internal, &mut plan, &mut info);
     (plan, info)
 }
 

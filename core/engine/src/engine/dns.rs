@@ -154,7 +154,7 @@ impl State {
 
 impl Engine {
     fn host_resolv(&self) -> HostResolv {
-        HostResolv::parse(&std::fs::read_to_string(&self.settings.host_resolv_conf).unwrap_or_default())
+        HostResolv::parse(&self.exec.read_file(&self.settings.host_resolv_conf).unwrap_or_default())
     }
 
     /// The `resolv.conf` a new sandbox gets: no network yet, so the upstream servers.
@@ -269,7 +269,7 @@ impl Engine {
         }
         let contents = resolv_conf(&self.host_resolv(), &sandbox.dns, resolver);
         let path = format!("{}/resolv.conf", self.etc_dir(&sandbox.name));
-        let old = std::fs::read_to_string(&path).ok();
+        let old = self.exec.read_file(Path::new(&path));
         if old.as_deref() == Some(contents.as_str()) {
             return plan;
         }

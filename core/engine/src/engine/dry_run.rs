@@ -58,6 +58,18 @@ impl Executor for Planning {
     fn link_names(&self, netns: &Path) -> std::result::Result<Vec<String>, ExecError> {
         self.real.link_names(netns)
     }
+    fn path_exists(&self, path: &Path) -> bool {
+        self.real.path_exists(path)
+    }
+    fn read_file(&self, path: &Path) -> Option<String> {
+        self.real.read_file(path)
+    }
+    fn disk_usage(&self, path: &Path) -> u64 {
+        self.real.disk_usage(path)
+    }
+    fn locate(&self, path: &Path) -> Option<PathBuf> {
+        self.real.locate(path)
+    }
 }
 
 impl Engine {
@@ -66,6 +78,8 @@ impl Engine {
     /// as they would be.
     pub fn dry_run(&self, operation: impl FnOnce(&Engine) -> Result<()>) -> Result<Vec<String>> {
         let _span = tracing::info_span!("dry-run").entered();
+        // The copy of the store is the engine's own file, like the store itself, not a
+        // kernel object: it is made and removed here, not through the executor.
         let dir = self.root_dir().join(format!("dry-run-{}", super::new_id()));
         std::fs::create_dir_all(&dir).map_err(|e| Error::Internal(format!("{}: {e}", dir.display())))?;
         let planned = self.plan_in(&dir, operation);

@@ -42,14 +42,15 @@ impl Engine {
             .collect();
         let plan = gateway_plan(sandbox, &endpoints);
         let object = format!("default route of sandbox {}", sandbox.name);
-        let settled = policy::check(&plan, &self.settings, Author::Gateway(&sandbox.netns), &object).and_then(|()| {
-            plan.ops().try_for_each(|op| {
-                self.exec
-                    .apply(op)
-                    .map(drop)
-                    .map_err(|e| crate::error::Error::Internal(format!("{object}: {}: {e}", op.describe())))
-            })
-        });
+        let settled = policy::check(&plan, &self.settings, &*self.exec, Author::Gateway(&sandbox.netns), &object)
+            .and_then(|()| {
+                plan.ops().try_for_each(|op| {
+                    self.exec
+                        .apply(op)
+                        .map(drop)
+                        .map_err(|e| crate::error::Error::Internal(format!("{object}: {}: {e}", op.describe())))
+                })
+            });
         if let Err(e) = settled {
             tracing::warn!("{e}");
         }

@@ -10,8 +10,9 @@
 
 use super::Settings;
 use crate::error::{Error, Result};
+use crate::executor::Executor;
 use std::path::{Component, Path};
-use wharf_sdk::{LinkKind, Netns, Op, Plan};
+use wharf_sdk::{Netns, Op, Plan};
 
 /// Who wrote a plan.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,19 +37,6 @@ impl Author<'_> {
     }
 }
 
-/// The namespaces `op` works in: its own and, for a link, the one its far end goes to.
-pub(super) fn namespaces(op: &Op) -> impl Iterator<Item = &Netns> {
-    let far = match op {
-        Op::LinkAdd { link, .. } => match &link.kind {
-            LinkKind::Veth { peer_netns, .. } => Some(peer_netns),
-            LinkKind::Macvlan { target_netns, .. } => target_netns.as_ref(),
-            _ => None,
-        },
-        _ => None,
-    };
-    op.netns().into_iter().chain(far)
-}
-
 /// The directories a plan may touch.
 struct Roots<'a> {
     volumes: &'a Path,
@@ -63,21 +51,21 @@ impl Roots<'_> {
 }
 
 /// Whether `path` is a plain absolute path (no `..`) that leads strictly below `root`,
-/// once the symlinks of its directories are resolved (see [`crate::paths::located`]): a
-/// link inside a root that points elsewhere does not take a step out of it.
-fn below(path: &str, root: &Path) -> bool {
+/// once the symlinks of its directories are resolved (see [`Executor::locate`]): a link
+/// inside a root that points elsewhere does not take a step out of it.
+fn below(exec: &dyn Executor, path: &str, root: &Path) -> bool {
     let p = Path::new(path);
     if !p.is_absolute() || !p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_))) {
         return false;
     }
-    let place = crate::paths::located(p).unwrap_or_else(|| p.to_path_buf());
+    let place = exec.locate(p).unwrap_or_else(|| p.to_path_buf());
     place.starts_with(root) && place != root
 }
 
 /// Why `op` breaks the policy, if it does.
-fn violation(op: &Op, roots: &Roots<'_>, author: Author<'_>) -> Option<String> {
+fn violation(op: &Op, roots: &Roots<'_>, exec: &dyn Executor, author: Author<'_>) -> Option<String> {
     let under = |path: &str, allowed: &[&Path]| -> Option<String> {
-        if allowed.iter().any(|root| below(path, root)) {
+        if allowed.iter().any(|root| below(exec, path, root)) {
             return None;
         }
         let names: Vec<String> = allowed.iter().map(|r| r.display().to_string()).collect();
@@ -96,7 +84,7 @@ fn violation(op: &Op, roots: &Roots<'_>, author: Author<'_>) -> Option<String> {
         Author::Endpoint(_, netns) | Author::Gateway(netns) => Some(netns),
         _ => None,
     };
-    for ns in namespaces(op) {
+    for ns in op.namespaces() {
         if let Netns::Path(p) = ns {
             if sandbox != Some(p.as_str()) {
                 return Some(format!("namespace {p:?} is not the one of the sandbox the plan is for"));
@@ -120,11 +108,12 @@ fn violation(op: &Op, roots: &Roots<'_>, author: Author<'_>) -> Option<String> {
 
 /// Check every step of `plan`, its operation and its undo, before it is journaled. The
 /// error (403: nothing was done) names the object, the author and the step.
-pub fn check(plan: &Plan, settings: &Settings, author: Author<'_>, object: &str) -> Result<()> {
+/// Paths are judged where they lead, as `exec` finds them.
+pub fn check(plan: &Plan, settings: &Settings, exec: &dyn Executor, author: Author<'_>, object: &str) -> Result<()> {
     let roots = Roots::of(settings);
     for (i, step) in plan.steps.iter().enumerate() {
         for op in [&step.op, &step.undo] {
-            if let Some(reason) = violation(op, &roots, author) {
+            if let Some(reason) = violation(op, &roots, exec, author) {
                 return Err(Error::Forbidden(format!(
                     "{object}: the plan from {} is refused at step {} ({}): {reason}",
                     author.describe(),
@@ -141,18 +130,18 @@ pub fn check(plan: &Plan, settings: &Settings, author: Author<'_>, object: &str)
 mod tests {
     use super::*;
     use crate::engine::tests::Fixture;
-    use wharf_sdk::{LinkSpec, Step};
+    use wharf_sdk::{LinkKind, LinkSpec, Step};
 
     fn refused(f: &Fixture, step: Step, author: Author<'_>) -> String {
         let plan: Plan = [step].into_iter().collect();
-        let err = check(&plan, &f.settings(), author, "volume v").unwrap_err();
+        let err = check(&plan, &f.settings(), &*f.rec, author, "volume v").unwrap_err();
         assert_eq!(err.status(), 403, "a refused plan is no failure of wharf's: {err}");
         err.to_string()
     }
 
     fn accepted(f: &Fixture, step: Step, author: Author<'_>) {
         let plan: Plan = [step].into_iter().collect();
-        check(&plan, &f.settings(), author, "volume v").unwrap();
+        check(&plan, &f.settings(), &*f.rec, author, "volume v").unwrap();
     }
 
     #[test]
@@ -176,8 +165,7 @@ mod tests {
     fn a_link_inside_a_root_does_not_lead_out_of_it() {
         let f = Fixture::new();
         let vols = f.settings().volumes_dir;
-        std::fs::create_dir_all(&vols).unwrap();
-        std::os::unix::fs::symlink("/etc", vols.join("out")).unwrap();
+        f.rec.symlink(&vols.join("out"), Path::new("/etc"));
         let into = vols.join("out/x").display().to_string();
         let err = refused(&f, Step::new(Op::DirRemove { path: into }, Op::Noop), Author::Driver("local"));
         assert!(err.contains("is not below"), "{err}");

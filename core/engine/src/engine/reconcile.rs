@@ -126,8 +126,14 @@ impl Engine {
             let request = self.volume_request(&v, "");
             let checked =
                 driver.mount(request).map_err(|e| crate::error::Error::driver(&v.driver, e)).and_then(|out| {
-                    policy::check(&out.plan, &self.settings, Author::Driver(&v.driver), &format!("volume {}", v.name))
-                        .map(|()| out)
+                    policy::check(
+                        &out.plan,
+                        &self.settings,
+                        &*self.exec,
+                        Author::Driver(&v.driver),
+                        &format!("volume {}", v.name),
+                    )
+                    .map(|()| out)
                 });
             match checked {
                 Ok(out) => {

@@ -5,6 +5,7 @@
 use super::tests::{connect, net, Fixture};
 use super::*;
 use crate::executor::{ExecError, Outcome, Recording};
+use crate::model::JournalEntry;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 use wharf_sdk::{FirewallFact, HostFacts, Netns, Op, Step};
@@ -38,6 +39,18 @@ impl Executor for CrashAfter {
     }
     fn firewall_reload(&self, facts: &[FirewallFact]) -> std::result::Result<(), ExecError> {
         self.rec.firewall_reload(facts)
+    }
+    fn path_exists(&self, path: &Path) -> bool {
+        self.rec.path_exists(path)
+    }
+    fn read_file(&self, path: &Path) -> Option<String> {
+        self.rec.read_file(path)
+    }
+    fn disk_usage(&self, path: &Path) -> u64 {
+        self.rec.disk_usage(path)
+    }
+    fn locate(&self, path: &Path) -> Option<PathBuf> {
+        self.rec.locate(path)
     }
 }
 
@@ -131,12 +144,11 @@ fn a_name_taken_by_a_foreign_namespace_is_a_conflict_and_left_alone() {
     let f = Fixture::new();
     let e = f.engine();
     let foreign = f.settings().netns_dir.join("theirs");
-    std::fs::create_dir_all(foreign.parent().unwrap()).unwrap();
-    std::fs::write(&foreign, "").unwrap();
+    f.rec.write_file(&foreign, "");
     let err = e.sandbox_create("theirs", None, Default::default()).unwrap_err();
     assert_eq!(err.status(), 409);
     assert!(err.to_string().contains(&foreign.display().to_string()), "{err}");
-    assert!(foreign.exists());
+    assert!(f.rec.path_exists(&foreign));
     assert!(!f.rec.log().iter().any(|op| matches!(op, Op::NetnsRemove { .. } | Op::NetnsCreate { .. })));
 }
 
@@ -170,14 +182,13 @@ fn a_failed_removal_puts_the_object_back() {
 #[test]
 fn directories_that_existed_are_adopted_not_undone() {
     let f = Fixture::new();
-    let existing = f.dir.path().join("volumes/old");
-    std::fs::create_dir_all(&existing).unwrap();
+    let existing = f.dir.path().join("volumes/old").display().to_string();
+    f.rec.existing(&existing);
     let fresh = f.dir.path().join("volumes/new").display().to_string();
-    let existing = existing.display().to_string();
     let plan: Plan = [Step::dir_create(&existing, None, None, None), Step::dir_create(&fresh, None, None, None)]
         .into_iter()
         .collect();
-    let plan = adopt_existing_directories(plan);
+    let plan = adopt_existing_directories(&*f.rec, plan);
     assert_eq!(plan.steps[0].undo, Op::Noop);
     assert_eq!(plan.steps[1].undo, Op::DirRemove { path: fresh });
 }

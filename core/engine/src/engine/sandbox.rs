@@ -49,7 +49,7 @@ impl Engine {
             }
             None => {
                 let path = self.settings.netns_dir.join(name);
-                if std::fs::symlink_metadata(&path).is_ok() {
+                if self.exec.path_exists(&path) {
                     // Someone else's namespace (or file): never adopted, never deleted.
                     return Err(Error::Conflict(format!(
                         "sandbox {name}: {} exists and was not made by wharf; remove it or choose another name",
@@ -68,7 +68,7 @@ impl Engine {
             Op::FileWrite { path: conf.clone(), contents: self.first_resolv_conf(&dns) },
             Op::FileRemove { path: conf },
         ));
-        let plan = super::adopt_existing_directories(plan);
+        let plan = super::adopt_existing_directories(&*self.exec, plan);
         let sandbox = Sandbox { id: new_id(), name: name.to_string(), netns: path, owned, created: now(), labels, dns };
         self.apply(Author::Core, &format!("sandbox {name}"), &plan, |t| {
             t.put(Table::Sandboxes, &sandbox.id, &sandbox)

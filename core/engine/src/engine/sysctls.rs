@@ -139,6 +139,22 @@ impl Executor for Restoring<'_> {
     fn sysctl_read(&self, netns: &Netns, key: &str) -> std::result::Result<Option<String>, ExecError> {
         self.exec.sysctl_read(netns, key)
     }
+
+    fn path_exists(&self, path: &Path) -> bool {
+        self.exec.path_exists(path)
+    }
+
+    fn read_file(&self, path: &Path) -> Option<String> {
+        self.exec.read_file(path)
+    }
+
+    fn disk_usage(&self, path: &Path) -> u64 {
+        self.exec.disk_usage(path)
+    }
+
+    fn locate(&self, path: &Path) -> Option<PathBuf> {
+        self.exec.locate(path)
+    }
 }
 
 #[cfg(test)]

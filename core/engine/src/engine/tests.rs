@@ -1,4 +1,8 @@
 //! Engine tests against the recording executor: no root, no kernel.
+//!
+//! Longer than 600 lines on purpose: the fixture (test drivers, `Fixture`) that other
+//! crates' tests share (feature `testing`) sits with the engine's general behaviour tests;
+//! topics of their own have files of their own (`recovery_tests.rs`, `failure_tests.rs`).
 
 use super::*;
 use crate::drivers::{Host, Null};

@@ -38,25 +38,13 @@ pub fn valid_volume_name(name: &str) -> bool {
     name.len() >= 2 && valid_name(name)
 }
 
-/// Bytes used by the files under `path`, not following symlinks or crossing into other
-/// filesystems' mounts beyond what `read_dir` shows.
-pub fn disk_usage(path: &Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
-    if !meta.is_dir() {
-        return meta.blocks() * 512;
-    }
-    let children = std::fs::read_dir(path).into_iter().flatten().flatten();
-    meta.blocks() * 512 + children.map(|e| disk_usage(&e.path())).sum::<u64>()
-}
-
-/// The bytes a volume's data takes, where wharf can tell: a `local` volume's files; `None`
-/// for other drivers, whose data may live anywhere.
-pub fn volume_size(v: &Volume) -> Option<u64> {
-    (v.driver == "local").then(|| disk_usage(Path::new(&v.mountpoint)))
-}
-
 impl Engine {
+    /// The bytes a volume's data takes, where wharf can tell: a `local` volume's files; `None`
+    /// for other drivers, whose data may live anywhere.
+    pub fn volume_size(&self, v: &Volume) -> Option<u64> {
+        (v.driver == "local").then(|| self.exec.disk_usage(Path::new(&v.mountpoint)))
+    }
+
     fn volume_driver(&self, name: &str) -> Result<Arc<dyn VolumeDriver>> {
         self.registry.volume(name).ok_or_else(|| Error::NotFound(format!("plugin {name:?} not found")))
     }
@@ -113,10 +101,16 @@ impl Engine {
         // A volume whose mount the policy refuses could never be used: refuse it now, before
         // anything is made, rather than at its first mount.
         let mount = driver.mount(self.volume_request(&volume, "")).map_err(|e| Error::driver(&driver_name, e))?;
-        super::policy::check(&mount.plan, &self.settings, Author::Driver(&driver_name), &format!("volume {name}"))?;
+        super::policy::check(
+            &mount.plan,
+            &self.settings,
+            &*self.exec,
+            Author::Driver(&driver_name),
+            &format!("volume {name}"),
+        )?;
         // The volume keeps the driver's plan, whose undo steps say what removal takes away;
         // the plan carried out gives a directory that stands there already no undo at all.
-        let plan = super::adopt_existing_directories(out.plan.clone());
+        let plan = super::adopt_existing_directories(&*self.exec, out.plan.clone());
         volume.plan = out.plan;
         self.apply_recorded(Author::Driver(&driver_name), &format!("volume {name}"), &plan, |t, found| {
             volume.found = found.to_vec();
@@ -254,7 +248,7 @@ impl Engine {
             .collect();
         let mut report = PruneReport::default();
         for v in candidates {
-            let size = volume_size(&v).unwrap_or(0);
+            let size = self.volume_size(&v).unwrap_or(0);
             match self.remove_volume_locked(&mut state, v.clone()) {
                 Ok(()) => {
                     report.removed.push(v.name);

@@ -191,6 +191,21 @@ pub trait Executor: Send + Sync {
         let netns = netns.display().to_string();
         std::sync::Arc::new(move |_, _| Err(std::io::Error::other(format!("netns {netns}: no sockets here"))))
     }
+
+    /// Whether anything (a file, a directory, a namespace file; a symlink is not followed)
+    /// is at `path` on the host.
+    fn path_exists(&self, path: &Path) -> bool;
+
+    /// The text of the host file at `path`; `None` when it is absent or unreadable.
+    fn read_file(&self, path: &Path) -> Option<String>;
+
+    /// Bytes used by the files under `path` (0 when absent), not following symlinks.
+    fn disk_usage(&self, path: &Path) -> u64;
+
+    /// The place an operation on `path` acts on: the symlinks of its directories resolved,
+    /// its last component as it is. `None` for a path without a parent or a last component,
+    /// such as `/`. The plan policy judges paths by it.
+    fn locate(&self, path: &Path) -> Option<PathBuf>;
 }
 
 impl std::fmt::Debug for dyn Executor {
@@ -282,7 +297,9 @@ pub fn without_found(plan: Plan, made: &Plan, found: &[usize]) -> Plan {
 /// names links and directories that make a `LinkAdd` or `DirCreate` report
 /// [`Outcome::Found`]; `taken` names links of another kind, which a `LinkAdd` fails on;
 /// `marked` names links that
-/// carry this daemon's mark.
+/// carry this daemon's mark. It keeps a pretend filesystem too: files written by
+/// `FileWrite` or [`Recording::write_file`], symlinks made by [`Recording::symlink`] and the
+/// usage [`Recording::set_usage`] gives a directory.
 #[derive(Debug, Default)]
 pub struct Recording {
     log: Mutex<Vec<Op>>,
@@ -295,6 +312,10 @@ pub struct Recording {
     busy_ports: Mutex<Vec<HostPort>>,
     sysctls: Mutex<std::collections::HashMap<(Netns, String), String>>,
     namespaces: Mutex<BTreeSet<PathBuf>>,
+    files: Mutex<std::collections::BTreeMap<PathBuf, String>>,
+    symlinks: Mutex<std::collections::BTreeMap<PathBuf, PathBuf>>,
+    usage: Mutex<std::collections::BTreeMap<PathBuf, u64>>,
+    vanished: Mutex<BTreeSet<PathBuf>>,
 }
 
 impl Recording {
@@ -353,9 +374,27 @@ impl Recording {
         self.sysctls.lock().unwrap().insert((netns.clone(), key.to_string()), value.to_string());
     }
 
-    /// Make the namespace at `path` vanish, as `ip netns del` behind wharf's back does.
+    /// Make the namespace at `path` vanish, as `ip netns del` behind wharf's back does (or
+    /// a runtime's container ending does to its `/proc/PID/ns/net`): it is no namespace any
+    /// more, and an operation in it fails as on a missing file.
     pub fn vanish(&self, path: &Path) {
         self.namespaces.lock().unwrap().remove(path);
+        self.vanished.lock().unwrap().insert(path.to_path_buf());
+    }
+
+    /// Put a file at `path` holding `contents`, as if someone had written it.
+    pub fn write_file(&self, path: &Path, contents: &str) {
+        self.files.lock().unwrap().insert(path.to_path_buf(), contents.to_string());
+    }
+
+    /// Make `link` a symlink to the directory `target`.
+    pub fn symlink(&self, link: &Path, target: &Path) {
+        self.symlinks.lock().unwrap().insert(link.to_path_buf(), target.to_path_buf());
+    }
+
+    /// Report `bytes` as the space the files under `path` take.
+    pub fn set_usage(&self, path: &Path, bytes: u64) {
+        self.usage.lock().unwrap().insert(path.to_path_buf(), bytes);
     }
 
     /// Forget the log.
@@ -370,6 +409,11 @@ impl Executor for Recording {
         if self.fail_on.lock().unwrap().iter().any(|t| description.contains(t.as_str())) {
             return Err(ExecError::os(format!("{description} (injected)"), std::io::Error::from_raw_os_error(5)));
         }
+        let vanished = self.vanished.lock().unwrap();
+        if let Some(gone) = op.namespaces().find(|n| matches!(n, Netns::Path(p) if vanished.contains(Path::new(p)))) {
+            return Err(ExecError::os(format!("{description}: {gone:?}"), std::io::Error::from_raw_os_error(2)));
+        }
+        drop(vanished);
         if let Op::LinkAdd { link, .. } = op {
             if self.taken.lock().unwrap().contains(&link.name) {
                 return Err(ExecError::taken(format!("link {:?} exists and is of another kind", link.name)));
@@ -378,8 +422,13 @@ impl Executor for Recording {
         self.log.lock().unwrap().push(op.clone());
         match op {
             Op::Sysctl { netns, key, value } => self.set_sysctl(netns, key, value),
-            Op::NetnsCreate { path } => drop(self.namespaces.lock().unwrap().insert(PathBuf::from(path))),
+            Op::NetnsCreate { path } => {
+                self.vanished.lock().unwrap().remove(Path::new(path));
+                self.namespaces.lock().unwrap().insert(PathBuf::from(path));
+            }
             Op::NetnsRemove { path } => drop(self.namespaces.lock().unwrap().remove(Path::new(path))),
+            Op::FileWrite { path, contents } => self.write_file(Path::new(path), contents),
+            Op::FileRemove { path } => drop(self.files.lock().unwrap().remove(Path::new(path))),
             _ => {}
         }
         Ok(match op {
@@ -394,6 +443,7 @@ impl Executor for Recording {
     }
 
     fn create_netns(&self, dir: &Path, name: &str) -> Result<PathBuf, ExecError> {
+        self.vanished.lock().unwrap().remove(&dir.join(name));
         self.namespaces.lock().unwrap().insert(dir.join(name));
         Ok(dir.join(name))
     }
@@ -422,6 +472,9 @@ impl Executor for Recording {
     }
 
     fn check_netns(&self, path: &Path) -> Result<(), ExecError> {
+        if self.vanished.lock().unwrap().contains(path) {
+            return Err(ExecError::os(path.display().to_string(), std::io::Error::from_raw_os_error(2)));
+        }
         if self.namespaces.lock().unwrap().contains(path) {
             return Ok(());
         }
@@ -429,6 +482,35 @@ impl Executor for Recording {
             Some(p) if p.starts_with("/proc/") || p.starts_with("/run/netns/") => Ok(()),
             _ => Err(ExecError::new("not a namespace file")),
         }
+    }
+
+    fn path_exists(&self, path: &Path) -> bool {
+        path.to_str().is_some_and(|p| self.existing.lock().unwrap().contains(p))
+            || self.namespaces.lock().unwrap().contains(path)
+            || self.files.lock().unwrap().contains_key(path)
+            || self.symlinks.lock().unwrap().contains_key(path)
+    }
+
+    fn read_file(&self, path: &Path) -> Option<String> {
+        self.files.lock().unwrap().get(path).cloned()
+    }
+
+    fn disk_usage(&self, path: &Path) -> u64 {
+        self.usage.lock().unwrap().get(path).copied().unwrap_or(0)
+    }
+
+    fn locate(&self, path: &Path) -> Option<PathBuf> {
+        let name = path.file_name()?;
+        let links = self.symlinks.lock().unwrap();
+        let mut place = PathBuf::new();
+        for part in path.parent()?.components() {
+            place.push(part);
+            if let Some(target) = links.get(&place) {
+                place = target.clone();
+            }
+        }
+        place.push(name);
+        Some(place)
     }
 }
 

@@ -1,6 +1,9 @@
 //! wharf's fixed nftables ruleset as text, and the set and map elements a [`FirewallFact`]
 //! stands for. Pure: nothing here talks to the kernel.
 //!
+//! Longer than 600 lines because of its tests: the code is some 440 lines, and the tests
+//! that pin the ruleset text and each fact's elements belong next to it.
+//!
 //! wharf owns `table inet wharf` (filter and NAT) and `table bridge wharf` (inter-container
 //! communication on a bridge). The rules never change after they are installed; a fact is a
 //! handful of elements. Networks are told apart by bridge name, never by subnet, in

@@ -23,6 +23,7 @@
 //! itself, both kept through renames and moves between namespaces. A link that was there
 //! before is found, never marked, and never retired.
 
+pub mod files;
 pub mod mount;
 pub mod netlink;
 pub mod netns_socket;
@@ -485,6 +486,22 @@ impl Executor for Kernel {
     fn link_names(&self, netns: &Path) -> Result<Vec<String>, ExecError> {
         let netns = Netns::Path(netns.display().to_string());
         self.on(&netns, |ctx| ctx.block_on(netlink::link_names(&ctx.handle)))?
+    }
+
+    fn path_exists(&self, path: &Path) -> bool {
+        files::exists(path)
+    }
+
+    fn read_file(&self, path: &Path) -> Option<String> {
+        std::fs::read_to_string(path).ok()
+    }
+
+    fn disk_usage(&self, path: &Path) -> u64 {
+        files::disk_usage(path)
+    }
+
+    fn locate(&self, path: &Path) -> Option<PathBuf> {
+        files::located(path)
     }
 }
 

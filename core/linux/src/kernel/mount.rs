@@ -251,7 +251,7 @@ pub fn dir_create(path: &str, mode: Option<u32>, uid: Option<u32>, gid: Option<u
 pub fn dir_remove(path: &str) -> Result<(), ExecError> {
     refuse_dangerous(path)?;
     let err = |e: std::io::Error| ExecError::os(format!("remove directory {path}"), e);
-    let Some(top) = wharf_engine::paths::located(Path::new(path)) else { return Ok(()) };
+    let Some(top) = super::files::located(Path::new(path)) else { return Ok(()) };
     let meta = match std::fs::symlink_metadata(&top) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),

@@ -28,16 +28,21 @@
 
 use crate::error::DriverError;
 use crate::facts::{HostFacts, HostLink};
-use crate::helpers::{fnv1a, mac_from_seed, valid_ifname};
+use crate::helpers::{fnv1a, mac_from_seed};
 use crate::network::{
     CreateNetwork, DeleteNetwork, EndpointInfo, EndpointRequest, EndpointSpec, JoinInfo, NetworkDriver, NetworkSpec,
     Outcome, SandboxSpec, Subnet,
 };
-use crate::plan::{LinkChange, LinkKind, Netns, Op, Plan};
+use crate::plan::Plan;
 use crate::volume::{VolumeDriver, VolumeInfo, VolumeRequest, VolumeSpec};
 use std::collections::BTreeMap;
 use std::fmt;
-use std::path::{Component, Path};
+
+mod recorder;
+mod rules;
+
+pub use recorder::Recorder;
+pub use rules::{lint, Finding, Reach};
 
 /// Requests, specs and host facts as core fills them in.
 pub mod fixtures {
@@ -142,335 +147,6 @@ pub mod fixtures {
     pub fn volume_request(volume: &VolumeSpec) -> VolumeRequest {
         VolumeRequest { volume: volume.clone(), facts: facts(), ..Default::default() }
     }
-}
-
-/// A model of the kernel objects plans make, and the log of every operation applied.
-///
-/// Each object is a line such as `link host br0` or `address /run/netns/s eth0
-/// 10.0.0.2/24`; deleting a link takes its far end (a veth peer) and everything on it
-/// (addresses, routes through it, neighbour and FDB entries) with it, removing a directory
-/// takes what is below it, as the kernel and the filesystem do. Sysctls count as objects
-/// only when their undo restores them ([`crate::Step::sysctl_restoring`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Recorder {
-    objects: BTreeMap<String, Vec<String>>,
-    log: Vec<Op>,
-}
-
-fn ns(netns: &Netns) -> &str {
-    match netns {
-        Netns::Host => "host",
-        Netns::Path(p) => p,
-    }
-}
-
-impl Recorder {
-    /// An empty model.
-    pub fn new() -> Self {
-        Recorder::default()
-    }
-
-    /// Every operation applied so far, in order.
-    pub fn log(&self) -> &[Op] {
-        &self.log
-    }
-
-    /// The objects there now, one line each.
-    pub fn objects(&self) -> Vec<String> {
-        self.objects.keys().cloned().collect()
-    }
-
-    /// Whether an object line starting with `prefix` is there, e.g. `"link host br0"`.
-    pub fn has(&self, prefix: &str) -> bool {
-        self.objects.keys().any(|k| k.starts_with(prefix))
-    }
-
-    fn add(&mut self, key: String, owners: Vec<String>) {
-        self.objects.insert(key, owners);
-    }
-
-    /// Remove `key` and everything that belongs to it.
-    fn remove(&mut self, key: &str) {
-        if self.objects.remove(key).is_none() {
-            return;
-        }
-        let dependents: Vec<String> =
-            self.objects.iter().filter(|(_, owners)| owners.iter().any(|o| o == key)).map(|(k, _)| k.clone()).collect();
-        for d in dependents {
-            self.remove(&d);
-        }
-    }
-
-    fn remove_below(&mut self, kind: &str, path: &str) {
-        let below: Vec<String> = self
-            .objects
-            .keys()
-            .filter(|k| {
-                k.strip_prefix(kind)
-                    .is_some_and(|p| p == path || p.strip_prefix(path).is_some_and(|r| r.starts_with('/')))
-            })
-            .cloned()
-            .collect();
-        for k in below {
-            self.remove(&k);
-        }
-    }
-
-    /// Apply one operation to the model.
-    pub fn apply(&mut self, op: &Op) {
-        self.log.push(op.clone());
-        let link = |netns: &Netns, name: &str| format!("link {} {name}", ns(netns));
-        match op {
-            Op::LinkAdd { netns, link: spec } => {
-                let here = link(netns, &spec.name);
-                match &spec.kind {
-                    LinkKind::Veth { peer, peer_netns, .. } => {
-                        let there = link(peer_netns, peer);
-                        self.add(here.clone(), vec![there.clone()]);
-                        self.add(there, vec![here]);
-                    }
-                    LinkKind::Macvlan { target_netns: Some(t), .. } => self.add(link(t, &spec.name), vec![]),
-                    _ => self.add(here, vec![]),
-                }
-            }
-            Op::LinkDel { netns, name } => self.remove(&link(netns, name)),
-            Op::LinkSet { netns, name, change: LinkChange::Rename(to) } => {
-                if let Some(owners) = self.objects.remove(&link(netns, name)) {
-                    self.add(link(netns, to), owners);
-                }
-            }
-            Op::AddrAdd { netns, link: l, address } => {
-                self.add(format!("address {} {l} {address}", ns(netns)), vec![link(netns, l)])
-            }
-            Op::AddrDel { netns, link: l, address } => self.remove(&format!("address {} {l} {address}", ns(netns))),
-            Op::RouteAdd { netns, route } | Op::RouteDel { netns, route } => {
-                let key = format!("route {} {} table {}", ns(netns), route.destination, route.table.unwrap_or(254));
-                if matches!(op, Op::RouteAdd { .. }) {
-                    self.add(key, route.device.iter().map(|d| link(netns, d)).collect());
-                } else {
-                    self.remove(&key);
-                }
-            }
-            Op::NeighAdd { netns, device, address, .. } => {
-                self.add(format!("neighbour {} {device} {address}", ns(netns)), vec![link(netns, device)])
-            }
-            Op::NeighDel { netns, device, address } => {
-                self.remove(&format!("neighbour {} {device} {address}", ns(netns)))
-            }
-            Op::NeighProxyAdd { netns, device, address } => {
-                self.add(format!("proxy {} {device} {address}", ns(netns)), vec![link(netns, device)])
-            }
-            Op::NeighProxyDel { netns, device, address } => {
-                self.remove(&format!("proxy {} {device} {address}", ns(netns)))
-            }
-            Op::FdbAdd { netns, device, mac, destination } | Op::FdbDel { netns, device, mac, destination } => {
-                let dst = destination.map(|d| format!(" via {d}")).unwrap_or_default();
-                let key = format!("fdb {} {device} {mac}{dst}", ns(netns));
-                if matches!(op, Op::FdbAdd { .. }) {
-                    self.add(key, vec![link(netns, device)]);
-                } else {
-                    self.remove(&key);
-                }
-            }
-            Op::SysctlRestore { netns, key } => self.remove(&format!("sysctl {} {key}", ns(netns))),
-            Op::FirewallAdd { fact } | Op::FirewallDel { fact } => {
-                let key = format!("firewall {}", serde_json::to_string(fact).unwrap_or_default());
-                if matches!(op, Op::FirewallAdd { .. }) {
-                    self.add(key, vec![]);
-                } else {
-                    self.remove(&key);
-                }
-            }
-            Op::Mount { target, .. } => self.add(format!("mount {target}"), vec![]),
-            Op::Unmount { target } => self.remove(&format!("mount {target}")),
-            Op::DirCreate { path, .. } => self.add(format!("path {path}"), vec![]),
-            Op::ImageCreate { path, .. } | Op::FileWrite { path, .. } => self.add(format!("path {path}"), vec![]),
-            Op::DirRemove { path } | Op::FileRemove { path } => self.remove_below("path ", path),
-            Op::NetnsCreate { path } => self.add(format!("namespace {path}"), vec![]),
-            Op::NetnsRemove { path } => self.remove(&format!("namespace {path}")),
-            Op::Noop | Op::LinkSet { .. } | Op::Sysctl { .. } => {}
-        }
-    }
-
-    /// Apply every step of `plan`; a sysctl set with a restoring undo is an object until
-    /// that undo runs.
-    pub fn apply_plan(&mut self, plan: &Plan) {
-        for step in &plan.steps {
-            self.apply(&step.op);
-            if let (Op::Sysctl { netns, key, .. }, Op::SysctlRestore { .. }) = (&step.op, &step.undo) {
-                self.add(format!("sysctl {} {key}", ns(netns)), vec![]);
-            }
-        }
-    }
-
-    /// Apply `plan`, then its undos in reverse, on a copy: what a failed plan's rollback
-    /// leaves. `None` when that is exactly this model; else the objects that differ.
-    pub fn rollback_leaves(&self, plan: &Plan) -> Option<Vec<String>> {
-        let mut copy = self.clone();
-        copy.apply_plan(plan);
-        for step in plan.steps.iter().rev() {
-            copy.apply(&step.undo);
-            // Undoing a restore sets the key again, and core restores it at the next removal.
-            if let (Op::SysctlRestore { netns, key }, Op::Sysctl { .. }) = (&step.op, &step.undo) {
-                copy.add(format!("sysctl {} {key}", ns(netns)), vec![]);
-            }
-        }
-        let before: Vec<String> = self.objects();
-        let after: Vec<String> = copy.objects();
-        let mut differ: Vec<String> = after.iter().filter(|o| !before.contains(o)).map(|o| format!("+ {o}")).collect();
-        differ.extend(before.iter().filter(|o| !after.contains(o)).map(|o| format!("- {o}")));
-        (!differ.is_empty()).then_some(differ)
-    }
-}
-
-/// One problem [`lint`] found in a plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    /// The step, counted from 1.
-    pub step: usize,
-    /// The step's operation, described.
-    pub op: String,
-    /// What is wrong.
-    pub problem: String,
-}
-
-impl fmt::Display for Finding {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "step {} ({}): {}", self.step, self.op, self.problem)
-    }
-}
-
-/// Where a plan may reach: the volume root for files and mounts, and for endpoint calls the
-/// sandbox's namespace besides the host's.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reach {
-    /// The volume root (`HostFacts::volumes_dir`).
-    pub volumes_dir: String,
-    /// The namespace file of the sandbox the plan is for, when it is for an endpoint.
-    pub sandbox: Option<String>,
-}
-
-impl Reach {
-    /// The reach of a network or volume call: host namespace, volume root [`fixtures::VOLUMES_DIR`].
-    pub fn host() -> Self {
-        Reach { volumes_dir: fixtures::VOLUMES_DIR.into(), sandbox: None }
-    }
-
-    /// The reach of an endpoint call for the sandbox whose namespace file is `netns`.
-    pub fn sandbox(netns: &str) -> Self {
-        Reach { sandbox: Some(netns.into()), ..Reach::host() }
-    }
-}
-
-/// Whether `path` is a plain absolute path strictly below `root`.
-fn lexically_below(path: &str, root: &str) -> bool {
-    let p = Path::new(path);
-    p.is_absolute()
-        && p.components().all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
-        && p.starts_with(root)
-        && p != Path::new(root)
-}
-
-fn valid_mac(mac: &str) -> bool {
-    let octets: Vec<&str> = mac.split(':').collect();
-    octets.len() == 6 && octets.iter().all(|o| o.len() == 2 && u8::from_str_radix(o, 16).is_ok())
-}
-
-/// Why `step`'s undo does not take back what its op does, if it does not.
-fn undo_problem(op: &Op, undo: &Op) -> Option<String> {
-    let makes = op.plain_undo().is_some() || matches!(op, Op::ImageCreate { .. });
-    if *undo == Op::Noop {
-        // A directory that stood there already is adopted with no undo; anything else made
-        // would outlive a rollback.
-        return (makes && !matches!(op, Op::DirCreate { .. } | Op::LinkSet { .. }))
-            .then(|| "it makes something and has no undo".into());
-    }
-    let inverse = match (op, undo) {
-        (Op::ImageCreate { path, .. }, Op::FileRemove { path: p }) => path == p,
-        (
-            Op::Sysctl { netns, key, .. },
-            Op::Sysctl { netns: n, key: k, .. } | Op::SysctlRestore { netns: n, key: k },
-        ) => netns == n && key == k,
-        _ if op.plain_undo().is_some() => op.is_plain_undo(undo),
-        // Removals and changes whose inverse is the driver's choice.
-        _ => true,
-    };
-    (!inverse).then(|| format!("its undo ({}) is not its inverse", undo.describe()))
-}
-
-/// Why `op` breaks a rule, if it does.
-fn op_problem(op: &Op, reach: &Reach) -> Option<String> {
-    if let Some(breach) = op.rule_breach() {
-        return Some(breach);
-    }
-    for netns in op.netns().into_iter().chain(match op {
-        Op::LinkAdd { link, .. } => match &link.kind {
-            LinkKind::Veth { peer_netns, .. } => Some(peer_netns),
-            LinkKind::Macvlan { target_netns, .. } => target_netns.as_ref(),
-            _ => None,
-        },
-        _ => None,
-    }) {
-        if let Netns::Path(p) = netns {
-            if reach.sandbox.as_deref() != Some(p.as_str()) {
-                return Some(format!("namespace {p:?} is not the one of the sandbox the plan is for"));
-            }
-        }
-    }
-    let path_problem = |path: &str| {
-        (!lexically_below(path, &reach.volumes_dir)).then(|| format!("{path:?} is not below {}", reach.volumes_dir))
-    };
-    match op {
-        Op::LinkAdd { link, .. } => {
-            let peer = match &link.kind {
-                LinkKind::Veth { peer, peer_mac, .. } => Some((peer, peer_mac)),
-                _ => None,
-            };
-            let names = std::iter::once(&link.name).chain(peer.map(|(p, _)| p));
-            let macs = link.mac.iter().chain(peer.and_then(|(_, m)| m.as_ref()));
-            names
-                .filter(|n| !valid_ifname(n))
-                .map(|n| format!("{n:?} is not a valid interface name"))
-                .chain(macs.filter(|m| !valid_mac(m)).map(|m| format!("{m:?} is not a MAC address")))
-                .next()
-        }
-        Op::LinkSet { change: LinkChange::Rename(to), .. } if !valid_ifname(to) => {
-            Some(format!("{to:?} is not a valid interface name"))
-        }
-        Op::LinkSet { change: LinkChange::Mac(m), .. } | Op::NeighAdd { mac: m, .. } | Op::FdbAdd { mac: m, .. }
-            if !valid_mac(m) =>
-        {
-            Some(format!("{m:?} is not a MAC address"))
-        }
-        Op::Mount { target: path, .. }
-        | Op::Unmount { target: path }
-        | Op::DirCreate { path, .. }
-        | Op::DirRemove { path }
-        | Op::ImageCreate { path, .. }
-        | Op::FileRemove { path } => path_problem(path),
-        Op::NetnsCreate { .. } | Op::NetnsRemove { .. } | Op::FileWrite { .. } => {
-            Some("only core may manage namespaces and write files".into())
-        }
-        _ => None,
-    }
-}
-
-/// Every problem of `plan` for a call with reach `reach`: what core's policy would refuse,
-/// steps that make something without an undo or with an undo that is not their inverse,
-/// and invalid interface names and MACs. Empty when the plan is fine.
-pub fn lint(plan: &Plan, reach: &Reach) -> Vec<Finding> {
-    let mut findings = Vec::new();
-    for (i, step) in plan.steps.iter().enumerate() {
-        let problems = [op_problem(&step.op, reach), op_problem(&step.undo, reach), undo_problem(&step.op, &step.undo)];
-        let mut seen: Vec<String> = Vec::new();
-        for problem in problems.into_iter().flatten() {
-            if !seen.contains(&problem) {
-                seen.push(problem.clone());
-                findings.push(Finding { step: i + 1, op: step.op.describe(), problem });
-            }
-        }
-    }
-    findings
 }
 
 /// Why a lifecycle run stopped: the call, and what went wrong in it.
@@ -700,7 +376,7 @@ impl<'a, D: VolumeDriver + ?Sized> VolumeLifecycle<'a, D> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plan::{LinkSpec, RouteSpec, Step};
+    use crate::plan::{LinkKind, LinkSpec, Netns, Op, RouteSpec, Step};
     use crate::DriverResult;
 
     /// A veth per endpoint, its address and a default route; leave is the default.

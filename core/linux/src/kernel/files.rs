@@ -1,5 +1,7 @@
-//! Where a path leads: the one rule the plan policy and the executor share for telling
-//! what a file operation would touch.
+//! The host's files as the engine sees them, through the executor: where a path leads (the
+//! one rule the plan policy and the mount operations share for telling what a file
+//! operation would touch), whether something is there, a text file, the bytes under a
+//! directory.
 
 use std::path::{Path, PathBuf};
 
@@ -23,6 +25,23 @@ pub fn located(path: &Path) -> Option<PathBuf> {
     place.extend(missing.iter().rev());
     place.push(name);
     Some(place)
+}
+
+/// Whether anything is at `path`, a symlink not followed.
+pub fn exists(path: &Path) -> bool {
+    std::fs::symlink_metadata(path).is_ok()
+}
+
+/// Bytes used by the files under `path`, not following symlinks or crossing into other
+/// filesystems' mounts beyond what `read_dir` shows.
+pub fn disk_usage(path: &Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let Ok(meta) = std::fs::symlink_metadata(path) else { return 0 };
+    if !meta.is_dir() {
+        return meta.blocks() * 512;
+    }
+    let children = std::fs::read_dir(path).into_iter().flatten().flatten();
+    meta.blocks() * 512 + children.map(|e| disk_usage(&e.path())).sum::<u64>()
 }
 
 #[cfg(test)]
