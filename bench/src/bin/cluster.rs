@@ -256,7 +256,9 @@ fn main() {
         "# Multi-host overlay over etcd\n\n`target/debug/cluster --endpoints {} --joins {} --ttl {}`: one overlay network, \
          ENDPOINTS endpoints per host, one etcd; convergence is the time from `network connect` returning on one host \
          until a sandbox on the next host pings the new endpoint. iperf3: one TCP stream for 2 s from a sandbox on host 1 to one \
-         on host 2 over the overlay, and from host 1 to host 2 over their underlay, best of 3 rounds taken in turn.\n\n\
+         on host 2 over the overlay, and from host 1 to host 2 over their underlay, best of 3 rounds taken in turn. \
+         What moves the overlay / underlay ratio and what does not (GRO, checksums, connection tracking): \
+         bench/RESULTS.md, measured with bench/overlay-knobs.sh.\n\n\
          | hosts | endpoints | convergence median (ms) | p99 (ms) | mesh failures (first pings lost) | wharfd RSS (KiB) | etcd keys / endpoint | etcd bytes / endpoint | killed host dropped after (s) | iperf3 overlay (Gbit/s) | underlay (Gbit/s) | overlay / underlay |\n\
          |---|---|---|---|---|---|---|---|---|---|---|---|\n",
         a.endpoints, a.joins, a.ttl
