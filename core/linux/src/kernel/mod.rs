@@ -23,6 +23,7 @@
 //! itself, both kept through renames and moves between namespaces. A link that was there
 //! before is found, never marked, and never retired.
 
+pub mod facts;
 pub mod mount;
 pub mod netlink;
 pub mod netns_socket;
@@ -66,6 +67,8 @@ pub struct Kernel {
     firewall: Arc<dyn Firewall>,
     /// What marks a link as made by this daemon.
     mark: netlink::Mark,
+    /// The host namespace's links, addresses and routes, kept current.
+    facts: facts::Mirror,
 }
 
 static RETIRED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -87,6 +90,7 @@ impl Kernel {
             sandboxed: Mutex::new(HashSet::new()),
             firewall,
             mark: netlink::Mark::new(instance),
+            facts: facts::Mirror::new()?,
         })
     }
 
@@ -389,8 +393,7 @@ impl Executor for Kernel {
     }
 
     fn host_facts(&self) -> Result<HostFacts, ExecError> {
-        let ctx = self.netlink.host();
-        ctx.block_on(netlink::host_facts(&ctx.handle))
+        self.facts.facts(&self.netlink.host(), &self.mark)
     }
 
     fn create_netns(&self, dir: &Path, name: &str) -> Result<PathBuf, ExecError> {

@@ -6,9 +6,9 @@ use futures::{StreamExt, TryStreamExt};
 use ipnet::IpNet;
 use nix::errno::Errno::{EADDRNOTAVAIL, EEXIST, ENODEV, ENOENT, ESRCH};
 use rtnetlink::packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_ACK, NLM_F_APPEND, NLM_F_CREATE, NLM_F_REQUEST};
-use rtnetlink::packet_route::address::{AddressAttribute, AddressHeaderFlags, AddressMessage};
+use rtnetlink::packet_route::address::{AddressHeaderFlags, AddressMessage};
 use rtnetlink::packet_route::link::{
-    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage, MacVlanMode,
+    InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkInfo, LinkMessage, MacVlanMode,
 };
 use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourFlags, NeighbourMessage, NeighbourState};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage, RouteScope};
@@ -21,7 +21,7 @@ use rtnetlink::{
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
 use wharf_engine::executor::{ExecError, Outcome};
-use wharf_sdk::{HostFacts, HostLink, LinkChange, LinkKind, LinkSpec, MacvlanMode, RouteSpec};
+use wharf_sdk::{LinkChange, LinkKind, LinkSpec, MacvlanMode, RouteSpec};
 
 /// The errno of a netlink error, if it is one.
 fn errno(e: &rtnetlink::Error) -> Option<nix::errno::Errno> {
@@ -31,7 +31,7 @@ fn errno(e: &rtnetlink::Error) -> Option<nix::errno::Errno> {
     }
 }
 
-fn fail(what: &str, e: &rtnetlink::Error) -> ExecError {
+pub(super) fn fail(what: &str, e: &rtnetlink::Error) -> ExecError {
     match errno(e) {
         Some(code) => ExecError::os(what, code),
         None => ExecError::new(format!("{what}: {e}")),
@@ -47,7 +47,7 @@ pub fn parse_mac(mac: &str) -> Result<Vec<u8>, ExecError> {
     }
 }
 
-fn format_mac(b: &[u8]) -> String {
+pub(super) fn format_mac(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
 }
 
@@ -64,7 +64,7 @@ pub async fn index(h: &Handle, name: &str) -> Result<Option<u32>, ExecError> {
 
 /// Every link in this namespace. Without counters the kernel writes (and we parse) about
 /// half as much per link, which counts once a host has hundreds of bridges and veths.
-async fn dump_links(h: &Handle) -> Result<Vec<LinkMessage>, ExecError> {
+pub(super) async fn dump_links(h: &Handle) -> Result<Vec<LinkMessage>, ExecError> {
     h.link()
         .get()
         .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
@@ -98,7 +98,7 @@ impl Mark {
     }
 
     /// Whether a link with `alias` and `group` carries this mark.
-    fn on(&self, alias: Option<&str>, group: u32) -> bool {
+    pub(super) fn on(&self, alias: Option<&str>, group: u32) -> bool {
         match alias {
             Some(a) => a == self.alias,
             None => group == self.group,
@@ -613,7 +613,7 @@ pub async fn fdb_del(h: &Handle, device: &str, mac: &str, dst: Option<IpAddr>) -
     }
 }
 
-fn route_dest(msg: &RouteMessage) -> Option<IpNet> {
+pub(super) fn route_dest(msg: &RouteMessage) -> Option<IpNet> {
     msg.attributes.iter().find_map(|a| match a {
         RouteAttribute::Destination(RouteAddress::Inet(v4)) => {
             IpNet::new((*v4).into(), msg.header.destination_prefix_length).ok()
@@ -625,7 +625,7 @@ fn route_dest(msg: &RouteMessage) -> Option<IpNet> {
     })
 }
 
-fn route_table(msg: &RouteMessage) -> u32 {
+pub(super) fn route_table(msg: &RouteMessage) -> u32 {
     msg.attributes
         .iter()
         .find_map(|a| match a {
@@ -635,87 +635,11 @@ fn route_table(msg: &RouteMessage) -> u32 {
         .unwrap_or(msg.header.table as u32)
 }
 
-const MAIN_TABLE: u32 = 254;
-
-/// Links, addresses, default-route interfaces and route destinations of this namespace.
-pub async fn host_facts(h: &Handle) -> Result<HostFacts, ExecError> {
-    let links = dump_links(h).await?;
-    let addrs: Vec<AddressMessage> =
-        h.address().get().execute().try_collect().await.map_err(|e| fail("list addresses", &e))?;
-    let mut addresses: std::collections::HashMap<u32, Vec<IpNet>> = std::collections::HashMap::new();
-    for a in &addrs {
-        let ip = a.attributes.iter().find_map(|x| match x {
-            AddressAttribute::Address(ip) => IpNet::new(*ip, a.header.prefix_len).ok(),
-            _ => None,
-        });
-        if let Some(ip) = ip {
-            addresses.entry(a.header.index).or_default().push(ip);
-        }
-    }
-    let mut facts = HostFacts::default();
-    let mut names = std::collections::HashMap::new();
-    for l in &links {
-        for a in &l.attributes {
-            if let LinkAttribute::IfName(n) = a {
-                names.insert(l.header.index, n.clone());
-            }
-        }
-    }
-    for l in &links {
-        let mut link = HostLink {
-            index: l.header.index,
-            up: l.header.flags.contains(LinkFlags::Up),
-            loopback: l.header.flags.contains(LinkFlags::Loopback),
-            ..Default::default()
-        };
-        for a in &l.attributes {
-            match a {
-                LinkAttribute::IfName(n) => link.name = n.clone(),
-                LinkAttribute::Mtu(m) => link.mtu = *m,
-                LinkAttribute::Address(b) if b.len() == 6 => link.mac = Some(format_mac(b)),
-                LinkAttribute::Controller(i) => link.master = names.get(i).cloned(),
-                LinkAttribute::LinkInfo(infos) => {
-                    for i in infos {
-                        if let LinkInfo::Kind(k) = i {
-                            link.kind = k.to_string();
-                        }
-                    }
-                }
-                _ => {}
-            }
-        }
-        link.addresses = addresses.remove(&l.header.index).unwrap_or_default();
-        if link.kind == "bridge" {
-            link.sysctls = bridge_sysctls(&link.name);
-        }
-        facts.links.push(link);
-    }
-    for v6 in [false, true] {
-        let routes: Vec<RouteMessage> =
-            h.route().get(route_query(v6)).execute().try_collect().await.map_err(|e| fail("list routes", &e))?;
-        for r in routes.iter().filter(|r| route_table(r) == MAIN_TABLE) {
-            let oif = r.attributes.iter().find_map(|a| match a {
-                RouteAttribute::Oif(i) => names.get(i).cloned(),
-                _ => None,
-            });
-            match route_dest(r) {
-                None if r.header.destination_prefix_length == 0 => {
-                    let slot = if v6 { &mut facts.default_route_v6 } else { &mut facts.default_route_v4 };
-                    if slot.is_none() {
-                        *slot = oif;
-                    }
-                }
-                Some(d) if d.prefix_len() > 0 && !d.addr().is_multicast() && !is_link_local(&d) => facts.routes.push(d),
-                _ => {}
-            }
-        }
-    }
-    Ok(facts)
-}
+pub(super) const MAIN_TABLE: u32 = 254;
 
 /// The per-bridge sysctls drivers change, read from the calling thread's namespace; a key
 /// that cannot be read is left out.
-fn bridge_sysctls(name: &str) -> std::collections::BTreeMap<String, String> {
+pub(super) fn bridge_sysctls(name: &str) -> std::collections::BTreeMap<String, String> {
     ["route_localnet"]
         .into_iter()
         .filter_map(|k| {
@@ -725,18 +649,17 @@ fn bridge_sysctls(name: &str) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
-fn is_link_local(n: &IpNet) -> bool {
+pub(super) fn is_link_local(n: &IpNet) -> bool {
     match n {
         IpNet::V6(v) => (v.addr().segments()[0] & 0xffc0) == 0xfe80,
         IpNet::V4(v) => v.addr().octets()[0] == 169 && v.addr().octets()[1] == 254,
     }
 }
 
-/// A dump request for the routes of one family.
 /// A dump request for the main table's routes of one family; the socket's strict checking
 /// makes the kernel leave out the other tables (the local table alone has a few entries per
 /// address).
-fn route_query(v6: bool) -> RouteMessage {
+pub(super) fn route_query(v6: bool) -> RouteMessage {
     let mut msg = RouteMessage::default();
     msg.header.address_family = if v6 { AddressFamily::Inet6 } else { AddressFamily::Inet };
     msg.header.table = MAIN_TABLE as u8;
