@@ -34,7 +34,7 @@ use crate::registry::Registry;
 use crate::store::{Store, Table, Txn};
 use ipnet::IpNet;
 use policy::Author;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock, RwLock};
 use wharf_sdk::{HostFacts, LinkKind, Op, Plan, Step};
@@ -335,8 +335,8 @@ impl Engine {
             cluster: OnceLock::new(),
             dns,
         };
-        engine.recover_journal()?;
-        engine.reconcile()?;
+        let touched = engine.recover_journal()?;
+        engine.reconcile(&touched)?;
         engine.ensure_predefined()?;
         engine.dns_restore();
         Ok(engine)
@@ -550,8 +550,16 @@ impl Engine {
     /// ran, are left. The one step that may have been under way (the first without a record)
     /// is undone only when it made a link that carries this daemon's mark and that no stored
     /// object names; other objects it may have made are left for reconcile.
-    fn recover_journal(&self) -> Result<()> {
+    ///
+    /// Returns the sandbox namespaces whose links an interrupted plan deleted: a macvlan
+    /// retired there may be left for reconcile to sweep.
+    fn recover_journal(&self) -> Result<BTreeSet<String>> {
+        let mut touched = BTreeSet::new();
         for (key, entry) in self.store.list::<JournalEntry>(Table::Journal)? {
+            touched.extend(entry.plan.ops().filter_map(|op| match op {
+                Op::LinkDel { netns: wharf_sdk::Netns::Path(p), .. } => Some(p.clone()),
+                _ => None,
+            }));
             let exec = self.restoring(&entry.object);
             let steps = entry.plan.steps.len();
             let mut failures = Vec::new();
@@ -578,7 +586,7 @@ impl Engine {
             self.store.write(|t| t.delete(Table::Journal, &key))?;
         }
         self.store.clear_progress();
-        Ok(())
+        Ok(touched)
     }
 
     /// Whether `step`, whose outcome was never recorded, made something of this daemon's: a

@@ -11,7 +11,9 @@
 //! renamed to `wgc<n>` at once, and deleted afterwards in the background. That covers a host
 //! veth with its peer in a sandbox (both ends are retired, each from its own namespace,
 //! which frees the sandbox's `eth0` for the next connect), a host bridge, and a macvlan
-//! inside a sandbox. Retired links are deleted by a reaper: a runtime thread of its own with
+//! inside a sandbox. A macvlan is retired without being set down, which alone would wait
+//! for a grace period: its addresses are taken away and it is renamed, given a fresh MAC
+//! and stops answering ARP, all while up (see [`netlink::link_retire_live`]). Retired links are deleted by a reaper: a runtime thread of its own with
 //! its own sockets, so the grace periods it waits for never hold up other requests.
 //! Removing a namespace, deleting any other link (a VXLAN device, say, whose VNI must be
 //! free at once for the next one) and dropping the executor first wait until every retired
@@ -127,8 +129,13 @@ impl Kernel {
         let key = (path.to_string(), name.to_string());
         if self.sandboxed.lock().unwrap_or_else(|p| p.into_inner()).remove(&key) {
             let grave = grave_name();
-            match self.retire(&netns, name, &grave) {
-                Ok(true) => return self.reap(&netns, grave),
+            let (n, g) = (name.to_string(), grave.clone());
+            let retired = self.on(&netns, move |ctx| ctx.block_on(netlink::link_retire_live(&ctx.handle, &n, &g)));
+            match retired.and_then(|r| r) {
+                Ok(true) => {
+                    wharf_engine::crash::point("retired-macvlan");
+                    return self.reap(&netns, grave);
+                }
                 Ok(false) => return Ok(()),
                 Err(e) => tracing::debug!("deleting {name} in {path} at once: {e}"),
             }
@@ -258,9 +265,9 @@ impl Kernel {
             let (name, mark) = (link.name.clone(), self.mark.clone());
             let exists = self.on(target, move |ctx| ctx.block_on(netlink::index(&ctx.handle, &name)))??.is_some();
             if exists {
-                // Present already: `link_add` only brings its settings in line.
+                // Present already: only bring its settings in line.
                 let there = link.clone();
-                self.on(target, move |ctx| ctx.block_on(netlink::link_add(&ctx.handle, &there, None, &mark, true)))??
+                self.on(target, move |ctx| ctx.block_on(netlink::link_adopt(&ctx.handle, &there, &mark)))??
             } else {
                 self.link_add_from(netns, &target_path, &link, false)?
             }

@@ -299,6 +299,15 @@ pub async fn link_add(
     Ok((Outcome::Created, true))
 }
 
+/// Take link `link`, which must be here already, without a creation message (a macvlan's
+/// would name its parent, which lives in another namespace): see [`adopt`].
+pub async fn link_adopt(h: &Handle, link: &LinkSpec, mark: &Mark) -> Result<(Outcome, bool), ExecError> {
+    match find(h, &link.name).await? {
+        Some(found) => adopt(h, found, link, mark).await,
+        None => Err(ExecError::new(format!("link {:?} does not exist", link.name))),
+    }
+}
+
 /// Take a link that was there already as `link`: refuse one of another kind, else bring
 /// its settings in line.
 async fn adopt(h: &Handle, found: Found, link: &LinkSpec, mark: &Mark) -> Result<(Outcome, bool), ExecError> {
@@ -364,6 +373,36 @@ pub async fn link_retire(h: &Handle, name: &str, to: &str) -> Result<bool, ExecE
         .execute()
         .await
         .map_err(|e| fail(&what, &e))?;
+    Ok(true)
+}
+
+/// Retire a link in a sandbox while it stays up: take its addresses away, then in one
+/// message rename it to `to`, give it a fresh MAC (drawn from `to`) and stop it answering
+/// ARP. Setting a macvlan down waits for an RCU grace period (the kernel unhashes its MAC
+/// synchronously); renaming a live link and changing its MAC do not, and what is left
+/// neither holds the endpoint's name, MAC or addresses nor answers for them. `Ok(false)`:
+/// it is gone.
+pub async fn link_retire_live(h: &Handle, name: &str, to: &str) -> Result<bool, ExecError> {
+    let Some(idx) = index(h, name).await? else { return Ok(false) };
+    let what = format!("retire link {name:?}");
+    let addrs: Vec<AddressMessage> = h
+        .address()
+        .get()
+        .set_link_index_filter(idx)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| fail(&what, &e))?;
+    for msg in addrs {
+        match h.address().del(msg).execute().await {
+            Ok(()) => {}
+            Err(e) if matches!(errno(&e), Some(EADDRNOTAVAIL) | Some(ENODEV)) => {}
+            Err(e) => return Err(fail(&what, &e)),
+        }
+    }
+    let mac = parse_mac(&wharf_sdk::mac_from_seed(&format!("retired {to}")))?;
+    let msg = LinkUnspec::new_with_index(idx).name(to.to_string()).address(mac).arp(false).build();
+    h.link().set(msg).execute().await.map_err(|e| fail(&what, &e))?;
     Ok(true)
 }
 
