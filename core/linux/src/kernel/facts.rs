@@ -349,3 +349,93 @@ impl State {
         facts
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rtnetlink::packet_route::route::RouteHeader;
+
+    fn link(index: u32, name: &str, up: bool) -> RouteNetlinkMessage {
+        let mut m = LinkMessage::default();
+        m.header.index = index;
+        if up {
+            m.header.flags = LinkFlags::Up;
+        }
+        m.attributes.push(LinkAttribute::IfName(name.into()));
+        RouteNetlinkMessage::NewLink(m)
+    }
+
+    fn route(dest: &str, oif: u32, metric: u32, src: Option<&str>) -> RouteMessage {
+        let net: IpNet = dest.parse().unwrap();
+        let mut m = RouteMessage::default();
+        m.header.address_family = AddressFamily::Inet;
+        m.header.destination_prefix_length = net.prefix_len();
+        m.header.table = RouteHeader::RT_TABLE_MAIN;
+        if let IpAddr::V4(a) = net.addr() {
+            if net.prefix_len() > 0 {
+                m.attributes.push(RouteAttribute::Destination(RouteAddress::Inet(a)));
+            }
+        }
+        m.attributes.push(RouteAttribute::Oif(oif));
+        m.attributes.push(RouteAttribute::Priority(metric));
+        if let Some(IpAddr::V4(s)) = src.map(|s| s.parse().unwrap()) {
+            m.attributes.push(RouteAttribute::PrefSource(RouteAddress::Inet(s)));
+        }
+        m
+    }
+
+    fn address(index: u32, net: &str) -> AddressMessage {
+        let net: IpNet = net.parse().unwrap();
+        let mut m = AddressMessage::default();
+        m.header.family = AddressFamily::Inet;
+        m.header.index = index;
+        m.header.prefix_len = net.prefix_len();
+        m.attributes.push(AddressAttribute::Address(net.addr()));
+        m
+    }
+
+    fn routes(s: &State) -> Vec<String> {
+        s.facts(&Mark::new("00")).routes.iter().map(|r| r.to_string()).collect()
+    }
+
+    #[test]
+    fn routes_the_kernel_drops_unannounced_are_dropped_by_its_rules() {
+        let mut s = State::default();
+        s.apply(link(2, "a", true), false);
+        s.apply(link(3, "b", false), false);
+        s.apply(RouteNetlinkMessage::NewAddress(address(2, "10.1.0.1/24")), false);
+        s.apply(RouteNetlinkMessage::NewRoute(route("10.1.0.0/24", 2, 0, Some("10.1.0.1"))), false);
+        s.apply(RouteNetlinkMessage::NewRoute(route("10.2.0.0/24", 2, 0, None)), false);
+        s.apply(RouteNetlinkMessage::NewRoute(route("10.3.0.0/24", 3, 0, None)), false);
+        assert_eq!(routes(&s), ["10.1.0.0/24", "10.2.0.0/24", "10.3.0.0/24"]);
+        // Still down: a change that is no transition to down keeps b's route.
+        s.apply(link(3, "b2", false), false);
+        assert_eq!(routes(&s), ["10.1.0.0/24", "10.2.0.0/24", "10.3.0.0/24"]);
+        // The address preferred by a route goes, and the route with it.
+        s.apply(RouteNetlinkMessage::DelAddress(address(2, "10.1.0.1/24")), false);
+        assert_eq!(routes(&s), ["10.2.0.0/24", "10.3.0.0/24"]);
+        s.apply(link(2, "a", false), false);
+        assert_eq!(routes(&s), ["10.3.0.0/24"], "a link set down loses its routes");
+        let RouteNetlinkMessage::NewLink(gone) = link(3, "b2", false) else { unreachable!() };
+        s.apply(RouteNetlinkMessage::DelLink(gone), false);
+        assert!(routes(&s).is_empty());
+        assert_eq!(s.facts(&Mark::new("00")).links.len(), 1);
+    }
+
+    #[test]
+    fn a_replaced_route_leaves_no_trace_and_the_lowest_metric_default_wins() {
+        let mut s = State::default();
+        s.apply(link(2, "a", true), false);
+        s.apply(link(3, "b", true), false);
+        s.apply(RouteNetlinkMessage::NewRoute(route("10.5.0.0/24", 2, 0, None)), false);
+        s.apply(RouteNetlinkMessage::NewRoute(route("10.5.0.0/24", 3, 0, None)), true);
+        assert_eq!(s.routes.len(), 1);
+        s.apply(RouteNetlinkMessage::DelRoute(route("10.5.0.0/24", 3, 0, None)), false);
+        assert!(s.routes.is_empty());
+        s.apply(RouteNetlinkMessage::NewRoute(route("0.0.0.0/0", 2, 200, None)), false);
+        s.apply(RouteNetlinkMessage::NewRoute(route("0.0.0.0/0", 3, 100, None)), false);
+        let f = s.facts(&Mark::new("00"));
+        assert_eq!(f.default_route_v4.as_deref(), Some("b"));
+        assert!(f.routes.is_empty());
+    }
+}
