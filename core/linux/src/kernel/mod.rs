@@ -12,8 +12,9 @@
 //! veth with its peer in a sandbox (both ends are retired, each from its own namespace,
 //! which frees the sandbox's `eth0` for the next connect), a host bridge, and a macvlan
 //! inside a sandbox. A macvlan is retired without being set down, which alone would wait
-//! for a grace period: its addresses are taken away and it is renamed, given a fresh MAC
-//! and stops answering ARP, all while up (see [`netlink::link_retire_live`]). Retired links are deleted by a reaper: a runtime thread of its own with
+//! for a grace period: its addresses are taken away and it is renamed and stops answering
+//! ARP, all while up (see [`netlink::link_retire_live`]); a new macvlan with its MAC waits
+//! for its deletion before it comes up. Retired links are deleted by a reaper: a runtime thread of its own with
 //! its own sockets, so the grace periods it waits for never hold up other requests.
 //! Removing a namespace, deleting any other link (a VXLAN device, say, whose VNI must be
 //! free at once for the next one) and dropping the executor first wait until every retired
@@ -276,8 +277,18 @@ impl Kernel {
             self.link_add_from(netns, &target_path, &link, true)?
         };
         if outcome == Outcome::Created {
-            let (far, alias) = (far_name.clone(), self.mark.alias.clone());
-            self.on(target, move |ctx| ctx.block_on(netlink::link_mark(&ctx.handle, &far, &alias, up)))??;
+            let mark = || {
+                let (far, alias) = (far_name.clone(), self.mark.alias.clone());
+                self.on(target, move |ctx| ctx.block_on(netlink::link_mark(&ctx.handle, &far, &alias, up)))?
+            };
+            match mark() {
+                // A retired macvlan with the same MAC on the same parent is still there.
+                Err(e) if moves && e.errno() == Some(nix::errno::Errno::EADDRINUSE as i32) => {
+                    self.drain();
+                    mark()?
+                }
+                done => done?,
+            }
         } else if up {
             let far = far_name.clone();
             self.on(target, move |ctx| ctx.block_on(netlink::link_set(&ctx.handle, &far, &LinkChange::Up)))??;

@@ -377,11 +377,11 @@ pub async fn link_retire(h: &Handle, name: &str, to: &str) -> Result<bool, ExecE
 }
 
 /// Retire a link in a sandbox while it stays up: take its addresses away, then in one
-/// message rename it to `to`, give it a fresh MAC (drawn from `to`) and stop it answering
-/// ARP. Setting a macvlan down waits for an RCU grace period (the kernel unhashes its MAC
-/// synchronously); renaming a live link and changing its MAC do not, and what is left
-/// neither holds the endpoint's name, MAC or addresses nor answers for them. `Ok(false)`:
-/// it is gone.
+/// message rename it to `to` and stop it answering ARP. Setting a macvlan down, and
+/// changing its MAC, each wait for an RCU grace period; renaming a live link does not.
+/// What is left holds neither the endpoint's name nor its addresses, but keeps its MAC
+/// until deleted: a macvlan with the same MAC on the same parent cannot come up until then
+/// (`EADDRINUSE`). `Ok(false)`: it is gone.
 pub async fn link_retire_live(h: &Handle, name: &str, to: &str) -> Result<bool, ExecError> {
     let Some(idx) = index(h, name).await? else { return Ok(false) };
     let what = format!("retire link {name:?}");
@@ -400,8 +400,7 @@ pub async fn link_retire_live(h: &Handle, name: &str, to: &str) -> Result<bool, 
             Err(e) => return Err(fail(&what, &e)),
         }
     }
-    let mac = parse_mac(&wharf_sdk::mac_from_seed(&format!("retired {to}")))?;
-    let msg = LinkUnspec::new_with_index(idx).name(to.to_string()).address(mac).arp(false).build();
+    let msg = LinkUnspec::new_with_index(idx).name(to.to_string()).arp(false).build();
     h.link().set(msg).execute().await.map_err(|e| fail(&what, &e))?;
     Ok(true)
 }
