@@ -128,4 +128,3 @@ pub fn run(bin_dir: &Path, work: &Path, smoke: bool, spec: &NetSpec, report: &mu
         }
     }
 }
-

@@ -385,14 +385,8 @@ pub async fn link_retire(h: &Handle, name: &str, to: &str) -> Result<bool, ExecE
 pub async fn link_retire_live(h: &Handle, name: &str, to: &str) -> Result<bool, ExecError> {
     let Some(idx) = index(h, name).await? else { return Ok(false) };
     let what = format!("retire link {name:?}");
-    let addrs: Vec<AddressMessage> = h
-        .address()
-        .get()
-        .set_link_index_filter(idx)
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|e| fail(&what, &e))?;
+    let addrs: Vec<AddressMessage> =
+        h.address().get().set_link_index_filter(idx).execute().try_collect().await.map_err(|e| fail(&what, &e))?;
     for msg in addrs {
         match h.address().del(msg).execute().await {
             Ok(()) => {}
