@@ -2,13 +2,16 @@
 
 pub mod abi;
 pub mod daemons;
+pub mod dataplane;
 pub mod dns;
 pub mod iperf;
 pub mod peers;
 pub mod plot;
 pub mod report;
+pub mod sustained;
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 /// Median and spread of repeated timings.
@@ -62,4 +65,21 @@ pub fn rss_kib(dir: &Path) -> u64 {
         total += rss.unwrap_or(0);
     }
     total
+}
+
+/// Run `args` and time it; an error carries its stderr.
+pub fn timed(cmd: &mut Command) -> Result<Duration, String> {
+    let t = Instant::now();
+    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+    let d = t.elapsed();
+    if !out.status.success() {
+        return Err(format!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr).trim()));
+    }
+    Ok(d)
+}
+
+/// The program `program` on `PATH`, if installed.
+pub fn which(program: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
 }

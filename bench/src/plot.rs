@@ -25,12 +25,26 @@ fn register_font() -> Result<(), String> {
 /// One line of a plot: a label and its (x, y) points.
 pub type Series = (String, Vec<(f64, f64)>);
 
-/// Draw `series` against a logarithmic x axis (the scale) and a logarithmic y axis (µs) into
-/// a PNG at `path`.
+/// A tick label for a time in milliseconds: no more digits than the scale needs.
+fn ms_label(v: f64) -> String {
+    if v >= 10.0 {
+        format!("{v:.0}")
+    } else if v >= 1.0 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    }
+}
+
+/// Draw `series` (points in µs) against a logarithmic x axis (the scale) and a logarithmic
+/// y axis in milliseconds into a PNG at `path`. Tick labels are few and plain numbers, so
+/// they neither crowd nor overlap.
 pub fn scaling(path: &Path, title: &str, x_label: &str, series: &[Series]) -> Result<(), String> {
     register_font()?;
+    let series: Vec<Series> =
+        series.iter().map(|(l, p)| (l.clone(), p.iter().map(|&(x, y)| (x, y / 1000.0)).collect())).collect();
     let points = series.iter().flat_map(|(_, p)| p.iter());
-    let (mut x_max, mut y_min, mut y_max) = (1.0f64, f64::MAX, 1.0f64);
+    let (mut x_max, mut y_min, mut y_max) = (1.0f64, f64::MAX, 0.0f64);
     for &(x, y) in points {
         x_max = x_max.max(x);
         y_min = y_min.min(y);
@@ -45,15 +59,21 @@ pub fn scaling(path: &Path, title: &str, x_label: &str, series: &[Series]) -> Re
     let mut chart = ChartBuilder::on(&root)
         .caption(title, ("sans-serif", 22))
         .margin(16)
-        .x_label_area_size(44)
-        .y_label_area_size(70)
-        .build_cartesian_2d((1.0f64..x_max * 1.2).log_scale(), (y_min * 0.7..y_max * 1.4).log_scale())
+        .x_label_area_size(48)
+        .y_label_area_size(64)
+        .build_cartesian_2d((1.0f64..x_max * 1.2).log_scale(), (y_min * 0.7..y_max * 1.4).log_scale().base(2.0))
         .map_err(|e| err(&e))?;
     chart
         .configure_mesh()
-        .x_desc(x_label)
-        .y_desc("median µs (log)")
-        .label_style(("sans-serif", 14))
+        .x_desc(format!("{x_label} (log scale)"))
+        .y_desc("median, ms (log scale)")
+        .x_labels(5)
+        .y_labels(8)
+        .x_label_formatter(&|v| format!("{v:.0}"))
+        .y_label_formatter(&|v| ms_label(*v))
+        .light_line_style(WHITE.mix(0.0))
+        .label_style(("sans-serif", 15))
+        .axis_desc_style(("sans-serif", 16))
         .draw()
         .map_err(|e| err(&e))?;
     for (i, (label, pts)) in series.iter().enumerate() {
@@ -86,6 +106,7 @@ mod tests {
         let series = vec![
             ("a".to_string(), vec![(1.0, 100.0), (10.0, 110.0), (1000.0, 130.0)]),
             ("b".to_string(), vec![(1.0, 1000.0), (1000.0, 9000.0)]),
+            ("c".to_string(), vec![(1.0, 80000.0), (10.0, 90000.0), (100.0, 120000.0), (1000.0, 330000.0)]),
         ];
         scaling(&path, "test", "endpoints", &series).unwrap();
         let png = std::fs::read(&path).unwrap();

@@ -20,10 +20,19 @@ fn crash_points() -> bool {
 /// Restart wharfd set to abort at `point`, run the wharf command `args` (which must die
 /// with it), then start it again normally.
 fn crash_during(h: &mut Host, point: &str, args: &[&str]) {
+    crash_during_after(h, point, &[], args)
+}
+
+/// [`crash_during`], running the wharf command `first` (which must succeed) on the daemon
+/// that is to crash: for state that lives only in the running daemon.
+fn crash_during_after(h: &mut Host, point: &str, first: &[&str], args: &[&str]) {
     h.stop_daemon();
     h.set_env(CRASH_AT, Some(point));
     let logged = h.log().len();
     h.start_daemon();
+    if !first.is_empty() {
+        h.wharf_ok(first);
+    }
     let out = h.wharf(args);
     assert!(!out.status.success(), "{args:?} should have died at {point}:\n{}", h.log());
     h.kill_daemon();
@@ -480,4 +489,42 @@ fn a_sysctl_set_by_a_plan_killed_midway_comes_back_to_the_value_found() {
     assert_eq!(forwarding(&h), "1", "a new network takes hold of the key afresh");
     h.wharf_ok(&["network", "rm", "p"]);
     assert_eq!(forwarding(&h), "0");
+}
+
+#[test]
+fn a_macvlan_disconnect_killed_after_the_live_retirement_leaves_a_clean_kernel() {
+    wharf_tests::require_root!();
+    if !crash_points() {
+        return;
+    }
+    let mut h = Host::start();
+    h.in_host_ok(&["ip", "link", "add", "mvpar", "type", "veth", "peer", "name", "mvparp"]);
+    h.in_host_ok(&["ip", "link", "set", "mvpar", "up"]);
+    h.in_host_ok(&["ip", "link", "set", "mvparp", "up"]);
+    h.wharf_ok(&["network", "create", "-d", "macvlan", "--subnet", "10.92.0.0/24", "-o", "parent=mvpar", "mv"]);
+    for sb in ["s1", "s2"] {
+        h.wharf_ok(&["sandbox", "create", sb]);
+    }
+    h.wharf_ok(&["network", "connect", "mv", "s2", "--ip", "10.92.0.20"]);
+    let connect = ["network", "connect", "mv", "s1", "--ip", "10.92.0.10", "--mac-address", "02:00:00:00:00:0a"];
+    // Retired while up (renamed, addresses gone, a fresh MAC), not yet deleted; the daemon
+    // retires only the macvlans it made itself.
+    for point in ["retired-macvlan", "after:delete link"] {
+        crash_during_after(&mut h, point, &connect, &["network", "disconnect", "mv", "s1"]);
+        let links = String::from_utf8_lossy(&h.in_sandbox("s1", &["ip", "-o", "link"]).stdout).into_owned();
+        assert_eq!(links.lines().count(), 1, "{point}: only lo is left: {links}\n{}", h.log());
+        let v: Value = serde_json::from_str(&h.wharf_ok(&["sandbox", "inspect", "s1"])).unwrap();
+        assert!(v[0]["Networks"].as_object().is_none_or(|n| n.is_empty()), "{point}: {v}");
+        // A second restart finds nothing to repair or complain about (a macvlan that is
+        // there already is taken as it is, without looking for its parent in the sandbox).
+        h.stop_daemon();
+        let logged = h.log().len();
+        h.start_daemon();
+        let after = h.log()[logged..].to_string();
+        assert!(!after.contains("WARN") && !after.contains("failed"), "{point}: {after}");
+        // The same address and MAC come back at once.
+        h.wharf_ok(&connect);
+        assert!(h.ping("s1", "10.92.0.20"), "{point}\n{}", h.log());
+        h.wharf_ok(&["network", "disconnect", "mv", "s1"]);
+    }
 }

@@ -274,3 +274,37 @@ fn a_restart_with_many_sandboxes_leaves_no_thread_in_a_sandbox_namespace() {
     let last = h.sandbox_ip("m47", "many");
     assert!(h.ping("m0", &last), "the first and the last sandbox still talk\n{}", h.log());
 }
+
+/// The host facts come from notifications, not a dump per call: a route `ip` made just
+/// before a call is seen, and so is one the kernel removed without announcing it (the
+/// routes of a link set down or deleted).
+#[test]
+fn host_facts_follow_links_made_changed_and_removed_by_others_between_calls() {
+    wharf_tests::require_root!();
+    let h = Host::start_with_config("default_address_pools = [{ base = \"10.252.0.0/16\", size = 24 }]\n");
+    let picked = |h: &Host, name: &str| -> String {
+        h.wharf_ok(&["network", "create", name]);
+        let net: serde_json::Value = serde_json::from_str(&h.wharf_ok(&["network", "inspect", name])).unwrap();
+        h.wharf_ok(&["network", "rm", name]);
+        net[0]["IPAM"]["Config"][0]["Subnet"].as_str().unwrap_or_default().to_string()
+    };
+    let (free, next) = ("10.252.0.0/24", "10.252.1.0/24");
+    assert_eq!(picked(&h, "n0"), free);
+    for step in [
+        &["link", "add", "hf0", "type", "veth", "peer", "name", "hf1"][..],
+        &["addr", "add", "10.252.0.1/24", "dev", "hf0"],
+        &["link", "set", "hf1", "up"],
+        &["link", "set", "hf0", "up"],
+    ] {
+        h.in_host_ok(&[&["ip"], step].concat());
+    }
+    assert_eq!(picked(&h, "n1"), next, "the route made just before the call");
+    h.in_host_ok(&["ip", "link", "set", "hf0", "down"]);
+    assert_eq!(picked(&h, "n2"), free, "a link set down takes its routes, unannounced");
+    h.in_host_ok(&["ip", "link", "set", "hf0", "up"]);
+    assert_eq!(picked(&h, "n3"), next, "and brings them back when up");
+    h.in_host_ok(&["ip", "link", "del", "hf0"]);
+    assert_eq!(picked(&h, "n4"), free, "a deleted link takes its routes");
+    h.in_host_ok(&["ip", "route", "add", "10.252.0.0/23", "dev", "lo"]);
+    assert_eq!(picked(&h, "n5"), "10.252.2.0/24", "a route added alone");
+}

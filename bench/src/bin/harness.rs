@@ -13,6 +13,10 @@
 //! - `ports`: the same with one published port, with 1 and 1000 ports published.
 //! - `networks`: network create and rm with 1, 100 and 500 networks present: the docker CLI
 //!   against wharfd, the docker CLI against dockerd, the wharf CLI.
+//! - `sustained`: the same operations back to back, as a busy client issues them:
+//!   connect + disconnect on a bridge and a macvlan network for every peer, and network
+//!   create + rm for every client, in pairs per second, beside network create + rm 200 ms
+//!   apart (see [`wharf_bench::sustained`]).
 //! - `daemon`: wharfd's memory idle and with 1000 endpoints (next to dockerd's), and the
 //!   time from a restart with 1000 endpoints until the API serves again, state reconciled.
 //! - `data plane`: iperf3 between two sandboxes on a bridge network against a bare veth
@@ -28,12 +32,12 @@
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
-use wharf_bench::daemons::{Daemon, PrivateNetns};
-use wharf_bench::iperf::Iperf;
+use wharf_bench::daemons::Daemon;
 use wharf_bench::peers::wharf::{Via, Wharf};
 use wharf_bench::peers::{Endpoints, Kind, NetSpec, Port};
 use wharf_bench::plot;
 use wharf_bench::report::Report;
+use wharf_bench::sustained::NetClient;
 
 /// The endpoint id whose connect and disconnect are measured; fillers are 0, 1, 2, ….
 const PROBE: usize = 60_000;
@@ -74,7 +78,7 @@ impl Opts {
                 "--out" => o.out = PathBuf::from(args.next().expect("--out DIR")),
                 "-h" | "--help" => {
                     println!(
-                        "usage: harness [--smoke] [--install-peers] [--skip-docker] [--only endpoints|ports|networks|daemon|dataplane|dns]... \
+                        "usage: harness [--smoke] [--install-peers] [--skip-docker] [--only endpoints|ports|networks|sustained|daemon|dataplane|dns]... \
                          [--rounds N] [--out DIR]"
                     );
                     std::process::exit(0);
@@ -251,40 +255,39 @@ fn ports(o: &Opts, report: &mut Report) {
     }
 }
 
-/// Run `args` and time it; an error carries its stderr.
-fn timed(cmd: &mut Command) -> Result<Duration, String> {
-    let t = Instant::now();
-    let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-    let d = t.elapsed();
-    if !out.status.success() {
-        return Err(format!("{cmd:?}: {}", String::from_utf8_lossy(&out.stderr).trim()));
-    }
-    Ok(d)
-}
-
-fn networks(o: &Opts, report: &mut Report) {
-    let section = "networks";
+/// A wharfd and (when it starts) a dockerd, with the clients that make networks on them:
+/// the wharf CLI and the docker CLI against wharfd, the docker CLI against dockerd.
+fn network_daemons(o: &Opts, section: &str, report: &mut Report) -> (Daemon, Option<Daemon>, Vec<NetClient>) {
     let wharfd = Daemon::wharfd(&o.bin_dir, &o.work).unwrap_or_else(|e| panic!("{e}"));
     let dockerd = match Daemon::dockerd(&o.work) {
         Ok(d) => Some(d),
         Err(e) => {
-            report.note(format!("docker: left out of networks: {e}"));
+            report.note(format!("docker: left out of {section}: {e}"));
             None
         }
     };
-    let docker_cli = which("docker");
+    let docker_cli = wharf_bench::which("docker");
     if docker_cli.is_none() {
         report.note("docker CLI: not installed; networks through it are left out");
     }
-    let wharf_cli = o.bin_dir.join("wharf");
-    // (label, program, socket)
-    let mut systems: Vec<(&str, PathBuf, &Daemon)> = vec![("wharf CLI → wharfd", wharf_cli, &wharfd)];
+    let client = |label: &str, program: &PathBuf, d: &Daemon| NetClient {
+        label: label.into(),
+        program: program.clone(),
+        socket: d.socket.clone(),
+    };
+    let mut clients = vec![client("wharf CLI → wharfd", &o.bin_dir.join("wharf"), &wharfd)];
     if let Some(cli) = &docker_cli {
-        systems.push(("docker CLI → wharfd", cli.clone(), &wharfd));
+        clients.push(client("docker CLI → wharfd", cli, &wharfd));
         if let Some(d) = &dockerd {
-            systems.push(("docker CLI → dockerd", cli.clone(), d));
+            clients.push(client("docker CLI → dockerd", cli, d));
         }
     }
+    (wharfd, dockerd, clients)
+}
+
+fn networks(o: &Opts, report: &mut Report) {
+    let section = "networks";
+    let (wharfd, dockerd, clients) = network_daemons(o, section, report);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let scales: Vec<usize> = if o.smoke { vec![1, 10] } else { vec![1, 100, 500] };
     let mut have = 0;
@@ -303,29 +306,29 @@ fn networks(o: &Opts, report: &mut Report) {
         }
         have = n;
         for _ in 0..o.rounds {
-            for (label, program, d) in &systems {
-                let host = format!("unix://{}", d.socket.display());
-                let create = timed(Command::new(program).args(["-H", &host, "network", "create"]).args([
-                    "--subnet",
-                    "10.99.0.0/24",
-                    "probe",
-                ]));
-                let rm = timed(Command::new(program).args(["-H", &host, "network", "rm", "probe"]));
-                match (create, rm) {
-                    (Ok(c), Ok(r)) => {
-                        report.add(section, "create", n, label, c);
-                        report.add(section, "rm", n, label, r);
-                    }
-                    (Err(e), _) | (_, Err(e)) => panic!("{label}: {e}"),
-                }
+            for c in &clients {
+                let (create, rm) = c.create_rm("probe", "10.99.0.0/24").unwrap_or_else(|e| panic!("{}: {e}", c.label));
+                report.add(section, "create", n, &c.label, create);
+                report.add(section, "rm", n, &c.label, rm);
             }
         }
     }
 }
 
-fn which(program: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(program)).find(|p| p.is_file())
+/// Back-to-back connect + disconnect (bridge and macvlan, every peer) and network create +
+/// rm (every client), beside the same spaced out; see [`wharf_bench::sustained`].
+fn sustained(o: &Opts, report: &mut Report) {
+    let section = "sustained";
+    let pairs = if o.smoke { 5 } else { 40 };
+    for (kind, i) in [(Kind::Bridge, 4), (Kind::Macvlan, 5)] {
+        let spec = spec(kind, i);
+        let mut peers = endpoint_peers(o, report, &spec);
+        let section = format!("{section} {}", kind.as_str());
+        wharf_bench::sustained::endpoints(&mut peers, pairs, PROBE, &section, report);
+    }
+    let (_wharfd, _dockerd, clients) = network_daemons(o, section, report);
+    let pairs = if o.smoke { 5 } else { 20 };
+    wharf_bench::sustained::networks(&clients, pairs, Duration::from_millis(200), section, report);
 }
 
 fn daemon(o: &Opts, report: &mut Report) {
@@ -364,90 +367,15 @@ fn daemon(o: &Opts, report: &mut Report) {
     }
 }
 
-fn ip(netns: &str, args: &[&str]) {
-    let out = Command::new("ip").args(["-n", netns]).args(args).output().expect("ip");
-    assert!(out.status.success(), "ip -n {netns} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
-}
-
 fn dataplane(o: &Opts, report: &mut Report) {
-    let section = "data plane";
-    if which("iperf3").is_none() {
-        report.note("data plane: iperf3 is not installed (apt-get install iperf3, or --install-peers)");
-        return;
-    }
-    let secs = if o.smoke { 1 } else { 5 };
-    let rounds = if o.smoke { 1 } else { 3 };
-    let mut w = Wharf::new(Via::Api, &o.bin_dir, &spec(Kind::Bridge, 3), &o.work).unwrap_or_else(|e| panic!("{e}"));
-    let host = w.daemon.netns().0.clone();
-    let routed = serde_json::json!({
-        "Name": "routed",
-        "IPAM": { "Config": [{ "Subnet": "10.213.0.0/24" }] },
-        "Options": { "com.docker.network.bridge.gateway_mode_ipv4": "routed" },
-    });
-    w.call("POST", "/networks/create", Some(&routed)).unwrap_or_else(|e| panic!("{e}"));
-    w.connect(0, &[Port { host_port: 15201, container_port: 5201 }]).unwrap_or_else(|e| panic!("{e}"));
-    w.connect(1, &[]).unwrap_or_else(|e| panic!("{e}"));
-    w.call("POST", "/wharf/sandboxes", Some(&serde_json::json!({ "Name": "r" }))).unwrap_or_else(|e| panic!("{e}"));
-    // In routed mode only published ports (and ICMP) are reachable from outside, as in Docker.
-    let direct = serde_json::json!({ "Container": "r", "EndpointConfig": {
-        "IPAMConfig": { "IPv4Address": "10.213.0.2" },
-        "PortBindings": { "5201/tcp": [{ "HostIp": "", "HostPort": "25201" }] },
-    } });
-    w.call("POST", "/networks/routed/connect", Some(&direct)).unwrap_or_else(|e| panic!("{e}"));
-    let sandbox = |name: &str| w.daemon.dir().join("netns").join(name).display().to_string();
-    // An outside namespace wired to wharf's host namespace.
-    let outside = PrivateNetns::new(&format!("wharf-bench-out{}", std::process::id())).expect("netns");
-    ip(&host, &["link", "add", "wbup0", "type", "veth", "peer", "name", "wbup1", "netns", &outside.0]);
-    ip(&host, &["addr", "add", "192.0.2.1/24", "dev", "wbup0"]);
-    ip(&host, &["link", "set", "wbup0", "up"]);
-    ip(&outside.0, &["addr", "add", "192.0.2.2/24", "dev", "wbup1"]);
-    ip(&outside.0, &["link", "set", "wbup1", "up"]);
-    ip(&outside.0, &["route", "add", "10.213.0.0/24", "via", "192.0.2.1"]);
-    // A bare veth pair between two namespaces.
-    let v1 = PrivateNetns::new(&format!("wharf-bench-v1-{}", std::process::id())).expect("netns");
-    let v2 = PrivateNetns::new(&format!("wharf-bench-v2-{}", std::process::id())).expect("netns");
-    ip(&v1.0, &["link", "add", "wbv1", "type", "veth", "peer", "name", "wbv2", "netns", &v2.0]);
-    ip(&v1.0, &["addr", "add", "10.214.0.1/24", "dev", "wbv1"]);
-    ip(&v1.0, &["link", "set", "wbv1", "up"]);
-    ip(&v2.0, &["addr", "add", "10.214.0.2/24", "dev", "wbv2"]);
-    ip(&v2.0, &["link", "set", "wbv2", "up"]);
-
-    let servers = [sandbox("s0"), sandbox("r"), v1.path()];
-    let _servers: Vec<Iperf> = servers.iter().map(|ns| Iperf::serve(ns).unwrap_or_else(|e| panic!("{e}"))).collect();
-    let a_ip = {
-        let net = w.call("GET", "/networks/bench3", None).unwrap_or_else(|e| panic!("{e}"));
-        let containers = net["Containers"].as_object().cloned().unwrap_or_default();
-        let ep = containers.values().find(|c| c["Name"] == "s0").cloned().unwrap_or_default();
-        ep["IPv4Address"].as_str().unwrap_or_default().split('/').next().unwrap_or_default().to_string()
-    };
-    // (label, client namespace, address, port)
-    let cases = [
-        ("bridge: sandbox to sandbox", sandbox("s1"), a_ip.clone(), 5201),
-        ("bare veth pair", v2.path(), "10.214.0.1".to_string(), 5201),
-        ("published port, from outside", outside.path(), "192.0.2.1".to_string(), 15201),
-        ("direct (routed), from outside", outside.path(), "10.213.0.2".to_string(), 5201),
-    ];
-    let mut results: Vec<Vec<f64>> = vec![Vec::new(); cases.len()];
-    for _ in 0..rounds {
-        for (i, (label, from, to, port)) in cases.iter().enumerate() {
-            match wharf_bench::iperf::client(from, to, *port, secs) {
-                Ok(g) => results[i].push(g),
-                Err(e) => report.note(format!("data plane, {label}: {e}")),
-            }
-        }
-    }
-    for (i, (label, ..)) in cases.iter().enumerate() {
-        if !results[i].is_empty() {
-            report.value(section, &format!("iperf3 TCP, {label}"), wharf_bench::report::median(&results[i]), "Gbit/s");
-        }
-    }
+    wharf_bench::dataplane::run(&o.bin_dir, &o.work, o.smoke, &spec(Kind::Bridge, 3), report);
 }
 
 fn dns(o: &Opts, report: &mut Report) {
     use wharf_bench::dns::{self as d, FORWARDED, INTERNAL};
     let section = "dns";
     for tool in ["dnsperf", "dnsmasq"] {
-        if which(tool).is_none() {
+        if wharf_bench::which(tool).is_none() {
             return report.note(format!("dns: {tool} is not installed (apt-get install dnsperf dnsmasq-base)"));
         }
     }
@@ -525,34 +453,35 @@ fn dns(o: &Opts, report: &mut Report) {
     }
 }
 
+/// One plot per section with scaling curves; a section with two operations (networks:
+/// create and rm) has a line per system and operation.
 fn plots(o: &Opts, report: &Report) -> Vec<PathBuf> {
     let mut made = Vec::new();
-    for (section, op, x) in [
-        ("endpoints bridge", "connect + disconnect", "endpoints on the network"),
-        ("endpoints macvlan", "connect + disconnect", "endpoints on the network"),
-        ("ports", "connect + disconnect", "ports published"),
-        ("networks", "create", "networks present"),
-        ("networks", "rm", "networks present"),
+    for (section, ops, x) in [
+        ("endpoints bridge", &["connect + disconnect"][..], "endpoints on the network"),
+        ("endpoints macvlan", &["connect + disconnect"][..], "endpoints on the network"),
+        ("ports", &["connect + disconnect"][..], "ports published"),
+        ("networks", &["create", "rm"][..], "networks present"),
     ] {
         let series: Vec<plot::Series> = report
             .systems(section)
             .into_iter()
-            .map(|s| {
+            .flat_map(|s| ops.iter().map(move |op| (s.clone(), *op)))
+            .map(|(s, op)| {
                 let pts = report
                     .scales(section, op)
                     .into_iter()
                     .filter_map(|n| report.median(section, op, n, &s).map(|m| (n as f64, m)))
                     .collect();
-                (s, pts)
+                (if ops.len() > 1 { format!("{s}: {op}") } else { s }, pts)
             })
             .filter(|(_, pts): &plot::Series| !pts.is_empty())
             .collect();
         if series.is_empty() {
             continue;
         }
-        let file =
-            o.out.join(format!("{}-{}.png", section.replace(' ', "-"), op.replace(" + ", "-").replace(' ', "-")));
-        match plot::scaling(&file, &format!("{section}: {op}"), x, &series) {
+        let file = o.out.join(format!("{}.png", section.replace(' ', "-")));
+        match plot::scaling(&file, &format!("{section}: {}", ops.join(", ")), x, &series) {
             Ok(()) => made.push(file),
             Err(e) => panic!("plot: {e}"),
         }
@@ -578,6 +507,9 @@ fn main() {
     }
     if o.wants("networks") {
         networks(&o, &mut report);
+    }
+    if o.wants("sustained") {
+        sustained(&o, &mut report);
     }
     if o.wants("daemon") {
         daemon(&o, &mut report);

@@ -3,7 +3,7 @@
 //! With `WHARF_TEST_CRASH_AT` set, the daemon aborts, as a kill -9 would stop it, at the
 //! named point: `journaled` (a plan is in the journal, no step has run), `after:TEXT` (a
 //! step whose description contains TEXT has just been carried out) or a point the kernel
-//! executor names itself (such as `retired-sandbox-end`). Release builds compile every
+//! executor names itself (such as `retired-sandbox-end`, `retired-macvlan`). Release builds compile every
 //! point to nothing.
 
 #[cfg(debug_assertions)]

@@ -7,6 +7,7 @@ use crate::error::{Error, Result};
 use crate::executor::{found_steps, run_plan, undo_steps, Executor};
 use crate::model::JournalEntry;
 use crate::store::{Table, Txn};
+use std::collections::BTreeSet;
 use std::path::Path;
 use wharf_sdk::{Op, Plan, Step};
 
@@ -202,8 +203,16 @@ impl Engine {
     /// ran, are left. The one step that may have been under way (the first without a record)
     /// is undone only when it made a link that carries this daemon's mark and that no stored
     /// object names; other objects it may have made are left for reconcile.
-    pub(super) fn recover_journal(&self) -> Result<()> {
+    ///
+    /// Returns the sandbox namespaces whose links an interrupted plan deleted: a macvlan
+    /// retired there may be left for reconcile to sweep.
+    pub(super) fn recover_journal(&self) -> Result<BTreeSet<String>> {
+        let mut touched = BTreeSet::new();
         for (key, entry) in self.store.list::<JournalEntry>(Table::Journal)? {
+            touched.extend(entry.plan.ops().filter_map(|op| match op {
+                Op::LinkDel { netns: wharf_sdk::Netns::Path(p), .. } => Some(p.clone()),
+                _ => None,
+            }));
             let exec = self.restoring(&entry.object);
             let steps = entry.plan.steps.len();
             let mut failures = Vec::new();
@@ -230,7 +239,7 @@ impl Engine {
             self.store.write(|t| t.delete(Table::Journal, &key))?;
         }
         self.store.clear_progress();
-        Ok(())
+        Ok(touched)
     }
 
     /// Whether `step`, whose outcome was never recorded, made something of this daemon's: a

@@ -291,8 +291,8 @@ impl Engine {
             cluster: OnceLock::new(),
             dns,
         };
-        engine.recover_journal()?;
-        engine.reconcile()?;
+        let touched = engine.recover_journal()?;
+        engine.reconcile(&touched)?;
         engine.ensure_predefined()?;
         engine.dns_restore();
         Ok(engine)

@@ -76,13 +76,14 @@ impl Engine {
         }
     }
 
-    /// Make the kernel match the store.
-    pub(super) fn reconcile(&self) -> Result<()> {
+    /// Make the kernel match the store. `touched`: sandbox namespaces an interrupted plan
+    /// deleted links in (see [`Engine::recover_journal`]).
+    pub(super) fn reconcile(&self, touched: &BTreeSet<String>) -> Result<()> {
         let mut state = self.lock();
         let facts = self.exec.host_facts().map_err(|e| {
             crate::error::Error::Internal(format!("reading host facts: {}", crate::executor::report(&e)))
         })?;
-        self.revive_sandboxes(&mut state)?;
+        self.revive_sandboxes(&mut state, touched)?;
         for n in state.networks.values() {
             self.reapply(&format!("network {}", n.name), &n.plan, &facts);
         }
@@ -147,17 +148,18 @@ impl Engine {
 
     /// Owned sandboxes whose namespace is gone (after a reboot) get a new one; endpoints of
     /// a runtime's sandbox whose namespace is gone are dropped with their host-side state.
-    fn revive_sandboxes(&self, state: &mut State) -> Result<()> {
+    fn revive_sandboxes(&self, state: &mut State, touched: &BTreeSet<String>) -> Result<()> {
         let sandboxes: Vec<_> = state.sandboxes.values().cloned().collect();
         for sb in sandboxes {
             if self.exec.check_netns(Path::new(&sb.netns)).is_ok() {
                 // Links are retired inside a sandbox only for its macvlan endpoints; a crash
-                // before their deletion leaves them there.
+                // before their deletion leaves them there (the last one's retirement may have
+                // been the interrupted plan, which left no endpoint behind).
                 let ns = Netns::Path(sb.netns.clone());
                 let macvlan = |e: &Endpoint| {
                     e.plan.ops().any(|op| matches!(op, Op::LinkAdd { link, .. } if matches!(&link.kind, LinkKind::Macvlan { target_netns: Some(t), .. } if *t == ns)))
                 };
-                if state.endpoints_of_sandbox(&sb.id).any(macvlan) {
+                if touched.contains(&sb.netns) || state.endpoints_of_sandbox(&sb.id).any(macvlan) {
                     let known = state.endpoints_of_sandbox(&sb.id).flat_map(|e| links_in(&e.plan, &ns)).collect();
                     match self.exec.sweep(&ns, &known) {
                         Ok(swept) => swept.iter().for_each(|l| {

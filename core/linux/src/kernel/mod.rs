@@ -11,7 +11,10 @@
 //! renamed to `wgc<n>` at once, and deleted afterwards in the background. That covers a host
 //! veth with its peer in a sandbox (both ends are retired, each from its own namespace,
 //! which frees the sandbox's `eth0` for the next connect), a host bridge, and a macvlan
-//! inside a sandbox. Retired links are deleted by a reaper: a runtime thread of its own with
+//! inside a sandbox. A macvlan is retired without being set down, which alone would wait
+//! for a grace period: its addresses are taken away and it is renamed and stops answering
+//! ARP, all while up (see [`netlink::link_retire_live`]); a new macvlan with its MAC waits
+//! for its deletion before it comes up. Retired links are deleted by a reaper: a runtime thread of its own with
 //! its own sockets, so the grace periods it waits for never hold up other requests.
 //! Removing a namespace, deleting any other link (a VXLAN device, say, whose VNI must be
 //! free at once for the next one) and dropping the executor first wait until every retired
@@ -23,6 +26,7 @@
 //! itself, both kept through renames and moves between namespaces. A link that was there
 //! before is found, never marked, and never retired.
 
+pub mod facts;
 pub mod files;
 pub mod mount;
 pub mod netlink;
@@ -67,6 +71,8 @@ pub struct Kernel {
     firewall: Arc<dyn Firewall>,
     /// What marks a link as made by this daemon.
     mark: netlink::Mark,
+    /// The host namespace's links, addresses and routes, kept current.
+    facts: facts::Mirror,
 }
 
 static RETIRED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -88,6 +94,7 @@ impl Kernel {
             sandboxed: Mutex::new(HashSet::new()),
             firewall,
             mark: netlink::Mark::new(instance),
+            facts: facts::Mirror::new()?,
         })
     }
 
@@ -124,8 +131,13 @@ impl Kernel {
         let key = (path.to_string(), name.to_string());
         if self.sandboxed.lock().unwrap_or_else(|p| p.into_inner()).remove(&key) {
             let grave = grave_name();
-            match self.retire(&netns, name, &grave) {
-                Ok(true) => return self.reap(&netns, grave),
+            let (n, g) = (name.to_string(), grave.clone());
+            let retired = self.on(&netns, move |ctx| ctx.block_on(netlink::link_retire_live(&ctx.handle, &n, &g)));
+            match retired.and_then(|r| r) {
+                Ok(true) => {
+                    wharf_engine::crash::point("retired-macvlan");
+                    return self.reap(&netns, grave);
+                }
                 Ok(false) => return Ok(()),
                 Err(e) => tracing::debug!("deleting {name} in {path} at once: {e}"),
             }
@@ -255,9 +267,9 @@ impl Kernel {
             let (name, mark) = (link.name.clone(), self.mark.clone());
             let exists = self.on(target, move |ctx| ctx.block_on(netlink::index(&ctx.handle, &name)))??.is_some();
             if exists {
-                // Present already: `link_add` only brings its settings in line.
+                // Present already: only bring its settings in line.
                 let there = link.clone();
-                self.on(target, move |ctx| ctx.block_on(netlink::link_add(&ctx.handle, &there, None, &mark, true)))??
+                self.on(target, move |ctx| ctx.block_on(netlink::link_adopt(&ctx.handle, &there, &mark)))??
             } else {
                 self.link_add_from(netns, &target_path, &link, false)?
             }
@@ -266,8 +278,18 @@ impl Kernel {
             self.link_add_from(netns, &target_path, &link, true)?
         };
         if outcome == Outcome::Created {
-            let (far, alias) = (far_name.clone(), self.mark.alias.clone());
-            self.on(target, move |ctx| ctx.block_on(netlink::link_mark(&ctx.handle, &far, &alias, up)))??;
+            let mark = || {
+                let (far, alias) = (far_name.clone(), self.mark.alias.clone());
+                self.on(target, move |ctx| ctx.block_on(netlink::link_mark(&ctx.handle, &far, &alias, up)))?
+            };
+            match mark() {
+                // A retired macvlan with the same MAC on the same parent is still there.
+                Err(e) if moves && e.errno() == Some(nix::errno::Errno::EADDRINUSE as i32) => {
+                    self.drain();
+                    mark()?
+                }
+                done => done?,
+            }
         } else if up {
             let far = far_name.clone();
             self.on(target, move |ctx| ctx.block_on(netlink::link_set(&ctx.handle, &far, &LinkChange::Up)))??;
@@ -390,8 +412,7 @@ impl Executor for Kernel {
     }
 
     fn host_facts(&self) -> Result<HostFacts, ExecError> {
-        let ctx = self.netlink.host();
-        ctx.block_on(netlink::host_facts(&ctx.handle))
+        self.facts.facts(&self.netlink.host(), &self.mark)
     }
 
     fn create_netns(&self, dir: &Path, name: &str) -> Result<PathBuf, ExecError> {

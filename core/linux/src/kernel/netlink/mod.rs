@@ -1,10 +1,12 @@
 //! Netlink operations: links, addresses, routes, neighbour and FDB entries, and the host
 //! facts. Each function takes the netlink handle of one namespace (see [`super::sockets`]) and is
 //! idempotent: making what exists or removing what is absent succeeds. Links live here;
-//! addresses, routes, neighbours and FDB entries in [`addresses`]; the host facts in [`facts`].
+//! addresses, routes, neighbours and FDB entries in [`addresses`]. The host facts are kept
+//! by [`super::facts`].
 
 use futures::TryStreamExt;
-use nix::errno::Errno::{EEXIST, ENODEV, ENOENT};
+use nix::errno::Errno::{EADDRNOTAVAIL, EEXIST, ENODEV, ENOENT};
+use rtnetlink::packet_route::address::AddressMessage;
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkInfo, LinkMessage, MacVlanMode,
 };
@@ -18,12 +20,10 @@ use wharf_engine::executor::{ExecError, Outcome};
 use wharf_sdk::{LinkChange, LinkKind, LinkSpec, MacvlanMode};
 
 mod addresses;
-mod facts;
 
 pub use addresses::{
     addr_add, addr_del, fdb_add, fdb_del, neigh_add, neigh_del, neigh_proxy_add, neigh_proxy_del, route_add, route_del,
 };
-pub use facts::host_facts;
 
 /// The errno of a netlink error, if it is one.
 fn errno(e: &rtnetlink::Error) -> Option<nix::errno::Errno> {
@@ -33,7 +33,7 @@ fn errno(e: &rtnetlink::Error) -> Option<nix::errno::Errno> {
     }
 }
 
-fn fail(what: &str, e: &rtnetlink::Error) -> ExecError {
+pub(super) fn fail(what: &str, e: &rtnetlink::Error) -> ExecError {
     match errno(e) {
         Some(code) => ExecError::os(what, code),
         None => ExecError::new(format!("{what}: {e}")),
@@ -49,7 +49,7 @@ pub fn parse_mac(mac: &str) -> Result<Vec<u8>, ExecError> {
     }
 }
 
-fn format_mac(b: &[u8]) -> String {
+pub(super) fn format_mac(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect::<Vec<_>>().join(":")
 }
 
@@ -66,7 +66,7 @@ pub async fn index(h: &Handle, name: &str) -> Result<Option<u32>, ExecError> {
 
 /// Every link in this namespace. Without counters the kernel writes (and we parse) about
 /// half as much per link, which counts once a host has hundreds of bridges and veths.
-async fn dump_links(h: &Handle) -> Result<Vec<LinkMessage>, ExecError> {
+pub(super) async fn dump_links(h: &Handle) -> Result<Vec<LinkMessage>, ExecError> {
     h.link()
         .get()
         .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
@@ -100,7 +100,7 @@ impl Mark {
     }
 
     /// Whether a link with `alias` and `group` carries this mark.
-    fn on(&self, alias: Option<&str>, group: u32) -> bool {
+    pub(super) fn on(&self, alias: Option<&str>, group: u32) -> bool {
         match alias {
             Some(a) => a == self.alias,
             None => group == self.group,
@@ -301,6 +301,15 @@ pub async fn link_add(
     Ok((Outcome::Created, true))
 }
 
+/// Take link `link`, which must be here already, without a creation message (a macvlan's
+/// would name its parent, which lives in another namespace): see [`adopt`].
+pub async fn link_adopt(h: &Handle, link: &LinkSpec, mark: &Mark) -> Result<(Outcome, bool), ExecError> {
+    match find(h, &link.name).await? {
+        Some(found) => adopt(h, found, link, mark).await,
+        None => Err(ExecError::new(format!("link {:?} does not exist", link.name))),
+    }
+}
+
 /// Take a link that was there already as `link`: refuse one of another kind, else bring
 /// its settings in line.
 async fn adopt(h: &Handle, found: Found, link: &LinkSpec, mark: &Mark) -> Result<(Outcome, bool), ExecError> {
@@ -366,6 +375,29 @@ pub async fn link_retire(h: &Handle, name: &str, to: &str) -> Result<bool, ExecE
         .execute()
         .await
         .map_err(|e| fail(&what, &e))?;
+    Ok(true)
+}
+
+/// Retire a link in a sandbox while it stays up: take its addresses away, then in one
+/// message rename it to `to` and stop it answering ARP. Setting a macvlan down, and
+/// changing its MAC, each wait for an RCU grace period; renaming a live link does not.
+/// What is left holds neither the endpoint's name nor its addresses, but keeps its MAC
+/// until deleted: a macvlan with the same MAC on the same parent cannot come up until then
+/// (`EADDRINUSE`). `Ok(false)`: it is gone.
+pub async fn link_retire_live(h: &Handle, name: &str, to: &str) -> Result<bool, ExecError> {
+    let Some(idx) = index(h, name).await? else { return Ok(false) };
+    let what = format!("retire link {name:?}");
+    let addrs: Vec<AddressMessage> =
+        h.address().get().set_link_index_filter(idx).execute().try_collect().await.map_err(|e| fail(&what, &e))?;
+    for msg in addrs {
+        match h.address().del(msg).execute().await {
+            Ok(()) => {}
+            Err(e) if matches!(errno(&e), Some(EADDRNOTAVAIL) | Some(ENODEV)) => {}
+            Err(e) => return Err(fail(&what, &e)),
+        }
+    }
+    let msg = LinkUnspec::new_with_index(idx).name(to.to_string()).arp(false).build();
+    h.link().set(msg).execute().await.map_err(|e| fail(&what, &e))?;
     Ok(true)
 }
 
