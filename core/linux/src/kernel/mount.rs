@@ -93,9 +93,7 @@ const LO_FLAGS_AUTOCLEAR: u32 = 4;
 // The loop device ioctls of <linux/loop.h>. They are numbered with _IO whatever their
 // argument, hence the `_bad` forms for those that take one.
 nix::ioctl_none!(loop_ctl_get_free, b'L', 0x82);
-nix::ioctl_write_int_bad!(loop_set_fd, nix::request_code_none!(b'L', 0x00));
-nix::ioctl_none!(loop_clr_fd, b'L', 0x01);
-nix::ioctl_write_ptr_bad!(loop_set_status64, nix::request_code_none!(b'L', 0x04), LoopInfo64);
+nix::ioctl_write_ptr_bad!(loop_configure, nix::request_code_none!(b'L', 0x0A), LoopConfig);
 
 /// `struct loop_info64` from `<linux/loop.h>`.
 #[repr(C)]
@@ -115,9 +113,20 @@ struct LoopInfo64 {
     init: [u64; 2],
 }
 
+/// `struct loop_config` from `<linux/loop.h>` (`LOOP_CONFIGURE`, Linux 5.8).
+#[repr(C)]
+struct LoopConfig {
+    fd: u32,
+    block_size: u32,
+    info: LoopInfo64,
+    reserved: [u64; 8],
+}
+
 /// Attach `file` to a free loop device that detaches itself when unmounted; returns the
 /// device path and its open descriptor. The descriptor must stay open until the mount
-/// holds the device: with autoclear, the last close before that detaches it.
+/// holds the device: with autoclear, the last close before that detaches it. The backing
+/// file and autoclear are set in one `LOOP_CONFIGURE`, so no moment exists at which a
+/// daemon killed in between would leave a device attached for good.
 fn attach_loop(file: &Path) -> Result<(String, std::fs::File), ExecError> {
     let err = |what: &str, e: std::io::Error| ExecError::os(format!("loop device for {}: {what}", file.display()), e);
     let ctl = std::fs::OpenOptions::new()
@@ -126,30 +135,25 @@ fn attach_loop(file: &Path) -> Result<(String, std::fs::File), ExecError> {
         .open("/dev/loop-control")
         .map_err(|e| err("open /dev/loop-control", e))?;
     let backing = std::fs::OpenOptions::new().read(true).write(true).open(file).map_err(|e| err("open image", e))?;
-    // Another process may take the device between GET_FREE and SET_FD; then ask again.
+    // SAFETY: all-zero bytes are a valid `loop_config`.
+    let mut config: LoopConfig = unsafe { std::mem::zeroed() };
+    config.fd = backing.as_raw_fd() as u32;
+    config.info.flags = LO_FLAGS_AUTOCLEAR;
+    // Another process may take the device between GET_FREE and CONFIGURE; then ask again.
     let mut attempts = 0;
-    let (dev, loopdev) = loop {
+    loop {
         // SAFETY: LOOP_CTL_GET_FREE on the loop control device takes no argument.
         let n = unsafe { loop_ctl_get_free(ctl.as_raw_fd()) }.map_err(|e| err("get a free device", e.into()))?;
         let dev = format!("/dev/loop{n}");
         let loopdev = std::fs::OpenOptions::new().read(true).write(true).open(&dev).map_err(|e| err(&dev, e))?;
-        // SAFETY: LOOP_SET_FD takes the backing file's descriptor, which is open.
-        match unsafe { loop_set_fd(loopdev.as_raw_fd(), backing.as_raw_fd()) } {
-            Ok(_) => break (dev, loopdev),
+        // SAFETY: LOOP_CONFIGURE reads a `loop_config` from the pointer, which is valid; the
+        // backing descriptor it names is open.
+        match unsafe { loop_configure(loopdev.as_raw_fd(), &config) } {
+            Ok(_) => return Ok((dev, loopdev)),
             Err(nix::errno::Errno::EBUSY) if attempts < 7 => attempts += 1,
             Err(e) => return Err(err("attach", e.into())),
         }
-    };
-    // SAFETY: all-zero bytes are a valid `loop_info64`.
-    let mut info: LoopInfo64 = unsafe { std::mem::zeroed() };
-    info.flags = LO_FLAGS_AUTOCLEAR;
-    // SAFETY: LOOP_SET_STATUS64 reads a `loop_info64` from the pointer, which is valid.
-    if let Err(e) = unsafe { loop_set_status64(loopdev.as_raw_fd(), &info) } {
-        // SAFETY: LOOP_CLR_FD takes no argument.
-        let _ = unsafe { loop_clr_fd(loopdev.as_raw_fd()) };
-        return Err(err("set autoclear", e.into()));
     }
-    Ok((dev, loopdev))
 }
 
 /// Ensure `source` is mounted at `target`.
