@@ -8,6 +8,10 @@
 //!
 //! Plugin authors do not use this module directly: [`crate::export_plugin!`] writes the
 //! exporting side, and core uses [`PluginClient`] for the calling side.
+//!
+//! Longer than 600 lines on purpose: the exporting and the calling side of every message
+//! sit together, so a change to one is read against the other, and so do the tests that
+//! load messages of earlier versions.
 
 use crate::error::{DriverError, DriverResult};
 use crate::facts::HostFacts;

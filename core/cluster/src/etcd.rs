@@ -8,6 +8,9 @@
 //!
 //! The store runs its own small tokio runtime; the synchronous calls hand their work to
 //! it and wait at most the configured timeout.
+//!
+//! Longer than 600 lines on purpose: every key and every transaction over them is here, so
+//! the uniqueness rules above can be checked against all their writers in one file.
 
 use crate::config::StoreConfig;
 use crate::error::{Error, Result};
