@@ -189,9 +189,10 @@ pub fn dnsperf(r: &Resolver, name: &str, secs: u32, work: &Path) -> Result<Throu
     Ok(Throughput { qps, cpu_per_query, lost })
 }
 
-/// A wharfd of its own on a bridge network `dnsb` with sandboxes `client` and `target`;
-/// the client's own upstream is [`UPSTREAM`] (asked from the client's namespace).
-pub fn wharf(bin_dir: &Path, work: &Path) -> Result<(Resolver, WharfDns), String> {
+/// A wharfd of its own (from `bin_dir`, reported as `label`) on a bridge network `dnsb`
+/// with sandboxes `client` and `target`; the client's own upstream is [`UPSTREAM`] (asked
+/// from the client's namespace).
+pub fn wharf(bin_dir: &Path, work: &Path, label: &'static str) -> Result<(Resolver, WharfDns), String> {
     let daemon = Daemon::wharfd(bin_dir, work)?;
     let w = WharfDns::new(daemon)?;
     w.call(
@@ -213,7 +214,7 @@ pub fn wharf(bin_dir: &Path, work: &Path) -> Result<(Resolver, WharfDns), String
     }
     let up = upstream(&w.daemon.netns().0, &w.daemon.netns().path())?;
     let r = Resolver {
-        label: "wharf",
+        label,
         client: w.daemon.dir().join("netns").join("client").display().to_string(),
         server: "127.0.0.11:53".parse().expect("address"),
         pid: w.daemon.pid(),
