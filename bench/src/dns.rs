@@ -206,11 +206,13 @@ pub fn wharf(bin_dir: &Path, work: &Path, label: &'static str) -> Result<(Resolv
         "Options": { "com.docker.network.enable_dns": "false" },
     });
     w.call("POST", "/networks/create", nodns)?;
-    for name in ["client", "target", "probe"] {
+    for name in ["client", "target", "probe", "nclient", "ntarget"] {
         w.call("POST", "/wharf/sandboxes", json!({ "Name": name, "Dns": [UPSTREAM] }))?;
     }
-    for name in ["client", "target"] {
-        w.call("POST", "/networks/dnsb/connect", json!({ "Container": name }))?;
+    // Two sandboxes on each network, so that the probe's connects to either differ only in
+    // the names.
+    for (network, name) in [("dnsb", "client"), ("dnsb", "target"), ("nodns", "nclient"), ("nodns", "ntarget")] {
+        w.call("POST", &format!("/networks/{network}/connect"), json!({ "Container": name }))?;
     }
     let up = upstream(&w.daemon.netns().0, &w.daemon.netns().path())?;
     let r = Resolver {
