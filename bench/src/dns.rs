@@ -189,9 +189,10 @@ pub fn dnsperf(r: &Resolver, name: &str, secs: u32, work: &Path) -> Result<Throu
     Ok(Throughput { qps, cpu_per_query, lost })
 }
 
-/// A wharfd of its own on a bridge network `dnsb` with sandboxes `client` and `target`;
-/// the client's own upstream is [`UPSTREAM`] (asked from the client's namespace).
-pub fn wharf(bin_dir: &Path, work: &Path) -> Result<(Resolver, WharfDns), String> {
+/// A wharfd of its own (from `bin_dir`, reported as `label`) on a bridge network `dnsb`
+/// with sandboxes `client` and `target`; the client's own upstream is [`UPSTREAM`] (asked
+/// from the client's namespace).
+pub fn wharf(bin_dir: &Path, work: &Path, label: &'static str) -> Result<(Resolver, WharfDns), String> {
     let daemon = Daemon::wharfd(bin_dir, work)?;
     let w = WharfDns::new(daemon)?;
     w.call(
@@ -205,15 +206,17 @@ pub fn wharf(bin_dir: &Path, work: &Path) -> Result<(Resolver, WharfDns), String
         "Options": { "com.docker.network.enable_dns": "false" },
     });
     w.call("POST", "/networks/create", nodns)?;
-    for name in ["client", "target", "probe"] {
+    for name in ["client", "target", "probe", "nclient", "ntarget"] {
         w.call("POST", "/wharf/sandboxes", json!({ "Name": name, "Dns": [UPSTREAM] }))?;
     }
-    for name in ["client", "target"] {
-        w.call("POST", "/networks/dnsb/connect", json!({ "Container": name }))?;
+    // Two sandboxes on each network, so that the probe's connects to either differ only in
+    // the names.
+    for (network, name) in [("dnsb", "client"), ("dnsb", "target"), ("nodns", "nclient"), ("nodns", "ntarget")] {
+        w.call("POST", &format!("/networks/{network}/connect"), json!({ "Container": name }))?;
     }
     let up = upstream(&w.daemon.netns().0, &w.daemon.netns().path())?;
     let r = Resolver {
-        label: "wharf",
+        label,
         client: w.daemon.dir().join("netns").join("client").display().to_string(),
         server: "127.0.0.11:53".parse().expect("address"),
         pid: w.daemon.pid(),

@@ -464,3 +464,25 @@ fn macvlan_and_overlay_networks_have_names_too() {
     }
     assert_eq!(dig(h, "mva", &["ovb"]), "", "names stay on their network");
 }
+
+#[test]
+fn a_runtime_namespace_with_loopback_down_gets_it_up_and_names() {
+    wharf_tests::require_root!();
+    let s = setup();
+    let h = &s.h;
+    // As `ip netns add` leaves it: loopback down and without its address, so no 127.0.0.11
+    // to listen at yet.
+    let runtime = Netns::new("wdlo");
+    assert!(runtime.exec(&["ip", "link", "set", "lo", "down"]).status.success());
+    assert!(runtime.exec(&["ip", "addr", "flush", "dev", "lo"]).status.success());
+    network_with(h, "wdlo", "10.209.0.0/24", &[("peer", "10.209.0.20", &[])]);
+    h.wharf_ok(&["sandbox", "create", "--netns", &runtime.path(), "runtime"]);
+    h.wharf_ok(&["network", "connect", "wdlo", "runtime", "--ip", "10.209.0.10"]);
+    let lo = String::from_utf8_lossy(&runtime.exec(&["ip", "-o", "link", "show", "lo"]).stdout).into_owned();
+    assert!(lo.contains("UP"), "{lo}");
+    let out = runtime.exec(&["dig", "@127.0.0.11", "+short", "+time=2", "+tries=1", "peer"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "10.209.0.20");
+    assert_eq!(dig(h, "peer", &["runtime"]), "10.209.0.10");
+    h.wharf_ok(&["network", "disconnect", "wdlo", "runtime"]);
+    h.wharf_ok(&["sandbox", "rm", "runtime"]);
+}

@@ -49,6 +49,8 @@ struct Opts {
     only: Vec<String>,
     rounds: usize,
     bin_dir: PathBuf,
+    /// Another build's binaries, measured beside this one's in the dns section.
+    baseline: Option<PathBuf>,
     work: PathBuf,
     out: PathBuf,
 }
@@ -65,6 +67,7 @@ impl Opts {
             only: Vec::new(),
             rounds: 0,
             bin_dir,
+            baseline: None,
             out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results"),
             work,
         };
@@ -76,10 +79,11 @@ impl Opts {
                 "--only" => o.only.push(args.next().expect("--only SECTION")),
                 "--rounds" => o.rounds = args.next().and_then(|n| n.parse().ok()).expect("--rounds N"),
                 "--out" => o.out = PathBuf::from(args.next().expect("--out DIR")),
+                "--baseline" => o.baseline = Some(PathBuf::from(args.next().expect("--baseline BINDIR"))),
                 "-h" | "--help" => {
                     println!(
                         "usage: harness [--smoke] [--install-peers] [--skip-docker] [--only endpoints|ports|networks|sustained|daemon|dataplane|dns]... \
-                         [--rounds N] [--out DIR]"
+                         [--rounds N] [--out DIR] [--baseline BINDIR (another build's wharfd, beside this one in dns)]"
                     );
                     std::process::exit(0);
                 }
@@ -380,8 +384,14 @@ fn dns(o: &Opts, report: &mut Report) {
         }
     }
     let (queries, secs, rounds, cycles) = if o.smoke { (200, 1, 1, 3) } else { (2000, 5, 3, 100) };
-    let (wharf, wharfd) = d::wharf(&o.bin_dir, &o.work).unwrap_or_else(|e| panic!("wharf: {e}"));
+    let (wharf, wharfd) = d::wharf(&o.bin_dir, &o.work, "wharf").unwrap_or_else(|e| panic!("wharf: {e}"));
     let mut resolvers = vec![wharf];
+    let mut daemons = vec![("wharf API", wharfd)];
+    if let Some(dir) = &o.baseline {
+        let (r, w) = d::wharf(dir, &o.work, "wharf baseline").unwrap_or_else(|e| panic!("wharf baseline: {e}"));
+        resolvers.push(r);
+        daemons.push(("wharf baseline API", w));
+    }
     match d::aardvark(&o.work) {
         Ok(r) => resolvers.push(r),
         Err(e) => report.note(format!("aardvark-dns: left out of dns: {e}")),
@@ -444,10 +454,12 @@ fn dns(o: &Opts, report: &mut Report) {
         }
     }
     for _ in 0..cycles {
-        for (network, label) in [("dnsb", "wharf API, network with names"), ("nodns", "wharf API, enable_dns=false")] {
-            match wharfd.connect_disconnect(network) {
-                Ok(t) => report.add(section, "connect + disconnect", 1, label, t),
-                Err(e) => panic!("wharf: connect + disconnect on {network}: {e}"),
+        for (who, wharfd) in &daemons {
+            for (network, what) in [("dnsb", "network with names"), ("nodns", "enable_dns=false")] {
+                match wharfd.connect_disconnect(network) {
+                    Ok(t) => report.add(section, "connect + disconnect", 1, &format!("{who}, {what}"), t),
+                    Err(e) => panic!("{who}: connect + disconnect on {network}: {e}"),
+                }
             }
         }
     }

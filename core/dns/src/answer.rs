@@ -34,6 +34,14 @@ pub enum Reply {
 /// goes back over UDP, where it must fit the asker's size (512 bytes, or what its EDNS
 /// offers) or be truncated.
 pub fn answer(table: &Table, asker: &str, packet: &[u8], udp: bool) -> Reply {
+    match direct(table, asker, packet, udp) {
+        Some(bytes) => Reply::Answer(bytes),
+        None => through_message(table, asker, packet, udp),
+    }
+}
+
+/// [`answer`] by hickory's [`Message`], read whole and written whole.
+fn through_message(table: &Table, asker: &str, packet: &[u8], udp: bool) -> Reply {
     let Ok(header) = Header::read(&mut BinDecoder::new(packet)) else { return Reply::Drop };
     if header.message_type() == MessageType::Response {
         return Reply::Drop;
@@ -66,6 +74,103 @@ pub fn answer(table: &Table, asker: &str, packet: &[u8], udp: bool) -> Reply {
         }
     };
     respond(&query, q, records, udp)
+}
+
+/// The answer to the common question, built without a hickory [`Message`]: one A or AAAA
+/// question of class IN for a name of the table, in a plain query (no answers, no authority,
+/// at most an EDNS version 0 record). hickory reads the header, the question and the EDNS
+/// record; the answer is the query's own header and question, flagged as a response, with
+/// the addresses after them, each naming the question's name by a pointer to it, and this
+/// server's EDNS record when the query had one. `None` for everything else (and an answer
+/// that needs truncating), which [`answer`] takes [`through_message`].
+fn direct(table: &Table, asker: &str, packet: &[u8], udp: bool) -> Option<Vec<u8>> {
+    let mut decoder = BinDecoder::new(packet);
+    let header = Header::read(&mut decoder).ok()?;
+    let plain = header.message_type() == MessageType::Query
+        && header.op_code() == OpCode::Query
+        && header.query_count() == 1
+        && header.answer_count() == 0
+        && header.name_server_count() == 0
+        && header.additional_count() <= 1;
+    if !plain {
+        return None;
+    }
+    let q = Query::read(&mut decoder).ok()?;
+    let asked = decoder.index();
+    if q.query_class() != DNSClass::IN || !matches!(q.query_type(), RecordType::A | RecordType::AAAA) {
+        return None;
+    }
+    let edns = match header.additional_count() {
+        0 => None,
+        _ => {
+            let opt = Record::read(&mut decoder).ok()?;
+            if opt.record_type() != RecordType::OPT {
+                return None;
+            }
+            Some(Edns::from(&opt)).filter(|e| e.version() == 0)?.into()
+        }
+    };
+    if !decoder.is_empty() {
+        return None;
+    }
+    let addrs = table.resolve(asker, &plain_name(q.name())?)?;
+    let (count, len) = match q.query_type() {
+        RecordType::A => (addrs.ipv4.len(), 4),
+        _ => (addrs.ipv6.len(), 16),
+    };
+    let size = asked + count * (12 + len) + if edns.is_some() { OPT_LEN } else { 0 };
+    let limit = edns.as_ref().map_or(UDP_PLAIN, |e: &Edns| UDP_PLAIN.max(e.max_payload().into()));
+    if udp && size > limit {
+        return None;
+    }
+    let mut out = Vec::with_capacity(size);
+    out.extend_from_slice(&packet[..asked]);
+    // QR and AA set, the opcode (QUERY: 0) and RD kept; RA set, no other flag, NOERROR.
+    out[2] = 0x84 | (packet[2] & 0x01);
+    out[3] = 0x80;
+    out[6..8].copy_from_slice(&u16::try_from(count).ok()?.to_be_bytes());
+    out[10..12].copy_from_slice(&u16::from(edns.is_some()).to_be_bytes());
+    let mut record = |rdata: &[u8]| {
+        // The question's name, by a pointer to where it starts, right after the header.
+        out.extend_from_slice(&[0xc0, 12]);
+        out.extend_from_slice(&u16::from(q.query_type()).to_be_bytes());
+        out.extend_from_slice(&u16::from(DNSClass::IN).to_be_bytes());
+        out.extend_from_slice(&TTL.to_be_bytes());
+        out.extend_from_slice(&(len as u16).to_be_bytes());
+        out.extend_from_slice(rdata);
+    };
+    match q.query_type() {
+        RecordType::A => addrs.ipv4.iter().for_each(|ip| record(&ip.octets())),
+        _ => addrs.ipv6.iter().for_each(|ip| record(&ip.octets())),
+    }
+    if edns.is_some() {
+        // The root name, OPT, the payload offered, no extended code, version 0, no flags,
+        // no options.
+        out.push(0);
+        out.extend_from_slice(&u16::from(RecordType::OPT).to_be_bytes());
+        out.extend_from_slice(&EDNS_PAYLOAD.to_be_bytes());
+        out.extend_from_slice(&[0; 6]);
+    }
+    Some(out)
+}
+
+/// The length of this server's EDNS record.
+const OPT_LEN: usize = 11;
+
+/// `name` lower-cased, without its final dot, when its labels are plain letters, digits,
+/// `-` and `_` (what the table's names are); `None` otherwise.
+fn plain_name(name: &Name) -> Option<String> {
+    let mut key = String::with_capacity(name.len());
+    for label in name.iter() {
+        if !key.is_empty() {
+            key.push('.');
+        }
+        if label.is_empty() || !label.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_') {
+            return None;
+        }
+        key.extend(label.iter().map(|b| char::from(b.to_ascii_lowercase())));
+    }
+    Some(key)
 }
 
 /// The holder of the address a PTR query asks about.
@@ -313,6 +418,33 @@ mod tests {
         m.set_edns(e);
         let r = reply(&m.to_vec().unwrap());
         assert!(r.extensions().is_some());
+    }
+
+    #[test]
+    fn the_direct_answer_is_the_messages_answer() {
+        let mut edns = Message::from_vec(&query("Web.", RecordType::AAAA)).unwrap();
+        let mut e = Edns::new();
+        e.set_max_payload(1232);
+        edns.set_edns(e);
+        let mut no_rd = Message::from_vec(&query("www.", RecordType::A)).unwrap();
+        no_rd.set_recursion_desired(false);
+        let packets = [
+            query("web.", RecordType::A),
+            query("WWW.", RecordType::A),
+            query("asker.", RecordType::AAAA),
+            query("bbbbbbbbbbbb.", RecordType::AAAA),
+            edns.to_vec().unwrap(),
+            no_rd.to_vec().unwrap(),
+        ];
+        for packet in packets {
+            let direct = direct(&table(), ASKER, &packet, true).expect("answered directly");
+            let Reply::Answer(long) = through_message(&table(), ASKER, &packet, true) else { panic!() };
+            assert_eq!(Message::from_vec(&direct).unwrap(), Message::from_vec(&long).unwrap());
+            assert_eq!(direct, long);
+        }
+        for packet in [query("example.org.", RecordType::A), query("web.", RecordType::MX)] {
+            assert!(direct(&table(), ASKER, &packet, true).is_none());
+        }
     }
 
     #[test]

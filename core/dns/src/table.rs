@@ -182,12 +182,16 @@ impl Table {
     /// What `name` resolves to for sandbox `asker`: `None` when no network the asker is on
     /// knows it, else every address of its holders there (possibly none of a family).
     pub fn resolve(&self, asker: &str, name: &str) -> Option<Addresses> {
-        let key = name.strip_suffix('.').unwrap_or(name).to_ascii_lowercase();
+        let name = name.strip_suffix('.').unwrap_or(name);
+        let key = match name.bytes().any(|b| b.is_ascii_uppercase()) {
+            true => std::borrow::Cow::Owned(name.to_ascii_lowercase()),
+            false => std::borrow::Cow::Borrowed(name),
+        };
         let inner = self.read();
         let mut found = None::<Addresses>;
         for network in inner.attached.get(asker)?.iter() {
             let Some(net) = inner.networks.get(network) else { continue };
-            let Some(holders) = net.names.get(&key) else { continue };
+            let Some(holders) = net.names.get(&*key) else { continue };
             let out = found.get_or_insert_with(Addresses::default);
             for e in holders.iter().map(|&i| &net.entries[i]) {
                 out.ipv4.extend(e.ipv4.filter(|ip| !out.ipv4.contains(ip)));

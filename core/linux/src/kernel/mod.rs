@@ -214,7 +214,8 @@ impl Kernel {
             .map(|()| Outcome::Created);
         }
         if let (Op::Sysctl { key, value, .. }, Netns::Path(p)) = (op, &netns) {
-            return sockets::in_netns(p, || sysctl(key, value)).map(|()| Outcome::Created);
+            let (key, value) = (key.clone(), value.clone());
+            return sockets::in_netns(p, move || sysctl(&key, &value)).map(|()| Outcome::Created);
         }
         let op = op.clone();
         self.on(&netns, move |ctx| {
@@ -407,7 +408,10 @@ impl Executor for Kernel {
     fn sysctl_read(&self, netns: &Netns, key: &str) -> Result<Option<String>, ExecError> {
         match netns {
             Netns::Host => sysctl_read(key),
-            Netns::Path(p) => sockets::in_netns(p, || sysctl_read(key)),
+            Netns::Path(p) => {
+                let key = key.to_string();
+                sockets::in_netns(p, move || sysctl_read(&key))
+            }
         }
     }
 
@@ -467,9 +471,19 @@ impl Executor for Kernel {
         self.firewall.ruleset()
     }
 
+    /// A namespace whose loopback is down (as `ip netns add` leaves it) has no 127.0.0.11 to
+    /// answer at: its `lo` is brought up, as Docker's containers have it, and the sockets
+    /// opened then. `lo` stays up afterwards.
     fn dns_sockets(&self, netns: &Path, at: std::net::SocketAddr) -> Result<wharf_dns::Sockets, ExecError> {
+        let fail = |e| ExecError::os(format!("netns {}: {at}", netns.display()), e);
+        if let Some(sockets) = netns_socket::inside(netns, move || netns_socket::listening_here(at)).map_err(fail)? {
+            return Ok(sockets);
+        }
+        let ns = Netns::Path(netns.display().to_string());
+        self.on(&ns, |ctx| ctx.block_on(netlink::link_set(&ctx.handle, "lo", &LinkChange::Up)))??;
         netns_socket::inside(netns, move || netns_socket::listening_here(at))
-            .map_err(|e| ExecError::os(format!("netns {}: {at}", netns.display()), e))
+            .map_err(fail)?
+            .ok_or_else(|| ExecError::new(format!("netns {}: lo is still down after setting it up", netns.display())))
     }
 
     fn dns_opener(&self, netns: &Path) -> wharf_dns::Opener {

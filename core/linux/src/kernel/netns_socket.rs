@@ -1,10 +1,11 @@
 //! Sockets made inside a network namespace. A socket belongs to the namespace of the thread
-//! that made it, wherever it is used afterwards, so a short-lived thread enters the
-//! namespace (`setns`), makes the socket and hands its descriptor back; the daemon's own
+//! that made it, wherever it is used afterwards, so the thread that enters namespaces
+//! ([`enter`]) makes the socket there and hands its descriptor back; the daemon's other
 //! threads never change namespace. The embedded resolver gets its listening sockets at
 //! 127.0.0.11:53 and its sockets towards a sandbox's upstream servers this way.
 
 use super::sockets::enter;
+use nix::net::if_::InterfaceFlags;
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
@@ -12,18 +13,23 @@ use std::os::fd::OwnedFd;
 use std::path::Path;
 use wharf_dns::{Sockets, Transport};
 
-/// Run `make` on a short-lived thread inside the namespace named by `netns` (see
-/// [`enter`]).
-pub fn inside<T: Send>(netns: &Path, make: impl FnOnce() -> io::Result<T> + Send) -> io::Result<T> {
+/// Run `make` inside the namespace named by `netns` (see [`enter`]).
+pub fn inside<T: Send + 'static>(netns: &Path, make: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
     enter(netns, make)?
 }
 
 /// A UDP socket bound to `at` and a TCP listener at `at`, in the calling thread's
 /// namespace: where a sandbox's resolver answers, when called [`inside`] its namespace.
-pub fn listening_here(at: SocketAddr) -> io::Result<Sockets> {
+/// `None` when the namespace's loopback, where 127.0.0.11 lives, is down: nothing could
+/// reach the sockets (or, on a loopback never up, even bind them).
+pub fn listening_here(at: SocketAddr) -> io::Result<Option<Sockets>> {
+    let lo = nix::ifaddrs::getifaddrs()?.find(|i| i.interface_name == "lo");
+    if !lo.is_some_and(|lo| lo.flags.contains(InterfaceFlags::IFF_UP)) {
+        return Ok(None);
+    }
     let udp = UdpSocket::bind(at)?;
     let tcp = TcpListener::bind(at)?;
-    Ok(Sockets { udp, tcp })
+    Ok(Some(Sockets { udp, tcp }))
 }
 
 /// A non-blocking socket inside `netns` for reaching `server` over `transport`: a UDP

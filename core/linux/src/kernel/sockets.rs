@@ -1,8 +1,8 @@
 //! Netlink sockets per network namespace, all driven by one runtime thread.
 //!
 //! A netlink socket belongs to the namespace it was created in, whichever thread uses it
-//! afterwards. So a namespace costs one socket, opened once from a short-lived thread that
-//! enters it, and registered with a runtime shared by every namespace; no thread stays in
+//! afterwards. So a namespace costs one socket, opened once from inside it (see [`enter`]),
+//! and registered with a runtime shared by every namespace; no thread stays in
 //! a sandbox's namespace and no runtime is made per namespace. A namespace's socket is
 //! dropped when it has been idle for a while, when it is forgotten, or when its file names
 //! another namespace, so wharf never keeps a removed namespace alive for long; at most
@@ -15,9 +15,12 @@
 use nix::sched::{setns, CloneFlags};
 use rtnetlink::sys::AsyncSocket;
 use rtnetlink::Handle;
+use std::cell::Cell;
 use std::collections::HashMap;
+use std::fs::File;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::mpsc::{self, Sender};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wharf_engine::executor::ExecError;
@@ -143,7 +146,8 @@ impl Drop for Sockets {
 /// Open a netlink socket in the namespace file `path` (the calling thread's namespace for
 /// `None`) and hand its connection to the runtime `rt`.
 fn open(rt: &tokio::runtime::Handle, path: Option<&Path>) -> Result<Handle, ExecError> {
-    let opening = || -> Result<Handle, ExecError> {
+    let rt = rt.clone();
+    let opening = move || -> Result<Handle, ExecError> {
         let _runtime = rt.enter();
         let (mut conn, handle, _) = rtnetlink::new_connection().map_err(|e| ExecError::os("netlink socket", e))?;
         // Strict checking makes the kernel apply a dump request's filters (the routing table,
@@ -161,24 +165,94 @@ fn open(rt: &tokio::runtime::Handle, path: Option<&Path>) -> Result<Handle, Exec
     }
 }
 
-/// Run `f` on a short-lived thread that entered the namespace file `netns`, and return what
-/// it returned. The error is opening or entering the namespace; only this thread ever does.
-pub fn enter<R: Send>(netns: &Path, f: impl FnOnce() -> R + Send) -> std::io::Result<R> {
-    let file = std::fs::File::open(netns)?;
-    std::thread::scope(|s| {
-        std::thread::Builder::new()
-            .name("wharf-netns".into())
-            .spawn_scoped(s, move || {
-                setns(&file, CloneFlags::CLONE_NEWNET)?;
-                Ok(f())
-            })?
-            .join()
-            .map_err(|_| std::io::Error::other("the thread entering a namespace panicked"))?
-    })
+/// A job for the namespace thread: it enters a namespace, does its work there, and says
+/// whether the thread got back to its home namespace (the file it is handed).
+type Job = Box<dyn FnOnce(&File) -> bool + Send>;
+
+/// The namespace thread's queue; `None` until the first entry, and replaced when the thread
+/// ended because it could not get home.
+static ENTERING: Mutex<Option<Sender<Job>>> = Mutex::new(None);
+
+thread_local! {
+    /// Whether this thread is the namespace thread.
+    static ON_ENTERING: Cell<bool> = const { Cell::new(false) };
 }
 
-/// Run `f` on a short-lived thread inside the namespace file `path` (see [`enter`]): for
-/// the few things that depend on the calling thread's namespace, such as its `/proc/sys/net`.
-pub fn in_netns<T: Send>(path: &str, f: impl FnOnce() -> Result<T, ExecError> + Send) -> Result<T, ExecError> {
+/// Run `f` inside the namespace file `netns` and return what it returned. The error is
+/// opening or entering the namespace.
+///
+/// One long-lived thread does every entry, in turn: it enters the namespace (`setns`), runs
+/// `f` and goes back to the daemon's namespace before the caller gets the result, so no
+/// thread stays in a sandbox's namespace and the daemon's other threads never change
+/// namespace. Waking that thread costs much less than starting a thread per entry, which on
+/// a busy machine was the most of a connect's extra time with names. A thread that cannot
+/// get home ends, and the next entry starts another. `f` called from within `f` (which
+/// would wait for the thread it runs on) gets a short-lived thread of its own.
+pub fn enter<R: Send + 'static>(netns: &Path, f: impl FnOnce() -> R + Send + 'static) -> std::io::Result<R> {
+    let file = File::open(netns)?;
+    if ON_ENTERING.get() {
+        return enter_once(file, f);
+    }
+    let (tx, rx) = mpsc::sync_channel(1);
+    let job: Job = Box::new(move |home| {
+        if let Err(e) = setns(&file, CloneFlags::CLONE_NEWNET) {
+            let _ = tx.send(Err(e.into()));
+            return true;
+        }
+        let out = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+        let home = setns(home, CloneFlags::CLONE_NEWNET).is_ok();
+        let _ = tx.send(out.map_err(|_| std::io::Error::other("work inside a namespace panicked")));
+        home
+    });
+    submit(job)?;
+    rx.recv().map_err(|_| std::io::Error::other("the thread entering namespaces ended"))?
+}
+
+/// Queue `job` for the namespace thread, starting one if there is none (or it ended).
+fn submit(job: Job) -> std::io::Result<()> {
+    let mut entering = ENTERING.lock().unwrap_or_else(|p| p.into_inner());
+    let job = match entering.as_ref() {
+        Some(tx) => match tx.send(job) {
+            Ok(()) => return Ok(()),
+            Err(returned) => returned.0,
+        },
+        None => job,
+    };
+    // The home namespace is the process's (its first thread's), not the caller's: a thread
+    // that a job started inside a sandbox's namespace may be the first to ask.
+    let home = File::open("/proc/self/ns/net")?;
+    let (tx, rx) = mpsc::channel::<Job>();
+    std::thread::Builder::new().name("wharf-netns".into()).spawn(move || {
+        ON_ENTERING.set(true);
+        while let Ok(job) = rx.recv() {
+            if !job(&home) {
+                tracing::error!("the thread entering namespaces could not get back to the daemon's; it ends");
+                return;
+            }
+        }
+    })?;
+    tx.send(job).map_err(|_| std::io::Error::other("the thread entering namespaces ended at once"))?;
+    *entering = Some(tx);
+    Ok(())
+}
+
+/// Run `f` on a short-lived thread that entered the namespace `file`.
+fn enter_once<R: Send + 'static>(file: File, f: impl FnOnce() -> R + Send + 'static) -> std::io::Result<R> {
+    std::thread::Builder::new()
+        .name("wharf-netns".into())
+        .spawn(move || {
+            setns(&file, CloneFlags::CLONE_NEWNET)?;
+            Ok(f())
+        })?
+        .join()
+        .map_err(|_| std::io::Error::other("the thread entering a namespace panicked"))?
+}
+
+/// Run `f` inside the namespace file `path` (see [`enter`]): for the few things that depend
+/// on the calling thread's namespace, such as its `/proc/sys/net`.
+pub fn in_netns<T: Send + 'static>(
+    path: &str,
+    f: impl FnOnce() -> Result<T, ExecError> + Send + 'static,
+) -> Result<T, ExecError> {
     enter(Path::new(path), f).map_err(|e| ExecError::os(format!("entering netns {path}"), e))?
 }
