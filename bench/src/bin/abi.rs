@@ -3,12 +3,31 @@
 //! Usage: `cargo run --release -p wharf-bench --bin abi [-- --smoke]`. It loads the bridge
 //! plugin built next to this binary, as wharfd would, and calls `join` with a realistic
 //! request both ways. Writes `bench/results/abi.md` and `abi.csv`.
+//!
+//! `--count static|plugin N` makes only N calls one way and writes nothing, for an
+//! instruction count: run it under `valgrind --tool=callgrind` with N = 0 and N = 1000; the
+//! difference of the totals over 1000 is the instructions per call.
 
 use std::io::Write;
 use std::path::PathBuf;
 use wharf_bench::{abi::join_request, measure, micros};
 use wharf_engine::registry::Registry;
 use wharf_sdk::NetworkDriver;
+
+/// `--count WAY N`: which way to call (`static` or `plugin`) and how many times.
+fn count_mode() -> Option<(String, usize)> {
+    let args: Vec<String> = std::env::args().collect();
+    let at = args.iter().position(|a| a == "--count")?;
+    let way = args.get(at + 1).cloned().filter(|w| w == "static" || w == "plugin");
+    let calls = args.get(at + 2).and_then(|n| n.parse().ok());
+    match (way, calls) {
+        (Some(w), Some(n)) => Some((w, n)),
+        _ => {
+            eprintln!("abi: usage: abi --count static|plugin CALLS");
+            std::process::exit(2);
+        }
+    }
+}
 
 fn main() {
     let smoke = std::env::args().any(|a| a == "--smoke");
@@ -24,6 +43,13 @@ fn main() {
     let direct = wharf_network_bridge::BridgeDriver;
     let req = join_request(&direct);
     let request_bytes = serde_json::to_vec(&req).map(|v| v.len()).unwrap_or(0);
+    if let Some((way, calls)) = count_mode() {
+        let driver: &dyn NetworkDriver = if way == "static" { &direct } else { &*plugin };
+        for _ in 0..calls {
+            std::hint::black_box(driver.join(std::hint::black_box(req.clone())).unwrap());
+        }
+        return;
+    }
 
     let mut rows = Vec::new();
     for _ in 0..3 {
