@@ -338,8 +338,38 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, String> {
     serde_json::from_str(text).map_err(|e| e.to_string())
 }
 
+/// Buffers kept for reuse, at most this many per thread and at most this large: a message
+/// buffer is above malloc's small sizes, so a fresh one each call costs far more than a
+/// small string (finding the chunk, consolidating free lists).
+const KEPT_BUFFERS: usize = 2;
+/// The largest buffer kept: larger ones are rare (long volume lists) and go back to malloc.
+const KEPT_CAPACITY: usize = 16 * 1024;
+
+std::thread_local! {
+    static BUFFERS: std::cell::RefCell<Vec<Vec<u8>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// An empty message buffer, reused from an earlier message on this thread when there is one.
+fn message_buffer() -> Vec<u8> {
+    BUFFERS.try_with(|b| b.borrow_mut().pop()).ok().flatten().unwrap_or_else(|| Vec::with_capacity(MESSAGE_CAPACITY))
+}
+
+/// Keep a message buffer for the next message on this thread.
+fn keep_buffer(mut buffer: Vec<u8>) {
+    if buffer.capacity() < MESSAGE_CAPACITY || buffer.capacity() > KEPT_CAPACITY {
+        return;
+    }
+    buffer.clear();
+    let _ = BUFFERS.try_with(|b| {
+        let mut kept = b.borrow_mut();
+        if kept.len() < KEPT_BUFFERS {
+            kept.push(buffer);
+        }
+    });
+}
+
 fn encode<T: Serialize>(value: &T) -> DriverResult<Vec<u8>> {
-    let mut bytes = Vec::with_capacity(MESSAGE_CAPACITY);
+    let mut bytes = message_buffer();
     serde_json::to_writer(&mut bytes, value)
         .map_err(|e| DriverError::internal(format!("cannot encode plugin message: {e}")))?;
     Ok(bytes)
@@ -448,7 +478,7 @@ unsafe extern "C" fn exported_free(buffer: Buffer) {
     if !buffer.ptr.is_null() {
         // SAFETY: every non-null buffer handed out came from `Buffer::from_vec` in this
         // library, with this pointer, length and capacity.
-        drop(unsafe { Vec::from_raw_parts(buffer.ptr, buffer.len, buffer.cap) });
+        keep_buffer(unsafe { Vec::from_raw_parts(buffer.ptr, buffer.len, buffer.cap) });
     }
 }
 
@@ -618,10 +648,10 @@ impl PluginClient {
     }
 
     fn exchange_call<C: Serialize, R: DeserializeOwned>(&self, call: C) -> DriverResult<R> {
-        let mut request = Vec::with_capacity(MESSAGE_CAPACITY);
+        let mut request = message_buffer();
         serde_json::to_writer(&mut request, &Envelope { version: MESSAGE_VERSION, call })
             .map_err(|e| DriverError::internal(format!("cannot encode request for driver {:?}: {e}", self.name)))?;
-        self.exchange(&request, |status, bytes| {
+        let result = self.exchange(&request, |status, bytes| {
             if status == STATUS_OK {
                 decode(bytes).map_err(|e| {
                     DriverError::internal(format!("driver {:?} sent a malformed response: {e}", self.name))
@@ -634,7 +664,9 @@ impl PluginClient {
                     ))
                 }))
             }
-        })
+        });
+        keep_buffer(request);
+        result
     }
 }
 
@@ -810,6 +842,17 @@ mod tests {
         assert_eq!(undos(MESSAGE_VERSION), [false, true]);
         let out = NetworkDriver::join(&c, EndpointRequest::default()).unwrap();
         assert_eq!(out.plan.steps[0].undo, Op::LinkDel { netns: Netns::Host, name: String::new() });
+    }
+
+    #[test]
+    fn message_buffers_are_reused_and_kept_few() {
+        let c = client();
+        for _ in 0..10 {
+            NetworkDriver::join(&c, EndpointRequest::default()).unwrap();
+        }
+        let kept = BUFFERS.with(|b| b.borrow().iter().map(|v| (v.len(), v.capacity())).collect::<Vec<_>>());
+        assert!(!kept.is_empty() && kept.len() <= KEPT_BUFFERS, "{kept:?}");
+        assert!(kept.iter().all(|&(len, cap)| len == 0 && cap >= MESSAGE_CAPACITY), "{kept:?}");
     }
 
     #[test]
