@@ -70,6 +70,10 @@ impl Table {
 /// emptied.
 const PROGRESS_LIMIT: u64 = 64 * 1024;
 
+/// The store's page cache: redb's default (1 GiB) keeps every page read or written in the
+/// daemon's memory, a restart reads them all, and the kernel's page cache holds them anyway.
+const CACHE_BYTES: usize = 1 << 20;
+
 /// The store.
 #[derive(Debug)]
 pub struct Store {
@@ -84,7 +88,7 @@ pub struct Store {
 impl Store {
     /// Open or create the store at `path`.
     pub fn open(path: &Path) -> Result<Store> {
-        let db = Database::create(path)?;
+        let db = redb::Builder::new().set_cache_size(CACHE_BYTES).create(path)?;
         let txn = db.begin_write()?;
         for t in Table::ALL {
             txn.open_table(t.def())?;

@@ -1,6 +1,7 @@
 //! `wharfd`: the wharf daemon. Loads drivers, opens the store, repairs the kernel's state,
 //! and serves the API on a unix socket until SIGTERM or SIGINT.
 
+mod alloc;
 mod config;
 mod logging;
 
@@ -86,6 +87,7 @@ struct Flags {
 }
 
 fn main() {
+    alloc::one_arena();
     let flags = Flags::parse();
     if let Err(e) = run(flags) {
         eprintln!("wharfd: {e}");
@@ -244,6 +246,15 @@ fn run(flags: Flags) -> Result<(), String> {
     let engine = Engine::start_with_dns(store, registry, exec, settings, Some(dns))
         .map_err(|e| format!("start: {}", e.message()))?;
     let engine = Arc::new(engine);
+    // Starting went through every endpoint and sandbox: hand back what that left free.
+    alloc::trim();
+    rt.spawn(async {
+        let mut tick = tokio::time::interval(alloc::TRIM_EVERY);
+        loop {
+            tick.tick().await;
+            alloc::trim();
+        }
+    });
     if let (Some(url), Some(vtep)) = (&c.cluster_store, c.advertise_addr) {
         join_cluster(&engine, &c, url, vtep, instance)?;
     }
