@@ -4,6 +4,7 @@
 //! firewall facts to a [`firewall::Firewall`] (nftables through libnftables, or none).
 //! [`plugins`] checks plugin libraries and loads them. Every `unsafe` outside the SDK is here.
 
+pub mod alloc;
 pub mod firewall;
 pub mod kernel;
 pub mod plugins;

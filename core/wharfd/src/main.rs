@@ -1,7 +1,6 @@
 //! `wharfd`: the wharf daemon. Loads drivers, opens the store, repairs the kernel's state,
 //! and serves the API on a unix socket until SIGTERM or SIGINT.
 
-mod alloc;
 mod config;
 mod logging;
 
@@ -87,7 +86,7 @@ struct Flags {
 }
 
 fn main() {
-    alloc::one_arena();
+    wharf_linux::alloc::one_arena();
     let flags = Flags::parse();
     if let Err(e) = run(flags) {
         eprintln!("wharfd: {e}");
@@ -247,12 +246,12 @@ fn run(flags: Flags) -> Result<(), String> {
         .map_err(|e| format!("start: {}", e.message()))?;
     let engine = Arc::new(engine);
     // Starting went through every endpoint and sandbox: hand back what that left free.
-    alloc::trim();
+    wharf_linux::alloc::trim();
     rt.spawn(async {
-        let mut tick = tokio::time::interval(alloc::TRIM_EVERY);
+        let mut tick = tokio::time::interval(wharf_linux::alloc::TRIM_EVERY);
         loop {
             tick.tick().await;
-            alloc::trim();
+            wharf_linux::alloc::trim();
         }
     });
     if let (Some(url), Some(vtep)) = (&c.cluster_store, c.advertise_addr) {
