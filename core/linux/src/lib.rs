@@ -6,5 +6,6 @@
 
 pub mod alloc;
 pub mod firewall;
+mod frames;
 pub mod kernel;
 pub mod plugins;

@@ -41,19 +41,9 @@ pub fn request(
 
 /// The messages in `buf`, in order. Reading stops at a header that does not fit.
 pub fn messages(buf: &[u8]) -> impl Iterator<Item = Reply> + '_ {
-    let mut at = 0;
-    std::iter::from_fn(move || {
-        let rest = buf.get(at..)?;
-        if rest.len() < 16 {
-            return None;
-        }
-        let len = u32::from_ne_bytes([rest[0], rest[1], rest[2], rest[3]]) as usize;
-        if len < 16 || len > rest.len() {
-            return None;
-        }
-        let kind = u16::from_ne_bytes([rest[4], rest[5]]);
-        at += (len + 3) & !3;
-        Some(match NetlinkMessage::<NetfilterMessage>::deserialize(&rest[..len]) {
+    crate::frames::frames(buf).map(|frame| {
+        let kind = u16::from_ne_bytes([frame[4], frame[5]]);
+        match NetlinkMessage::<NetfilterMessage>::deserialize(frame) {
             Ok(m) => match m.payload {
                 NetlinkPayload::InnerMessage(inner) => Reply::Message(inner),
                 NetlinkPayload::Done(_) => Reply::Done,
@@ -64,6 +54,6 @@ pub fn messages(buf: &[u8]) -> impl Iterator<Item = Reply> + '_ {
                 _ => Reply::Undecodable(kind),
             },
             Err(_) => Reply::Undecodable(kind),
-        })
+        }
     })
 }

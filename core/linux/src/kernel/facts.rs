@@ -24,7 +24,7 @@ use super::netlink::{self, Mark};
 use super::sockets::Ctx;
 use futures::TryStreamExt;
 use ipnet::IpNet;
-use netlink_packet_core::{NetlinkBuffer, NetlinkMessage, NetlinkPayload, NLM_F_REPLACE};
+use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REPLACE};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
 use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
@@ -144,20 +144,13 @@ fn drain(socket: &Socket, state: &mut State) -> Result<bool, ExecError> {
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
             Err(e) => return Err(ExecError::os("reading netlink notifications", e)),
         }
-        let mut at = 0;
-        while at < buf.len() {
-            let Ok(len) = NetlinkBuffer::new_checked(&buf[at..]).map(|b| b.length() as usize) else { break };
-            if len == 0 {
-                break;
-            }
-            let end = (at + len).min(buf.len());
-            if let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(&buf[at..end]) {
+        for frame in crate::frames::frames(&buf) {
+            if let Ok(msg) = NetlinkMessage::<RouteNetlinkMessage>::deserialize(frame) {
                 let replace = msg.header.flags & NLM_F_REPLACE != 0;
                 if let NetlinkPayload::InnerMessage(m) = msg.payload {
                     state.apply(m, replace);
                 }
             }
-            at += (len + 3) & !3;
         }
     }
 }

@@ -33,7 +33,7 @@ pub async fn addr_add(h: &Handle, name: &str, address: IpNet) -> Result<Outcome,
 /// Ensure `address` is not on link `name`.
 pub async fn addr_del(h: &Handle, name: &str, address: IpNet) -> Result<(), ExecError> {
     let Some(idx) = index(h, name).await? else { return Ok(()) };
-    let mut found: Vec<AddressMessage> = h
+    let found: Vec<AddressMessage> = h
         .address()
         .get()
         .set_link_index_filter(idx)
@@ -43,11 +43,17 @@ pub async fn addr_del(h: &Handle, name: &str, address: IpNet) -> Result<(), Exec
         .try_collect()
         .await
         .map_err(|e| fail(&format!("list addresses of {name:?}"), &e))?;
-    for msg in found.drain(..) {
+    delete(h, found, || format!("remove address {address} from {name:?}")).await
+}
+
+/// Delete the addresses `found`; one gone meanwhile is no error. `what` names the
+/// operation in an error.
+pub(super) async fn delete(h: &Handle, found: Vec<AddressMessage>, what: impl Fn() -> String) -> Result<(), ExecError> {
+    for msg in found {
         match h.address().del(msg).execute().await {
             Ok(()) => {}
             Err(e) if matches!(errno(&e), Some(EADDRNOTAVAIL) | Some(ENODEV)) => {}
-            Err(e) => return Err(fail(&format!("remove address {address} from {name:?}"), &e)),
+            Err(e) => return Err(fail(&what(), &e)),
         }
     }
     Ok(())

@@ -5,7 +5,7 @@
 //! by [`super::facts`].
 
 use futures::TryStreamExt;
-use nix::errno::Errno::{EADDRNOTAVAIL, EEXIST, ENODEV, ENOENT};
+use nix::errno::Errno::{EEXIST, ENODEV, ENOENT};
 use rtnetlink::packet_route::address::AddressMessage;
 use rtnetlink::packet_route::link::{
     InfoData, InfoKind, InfoVeth, LinkAttribute, LinkExtentMask, LinkInfo, LinkMessage, MacVlanMode,
@@ -204,6 +204,15 @@ async fn link_message(
         }
     };
     b = b.append_extra_attribute(LinkAttribute::Group(group));
+    Ok(settings(h, b, link).await?.build())
+}
+
+/// `b` with `link`'s own settings: MTU, MAC, master, up.
+async fn settings(
+    h: &Handle,
+    mut b: LinkMessageBuilder<LinkUnspec>,
+    link: &LinkSpec,
+) -> Result<LinkMessageBuilder<LinkUnspec>, ExecError> {
     if let Some(mtu) = link.mtu {
         b = b.mtu(mtu);
     }
@@ -216,7 +225,7 @@ async fn link_message(
     if link.up {
         b = b.up();
     }
-    Ok(b.build())
+    Ok(b)
 }
 
 /// Continue building a finished message with the generic builder.
@@ -339,19 +348,7 @@ pub async fn link_marked(h: &Handle, name: &str, mark: &Mark) -> Result<bool, Ex
 
 /// Bring an existing link's settings in line with `link` (MTU, MAC, master, up).
 async fn link_ensure(h: &Handle, idx: u32, link: &LinkSpec) -> Result<(), ExecError> {
-    let mut b = LinkUnspec::new_with_index(idx);
-    if let Some(mtu) = link.mtu {
-        b = b.mtu(mtu);
-    }
-    if let Some(mac) = &link.mac {
-        b = b.address(parse_mac(mac)?);
-    }
-    if let Some(master) = &link.master {
-        b = b.controller(need_index(h, master).await?);
-    }
-    if link.up {
-        b = b.up();
-    }
+    let b = settings(h, LinkUnspec::new_with_index(idx), link).await?;
     h.link().set(b.build()).execute().await.map_err(|e| fail(&format!("update link {:?}", link.name), &e))
 }
 
@@ -389,13 +386,7 @@ pub async fn link_retire_live(h: &Handle, name: &str, to: &str) -> Result<bool, 
     let what = format!("retire link {name:?}");
     let addrs: Vec<AddressMessage> =
         h.address().get().set_link_index_filter(idx).execute().try_collect().await.map_err(|e| fail(&what, &e))?;
-    for msg in addrs {
-        match h.address().del(msg).execute().await {
-            Ok(()) => {}
-            Err(e) if matches!(errno(&e), Some(EADDRNOTAVAIL) | Some(ENODEV)) => {}
-            Err(e) => return Err(fail(&what, &e)),
-        }
-    }
+    addresses::delete(h, addrs, || what.clone()).await?;
     let msg = LinkUnspec::new_with_index(idx).name(to.to_string()).arp(false).build();
     h.link().set(msg).execute().await.map_err(|e| fail(&what, &e))?;
     Ok(true)
