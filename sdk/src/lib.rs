@@ -22,6 +22,7 @@ mod helpers;
 mod mount_options;
 mod network;
 pub mod plan;
+mod state;
 pub mod testing;
 mod volume;
 
@@ -43,6 +44,7 @@ pub use plan::{
     link_sysctl_key, sysctl_path, FirewallFact, GatewayMode, LinkChange, LinkKind, LinkSpec, MacvlanMode, Netns, Op,
     Plan, Protocol, RouteScope, RouteSpec, Step,
 };
+pub use state::DriverState;
 pub use volume::{VolumeCapabilities, VolumeDriver, VolumeInfo, VolumeRequest, VolumeSpec};
 
 #[cfg(test)]
