@@ -25,6 +25,7 @@ pub mod plan;
 mod state;
 pub mod testing;
 mod volume;
+mod wire;
 
 pub use error::{DriverError, DriverResult, ErrorKind};
 pub use facts::{HostFacts, HostLink};

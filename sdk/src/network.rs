@@ -76,6 +76,7 @@ impl Default for NetworkCapabilities {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subnet {
     /// The subnet.
+    #[serde(serialize_with = "crate::wire::addr")]
     pub subnet: IpNet,
     /// The gateway address in it, if the network has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,9 +163,11 @@ pub struct EndpointSpec {
     pub network_id: String,
     /// IPv4 address with the subnet's prefix length, when IPAM gave one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::wire::addr_opt")]
     pub ipv4: Option<IpNet>,
     /// IPv6 address with prefix length.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::wire::addr_opt")]
     pub ipv6: Option<IpNet>,
     /// MAC address the caller asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
