@@ -1,11 +1,10 @@
 //! The cost of one driver call through the plugin ABI (serialize, call across
 //! `extern "C"`, deserialize) next to the same call on the same driver linked statically.
 
-use serde_json::Value;
 use std::collections::BTreeMap;
 use wharf_sdk::{
-    CreateNetwork, EndpointRequest, EndpointSpec, HostFacts, HostLink, NetworkDriver, NetworkSpec, PortBinding,
-    Protocol, SandboxSpec, Subnet,
+    CreateNetwork, DriverState, EndpointRequest, EndpointSpec, HostFacts, HostLink, NetworkDriver, NetworkSpec,
+    PortBinding, Protocol, SandboxSpec, Subnet,
 };
 
 /// A realistic endpoint-join request for the bridge driver, as core sends it: a
@@ -71,7 +70,7 @@ pub fn join_request(driver: &dyn NetworkDriver) -> EndpointRequest {
         network,
         network_state: created.state,
         endpoint,
-        endpoint_state: Value::Null,
+        endpoint_state: DriverState::null(),
         sandbox,
         facts: endpoint_facts,
     };

@@ -26,6 +26,8 @@ use serde::{Deserialize, Serialize};
 use std::ffi::{c_char, c_void, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+mod calls;
+
 /// The ABI version this SDK speaks.
 pub const ABI_VERSION: u32 = 1;
 
@@ -175,8 +177,9 @@ pub struct Envelope<C> {
     pub call: C,
 }
 
-/// Calls on a network driver.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Calls on a network driver. Read by `calls.rs`, which takes `params` before `method`
+/// as well as after.
+#[derive(Debug, Clone, Serialize)]
 #[serde(tag = "method", content = "params", rename_all = "snake_case")]
 #[allow(missing_docs)]
 pub enum NetworkCall {
@@ -190,8 +193,9 @@ pub enum NetworkCall {
     Leave(EndpointRequest),
 }
 
-/// Calls on a volume driver.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// Calls on a volume driver. Read by `calls.rs`, which takes `params` before `method`
+/// as well as after.
+#[derive(Debug, Clone, Serialize)]
 #[serde(tag = "method", content = "params", rename_all = "snake_case")]
 #[allow(missing_docs)]
 pub enum VolumeCall {
@@ -861,5 +865,30 @@ mod tests {
         let req = br#"{"version":2,"call":{"method":"create_network","params":{"network":{"name":"x","future_field":[1]},"also_new":{}}}}"#;
         let (status, body) = c.call_raw(req);
         assert_eq!(status, STATUS_OK, "{}", String::from_utf8_lossy(&body));
+    }
+
+    #[test]
+    fn state_objects_cross_as_text_in_either_field_order() {
+        let c = client();
+        let state = r#"{ "bridge" : "br0", "ports": [1, 2] }"#;
+        for req in [
+            format!(r#"{{"version":1,"call":{{"method":"leave","params":{{"endpoint_state":{state}}}}}}}"#),
+            format!(r#"{{"call":{{"params":{{"network_state":{state},"endpoint_state":{state}}},"method":"leave"}}}}"#),
+        ] {
+            let (status, body) = c.call_raw(req.as_bytes());
+            assert_eq!(status, STATUS_OK, "{req}: {}", String::from_utf8_lossy(&body));
+        }
+        let (status, _) = c.call_raw(br#"{"call":{"method":"capabilities"}}"#);
+        assert_eq!(status, STATUS_OK);
+        for (req, says) in [
+            (&br#"{"call":{"method":"fly","params":{}}}"#[..], "unknown variant `fly`"),
+            (br#"{"call":{"params":{}}}"#, "missing field `method`"),
+            (br#"{"call":{"method":"join"}}"#, "expected struct EndpointRequest"),
+        ] {
+            let (status, body) = c.call_raw(req);
+            assert_eq!(status, STATUS_ERROR);
+            let e: DriverError = serde_json::from_slice(&body).unwrap();
+            assert!(e.message.contains(says), "{}", e.message);
+        }
     }
 }

@@ -3,9 +3,9 @@
 use crate::error::{DriverError, DriverResult};
 use crate::network::{EndpointInfo, EndpointRequest, JoinInfo};
 use crate::plan::{LinkKind, LinkSpec, Netns, Plan, RouteSpec, Step};
+use crate::state::DriverState;
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::net::IpAddr;
 
 /// The endpoint option naming the interface inside the sandbox, as Docker spells it.
@@ -138,15 +138,15 @@ impl VethEndpoint {
     }
 }
 
-/// A driver's private state as the JSON core stores.
-pub fn state_to_value<T: Serialize>(driver: &str, state: &T) -> DriverResult<Value> {
-    serde_json::to_value(state).map_err(|e| DriverError::internal(format!("{driver} state: {e}")))
+/// A driver's private state as the JSON core stores; an error names the driver.
+pub fn state_to_value<T: Serialize>(driver: &str, state: &T) -> DriverResult<DriverState> {
+    DriverState::new(state).map_err(|e| DriverError::internal(format!("{driver} state: {e}")))
 }
 
-/// Read a driver's private state (`what`: "network", "endpoint", …) in place, without
-/// cloning the JSON.
-pub fn state_from_value<'a, T: Deserialize<'a>>(driver: &str, value: &'a Value, what: &str) -> DriverResult<T> {
-    T::deserialize(value).map_err(|e| DriverError::internal(format!("{driver}: unreadable {what} state: {e}")))
+/// Read a driver's private state (`what`: "network", "endpoint", …) as its own type,
+/// straight from the JSON text; strings may borrow from it.
+pub fn state_from_value<'a, T: Deserialize<'a>>(driver: &str, state: &'a DriverState, what: &str) -> DriverResult<T> {
+    state.read().map_err(|e| DriverError::internal(format!("{driver}: unreadable {what} state: {e}")))
 }
 
 /// Give interface `ifname` in `sandbox` the endpoint's addresses and, unless `internal`, a

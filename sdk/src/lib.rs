@@ -22,8 +22,10 @@ mod helpers;
 mod mount_options;
 mod network;
 pub mod plan;
+mod state;
 pub mod testing;
 mod volume;
+mod wire;
 
 pub use error::{DriverError, DriverResult, ErrorKind};
 pub use facts::{HostFacts, HostLink};
@@ -43,6 +45,7 @@ pub use plan::{
     link_sysctl_key, sysctl_path, FirewallFact, GatewayMode, LinkChange, LinkKind, LinkSpec, MacvlanMode, Netns, Op,
     Plan, Protocol, RouteScope, RouteSpec, Step,
 };
+pub use state::DriverState;
 pub use volume::{VolumeCapabilities, VolumeDriver, VolumeInfo, VolumeRequest, VolumeSpec};
 
 #[cfg(test)]

@@ -3,10 +3,10 @@
 use crate::error::{DriverError, DriverResult};
 use crate::facts::HostFacts;
 use crate::plan::{Plan, Protocol, RouteSpec};
+use crate::state::DriverState;
 use ipnet::IpNet;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 
@@ -76,6 +76,7 @@ impl Default for NetworkCapabilities {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Subnet {
     /// The subnet.
+    #[serde(serialize_with = "crate::wire::addr")]
     pub subnet: IpNet,
     /// The gateway address in it, if the network has one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -162,9 +163,11 @@ pub struct EndpointSpec {
     pub network_id: String,
     /// IPv4 address with the subnet's prefix length, when IPAM gave one.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::wire::addr_opt")]
     pub ipv4: Option<IpNet>,
     /// IPv6 address with prefix length.
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(serialize_with = "crate::wire::addr_opt")]
     pub ipv6: Option<IpNet>,
     /// MAC address the caller asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -204,28 +207,29 @@ pub struct Outcome<T> {
     /// Kernel operations core must carry out.
     pub plan: Plan,
     /// The driver's new private state for the object; core stores it and hands it back.
-    pub state: Value,
+    pub state: DriverState,
 }
 
 impl<T> Outcome<T> {
-    /// An outcome with a response, a plan and state.
-    pub fn new(response: T, plan: Plan, state: Value) -> Self {
-        Outcome { response, plan, state }
+    /// An outcome with a response, a plan and state: a [`DriverState`], or a
+    /// [`serde_json::Value`] (`Value::Null` for none).
+    pub fn new(response: T, plan: Plan, state: impl Into<DriverState>) -> Self {
+        Outcome { response, plan, state: state.into() }
     }
 
     /// An outcome whose state is the driver's own type, serialised for core to keep.
     pub fn with_state<S: Serialize>(response: T, plan: Plan, state: &S) -> DriverResult<Self> {
-        let state = serde_json::to_value(state).map_err(|e| DriverError::internal(format!("driver state: {e}")))?;
+        let state = DriverState::new(state).map_err(|e| DriverError::internal(format!("driver state: {e}")))?;
         Ok(Outcome { response, plan, state })
     }
 }
 
 /// Read a driver's private state as its own type; no state yet (`null`) is `S::default()`.
-pub(crate) fn typed_state<S: DeserializeOwned + Default>(value: &Value, what: &str) -> DriverResult<S> {
-    if value.is_null() {
+pub(crate) fn typed_state<S: DeserializeOwned + Default>(state: &DriverState, what: &str) -> DriverResult<S> {
+    if state.is_null() {
         return Ok(S::default());
     }
-    S::deserialize(value).map_err(|e| DriverError::internal(format!("unreadable {what} state: {e}")))
+    state.read().map_err(|e| DriverError::internal(format!("unreadable {what} state: {e}")))
 }
 
 impl DeleteNetwork {
@@ -255,7 +259,7 @@ pub struct NetworkPeer {
     /// The network.
     pub network: NetworkSpec,
     /// The driver's private state for it.
-    pub state: Value,
+    pub state: DriverState,
 }
 
 /// Ask the driver to create a network.
@@ -278,7 +282,7 @@ pub struct DeleteNetwork {
     /// The network.
     pub network: NetworkSpec,
     /// The network's private state.
-    pub state: Value,
+    pub state: DriverState,
     /// Host facts.
     pub facts: HostFacts,
     /// The driver's other networks, to tell which shared resources are still in use.
@@ -293,11 +297,11 @@ pub struct EndpointRequest {
     /// The network.
     pub network: NetworkSpec,
     /// The network's private state.
-    pub network_state: Value,
+    pub network_state: DriverState,
     /// The endpoint.
     pub endpoint: EndpointSpec,
     /// The endpoint's private state (null before create).
-    pub endpoint_state: Value,
+    pub endpoint_state: DriverState,
     /// The sandbox (for join and leave).
     pub sandbox: SandboxSpec,
     /// Host facts.

@@ -4,6 +4,7 @@ use crate::error::DriverResult;
 use crate::facts::HostFacts;
 use crate::network::{Outcome, Scope};
 use crate::plan::Plan;
+use crate::state::DriverState;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -38,7 +39,7 @@ pub struct VolumeRequest {
     /// The volume.
     pub volume: VolumeSpec,
     /// The driver's private state for it.
-    pub state: Value,
+    pub state: DriverState,
     /// Who mounts or unmounts.
     pub mount_id: String,
     /// Host facts.

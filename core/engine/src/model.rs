@@ -68,7 +68,7 @@ pub struct Network {
     /// Created by wharf itself (`host`, `none`, `bridge`); cannot be removed.
     pub predefined: bool,
     /// The driver's private state.
-    pub state: Value,
+    pub state: wharf_sdk::DriverState,
     /// The plan that created the network in the kernel, re-applied to reconcile.
     pub plan: wharf_sdk::Plan,
     /// Indices of the plan's steps that found their object there (an adopted bridge, its
@@ -115,7 +115,7 @@ pub struct Endpoint {
     /// What the driver said at join.
     pub join: JoinInfo,
     /// The driver's private state.
-    pub state: Value,
+    pub state: wharf_sdk::DriverState,
     /// The plan that connected the endpoint, re-applied to reconcile.
     pub plan: wharf_sdk::Plan,
     /// Indices of the plan's steps that found their object there: disconnecting leaves
@@ -183,7 +183,7 @@ pub struct Volume {
     /// Ids currently holding a mount reference.
     pub mounts: BTreeSet<String>,
     /// The driver's private state.
-    pub state: Value,
+    pub state: wharf_sdk::DriverState,
     /// Driver status, as last reported.
     pub status: BTreeMap<String, Value>,
     /// The plan that made the volume's directories and files. A record from before it was

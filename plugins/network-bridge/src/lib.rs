@@ -10,12 +10,12 @@
 mod options;
 
 use options::{FoundBridge, Settings};
-use serde_json::Value;
 use std::net::IpAddr;
 use wharf_sdk::{
     join_addresses, mac_from_seed, state_from_value, state_to_value, CreateNetwork, DeleteNetwork, DriverError,
-    DriverResult, EndpointInfo, EndpointRequest, FirewallFact, HostFacts, JoinInfo, LinkChange, LinkKind, LinkSpec,
-    Netns, NetworkCapabilities, NetworkDriver, NetworkSpec, Op, Outcome, Plan, PortBinding, Step, VethEndpoint,
+    DriverResult, DriverState, EndpointInfo, EndpointRequest, FirewallFact, HostFacts, JoinInfo, LinkChange, LinkKind,
+    LinkSpec, Netns, NetworkCapabilities, NetworkDriver, NetworkSpec, Op, Outcome, Plan, PortBinding, Step,
+    VethEndpoint,
 };
 
 const DRIVER: &str = "bridge";
@@ -222,7 +222,7 @@ impl NetworkDriver for BridgeDriver {
 
     fn delete_network(&self, req: DeleteNetwork) -> DriverResult<Outcome<()>> {
         let s: Settings = state_from_value(DRIVER, &req.state, "network")?;
-        Ok(Outcome::new((), network_plan(&req.network, &s).inverse(), Value::Null))
+        Ok(Outcome::new((), network_plan(&req.network, &s).inverse(), DriverState::null()))
     }
 
     fn create_endpoint(&self, req: EndpointRequest) -> DriverResult<Outcome<EndpointInfo>> {

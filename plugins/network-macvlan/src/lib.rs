@@ -7,12 +7,11 @@
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use wharf_sdk::{
     iface_prefix, join_addresses, mac_from_seed, mtu_option, sandbox_ifname, state_from_value, state_to_value,
-    valid_ifname, CreateNetwork, DeleteNetwork, DriverError, DriverResult, EndpointInfo, EndpointRequest, HostFacts,
-    JoinInfo, LinkKind, LinkSpec, MacvlanMode, Netns, NetworkCapabilities, NetworkDriver, NetworkPeer, NetworkSpec, Op,
-    Outcome, Plan, Step, IFACE_PREFIX, MTU,
+    valid_ifname, CreateNetwork, DeleteNetwork, DriverError, DriverResult, DriverState, EndpointInfo, EndpointRequest,
+    HostFacts, JoinInfo, LinkKind, LinkSpec, MacvlanMode, Netns, NetworkCapabilities, NetworkDriver, NetworkPeer,
+    NetworkSpec, Op, Outcome, Plan, Step, IFACE_PREFIX, MTU,
 };
 
 const PARENT: &str = "parent";
@@ -200,7 +199,7 @@ impl NetworkDriver for MacvlanDriver {
             .iter()
             .any(|p| state_from_value::<NetworkState>(DRIVER, &p.state, "peer").is_ok_and(|o| o.parent == s.parent));
         let plan = if shared { Plan::new() } else { parent_plan(&s).inverse() };
-        Ok(Outcome::new((), plan, Value::Null))
+        Ok(Outcome::new((), plan, DriverState::null()))
     }
 
     fn create_endpoint(&self, req: EndpointRequest) -> DriverResult<Outcome<EndpointInfo>> {

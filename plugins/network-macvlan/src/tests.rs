@@ -48,9 +48,9 @@ fn peer(n: &NetworkSpec) -> NetworkPeer {
 fn the_default_parent_is_the_default_route_interface() {
     let out = create(&network("10.7.0.0/24", &[]), vec![]).unwrap();
     assert!(out.plan.is_empty(), "an existing parent is not touched");
-    assert_eq!(out.state["parent"], "eth0");
-    assert_eq!(out.state["mode"], "bridge");
-    assert_eq!(out.state["mtu"], 1500);
+    assert_eq!(out.state.to_value()["parent"], "eth0");
+    assert_eq!(out.state.to_value()["mode"], "bridge");
+    assert_eq!(out.state.to_value()["mtu"], 1500);
 }
 
 #[test]
@@ -60,7 +60,7 @@ fn a_vlan_parent_is_created_and_removed_with_its_network() {
     let Op::LinkAdd { link, .. } = &out.plan.steps[0].op else { panic!() };
     assert_eq!(link.name, "up0.42");
     assert_eq!(link.kind, LinkKind::Vlan { parent: "up0".into(), id: 42 });
-    assert_eq!(out.state["mtu"], 9000, "MTU follows the base link");
+    assert_eq!(out.state.to_value()["mtu"], 9000, "MTU follows the base link");
     let del = MacvlanDriver
         .delete_network(DeleteNetwork { network: n.clone(), state: out.state.clone(), facts: facts(), others: vec![] })
         .unwrap();
@@ -81,7 +81,7 @@ fn no_parent_and_no_default_route_means_an_internal_dummy() {
         .unwrap();
     let Op::LinkAdd { link, .. } = &out.plan.steps[0].op else { panic!() };
     assert_eq!((link.name.as_str(), &link.kind), ("dm-aaaabbbbcccc", &LinkKind::Dummy));
-    assert_eq!(out.state["internal"], true);
+    assert_eq!(out.state.to_value()["internal"], true);
 }
 
 #[test]

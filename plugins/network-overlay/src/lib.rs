@@ -19,11 +19,10 @@
 //! A sandbox that needs to reach further joins a bridge network as well.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::net::IpAddr;
 use wharf_sdk::{
     fnv1a, iface_prefix, mtu_option, state_from_value, state_to_value, CreateNetwork, DeleteNetwork, DriverError,
-    DriverResult, EndpointInfo, EndpointRequest, HostFacts, HostLink, JoinInfo, LinkKind, LinkSpec, Netns,
+    DriverResult, DriverState, EndpointInfo, EndpointRequest, HostFacts, HostLink, JoinInfo, LinkKind, LinkSpec, Netns,
     NetworkCapabilities, NetworkDriver, NetworkPeer, NetworkSpec, Op, Outcome, Plan, Scope, Step, VethEndpoint,
     IFACE_PREFIX, MTU,
 };
@@ -304,7 +303,7 @@ impl NetworkDriver for OverlayDriver {
 
     fn delete_network(&self, req: DeleteNetwork) -> DriverResult<Outcome<()>> {
         let s: NetworkState = state_from_value(DRIVER, &req.state, "network")?;
-        Ok(Outcome::new((), network_plan(&s).inverse(), Value::Null))
+        Ok(Outcome::new((), network_plan(&s).inverse(), DriverState::null()))
     }
 
     fn create_endpoint(&self, req: EndpointRequest) -> DriverResult<Outcome<EndpointInfo>> {

@@ -40,10 +40,10 @@ fn create(n: &NetworkSpec, others: Vec<NetworkPeer>) -> DriverResult<Outcome<()>
 }
 
 fn state(out: &Outcome<()>) -> NetworkState {
-    serde_json::from_value(out.state.clone()).unwrap()
+    out.state.read().unwrap()
 }
 
-fn endpoint_req(n: &NetworkSpec, network_state: Value) -> EndpointRequest {
+fn endpoint_req(n: &NetworkSpec, network_state: DriverState) -> EndpointRequest {
     EndpointRequest {
         network: n.clone(),
         network_state,

@@ -7,11 +7,10 @@
 
 use crate::state;
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 use std::fs;
 use std::io::ErrorKind;
 use std::path::{Component, Path, PathBuf};
-use wharf_sdk::{DriverError, DriverResult, Outcome, Plan, VolumeDriver, VolumeInfo, VolumeRequest};
+use wharf_sdk::{DriverError, DriverResult, DriverState, Outcome, Plan, VolumeDriver, VolumeInfo, VolumeRequest};
 
 const DRIVER: &str = "bind";
 /// The one option: the host directory the volume names.
@@ -95,7 +94,7 @@ impl VolumeDriver for BindDriver {
     }
 
     fn remove(&self, _req: VolumeRequest) -> DriverResult<Outcome<()>> {
-        Ok(Outcome::new((), Plan::new(), Value::Null))
+        Ok(Outcome::new((), Plan::new(), DriverState::null()))
     }
 
     fn mount(&self, req: VolumeRequest) -> DriverResult<Outcome<VolumeInfo>> {

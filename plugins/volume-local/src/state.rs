@@ -3,17 +3,16 @@
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use serde_json::Value;
-use wharf_sdk::{DriverError, DriverResult, VolumeRequest};
+use wharf_sdk::{DriverError, DriverResult, DriverState, VolumeRequest};
 
 /// `state` as the JSON core stores.
-pub(crate) fn encode<T: Serialize>(state: &T) -> DriverResult<Value> {
-    serde_json::to_value(state).map_err(|e| DriverError::internal(format!("cannot encode volume state: {e}")))
+pub(crate) fn encode<T: Serialize>(state: &T) -> DriverResult<DriverState> {
+    DriverState::new(state).map_err(|e| DriverError::internal(format!("cannot encode volume state: {e}")))
 }
 
 /// The state `driver` stored for the volume of `req`.
 pub(crate) fn decode<T: DeserializeOwned>(driver: &str, req: &VolumeRequest) -> DriverResult<T> {
-    serde_json::from_value(req.state.clone()).map_err(|e| {
+    req.state.read().map_err(|e| {
         DriverError::internal(format!("driver {driver:?} has no readable state for volume {:?}: {e}", req.volume.name))
     })
 }

@@ -43,6 +43,7 @@ pub enum Op {
         /// Link name.
         link: String,
         /// Address with prefix length.
+        #[serde(serialize_with = "crate::wire::addr")]
         address: IpNet,
     },
     /// Ensure an address is not on a link.
@@ -52,6 +53,7 @@ pub enum Op {
         /// Link name.
         link: String,
         /// Address with prefix length.
+        #[serde(serialize_with = "crate::wire::addr")]
         address: IpNet,
     },
     /// Ensure a route exists.

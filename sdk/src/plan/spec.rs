@@ -148,6 +148,7 @@ pub enum LinkChange {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RouteSpec {
     /// Destination prefix; `0.0.0.0/0` or `::/0` for a default route.
+    #[serde(serialize_with = "crate::wire::addr")]
     pub destination: IpNet,
     /// Next hop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -280,6 +281,7 @@ pub enum FirewallFact {
         /// The bridge device.
         bridge: String,
         /// The network's subnets.
+        #[serde(serialize_with = "crate::wire::addr_list")]
         subnets: Vec<IpNet>,
         /// Masquerade traffic leaving the subnets to other interfaces.
         masquerade: bool,

@@ -276,7 +276,7 @@ impl<'a, D: NetworkDriver + ?Sized> Lifecycle<'a, D> {
             network: self.network.clone(),
             network_state: network.state.clone(),
             endpoint: self.endpoint.clone(),
-            endpoint_state: serde_json::Value::Null,
+            endpoint_state: crate::DriverState::null(),
             sandbox: self.sandbox.clone(),
             facts: fixtures::endpoint_facts(&self.facts),
         };
@@ -348,7 +348,7 @@ impl<'a, D: VolumeDriver + ?Sized> VolumeLifecycle<'a, D> {
         let mut recorder = Recorder::new();
         let reach = Reach { volumes_dir: self.request.facts.volumes_dir.clone(), sandbox: None };
         let mut req = self.request.clone();
-        let keep = |req: &mut VolumeRequest, state: &serde_json::Value| {
+        let keep = |req: &mut VolumeRequest, state: &crate::DriverState| {
             if !state.is_null() {
                 req.state = state.clone();
             }

@@ -131,7 +131,7 @@ fn ranges(pools: &[Pool]) -> Vec<AddressRange> {
 /// host's driver state, plan or allocations.
 fn definition(network: &Network) -> serde_json::Value {
     let mut n = network.clone();
-    n.state = serde_json::Value::Null;
+    n.state = wharf_sdk::DriverState::null();
     n.plan = Plan::new();
     n.found = Vec::new();
     for pool in n.ipv4.iter_mut().chain(n.ipv6.iter_mut()) {

@@ -31,7 +31,7 @@ impl NetworkDriver for TestNet {
         Ok(Outcome::new((), plan, json!({ "bridge": name })))
     }
     fn delete_network(&self, r: DeleteNetwork) -> DriverResult<Outcome<()>> {
-        let name = r.state["bridge"].as_str().unwrap_or_default().to_string();
+        let name = r.state.to_value()["bridge"].as_str().unwrap_or_default().to_string();
         let plan: Plan = [Step::link_add(Netns::Host, LinkSpec::new(&name, LinkKind::Bridge))].into_iter().collect();
         Ok(Outcome::new((), plan.inverse(), Value::Null))
     }

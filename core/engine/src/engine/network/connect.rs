@@ -247,7 +247,7 @@ impl Engine {
             network: spec(&network),
             network_state: network.state.clone(),
             endpoint: endpoint_spec(&endpoint),
-            endpoint_state: serde_json::Value::Null,
+            endpoint_state: wharf_sdk::DriverState::null(),
             sandbox: sandbox_spec,
             facts: self.endpoint_facts(),
         };
