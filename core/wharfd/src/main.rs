@@ -245,15 +245,11 @@ fn run(flags: Flags) -> Result<(), String> {
     let engine = Engine::start_with_dns(store, registry, exec, settings, Some(dns))
         .map_err(|e| format!("start: {}", e.message()))?;
     let engine = Arc::new(engine);
-    // Starting went through every endpoint and sandbox: hand back what that left free.
+    // Starting went through every endpoint and sandbox: hand back what that left free, and
+    // again whenever the API goes quiet after requests.
     wharf_linux::alloc::trim();
-    rt.spawn(async {
-        let mut tick = tokio::time::interval(wharf_linux::alloc::TRIM_EVERY);
-        loop {
-            tick.tick().await;
-            wharf_linux::alloc::trim();
-        }
-    });
+    let api_work = Arc::new(tokio::sync::Notify::new());
+    rt.spawn(wharf_linux::alloc::trim_when_idle(api_work.clone()));
     if let (Some(url), Some(vtep)) = (&c.cluster_store, c.advertise_addr) {
         join_cluster(&engine, &c, url, vtep, instance)?;
     }
@@ -261,7 +257,7 @@ fn run(flags: Flags) -> Result<(), String> {
         if !c.metrics_addr.is_empty() {
             serve_metrics(engine.clone(), &c.metrics_addr).await?;
         }
-        serve(engine, c.socket.clone(), socket_group).await
+        serve(engine, c.socket.clone(), socket_group, api_work).await
     })
 }
 
@@ -321,7 +317,12 @@ fn notify(state: sd_notify::NotifyState<'_>) {
     }
 }
 
-async fn serve(engine: Arc<Engine>, socket: PathBuf, group: Option<nix::unistd::Group>) -> Result<(), String> {
+async fn serve(
+    engine: Arc<Engine>,
+    socket: PathBuf,
+    group: Option<nix::unistd::Group>,
+    work: Arc<tokio::sync::Notify>,
+) -> Result<(), String> {
     if let Some(dir) = socket.parent() {
         std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     }
@@ -341,7 +342,17 @@ async fn serve(engine: Arc<Engine>, socket: PathBuf, group: Option<nix::unistd::
     tracing::info!(socket = %socket.display(), group = group.as_ref().map(|g| g.name.as_str()), "serving the API");
     // The socket is bound and listening: a connection made from now on is answered.
     notify(sd_notify::NotifyState::Ready);
-    let app = wharf_api::router(engine.clone());
+    // Each answered request counts as work, after which freed memory is handed back.
+    let app = wharf_api::router(engine.clone()).layer(axum::middleware::from_fn(
+        move |req: axum::extract::Request, next: axum::middleware::Next| {
+            let work = work.clone();
+            async move {
+                let response = next.run(req).await;
+                work.notify_one();
+                response
+            }
+        },
+    ));
     // Streams that follow events end as the daemon stops, so requests in flight can finish.
     let stopping = async move {
         shutdown().await;
