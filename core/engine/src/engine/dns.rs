@@ -11,6 +11,7 @@
 
 use super::{Author, Engine, State};
 use crate::error::{Error, Result};
+use crate::executor::PendingSockets;
 use crate::model::{DnsConfig, Endpoint, Network, Sandbox};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -165,14 +166,21 @@ impl Engine {
     }
 
     /// Before `sandbox` is connected to `network`: the sockets its resolver will answer on,
-    /// when the connect gives it a resolver it does not have yet. Opened first, so a
-    /// sandbox where they cannot be opened is refused before anything changes.
-    pub(super) fn dns_sockets(&self, network: &Network, sandbox: &Sandbox) -> Result<Option<Sockets>> {
-        let Some(resolver) = &self.dns else { return Ok(None) };
+    /// when the connect gives it a resolver it does not have yet, begun (the namespace thread
+    /// opens them while the connect runs its plan) and finished by [`Engine::dns_sockets_end`]
+    /// before the connect is recorded: a sandbox where they cannot be opened is refused,
+    /// and the plan undone.
+    pub(super) fn dns_sockets_begin(&self, network: &Network, sandbox: &Sandbox) -> Option<PendingSockets<'_>> {
+        let resolver = self.dns.as_ref()?;
         if !has_dns(network) || resolver.serving(&sandbox.id) {
-            return Ok(None);
+            return None;
         }
-        self.exec.dns_sockets(Path::new(&sandbox.netns), LISTEN).map(Some).map_err(|e| {
+        Some(self.exec.dns_sockets_begin(Path::new(&sandbox.netns), LISTEN))
+    }
+
+    /// The sockets [`Engine::dns_sockets_begin`] began opening, once open.
+    pub(super) fn dns_sockets_end(sandbox: &Sandbox, pending: Option<PendingSockets<'_>>) -> Result<Option<Sockets>> {
+        pending.map(|p| p()).transpose().map_err(|e| {
             Error::Internal(format!("sandbox {}: the resolver cannot listen in its namespace: {e}", sandbox.name))
         })
     }

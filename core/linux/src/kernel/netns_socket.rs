@@ -4,12 +4,12 @@
 //! threads never change namespace. The embedded resolver gets its listening sockets at
 //! 127.0.0.11:53 and its sockets towards a sandbox's upstream servers this way.
 
-use super::sockets::enter;
+use super::sockets::{enter, enter_later};
 use nix::net::if_::InterfaceFlags;
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use wharf_dns::{Sockets, Transport};
 
@@ -18,18 +18,48 @@ pub fn inside<T: Send + 'static>(netns: &Path, make: impl FnOnce() -> io::Result
     enter(netns, make)?
 }
 
+/// [`inside`] without waiting (see [`enter_later`]): the call returned waits.
+pub fn inside_later<T: Send + 'static>(
+    netns: &Path,
+    make: impl FnOnce() -> io::Result<T> + Send + 'static,
+) -> impl FnOnce() -> io::Result<T> + Send {
+    let later = enter_later(netns, make);
+    move || later?.wait()?
+}
+
 /// A UDP socket bound to `at` and a TCP listener at `at`, in the calling thread's
 /// namespace: where a sandbox's resolver answers, when called [`inside`] its namespace.
 /// `None` when the namespace's loopback, where 127.0.0.11 lives, is down: nothing could
 /// reach the sockets (or, on a loopback never up, even bind them).
 pub fn listening_here(at: SocketAddr) -> io::Result<Option<Sockets>> {
-    let lo = nix::ifaddrs::getifaddrs()?.find(|i| i.interface_name == "lo");
-    if !lo.is_some_and(|lo| lo.flags.contains(InterfaceFlags::IFF_UP)) {
+    let family = if at.is_ipv6() { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    let udp = socket(family, SockType::Datagram, SockFlag::SOCK_CLOEXEC, None)?;
+    if !loopback_up(&udp)? {
         return Ok(None);
     }
-    let udp = UdpSocket::bind(at)?;
+    nix::sys::socket::bind(udp.as_raw_fd(), &nix::sys::socket::SockaddrStorage::from(at))?;
+    let udp = UdpSocket::from(udp);
     let tcp = TcpListener::bind(at)?;
     Ok(Some(Sockets { udp, tcp }))
+}
+
+/// Whether the loopback of the namespace `socket` was made in is up: one `SIOCGIFFLAGS` on
+/// it, where a netlink dump of every interface and address took a socket of its own and
+/// several round trips, on the way of every connect that gives a sandbox its resolver.
+fn loopback_up(socket: &OwnedFd) -> io::Result<bool> {
+    // SAFETY: an all-zero `ifreq` is valid (an empty name, zero flags).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (to, from) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *to = *from as libc::c_char;
+    }
+    // SAFETY: `req` is an `ifreq` with a NUL-terminated name, which SIOCGIFFLAGS reads, and
+    // whose flags it writes; the descriptor is open for the call's length.
+    if unsafe { libc::ioctl(socket.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFFLAGS filled the union's flags.
+    let flags = unsafe { req.ifr_ifru.ifru_flags };
+    Ok(InterfaceFlags::from_bits_truncate(flags.into()).contains(InterfaceFlags::IFF_UP))
 }
 
 /// A non-blocking socket inside `netns` for reaching `server` over `transport`: a UDP
