@@ -83,22 +83,6 @@ fn grave_name() -> String {
 }
 
 impl Kernel {
-    /// A namespace whose loopback is down (as `ip netns add` leaves it) has no 127.0.0.11 to
-    /// answer at: its `lo` is brought up, as Docker's containers have it, and the resolver's
-    /// sockets opened then. `lo` stays up afterwards.
-    fn dns_sockets_with_loopback_up(
-        &self,
-        netns: &Path,
-        at: std::net::SocketAddr,
-    ) -> Result<wharf_dns::Sockets, ExecError> {
-        let fail = |e| ExecError::os(format!("netns {}: {at}", netns.display()), e);
-        let ns = Netns::Path(netns.display().to_string());
-        self.on(&ns, |ctx| ctx.block_on(netlink::link_set(&ctx.handle, "lo", &LinkChange::Up)))??;
-        netns_socket::inside(netns, move || netns_socket::listening_here(at))
-            .map_err(fail)?
-            .ok_or_else(|| ExecError::new(format!("netns {}: lo is still down after setting it up", netns.display())))
-    }
-
     /// An executor in the calling thread's network namespace, using `firewall`, for the
     /// wharfd whose instance id is `instance` (see [`netlink::Mark`]).
     pub fn new(firewall: Arc<dyn Firewall>, instance: &str) -> Result<Kernel, ExecError> {

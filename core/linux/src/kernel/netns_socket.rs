@@ -4,6 +4,7 @@
 //! threads never change namespace. The embedded resolver gets its listening sockets at
 //! 127.0.0.11:53 and its sockets towards a sandbox's upstream servers this way.
 
+use super::netlink;
 use super::sockets::{enter, enter_later};
 use nix::net::if_::InterfaceFlags;
 use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
@@ -12,6 +13,8 @@ use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, UdpSocket};
 use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
 use wharf_dns::{Sockets, Transport};
+use wharf_engine::executor::ExecError;
+use wharf_sdk::{LinkChange, Netns};
 
 /// Run `make` inside the namespace named by `netns` (see [`enter`]).
 pub fn inside<T: Send + 'static>(netns: &Path, make: impl FnOnce() -> io::Result<T> + Send + 'static) -> io::Result<T> {
@@ -81,4 +84,22 @@ pub fn towards(netns: &Path, server: SocketAddr, transport: Transport) -> io::Re
             socket(family, SockType::Stream, flags, None).map_err(io::Error::from)
         }
     })
+}
+
+impl super::Kernel {
+    /// A namespace whose loopback is down (as `ip netns add` leaves it) has no 127.0.0.11 to
+    /// answer at: its `lo` is brought up, as Docker's containers have it, and the resolver's
+    /// sockets opened then. `lo` stays up afterwards.
+    pub(super) fn dns_sockets_with_loopback_up(
+        &self,
+        netns: &Path,
+        at: std::net::SocketAddr,
+    ) -> Result<wharf_dns::Sockets, ExecError> {
+        let fail = |e| ExecError::os(format!("netns {}: {at}", netns.display()), e);
+        let ns = Netns::Path(netns.display().to_string());
+        self.on(&ns, |ctx| ctx.block_on(netlink::link_set(&ctx.handle, "lo", &LinkChange::Up)))??;
+        inside(netns, move || listening_here(at))
+            .map_err(fail)?
+            .ok_or_else(|| ExecError::new(format!("netns {}: lo is still down after setting it up", netns.display())))
+    }
 }
