@@ -486,3 +486,31 @@ fn a_runtime_namespace_with_loopback_down_gets_it_up_and_names() {
     h.wharf_ok(&["network", "disconnect", "wdlo", "runtime"]);
     h.wharf_ok(&["sandbox", "rm", "runtime"]);
 }
+
+#[test]
+fn a_connect_whose_resolver_cannot_listen_is_refused_and_undone() {
+    wharf_tests::require_root!();
+    let s = setup();
+    let h = &s.h;
+    // Something else already answers at 127.0.0.11:53 in the sandbox's namespace: the
+    // resolver's sockets, opened while the connect's plan runs, cannot be bound.
+    let runtime = Netns::new("wdbusy");
+    assert!(runtime.exec(&["ip", "link", "set", "lo", "up"]).status.success());
+    let squatter = Dnsmasq::start(&runtime.path(), "127.0.0.11", &["--address=/ready.test/10.7.7.7"]);
+    network_with(h, "wdbusy", "10.208.0.0/24", &[("peer", "10.208.0.20", &[])]);
+    h.wharf_ok(&["sandbox", "create", "--netns", &runtime.path(), "runtime"]);
+    let before = resolv_conf(h, "runtime");
+    let err = h.wharf_err(&["network", "connect", "wdbusy", "runtime", "--ip", "10.208.0.10"]);
+    assert!(err.contains("resolver cannot listen"), "{err}");
+    // Nothing of the connect is left: no interface, no endpoint, no name, the same file.
+    let links = String::from_utf8_lossy(&runtime.exec(&["ip", "-o", "link", "show"]).stdout).into_owned();
+    assert_eq!(links.lines().count(), 1, "{links}");
+    assert_eq!(resolv_conf(h, "runtime"), before);
+    assert_eq!(dig(h, "peer", &["runtime"]), "");
+    // With the port free again the same connect goes through, at the same address.
+    drop(squatter);
+    h.wharf_ok(&["network", "connect", "wdbusy", "runtime", "--ip", "10.208.0.10"]);
+    assert_eq!(dig(h, "peer", &["runtime"]), "10.208.0.10");
+    h.wharf_ok(&["network", "disconnect", "wdbusy", "runtime"]);
+    h.wharf_ok(&["sandbox", "rm", "runtime"]);
+}

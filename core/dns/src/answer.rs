@@ -2,7 +2,7 @@
 //! here; everything else is left to forwarding; what is not a well-formed query gets
 //! FORMERR (when its header can be read) or nothing. The wire format is hickory-proto's.
 
-use crate::table::Table;
+use crate::table::{Addresses, Table};
 use hickory_proto::op::{Edns, Header, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::{A, AAAA, PTR};
 use hickory_proto::rr::{DNSClass, Name, RData, Record, RecordType};
@@ -34,9 +34,28 @@ pub enum Reply {
 /// goes back over UDP, where it must fit the asker's size (512 bytes, or what its EDNS
 /// offers) or be truncated.
 pub fn answer(table: &Table, asker: &str, packet: &[u8], udp: bool) -> Reply {
-    match direct(table, asker, packet, udp) {
-        Some(bytes) => Reply::Answer(bytes),
+    let mut out = Vec::new();
+    match direct(table, asker, packet, udp, &mut out) {
+        Some(()) => Reply::Answer(out),
         None => through_message(table, asker, packet, udp),
+    }
+}
+
+/// [`answer`] into a buffer the caller keeps: `None` when the answer was written to `out`
+/// (cleared first), else what to do instead. The common question's answer is written there
+/// directly, so a server answering many with buffers it reuses allocates nothing per query.
+pub fn answer_into(table: &Table, asker: &str, packet: &[u8], udp: bool, out: &mut Vec<u8>) -> Option<Reply> {
+    out.clear();
+    if direct(table, asker, packet, udp, out).is_some() {
+        return None;
+    }
+    out.clear();
+    match through_message(table, asker, packet, udp) {
+        Reply::Answer(bytes) => {
+            out.extend_from_slice(&bytes);
+            None
+        }
+        other => Some(other),
     }
 }
 
@@ -83,7 +102,7 @@ fn through_message(table: &Table, asker: &str, packet: &[u8], udp: bool) -> Repl
 /// the addresses after them, each naming the question's name by a pointer to it, and this
 /// server's EDNS record when the query had one. `None` for everything else (and an answer
 /// that needs truncating), which [`answer`] takes [`through_message`].
-fn direct(table: &Table, asker: &str, packet: &[u8], udp: bool) -> Option<Vec<u8>> {
+fn direct(table: &Table, asker: &str, packet: &[u8], udp: bool, out: &mut Vec<u8>) -> Option<()> {
     let mut decoder = BinDecoder::new(packet);
     let header = Header::read(&mut decoder).ok()?;
     let plain = header.message_type() == MessageType::Query
@@ -113,17 +132,41 @@ fn direct(table: &Table, asker: &str, packet: &[u8], udp: bool) -> Option<Vec<u8
     if !decoder.is_empty() {
         return None;
     }
-    let addrs = table.resolve(asker, &plain_name(q.name())?)?;
+    let mut key = [0u8; 255];
+    let name = plain_name(q.name(), &mut key)?;
+    ADDRESSES.with_borrow_mut(|addrs| {
+        table
+            .resolve_into(asker, name, addrs)
+            .then(|| write_direct(packet, asked, &q, edns.as_ref(), addrs, udp, out))?
+    })
+}
+
+thread_local! {
+    /// The addresses of the name being answered, their room kept for the next query.
+    static ADDRESSES: std::cell::RefCell<Addresses> = std::cell::RefCell::default();
+}
+
+/// [`direct`]'s answer, from the query's first `asked` bytes (header and question) and the
+/// name's addresses.
+fn write_direct(
+    packet: &[u8],
+    asked: usize,
+    q: &Query,
+    edns: Option<&Edns>,
+    addrs: &Addresses,
+    udp: bool,
+    out: &mut Vec<u8>,
+) -> Option<()> {
     let (count, len) = match q.query_type() {
         RecordType::A => (addrs.ipv4.len(), 4),
         _ => (addrs.ipv6.len(), 16),
     };
     let size = asked + count * (12 + len) + if edns.is_some() { OPT_LEN } else { 0 };
-    let limit = edns.as_ref().map_or(UDP_PLAIN, |e: &Edns| UDP_PLAIN.max(e.max_payload().into()));
+    let limit = edns.map_or(UDP_PLAIN, |e| UDP_PLAIN.max(e.max_payload().into()));
     if udp && size > limit {
         return None;
     }
-    let mut out = Vec::with_capacity(size);
+    out.reserve(size);
     out.extend_from_slice(&packet[..asked]);
     // QR and AA set, the opcode (QUERY: 0) and RD kept; RA set, no other flag, NOERROR.
     out[2] = 0x84 | (packet[2] & 0x01);
@@ -151,26 +194,30 @@ fn direct(table: &Table, asker: &str, packet: &[u8], udp: bool) -> Option<Vec<u8
         out.extend_from_slice(&EDNS_PAYLOAD.to_be_bytes());
         out.extend_from_slice(&[0; 6]);
     }
-    Some(out)
+    Some(())
 }
 
 /// The length of this server's EDNS record.
 const OPT_LEN: usize = 11;
 
-/// `name` lower-cased, without its final dot, when its labels are plain letters, digits,
-/// `-` and `_` (what the table's names are); `None` otherwise.
-fn plain_name(name: &Name) -> Option<String> {
-    let mut key = String::with_capacity(name.len());
+/// `name` lower-cased, without its final dot, written into `key`, when its labels are plain
+/// letters, digits, `-` and `_` (what the table's names are); `None` otherwise. The caller's
+/// buffer, so a query costs no allocation here.
+fn plain_name<'k>(name: &Name, key: &'k mut [u8; 255]) -> Option<&'k str> {
+    let mut len = 0;
     for label in name.iter() {
-        if !key.is_empty() {
-            key.push('.');
-        }
         if label.is_empty() || !label.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-' || *b == b'_') {
             return None;
         }
-        key.extend(label.iter().map(|b| char::from(b.to_ascii_lowercase())));
+        let dot = usize::from(len > 0);
+        let part = key.get_mut(len..len + dot + label.len())?;
+        if dot == 1 {
+            part[0] = b'.';
+        }
+        part[dot..].iter_mut().zip(label).for_each(|(k, b)| *k = b.to_ascii_lowercase());
+        len += dot + label.len();
     }
-    Some(key)
+    std::str::from_utf8(&key[..len]).ok()
 }
 
 /// The holder of the address a PTR query asks about.
@@ -437,13 +484,15 @@ mod tests {
             no_rd.to_vec().unwrap(),
         ];
         for packet in packets {
-            let direct = direct(&table(), ASKER, &packet, true).expect("answered directly");
+            let mut direct_ = Vec::new();
+            direct(&table(), ASKER, &packet, true, &mut direct_).expect("answered directly");
+            let direct = direct_;
             let Reply::Answer(long) = through_message(&table(), ASKER, &packet, true) else { panic!() };
             assert_eq!(Message::from_vec(&direct).unwrap(), Message::from_vec(&long).unwrap());
             assert_eq!(direct, long);
         }
         for packet in [query("example.org.", RecordType::A), query("web.", RecordType::MX)] {
-            assert!(direct(&table(), ASKER, &packet, true).is_none());
+            assert!(direct(&table(), ASKER, &packet, true, &mut Vec::new()).is_none());
         }
     }
 

@@ -12,7 +12,7 @@ mod forward;
 mod server;
 pub mod table;
 
-pub use answer::{answer, Reply};
+pub use answer::{answer, answer_into, Reply};
 pub use forward::{Opener, Transport, Upstreams};
 pub use server::{Resolver, Sockets, LISTEN};
 pub use table::{Addresses, Entry, Origin, Table};

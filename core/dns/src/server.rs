@@ -1,12 +1,14 @@
 //! Serving: each sandbox's UDP socket and TCP listener (opened at 127.0.0.11:53 in its
 //! namespace by the daemon and handed over here) served by one task on the daemon's runtime.
 //! A sandbox costs one task and its sockets' registrations; datagrams are read in batches
-//! into buffers each runtime thread keeps, and answered with one system call per batch, so
-//! the task holds no buffer between queries.
+//! into buffers each runtime thread keeps, answered into buffers kept there too, and sent
+//! with one system call per batch, so the task holds no buffer between queries and a query
+//! for a name of the table allocates nothing.
 
-use crate::answer::{answer, Reply};
+use crate::answer::{answer, answer_into, Reply, UDP_PLAIN};
 use crate::forward::{Channels, Forwarder, Transport, Upstreams};
 use crate::table::Table;
+use hickory_proto::op::Message;
 use nix::sys::socket::{recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -134,11 +136,19 @@ async fn run(served: Arc<Served>, udp: Arc<UdpSocket>, tcp: TcpListener) {
     }
 }
 
+/// How many batches one wake-up reads at most before the task lets others run.
+const ROUNDS: usize = 8;
+
 /// Buffers and message headers for reading and answering a batch of datagrams with one
 /// `recvmmsg` and one `sendmmsg`: one set per runtime thread, made at its first batch, so a
-/// sandbox's task holds none.
+/// sandbox's task holds none, and reused for every batch, so a query costs no allocation.
 struct Scratch {
-    bufs: Vec<[u8; UDP_QUERY]>,
+    bufs: Box<[[u8; UDP_QUERY]; BATCH]>,
+    /// Each received datagram's length and sender.
+    got: Vec<(usize, Option<SockaddrStorage>)>,
+    /// The answers of a batch, in the order their queries came, and where each goes.
+    answers: Vec<Vec<u8>>,
+    to: Vec<Option<SockaddrStorage>>,
     recv: MultiHeaders<SockaddrStorage>,
     send: MultiHeaders<SockaddrStorage>,
 }
@@ -147,67 +157,83 @@ thread_local! {
     static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
 }
 
-/// Answer the datagrams waiting on `udp`, up to [`BATCH`] of them.
+/// Answer the datagrams waiting on `udp`: batch after batch until none is left (which
+/// clears the socket's readiness, so the task waits for the next datagram without another
+/// wake-up to find the socket empty) or [`ROUNDS`] batches were answered.
 fn drain(served: &Arc<Served>, udp: &Arc<UdpSocket>) {
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
         let scratch = scratch.get_or_insert_with(|| Scratch {
-            bufs: vec![[0u8; UDP_QUERY]; BATCH],
+            bufs: Box::new([[0u8; UDP_QUERY]; BATCH]),
+            got: Vec::with_capacity(BATCH),
+            answers: (0..BATCH).map(|_| Vec::with_capacity(UDP_PLAIN)).collect(),
+            to: Vec::with_capacity(BATCH),
             recv: MultiHeaders::preallocate(BATCH, None),
             send: MultiHeaders::preallocate(BATCH, None),
         });
-        drain_with(served, udp, scratch);
+        for _ in 0..ROUNDS {
+            if !batch(served, udp, scratch) {
+                return;
+            }
+        }
     });
 }
 
-fn drain_with(served: &Arc<Served>, udp: &Arc<UdpSocket>, scratch: &mut Scratch) {
+/// Read and answer one batch; whether the socket may hold more.
+fn batch(served: &Arc<Served>, udp: &Arc<UdpSocket>, scratch: &mut Scratch) -> bool {
     let fd = udp.as_raw_fd();
-    let got = udp.try_io(Interest::READABLE, || {
-        let mut iovs: Vec<[IoSliceMut<'_>; 1]> = scratch.bufs.iter_mut().map(|b| [IoSliceMut::new(b)]).collect();
-        let received = recvmmsg(fd, &mut scratch.recv, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None)?;
-        Ok(received.map(|m| (m.bytes, m.address)).collect::<Vec<_>>())
+    let Scratch { bufs, got, answers, to, recv, send } = scratch;
+    got.clear();
+    let received = udp.try_io(Interest::READABLE, || {
+        let mut iovs = bufs.each_mut().map(|b| [IoSliceMut::new(b)]);
+        let received = recvmmsg(fd, recv, iovs.iter_mut(), MsgFlags::MSG_DONTWAIT, None)?;
+        got.extend(received.map(|m| (m.bytes, m.address)));
+        Ok(())
     });
-    let got = match got {
-        Ok(got) => got,
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+    match received {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return false,
         Err(e) => {
             tracing::debug!(error = %e, "reading DNS queries");
-            return;
-        }
-    };
-    let mut answers: Vec<(Vec<u8>, SockaddrStorage)> = Vec::with_capacity(got.len());
-    for (i, (n, from)) in got.into_iter().enumerate() {
-        let (Some(from), Some(asker)) = (from, from.as_ref().and_then(socket_addr)) else { continue };
-        let packet = &scratch.bufs[i][..n];
-        match answer(&served.table, &served.id, packet, true) {
-            Reply::Answer(bytes) => answers.push((bytes, from)),
-            Reply::Drop => {}
-            Reply::Forward(query) => {
-                if served.forwarding.fetch_add(1, Ordering::Relaxed) >= FORWARDS {
-                    served.forwarding.fetch_sub(1, Ordering::Relaxed);
-                    continue;
-                }
-                let (served, udp, packet) = (served.clone(), udp.clone(), packet.to_vec());
-                tokio::spawn(async move {
-                    let bytes = served.forwarder.forward(&packet, &query, Transport::Udp).await;
-                    let _ = udp.send_to(&bytes, asker).await;
-                    served.forwarding.fetch_sub(1, Ordering::Relaxed);
-                });
-            }
+            return false;
         }
     }
-    if answers.is_empty() {
+    to.clear();
+    for (i, &(n, from)) in got.iter().enumerate() {
+        let Some(from) = from else { continue };
+        let packet = &bufs[i][..n];
+        match answer_into(&served.table, &served.id, packet, true, &mut answers[to.len()]) {
+            None => to.push(Some(from)),
+            Some(Reply::Forward(query)) => forward(served, udp, packet, query, &from),
+            Some(_) => {}
+        }
+    }
+    if !to.is_empty() {
+        // An answer the socket has no room for is dropped, as a datagram may be: the asker
+        // asks again.
+        let slices: [[IoSlice<'_>; 1]; BATCH] = std::array::from_fn(|i| [IoSlice::new(&answers[i])]);
+        let slices = slices[..to.len()].iter();
+        let none: [ControlMessage<'_>; 0] = [];
+        let _ = udp.try_io(Interest::WRITABLE, || {
+            sendmmsg(fd, send, slices, &to[..], none, MsgFlags::MSG_DONTWAIT).map(|_| ()).map_err(io::Error::from)
+        });
+    }
+    true
+}
+
+/// Forward `query` (`packet` as it came) from `from` upstream, on a task of its own; the
+/// answer goes back on `udp`.
+fn forward(served: &Arc<Served>, udp: &Arc<UdpSocket>, packet: &[u8], query: Box<Message>, from: &SockaddrStorage) {
+    let Some(asker) = socket_addr(from) else { return };
+    if served.forwarding.fetch_add(1, Ordering::Relaxed) >= FORWARDS {
+        served.forwarding.fetch_sub(1, Ordering::Relaxed);
         return;
     }
-    // An answer the socket has no room for is dropped, as a datagram may be: the asker
-    // asks again.
-    let slices: Vec<[IoSlice<'_>; 1]> = answers.iter().map(|(b, _)| [IoSlice::new(b)]).collect();
-    let addrs: Vec<Option<SockaddrStorage>> = answers.iter().map(|(_, a)| Some(*a)).collect();
-    let none: [ControlMessage<'_>; 0] = [];
-    let _ = udp.try_io(Interest::WRITABLE, || {
-        sendmmsg(fd, &mut scratch.send, slices.iter(), &addrs, none, MsgFlags::MSG_DONTWAIT)
-            .map(|_| ())
-            .map_err(io::Error::from)
+    let (served, udp, packet) = (served.clone(), udp.clone(), packet.to_vec());
+    tokio::spawn(async move {
+        let bytes = served.forwarder.forward(&packet, &query, Transport::Udp).await;
+        let _ = udp.send_to(&bytes, asker).await;
+        served.forwarding.fetch_sub(1, Ordering::Relaxed);
     });
 }
 

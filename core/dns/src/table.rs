@@ -182,24 +182,34 @@ impl Table {
     /// What `name` resolves to for sandbox `asker`: `None` when no network the asker is on
     /// knows it, else every address of its holders there (possibly none of a family).
     pub fn resolve(&self, asker: &str, name: &str) -> Option<Addresses> {
+        let mut out = Addresses::default();
+        self.resolve_into(asker, name, &mut out).then_some(out)
+    }
+
+    /// [`Table::resolve`] into `out` (emptied first), whose room is reused: whether the
+    /// name is known.
+    pub fn resolve_into(&self, asker: &str, name: &str, out: &mut Addresses) -> bool {
+        out.ipv4.clear();
+        out.ipv6.clear();
         let name = name.strip_suffix('.').unwrap_or(name);
         let key = match name.bytes().any(|b| b.is_ascii_uppercase()) {
             true => std::borrow::Cow::Owned(name.to_ascii_lowercase()),
             false => std::borrow::Cow::Borrowed(name),
         };
         let inner = self.read();
-        let mut found = None::<Addresses>;
-        for network in inner.attached.get(asker)?.iter() {
+        let mut found = false;
+        let Some(attached) = inner.attached.get(asker) else { return false };
+        for network in attached.iter() {
             let Some(net) = inner.networks.get(network) else { continue };
             let Some(holders) = net.names.get(&*key) else { continue };
-            let out = found.get_or_insert_with(Addresses::default);
+            found = true;
             for e in holders.iter().map(|&i| &net.entries[i]) {
                 out.ipv4.extend(e.ipv4.filter(|ip| !out.ipv4.contains(ip)));
                 out.ipv6.extend(e.ipv6.filter(|ip| !out.ipv6.contains(ip)));
             }
         }
         drop(inner);
-        if let Some(out) = &mut found {
+        if found {
             let turn = self.turn.fetch_add(1, Ordering::Relaxed);
             if !out.ipv4.is_empty() {
                 let n = turn % out.ipv4.len();

@@ -11,6 +11,7 @@
 
 use super::{Author, Engine, State};
 use crate::error::{Error, Result};
+use crate::executor::PendingSockets;
 use crate::model::{DnsConfig, Endpoint, Network, Sandbox};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -153,7 +154,9 @@ impl State {
 }
 
 impl Engine {
-    fn host_resolv(&self) -> HostResolv {
+    /// The host's `resolv.conf`, read once per operation: one reading serves both the
+    /// sandbox's own file and its resolver's upstream servers.
+    pub(super) fn host_resolv(&self) -> HostResolv {
         HostResolv::parse(&self.exec.read_file(&self.settings.host_resolv_conf).unwrap_or_default())
     }
 
@@ -163,22 +166,31 @@ impl Engine {
     }
 
     /// Before `sandbox` is connected to `network`: the sockets its resolver will answer on,
-    /// when the connect gives it a resolver it does not have yet. Opened first, so a
-    /// sandbox where they cannot be opened is refused before anything changes.
-    pub(super) fn dns_sockets(&self, network: &Network, sandbox: &Sandbox) -> Result<Option<Sockets>> {
-        let Some(resolver) = &self.dns else { return Ok(None) };
+    /// when the connect gives it a resolver it does not have yet, begun (the namespace thread
+    /// opens them while the connect runs its plan) and finished by [`Engine::dns_sockets_end`]
+    /// before the connect is recorded: a sandbox where they cannot be opened is refused,
+    /// and the plan undone.
+    pub(super) fn dns_sockets_begin(&self, network: &Network, sandbox: &Sandbox) -> Option<PendingSockets<'_>> {
+        let resolver = self.dns.as_ref()?;
         if !has_dns(network) || resolver.serving(&sandbox.id) {
-            return Ok(None);
+            return None;
         }
-        self.exec.dns_sockets(Path::new(&sandbox.netns), LISTEN).map(Some).map_err(|e| {
+        Some(self.exec.dns_sockets_begin(Path::new(&sandbox.netns), LISTEN))
+    }
+
+    /// The sockets [`Engine::dns_sockets_begin`] began opening, once open.
+    pub(super) fn dns_sockets_end(sandbox: &Sandbox, pending: Option<PendingSockets<'_>>) -> Result<Option<Sockets>> {
+        pending.map(|p| p()).transpose().map_err(|e| {
             Error::Internal(format!("sandbox {}: the resolver cannot listen in its namespace: {e}", sandbox.name))
         })
     }
 
     /// After `sandbox` was connected to `network` through `endpoint`: its names on the
-    /// network, its resolver on `sockets` (when it had none), its `resolv.conf`.
+    /// network, and its resolver on `sockets` (when it had none), forwarding to the servers
+    /// of `host` (the host's `resolv.conf`) unless the sandbox has its own.
     pub(super) fn dns_connected(
         &self,
+        host: &HostResolv,
         network: &Network,
         endpoint: &Endpoint,
         sandbox: &Sandbox,
@@ -190,7 +202,7 @@ impl Engine {
         }
         resolver.table().insert(&network.id, entry(endpoint, sandbox));
         if let Some(sockets) = sockets {
-            self.serve(resolver, sandbox, sockets);
+            self.serve(resolver, host, sandbox, sockets);
         }
     }
 
@@ -226,9 +238,9 @@ impl Engine {
         }
     }
 
-    fn serve(&self, resolver: &Resolver, sandbox: &Sandbox, sockets: Sockets) {
+    fn serve(&self, resolver: &Resolver, host: &HostResolv, sandbox: &Sandbox, sockets: Sockets) {
         let upstreams = Upstreams {
-            servers: upstream_servers(&self.host_resolv(), &sandbox.dns),
+            servers: upstream_servers(host, &sandbox.dns),
             opener: self.exec.dns_opener(Path::new(&sandbox.netns)),
         };
         if let Err(e) = resolver.serve(&sandbox.id, sockets, upstreams) {
@@ -241,6 +253,7 @@ impl Engine {
     /// between a connect and its rewrite).
     pub(super) fn dns_restore(&self) {
         let state = self.lock();
+        let host = self.host_resolv();
         for sandbox in state.sandboxes.values() {
             if let Some(resolver) = &self.dns {
                 for e in state.endpoints_of_sandbox(&sandbox.id) {
@@ -250,24 +263,24 @@ impl Engine {
                 }
                 if state.wants_resolver(&sandbox.id) && !resolver.serving(&sandbox.id) {
                     match self.exec.dns_sockets(Path::new(&sandbox.netns), LISTEN) {
-                        Ok(sockets) => self.serve(resolver, sandbox, sockets),
+                        Ok(sockets) => self.serve(resolver, &host, sandbox, sockets),
                         Err(e) => tracing::warn!(sandbox = %sandbox.name, error = %e, "no resolver for the sandbox"),
                     }
                 }
             }
-            self.write_resolv_conf(sandbox);
+            self.write_resolv_conf(&host, sandbox);
         }
     }
 
     /// The plan that makes `sandbox`'s `resolv.conf` say what it should with its resolver
-    /// serving (`resolver`) or not: empty when it says so already. Connect and disconnect
-    /// run it in their own journaled plan.
-    pub(super) fn resolv_conf_plan(&self, sandbox: &Sandbox, resolver: bool) -> Plan {
+    /// serving (`resolver`) or not, `host` being the host's: empty when it says so already.
+    /// Connect and disconnect run it in their own journaled plan.
+    pub(super) fn resolv_conf_plan(&self, host: &HostResolv, sandbox: &Sandbox, resolver: bool) -> Plan {
         let mut plan = Plan::new();
         if sandbox.name.is_empty() {
             return plan;
         }
-        let contents = resolv_conf(&self.host_resolv(), &sandbox.dns, resolver);
+        let contents = resolv_conf(host, &sandbox.dns, resolver);
         let path = format!("{}/resolv.conf", self.etc_dir(&sandbox.name));
         let old = self.exec.read_file(Path::new(&path));
         if old.as_deref() == Some(contents.as_str()) {
@@ -283,9 +296,9 @@ impl Engine {
 
     /// Make `sandbox`'s `resolv.conf` say what it should, by a journaled plan of its own. A
     /// failure is logged: the next start tries again.
-    fn write_resolv_conf(&self, sandbox: &Sandbox) {
+    fn write_resolv_conf(&self, host: &HostResolv, sandbox: &Sandbox) {
         let resolver = self.dns.as_ref().is_some_and(|r| r.serving(&sandbox.id));
-        let plan = self.resolv_conf_plan(sandbox, resolver);
+        let plan = self.resolv_conf_plan(host, sandbox, resolver);
         if plan.is_empty() {
             return;
         }

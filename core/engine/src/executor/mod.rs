@@ -113,6 +113,9 @@ pub enum Outcome {
     Found,
 }
 
+/// Sockets for a sandbox's resolver being opened: the call waits for them.
+pub type PendingSockets<'a> = Box<dyn FnOnce() -> Result<wharf_dns::Sockets, ExecError> + Send + 'a>;
+
 /// Carries out kernel operations and reports on the host.
 pub trait Executor: Send + Sync {
     /// Carry out one operation. Operations are idempotent: making something that exists
@@ -183,6 +186,14 @@ pub trait Executor: Send + Sync {
     /// The sockets a sandbox's resolver answers on, bound at `at` inside namespace `netns`.
     fn dns_sockets(&self, netns: &Path, at: std::net::SocketAddr) -> Result<wharf_dns::Sockets, ExecError> {
         Err(ExecError::new(format!("netns {}: {at}: this executor opens no sockets", netns.display())))
+    }
+
+    /// [`Executor::dns_sockets`] begun now and finished by the call returned, so that the
+    /// caller does other work meanwhile (a connect runs its plan). By default all is done
+    /// at once.
+    fn dns_sockets_begin(&self, netns: &Path, at: std::net::SocketAddr) -> PendingSockets<'_> {
+        let sockets = self.dns_sockets(netns, at);
+        Box::new(move || sockets)
     }
 
     /// What opens sockets inside namespace `netns` for the resolver to reach a sandbox's

@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
-use wharf_engine::executor::{ExecError, Executor, Outcome};
+use wharf_engine::executor::{ExecError, Executor, Outcome, PendingSockets};
 use wharf_sdk::{FirewallFact, HostFacts, LinkChange, LinkKind, Netns, Op};
 
 /// How long the socket of an idle sandbox namespace stays open.
@@ -471,19 +471,22 @@ impl Executor for Kernel {
         self.firewall.ruleset()
     }
 
-    /// A namespace whose loopback is down (as `ip netns add` leaves it) has no 127.0.0.11 to
-    /// answer at: its `lo` is brought up, as Docker's containers have it, and the sockets
-    /// opened then. `lo` stays up afterwards.
     fn dns_sockets(&self, netns: &Path, at: std::net::SocketAddr) -> Result<wharf_dns::Sockets, ExecError> {
-        let fail = |e| ExecError::os(format!("netns {}: {at}", netns.display()), e);
-        if let Some(sockets) = netns_socket::inside(netns, move || netns_socket::listening_here(at)).map_err(fail)? {
-            return Ok(sockets);
-        }
-        let ns = Netns::Path(netns.display().to_string());
-        self.on(&ns, |ctx| ctx.block_on(netlink::link_set(&ctx.handle, "lo", &LinkChange::Up)))??;
-        netns_socket::inside(netns, move || netns_socket::listening_here(at))
-            .map_err(fail)?
-            .ok_or_else(|| ExecError::new(format!("netns {}: lo is still down after setting it up", netns.display())))
+        self.dns_sockets_begin(netns, at)()
+    }
+
+    /// The sockets are made by the namespace thread while the caller goes on; a namespace
+    /// whose loopback is down gets it up and is entered again when the caller waits.
+    fn dns_sockets_begin(&self, netns: &Path, at: std::net::SocketAddr) -> PendingSockets<'_> {
+        let made = netns_socket::inside_later(netns, move || netns_socket::listening_here(at));
+        let netns = netns.to_path_buf();
+        Box::new(move || {
+            let fail = |e| ExecError::os(format!("netns {}: {at}", netns.display()), e);
+            match made().map_err(fail)? {
+                Some(sockets) => Ok(sockets),
+                None => self.dns_sockets_with_loopback_up(&netns, at),
+            }
+        })
     }
 
     fn dns_opener(&self, netns: &Path) -> wharf_dns::Opener {

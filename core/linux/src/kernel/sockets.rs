@@ -189,9 +189,19 @@ thread_local! {
 /// get home ends, and the next entry starts another. `f` called from within `f` (which
 /// would wait for the thread it runs on) gets a short-lived thread of its own.
 pub fn enter<R: Send + 'static>(netns: &Path, f: impl FnOnce() -> R + Send + 'static) -> std::io::Result<R> {
+    enter_later(netns, f)?.wait()
+}
+
+/// [`enter`] without waiting: `f` is queued for the namespace thread, and the caller gets
+/// what it returned from [`Later::wait`], doing other work meanwhile. Dropped unwaited,
+/// what `f` returns is dropped when it is done.
+pub fn enter_later<R: Send + 'static>(
+    netns: &Path,
+    f: impl FnOnce() -> R + Send + 'static,
+) -> std::io::Result<Later<R>> {
     let file = File::open(netns)?;
     if ON_ENTERING.get() {
-        return enter_once(file, f);
+        return Ok(Later(Err(enter_once(file, f))));
     }
     let (tx, rx) = mpsc::sync_channel(1);
     let job: Job = Box::new(move |home| {
@@ -205,7 +215,26 @@ pub fn enter<R: Send + 'static>(netns: &Path, f: impl FnOnce() -> R + Send + 'st
         home
     });
     submit(job)?;
-    rx.recv().map_err(|_| std::io::Error::other("the thread entering namespaces ended"))?
+    Ok(Later(Ok(rx)))
+}
+
+/// What [`enter_later`] queued: its result, or where it will come.
+pub struct Later<R>(Result<mpsc::Receiver<std::io::Result<R>>, std::io::Result<R>>);
+
+impl<R> std::fmt::Debug for Later<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_ok() { "Later(queued)" } else { "Later(done)" })
+    }
+}
+
+impl<R> Later<R> {
+    /// Wait for the queued work's result.
+    pub fn wait(self) -> std::io::Result<R> {
+        match self.0 {
+            Ok(rx) => rx.recv().map_err(|_| std::io::Error::other("the thread entering namespaces ended"))?,
+            Err(done) => done,
+        }
+    }
 }
 
 /// Queue `job` for the namespace thread, starting one if there is none (or it ended).

@@ -272,10 +272,15 @@ impl Engine {
         self.check_ports(state, &endpoint)?;
         let object = format!("endpoint of {} on network {}", sandbox.name, network.name);
         let plan = endpoint.plan.clone();
-        let sockets = self.dns_sockets(&network, &sandbox)?;
-        let resolv = self.resolv_conf_plan(&sandbox, self.serves_after_connect(&network, &sandbox));
+        // The resolver's sockets are opened while the plan runs, and waited for before the
+        // connect is recorded: a failure undoes the plan.
+        let pending = self.dns_sockets_begin(&network, &sandbox);
+        let mut sockets = None;
+        let host = self.host_resolv();
+        let resolv = self.resolv_conf_plan(&host, &sandbox, self.serves_after_connect(&network, &sandbox));
         let author = Author::Endpoint(&network.driver, &sandbox.netns);
         self.apply_recorded_with(author, &object, &plan, &resolv, |t, found| {
+            sockets = Engine::dns_sockets_end(&sandbox, pending)?;
             endpoint.found = found.to_vec();
             t.put(Table::Networks, &net.id, &net)?;
             t.put(Table::Endpoints, &endpoint.id, &endpoint)
@@ -285,7 +290,7 @@ impl Engine {
         state.networks.insert(net.id.clone(), Arc::new(net));
         state.endpoints.insert(endpoint.id.clone(), Arc::new(endpoint.clone()));
         state.port_cursor = port_cursor;
-        self.dns_connected(&network, &endpoint, &sandbox, sockets);
+        self.dns_connected(&host, &network, &endpoint, &sandbox, sockets);
         if shared {
             self.settle_gateway(state, &sandbox);
         }
@@ -387,7 +392,11 @@ impl Engine {
         let object = format!("endpoint of {} on network {}", sandbox.name, network.name);
         // A removal: after a crash the endpoint is gone from the store and recovery finishes
         // taking its links down, whichever end was retired last.
-        let resolv = self.resolv_conf_plan(&sandbox, self.serves_after_disconnect(state, endpoint, &sandbox));
+        let resolv = self.resolv_conf_plan(
+            &self.host_resolv(),
+            &sandbox,
+            self.serves_after_disconnect(state, endpoint, &sandbox),
+        );
         self.apply_removal_with(
             Author::Endpoint(&network.driver, &sandbox.netns),
             &object,
