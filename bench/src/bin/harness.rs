@@ -9,10 +9,12 @@
 //!
 //! - `endpoints bridge`, `endpoints macvlan`: connect and disconnect of one endpoint with 1, 10,
 //!   100 and 1000 endpoints on the network: the wharf CLI, wharf's API, `docker network
-//!   connect`/`disconnect` on running containers, netavark setup/teardown, CNI ADD/DEL.
+//!   connect`/`disconnect` on running containers, netavark setup/teardown, CNI ADD/DEL; for
+//!   bridge networks also the kernel's own cost of a bridge port, with `ip` alone.
 //! - `ports`: the same with one published port, with 1 and 1000 ports published.
 //! - `networks`: network create and rm with 1, 100 and 500 networks present: the docker CLI
-//!   against wharfd, the docker CLI against dockerd, the wharf CLI.
+//!   against wharfd, the docker CLI against dockerd, the wharf CLI (and the baseline build's,
+//!   with `--baseline`), and the kernel's part with `ip` alone in wharfd's namespace.
 //! - `sustained`: the same operations back to back, as a busy client issues them:
 //!   connect + disconnect on a bridge and a macvlan network for every peer, and network
 //!   create + rm for every client, in pairs per second, beside network create + rm 200 ms
@@ -83,7 +85,7 @@ impl Opts {
                 "-h" | "--help" => {
                     println!(
                         "usage: harness [--smoke] [--install-peers] [--skip-docker] [--only endpoints|ports|networks|sustained|daemon|dataplane|dns]... \
-                         [--rounds N] [--out DIR] [--baseline BINDIR (another build's wharfd, beside this one in dns)]"
+                         [--rounds N] [--out DIR] [--baseline BINDIR (another build's wharfd, beside this one in networks, sustained and dns)]"
                     );
                     std::process::exit(0);
                 }
@@ -259,10 +261,15 @@ fn ports(o: &Opts, report: &mut Report) {
     }
 }
 
-/// A wharfd and (when it starts) a dockerd, with the clients that make networks on them:
-/// the wharf CLI and the docker CLI against wharfd, the docker CLI against dockerd.
-fn network_daemons(o: &Opts, section: &str, report: &mut Report) -> (Daemon, Option<Daemon>, Vec<NetClient>) {
+/// A wharfd, the baseline build's wharfd when there is one (`--baseline`), and (when it
+/// starts) a dockerd, with the clients that make networks on them: the wharf CLI of each
+/// build against its wharfd, the docker CLI against wharfd and against dockerd.
+fn network_daemons(o: &Opts, section: &str, report: &mut Report) -> (Vec<Daemon>, Vec<NetClient>) {
     let wharfd = Daemon::wharfd(&o.bin_dir, &o.work).unwrap_or_else(|e| panic!("{e}"));
+    let baseline = o.baseline.as_ref().map(|dir| {
+        let d = Daemon::wharfd(dir, &o.work).unwrap_or_else(|e| panic!("baseline: {e}"));
+        (dir.join("wharf"), d)
+    });
     let dockerd = match Daemon::dockerd(&o.work) {
         Ok(d) => Some(d),
         Err(e) => {
@@ -280,23 +287,39 @@ fn network_daemons(o: &Opts, section: &str, report: &mut Report) -> (Daemon, Opt
         socket: d.socket.clone(),
     };
     let mut clients = vec![client("wharf CLI → wharfd", &o.bin_dir.join("wharf"), &wharfd)];
+    if let Some((cli, d)) = &baseline {
+        clients.push(client("baseline wharf CLI → wharfd", cli, d));
+    }
     if let Some(cli) = &docker_cli {
         clients.push(client("docker CLI → wharfd", cli, &wharfd));
         if let Some(d) = &dockerd {
             clients.push(client("docker CLI → dockerd", cli, d));
         }
     }
-    (wharfd, dockerd, clients)
+    let daemons = std::iter::once(wharfd).chain(baseline.map(|(_, d)| d)).chain(dockerd).collect();
+    (daemons, clients)
+}
+
+/// The kernel's own part of a network create and rm, with `ip` alone in namespace `netns`
+/// (wharfd's, holding its bridges): a bridge with an address, up; then its deletion.
+fn kernel_create_rm(o: &Opts, netns: &str) -> Result<(Duration, Duration), String> {
+    let script = o.work.join("kernel-network.ip");
+    let run = |commands: &str| -> Result<Duration, String> {
+        std::fs::write(&script, commands).map_err(|e| e.to_string())?;
+        wharf_bench::timed(Command::new("ip").args(["-n", netns, "-batch"]).arg(&script))
+    };
+    let create = run("link add wbkprobe type bridge\naddr add 10.99.0.1/24 dev wbkprobe\nlink set wbkprobe up\n")?;
+    Ok((create, run("link del wbkprobe\n")?))
 }
 
 fn networks(o: &Opts, report: &mut Report) {
     let section = "networks";
-    let (wharfd, dockerd, clients) = network_daemons(o, section, report);
+    let (daemons, clients) = network_daemons(o, section, report);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let scales: Vec<usize> = if o.smoke { vec![1, 10] } else { vec![1, 100, 500] };
     let mut have = 0;
     for n in scales {
-        for d in std::iter::once(&wharfd).chain(dockerd.as_ref()) {
+        for d in &daemons {
             let client = wharf_client::Client::new(&d.socket.display().to_string()).expect("client");
             for i in have..n {
                 let body = serde_json::json!({
@@ -315,6 +338,13 @@ fn networks(o: &Opts, report: &mut Report) {
                 report.add(section, "create", n, &c.label, create);
                 report.add(section, "rm", n, &c.label, rm);
             }
+            match kernel_create_rm(o, &daemons[0].netns().0) {
+                Ok((create, rm)) => {
+                    report.add(section, "create", n, "ip alone (kernel)", create);
+                    report.add(section, "rm", n, "ip alone (kernel)", rm);
+                }
+                Err(e) => report.note(format!("ip alone: left out of {section} at {n}: {e}")),
+            }
         }
     }
 }
@@ -330,7 +360,7 @@ fn sustained(o: &Opts, report: &mut Report) {
         let section = format!("{section} {}", kind.as_str());
         wharf_bench::sustained::endpoints(&mut peers, pairs, PROBE, &section, report);
     }
-    let (_wharfd, _dockerd, clients) = network_daemons(o, section, report);
+    let (_daemons, clients) = network_daemons(o, section, report);
     let pairs = if o.smoke { 5 } else { 20 };
     wharf_bench::sustained::networks(&clients, pairs, Duration::from_millis(200), section, report);
 }
