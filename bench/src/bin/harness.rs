@@ -9,8 +9,9 @@
 //!
 //! - `endpoints bridge`, `endpoints macvlan`: connect and disconnect of one endpoint with 1, 10,
 //!   100 and 1000 endpoints on the network: the wharf CLI, wharf's API, `docker network
-//!   connect`/`disconnect` on running containers, netavark setup/teardown, CNI ADD/DEL; for
-//!   bridge networks also the kernel's own cost of a bridge port, with `ip` alone.
+//!   connect`/`disconnect` on running containers, netavark setup/teardown, CNI ADD/DEL, the
+//!   baseline build's API with `--baseline`; for bridge networks also the kernel's own cost
+//!   of a bridge port, with `ip` alone.
 //! - `ports`: the same with one published port, with 1 and 1000 ports published.
 //! - `networks`: network create and rm with 1, 100 and 500 networks present: the docker CLI
 //!   against wharfd, the docker CLI against dockerd, the wharf CLI (and the baseline build's,
@@ -85,7 +86,7 @@ impl Opts {
                 "-h" | "--help" => {
                     println!(
                         "usage: harness [--smoke] [--install-peers] [--skip-docker] [--only endpoints|ports|networks|sustained|daemon|dataplane|dns]... \
-                         [--rounds N] [--out DIR] [--baseline BINDIR (another build's wharfd, beside this one in networks, sustained and dns)]"
+                         [--rounds N] [--out DIR] [--baseline BINDIR (another build's wharfd, beside this one in endpoints, ports, networks, sustained and dns)]"
                     );
                     std::process::exit(0);
                 }
@@ -167,6 +168,10 @@ fn endpoint_peers(o: &Opts, report: &mut Report, spec: &NetSpec) -> Vec<Box<dyn 
             Ok(w) => peers.push(Box::new(w)),
             Err(e) => panic!("wharf: {e}"),
         }
+    }
+    if let Some(dir) = &o.baseline {
+        let w = Wharf::new(Via::Api, dir, spec, &o.work).unwrap_or_else(|e| panic!("baseline wharf: {e}"));
+        peers.push(Box::new(w.labelled("baseline wharf API")));
     }
     peers.extend(wharf_bench::peers::others(spec, &o.work, !o.skip_docker, report));
     peers
