@@ -49,6 +49,8 @@ struct Opts {
     smoke: bool,
     install_peers: bool,
     skip_docker: bool,
+    /// Endpoint sections: wharf (and the baseline) against the kernel alone, no other peer.
+    skip_peers: bool,
     only: Vec<String>,
     rounds: usize,
     bin_dir: PathBuf,
@@ -67,6 +69,7 @@ impl Opts {
             smoke: false,
             install_peers: false,
             skip_docker: false,
+            skip_peers: false,
             only: Vec::new(),
             rounds: 0,
             bin_dir,
@@ -79,13 +82,14 @@ impl Opts {
                 "--smoke" => o.smoke = true,
                 "--install-peers" => o.install_peers = true,
                 "--skip-docker" => o.skip_docker = true,
+                "--skip-peers" => o.skip_peers = true,
                 "--only" => o.only.push(args.next().expect("--only SECTION")),
                 "--rounds" => o.rounds = args.next().and_then(|n| n.parse().ok()).expect("--rounds N"),
                 "--out" => o.out = PathBuf::from(args.next().expect("--out DIR")),
                 "--baseline" => o.baseline = Some(PathBuf::from(args.next().expect("--baseline BINDIR"))),
                 "-h" | "--help" => {
                     println!(
-                        "usage: harness [--smoke] [--install-peers] [--skip-docker] [--only endpoints|ports|networks|sustained|daemon|dataplane|dns]... \
+                        "usage: harness [--smoke] [--install-peers] [--skip-docker] [--skip-peers] [--only endpoints|ports|networks|sustained|daemon|dataplane|dns]... \
                          [--rounds N] [--out DIR] [--baseline BINDIR (another build's wharfd, beside this one in endpoints, ports, networks, sustained and dns)]"
                     );
                     std::process::exit(0);
@@ -173,7 +177,17 @@ fn endpoint_peers(o: &Opts, report: &mut Report, spec: &NetSpec) -> Vec<Box<dyn 
         let w = Wharf::new(Via::Api, dir, spec, &o.work).unwrap_or_else(|e| panic!("baseline wharf: {e}"));
         peers.push(Box::new(w.labelled("baseline wharf API")));
     }
-    peers.extend(wharf_bench::peers::others(spec, &o.work, !o.skip_docker, report));
+    if spec.kind == Kind::Bridge {
+        match wharf_bench::peers::kernel::IpAlone::new(spec) {
+            Ok(p) => peers.push(Box::new(p)),
+            Err(e) => report.note(format!("ip alone: left out of endpoints bridge: {e}")),
+        }
+    }
+    if o.skip_peers {
+        report.note("docker, netavark and CNI: left out (--skip-peers)");
+    } else {
+        peers.extend(wharf_bench::peers::others(spec, &o.work, !o.skip_docker, report));
+    }
     peers
 }
 

@@ -76,12 +76,6 @@ pub mod wharf;
 /// missing or cannot be made gets a note in `report`.
 pub fn others(spec: &NetSpec, work: &std::path::Path, docker: bool, report: &mut Report) -> Vec<Box<dyn Endpoints>> {
     let mut out: Vec<Box<dyn Endpoints>> = Vec::new();
-    if spec.kind == Kind::Bridge {
-        match kernel::IpAlone::new(spec) {
-            Ok(p) => out.push(Box::new(p)),
-            Err(e) => report.note(format!("ip alone: left out of endpoints bridge: {e}")),
-        }
-    }
     if docker {
         match crate::daemons::Daemon::dockerd_networking(work).and_then(|d| docker::Docker::new(d, spec, work)) {
             Ok(p) => out.push(Box::new(p)),
