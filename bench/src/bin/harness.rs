@@ -215,7 +215,8 @@ fn fill(
     });
 }
 
-/// Interleaved rounds of connect + disconnect of the probe endpoint on every peer.
+/// Interleaved rounds of connect + disconnect of the probe endpoint on every peer, in an
+/// order that rotates from round to round.
 fn probe_rounds(
     peers: &mut Vec<Box<dyn Endpoints>>,
     rounds: usize,
@@ -224,9 +225,13 @@ fn probe_rounds(
     ports: &[Port],
     report: &mut Report,
 ) {
-    for _ in 0..rounds {
+    for round in 0..rounds {
         let mut failed = Vec::new();
-        for (i, p) in peers.iter_mut().enumerate() {
+        // Each round starts with the next peer, so none always follows the same one (whose
+        // background work, a deletion the kernel finishes later, it would pay for).
+        let count = peers.len();
+        for i in (0..count).map(|k| (k + round) % count) {
+            let p = &mut peers[i];
             let result = p.connect(PROBE, ports).and_then(|c| p.disconnect(PROBE).map(|d| (c, d)));
             match result {
                 Ok((c, d)) => {
@@ -240,6 +245,7 @@ fn probe_rounds(
                 }
             }
         }
+        failed.sort_unstable();
         for i in failed.into_iter().rev() {
             peers.remove(i);
         }
@@ -351,8 +357,9 @@ fn networks(o: &Opts, report: &mut Report) {
             }
         }
         have = n;
-        for _ in 0..o.rounds {
-            for c in &clients {
+        for round in 0..o.rounds {
+            // Rotated, as in the endpoint sections: a retired bridge's deletion runs on.
+            for c in (0..clients.len()).map(|k| &clients[(k + round) % clients.len()]) {
                 let (create, rm) = c.create_rm("probe", "10.99.0.0/24").unwrap_or_else(|e| panic!("{}: {e}", c.label));
                 report.add(section, "create", n, &c.label, create);
                 report.add(section, "rm", n, &c.label, rm);
