@@ -333,7 +333,7 @@ impl Engine {
     /// settings and the bridges of wharf's networks. With `only` (for a driver that wants
     /// only what a call concerns, see [`wharf_sdk::FactsScope`]), the links it selects and
     /// the bridges among its names; the routes are all of them either way, for core's own
-    /// checks (see [`network::narrow_routes`]).
+    /// checks (see [`Engine::narrow_routes`]).
     fn facts(&self, state: &State, only: Option<&LinkQuery>) -> Result<HostFacts> {
         let mut f = self
             .exec
