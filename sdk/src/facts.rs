@@ -37,13 +37,41 @@ pub struct HostLink {
     pub sysctls: BTreeMap<String, String>,
 }
 
+/// How much of the host a driver's network calls see in [`HostFacts`]: a driver says which
+/// in [`crate::NetworkCapabilities::host_facts`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum FactsScope {
+    /// Every link of the host, every route and every bridge of a wharf network. The cost of
+    /// a network call then grows with the links on the host (one bridge per bridge
+    /// network). The default, and what a plugin that does not say gets.
+    #[default]
+    All,
+    /// Only what concerns the call (see [`HostFacts`]), so a network call costs the same
+    /// with 1 or 1000 networks.
+    Concerned,
+}
+
 /// Host facts handed to driver calls.
 ///
-/// Network calls (`validate`, `create_network`, `delete_network`) get every field. Endpoint
-/// calls (`create_endpoint`, `join`, `leave`, `delete_endpoint`) get the operator settings
-/// only: `links`, `routes` and `wharf_bridges` are empty, so the cost of a connect does not
-/// grow with the number of links on the host. A driver that needs a host fact at join
-/// time records it in the network's state at create.
+/// Network calls (`validate`, `create_network`, `delete_network`) get every field; how
+/// many links, routes and bridges depends on the driver's [`FactsScope`]:
+///
+/// - [`FactsScope::All`]: every link of the host, the destinations of all its routes and
+///   the bridges of all wharf networks.
+/// - [`FactsScope::Concerned`]: `links` holds the links the call concerns: each link named
+///   by the value of one of the network's options (and, for a value `BASE.N`, the link
+///   `BASE`: a VLAN's parent), each link holding an address given as an option value or
+///   the cluster VTEP, the default-route interfaces, and the host links the network's
+///   plan made (at delete). `routes` holds the routes that overlap one of the network's
+///   subnets; `wharf_bridges` the bridges of wharf networks among the names the call
+///   concerns. A link that is absent from `links` is absent from the host, for every name
+///   the call concerns.
+///
+/// Endpoint calls (`create_endpoint`, `join`, `leave`, `delete_endpoint`) get the operator
+/// settings only: `links`, `routes` and `wharf_bridges` are empty, so the cost of a connect
+/// does not grow with the number of links on the host. A driver that needs a host fact at
+/// join time records it in the network's state at create.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(default)]
 pub struct HostFacts {

@@ -28,7 +28,7 @@ mod volume;
 mod wire;
 
 pub use error::{DriverError, DriverResult, ErrorKind};
-pub use facts::{HostFacts, HostLink};
+pub use facts::{FactsScope, HostFacts, HostLink};
 pub use helpers::{
     fnv1a, iface_prefix, join_addresses, mac_from_seed, mtu_option, next_interface_name, sandbox_ifname,
     state_from_value, state_to_value, valid_ifname, VethEndpoint, ENDPOINT_IFNAME, IFACE_PREFIX, LOOPBACK, MTU,

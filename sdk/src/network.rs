@@ -1,7 +1,7 @@
 //! Network drivers: the [`NetworkDriver`] trait and the messages its methods take and return.
 
 use crate::error::{DriverError, DriverResult};
-use crate::facts::HostFacts;
+use crate::facts::{FactsScope, HostFacts};
 use crate::plan::{Plan, Protocol, RouteSpec};
 use crate::state::DriverState;
 use ipnet::IpNet;
@@ -57,6 +57,24 @@ pub struct NetworkCapabilities {
     /// connected routes are no overlap for the network's subnets: they are the network's.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link_option: Option<String>,
+    /// Which host links, routes and bridges network calls get (see [`HostFacts`]).
+    /// [`FactsScope::Concerned`] keeps a network call's cost flat however many networks
+    /// and links the host has; the default, [`FactsScope::All`], hands over all of them.
+    #[serde(skip_serializing_if = "is_all")]
+    pub host_facts: FactsScope,
+    /// Whether network calls list the driver's other networks in `others` (see
+    /// [`CreateNetwork::others`]). A driver that never looks at them says `false`, so a
+    /// network call does not grow with the driver's networks. Default `true`.
+    #[serde(skip_serializing_if = "is_true")]
+    pub other_networks: bool,
+}
+
+fn is_all(s: &FactsScope) -> bool {
+    *s == FactsScope::All
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Default for NetworkCapabilities {
@@ -68,6 +86,8 @@ impl Default for NetworkCapabilities {
             options: Vec::new(),
             endpoint_options: Vec::new(),
             link_option: None,
+            host_facts: FactsScope::All,
+            other_networks: true,
         }
     }
 }
@@ -270,7 +290,9 @@ pub struct CreateNetwork {
     pub network: NetworkSpec,
     /// Host facts.
     pub facts: HostFacts,
-    /// The driver's other networks, to check conflicts (shared parents, overlaps).
+    /// The driver's other networks, to check conflicts (shared parents, overlaps); empty
+    /// when the driver's capabilities say it does not look at them
+    /// ([`NetworkCapabilities::other_networks`]).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub others: Vec<NetworkPeer>,
 }
@@ -285,7 +307,8 @@ pub struct DeleteNetwork {
     pub state: DriverState,
     /// Host facts.
     pub facts: HostFacts,
-    /// The driver's other networks, to tell which shared resources are still in use.
+    /// The driver's other networks, to tell which shared resources are still in use; empty
+    /// as for [`CreateNetwork::others`].
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub others: Vec<NetworkPeer>,
 }

@@ -9,10 +9,13 @@
 //!
 //! - `endpoints bridge`, `endpoints macvlan`: connect and disconnect of one endpoint with 1, 10,
 //!   100 and 1000 endpoints on the network: the wharf CLI, wharf's API, `docker network
-//!   connect`/`disconnect` on running containers, netavark setup/teardown, CNI ADD/DEL.
+//!   connect`/`disconnect` on running containers, netavark setup/teardown, CNI ADD/DEL, the
+//!   baseline build's API with `--baseline`; for bridge networks also the kernel's own cost
+//!   of a bridge port, with `ip` alone.
 //! - `ports`: the same with one published port, with 1 and 1000 ports published.
 //! - `networks`: network create and rm with 1, 100 and 500 networks present: the docker CLI
-//!   against wharfd, the docker CLI against dockerd, the wharf CLI.
+//!   against wharfd, the docker CLI against dockerd, the wharf CLI (and the baseline build's,
+//!   with `--baseline`), and the kernel's part with `ip` alone in wharfd's namespace.
 //! - `sustained`: the same operations back to back, as a busy client issues them:
 //!   connect + disconnect on a bridge and a macvlan network for every peer, and network
 //!   create + rm for every client, in pairs per second, beside network create + rm 200 ms
@@ -46,6 +49,8 @@ struct Opts {
     smoke: bool,
     install_peers: bool,
     skip_docker: bool,
+    /// Endpoint sections: wharf (and the baseline) against the kernel alone, no other peer.
+    skip_peers: bool,
     only: Vec<String>,
     rounds: usize,
     bin_dir: PathBuf,
@@ -64,6 +69,7 @@ impl Opts {
             smoke: false,
             install_peers: false,
             skip_docker: false,
+            skip_peers: false,
             only: Vec::new(),
             rounds: 0,
             bin_dir,
@@ -76,14 +82,15 @@ impl Opts {
                 "--smoke" => o.smoke = true,
                 "--install-peers" => o.install_peers = true,
                 "--skip-docker" => o.skip_docker = true,
+                "--skip-peers" => o.skip_peers = true,
                 "--only" => o.only.push(args.next().expect("--only SECTION")),
                 "--rounds" => o.rounds = args.next().and_then(|n| n.parse().ok()).expect("--rounds N"),
                 "--out" => o.out = PathBuf::from(args.next().expect("--out DIR")),
                 "--baseline" => o.baseline = Some(PathBuf::from(args.next().expect("--baseline BINDIR"))),
                 "-h" | "--help" => {
                     println!(
-                        "usage: harness [--smoke] [--install-peers] [--skip-docker] [--only endpoints|ports|networks|sustained|daemon|dataplane|dns]... \
-                         [--rounds N] [--out DIR] [--baseline BINDIR (another build's wharfd, beside this one in dns)]"
+                        "usage: harness [--smoke] [--install-peers] [--skip-docker] [--skip-peers] [--only endpoints|ports|networks|sustained|daemon|dataplane|dns]... \
+                         [--rounds N] [--out DIR] [--baseline BINDIR (another build's wharfd, beside this one in endpoints, ports, networks, sustained and dns)]"
                     );
                     std::process::exit(0);
                 }
@@ -166,7 +173,21 @@ fn endpoint_peers(o: &Opts, report: &mut Report, spec: &NetSpec) -> Vec<Box<dyn 
             Err(e) => panic!("wharf: {e}"),
         }
     }
-    peers.extend(wharf_bench::peers::others(spec, &o.work, !o.skip_docker, report));
+    if let Some(dir) = &o.baseline {
+        let w = Wharf::new(Via::Api, dir, spec, &o.work).unwrap_or_else(|e| panic!("baseline wharf: {e}"));
+        peers.push(Box::new(w.labelled("baseline wharf API")));
+    }
+    if spec.kind == Kind::Bridge {
+        match wharf_bench::peers::kernel::IpAlone::new(spec) {
+            Ok(p) => peers.push(Box::new(p)),
+            Err(e) => report.note(format!("ip alone: left out of endpoints bridge: {e}")),
+        }
+    }
+    if o.skip_peers {
+        report.note("docker, netavark and CNI: left out (--skip-peers)");
+    } else {
+        peers.extend(wharf_bench::peers::others(spec, &o.work, !o.skip_docker, report));
+    }
     peers
 }
 
@@ -194,7 +215,8 @@ fn fill(
     });
 }
 
-/// Interleaved rounds of connect + disconnect of the probe endpoint on every peer.
+/// Interleaved rounds of connect + disconnect of the probe endpoint on every peer, in an
+/// order that rotates from round to round.
 fn probe_rounds(
     peers: &mut Vec<Box<dyn Endpoints>>,
     rounds: usize,
@@ -203,9 +225,13 @@ fn probe_rounds(
     ports: &[Port],
     report: &mut Report,
 ) {
-    for _ in 0..rounds {
+    for round in 0..rounds {
         let mut failed = Vec::new();
-        for (i, p) in peers.iter_mut().enumerate() {
+        // Each round starts with the next peer, so none always follows the same one (whose
+        // background work, a deletion the kernel finishes later, it would pay for).
+        let count = peers.len();
+        for i in (0..count).map(|k| (k + round) % count) {
+            let p = &mut peers[i];
             let result = p.connect(PROBE, ports).and_then(|c| p.disconnect(PROBE).map(|d| (c, d)));
             match result {
                 Ok((c, d)) => {
@@ -219,6 +245,7 @@ fn probe_rounds(
                 }
             }
         }
+        failed.sort_unstable();
         for i in failed.into_iter().rev() {
             peers.remove(i);
         }
@@ -259,10 +286,15 @@ fn ports(o: &Opts, report: &mut Report) {
     }
 }
 
-/// A wharfd and (when it starts) a dockerd, with the clients that make networks on them:
-/// the wharf CLI and the docker CLI against wharfd, the docker CLI against dockerd.
-fn network_daemons(o: &Opts, section: &str, report: &mut Report) -> (Daemon, Option<Daemon>, Vec<NetClient>) {
+/// A wharfd, the baseline build's wharfd when there is one (`--baseline`), and (when it
+/// starts) a dockerd, with the clients that make networks on them: the wharf CLI of each
+/// build against its wharfd, the docker CLI against wharfd and against dockerd.
+fn network_daemons(o: &Opts, section: &str, report: &mut Report) -> (Vec<Daemon>, Vec<NetClient>) {
     let wharfd = Daemon::wharfd(&o.bin_dir, &o.work).unwrap_or_else(|e| panic!("{e}"));
+    let baseline = o.baseline.as_ref().map(|dir| {
+        let d = Daemon::wharfd(dir, &o.work).unwrap_or_else(|e| panic!("baseline: {e}"));
+        (dir.join("wharf"), d)
+    });
     let dockerd = match Daemon::dockerd(&o.work) {
         Ok(d) => Some(d),
         Err(e) => {
@@ -280,23 +312,39 @@ fn network_daemons(o: &Opts, section: &str, report: &mut Report) -> (Daemon, Opt
         socket: d.socket.clone(),
     };
     let mut clients = vec![client("wharf CLI → wharfd", &o.bin_dir.join("wharf"), &wharfd)];
+    if let Some((cli, d)) = &baseline {
+        clients.push(client("baseline wharf CLI → wharfd", cli, d));
+    }
     if let Some(cli) = &docker_cli {
         clients.push(client("docker CLI → wharfd", cli, &wharfd));
         if let Some(d) = &dockerd {
             clients.push(client("docker CLI → dockerd", cli, d));
         }
     }
-    (wharfd, dockerd, clients)
+    let daemons = std::iter::once(wharfd).chain(baseline.map(|(_, d)| d)).chain(dockerd).collect();
+    (daemons, clients)
+}
+
+/// The kernel's own part of a network create and rm, with `ip` alone in namespace `netns`
+/// (wharfd's, holding its bridges): a bridge with an address, up; then its deletion.
+fn kernel_create_rm(o: &Opts, netns: &str) -> Result<(Duration, Duration), String> {
+    let script = o.work.join("kernel-network.ip");
+    let run = |commands: &str| -> Result<Duration, String> {
+        std::fs::write(&script, commands).map_err(|e| e.to_string())?;
+        wharf_bench::timed(Command::new("ip").args(["-n", netns, "-batch"]).arg(&script))
+    };
+    let create = run("link add wbkprobe type bridge\naddr add 10.99.0.1/24 dev wbkprobe\nlink set wbkprobe up\n")?;
+    Ok((create, run("link del wbkprobe\n")?))
 }
 
 fn networks(o: &Opts, report: &mut Report) {
     let section = "networks";
-    let (wharfd, dockerd, clients) = network_daemons(o, section, report);
+    let (daemons, clients) = network_daemons(o, section, report);
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
     let scales: Vec<usize> = if o.smoke { vec![1, 10] } else { vec![1, 100, 500] };
     let mut have = 0;
     for n in scales {
-        for d in std::iter::once(&wharfd).chain(dockerd.as_ref()) {
+        for d in &daemons {
             let client = wharf_client::Client::new(&d.socket.display().to_string()).expect("client");
             for i in have..n {
                 let body = serde_json::json!({
@@ -309,11 +357,19 @@ fn networks(o: &Opts, report: &mut Report) {
             }
         }
         have = n;
-        for _ in 0..o.rounds {
-            for c in &clients {
+        for round in 0..o.rounds {
+            // Rotated, as in the endpoint sections: a retired bridge's deletion runs on.
+            for c in (0..clients.len()).map(|k| &clients[(k + round) % clients.len()]) {
                 let (create, rm) = c.create_rm("probe", "10.99.0.0/24").unwrap_or_else(|e| panic!("{}: {e}", c.label));
                 report.add(section, "create", n, &c.label, create);
                 report.add(section, "rm", n, &c.label, rm);
+            }
+            match kernel_create_rm(o, &daemons[0].netns().0) {
+                Ok((create, rm)) => {
+                    report.add(section, "create", n, "ip alone (kernel)", create);
+                    report.add(section, "rm", n, "ip alone (kernel)", rm);
+                }
+                Err(e) => report.note(format!("ip alone: left out of {section} at {n}: {e}")),
             }
         }
     }
@@ -330,7 +386,7 @@ fn sustained(o: &Opts, report: &mut Report) {
         let section = format!("{section} {}", kind.as_str());
         wharf_bench::sustained::endpoints(&mut peers, pairs, PROBE, &section, report);
     }
-    let (_wharfd, _dockerd, clients) = network_daemons(o, section, report);
+    let (_daemons, clients) = network_daemons(o, section, report);
     let pairs = if o.smoke { 5 } else { 20 };
     wharf_bench::sustained::networks(&clients, pairs, Duration::from_millis(200), section, report);
 }

@@ -68,6 +68,7 @@ pub trait Endpoints {
 
 pub mod cni;
 pub mod docker;
+pub mod kernel;
 pub mod netavark;
 pub mod wharf;
 

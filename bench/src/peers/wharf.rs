@@ -102,6 +102,11 @@ impl Wharf {
         })
     }
 
+    /// The same, reported as `label` (another build's, say).
+    pub fn labelled(self, label: &str) -> Wharf {
+        Wharf { label: label.into(), ..self }
+    }
+
     /// One API call on the daemon.
     pub fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Result<Value, String> {
         self.rt.block_on(self.client.call(method, path, body))

@@ -120,3 +120,31 @@ fn a_point_to_point_link_with_onlink_routes_source_table_and_proxy_entries() {
         assert_eq!(k.sysctl_read(&a, "net.ipv4.conf.nosuch0.proxy_arp").unwrap(), None);
     });
 }
+
+/// Listing one link's addresses (before removing one, or all of them when a link is
+/// retired) asks the kernel for that link's alone, so it costs the same among 60 links with
+/// addresses as among a few.
+#[test]
+fn one_links_addresses_are_listed_by_the_kernel_for_that_link_alone() {
+    require_root!();
+    let spaces = Spaces::new(&["d"]);
+    let ns = spaces.0[0].clone();
+    let script = std::env::temp_dir().join(format!("{ns}.ip"));
+    let links: String =
+        (0..60).map(|i| format!("link add wd{i} type bridge\naddr add 10.77.{i}.1/24 dev wd{i}\n")).collect();
+    std::fs::write(&script, links).unwrap();
+    ok(&["ip", "-n", &ns, "-batch", script.to_str().unwrap()]);
+    std::fs::remove_file(&script).unwrap();
+    let shown: serde_json::Value = serde_json::from_str(&ok(&["ip", "-n", &ns, "-j", "link", "show", "wd7"])).unwrap();
+    let idx = shown[0]["ifindex"].as_u64().unwrap() as u32;
+    let listed = inside(&ns, move || {
+        use futures::TryStreamExt;
+        let sockets =
+            wharf_linux::kernel::sockets::Sockets::new("dump-test", std::time::Duration::from_secs(5)).unwrap();
+        let ctx = sockets.host();
+        let request = wharf_linux::kernel::netlink::addresses_of(&ctx.handle, idx, None).execute();
+        let got: Vec<_> = ctx.block_on(request.try_collect()).unwrap();
+        got.iter().map(|a| a.header.index).collect::<Vec<u32>>()
+    });
+    assert_eq!(listed, [idx], "only the one address of wd7, sent by the kernel");
+}

@@ -13,9 +13,9 @@ use options::{FoundBridge, Settings};
 use std::net::IpAddr;
 use wharf_sdk::{
     join_addresses, mac_from_seed, state_from_value, state_to_value, CreateNetwork, DeleteNetwork, DriverError,
-    DriverResult, DriverState, EndpointInfo, EndpointRequest, FirewallFact, HostFacts, JoinInfo, LinkChange, LinkKind,
-    LinkSpec, Netns, NetworkCapabilities, NetworkDriver, NetworkSpec, Op, Outcome, Plan, PortBinding, Step,
-    VethEndpoint,
+    DriverResult, DriverState, EndpointInfo, EndpointRequest, FactsScope, FirewallFact, HostFacts, JoinInfo,
+    LinkChange, LinkKind, LinkSpec, Netns, NetworkCapabilities, NetworkDriver, NetworkSpec, Op, Outcome, Plan,
+    PortBinding, Step, VethEndpoint,
 };
 
 const DRIVER: &str = "bridge";
@@ -175,6 +175,10 @@ impl NetworkDriver for BridgeDriver {
             options: options::KNOWN.map(String::from).to_vec(),
             endpoint_options: vec![wharf_sdk::ENDPOINT_IFNAME.to_string()],
             link_option: Some(options::NAME.to_string()),
+            // The bridge named by its option (or a new one) and the default-route
+            // interface are all the driver reads of the host; it never looks at its peers.
+            host_facts: FactsScope::Concerned,
+            other_networks: false,
             ..Default::default()
         }
     }

@@ -179,6 +179,9 @@ impl NetworkDriver for MacvlanDriver {
         NetworkCapabilities {
             options: KNOWN.map(String::from).to_vec(),
             endpoint_options: vec![wharf_sdk::ENDPOINT_IFNAME.to_string()],
+            // It reads the parent the options name (and a VLAN parent's base) and the
+            // default-route interface.
+            host_facts: wharf_sdk::FactsScope::Concerned,
             ..Default::default()
         }
     }

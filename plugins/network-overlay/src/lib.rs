@@ -288,6 +288,9 @@ impl NetworkDriver for OverlayDriver {
             scope: Scope::Global,
             options: KNOWN.map(String::from).to_vec(),
             endpoint_options: vec![wharf_sdk::ENDPOINT_IFNAME.to_string()],
+            // It reads the link holding the `local` address or the cluster VTEP, and the
+            // default-route interfaces.
+            host_facts: wharf_sdk::FactsScope::Concerned,
             ..Default::default()
         }
     }

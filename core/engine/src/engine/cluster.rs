@@ -426,7 +426,8 @@ impl Engine {
             .map_err(|e| Error::Internal(format!("network {} in the cluster store: {e}", record.name)))?;
         network.options.insert(VNI_OPTION.to_string(), record.vni.to_string());
         network.scope = wharf_sdk::Scope::Global.as_str().to_string();
-        let facts = self.facts(&state)?;
+        let mut facts = self.network_facts(&state, &network.driver, &network.options, &Plan::new())?;
+        self.narrow_routes(&mut facts, &network);
         let created = self.realize_network(&mut state, network, facts)?;
         tracing::info!(network = %created.name, id = %created.id, "network joined from the cluster");
         Ok(())

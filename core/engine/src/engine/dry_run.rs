@@ -5,7 +5,7 @@
 
 use super::{Engine, Settings};
 use crate::error::{Error, Result};
-use crate::executor::{ExecError, Executor, Outcome};
+use crate::executor::{ExecError, Executor, LinkQuery, Outcome};
 use crate::executor::{HostPort, PortState};
 use crate::store::{Store, Table};
 use std::collections::BTreeSet;
@@ -34,8 +34,8 @@ impl Executor for Planning {
         self.steps.lock().unwrap_or_else(|p| p.into_inner()).push(op.clone());
         Ok(Outcome::Created)
     }
-    fn host_facts(&self) -> std::result::Result<HostFacts, ExecError> {
-        self.real.host_facts()
+    fn host_facts(&self, only: Option<&LinkQuery>) -> std::result::Result<HostFacts, ExecError> {
+        self.real.host_facts(only)
     }
     fn create_netns(&self, dir: &Path, name: &str) -> std::result::Result<PathBuf, ExecError> {
         Ok(dir.join(name))

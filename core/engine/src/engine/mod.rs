@@ -30,7 +30,7 @@ pub use volume::{PruneReport, VolumeCreateRequest};
 use journal::adopt_existing_directories;
 
 use crate::error::{Error, Result};
-use crate::executor::{without_found, Executor};
+use crate::executor::{without_found, Executor, LinkQuery};
 use crate::ipam::DefaultPool;
 use crate::model::{Endpoint, Network, Sandbox, Volume};
 use crate::registry::Registry;
@@ -330,11 +330,14 @@ impl Engine {
     }
 
     /// Host facts for network calls: the kernel's view, read fresh, plus the operator's
-    /// settings and the bridges of wharf's networks.
-    fn facts(&self, state: &State) -> Result<HostFacts> {
+    /// settings and the bridges of wharf's networks. With `only` (for a driver that wants
+    /// only what a call concerns, see [`wharf_sdk::FactsScope`]), the links it selects and
+    /// the bridges among its names; the routes are all of them either way, for core's own
+    /// checks (see [`Engine::narrow_routes`]).
+    fn facts(&self, state: &State, only: Option<&LinkQuery>) -> Result<HostFacts> {
         let mut f = self
             .exec
-            .host_facts()
+            .host_facts(only)
             .map_err(|e| Error::Internal(format!("reading host facts: {}", crate::executor::report(&e))))?;
         f.default_mtu = self.settings.default_mtu;
         f.volumes_dir = self.settings.volumes_dir.display().to_string();
@@ -345,7 +348,7 @@ impl Engine {
             .networks
             .values()
             .flat_map(|n| plan_links(&n.plan))
-            .filter(|(k, _)| matches!(k, LinkKind::Bridge))
+            .filter(|(k, name)| matches!(k, LinkKind::Bridge) && only.is_none_or(|q| q.names.contains(*name)))
             .map(|(_, name)| name.to_string())
             .collect();
         Ok(f)

@@ -80,7 +80,7 @@ impl Engine {
     /// deleted links in (see [`Engine::recover_journal`]).
     pub(super) fn reconcile(&self, touched: &BTreeSet<String>) -> Result<()> {
         let mut state = self.lock();
-        let facts = self.exec.host_facts().map_err(|e| {
+        let facts = self.exec.host_facts(None).map_err(|e| {
             crate::error::Error::Internal(format!("reading host facts: {}", crate::executor::report(&e)))
         })?;
         self.revive_sandboxes(&mut state, touched)?;

@@ -4,7 +4,7 @@
 
 use super::tests::{connect, net, Fixture};
 use super::*;
-use crate::executor::{ExecError, Outcome, Recording};
+use crate::executor::{ExecError, LinkQuery, Outcome, Recording};
 use crate::model::JournalEntry;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -25,8 +25,8 @@ impl Executor for CrashAfter {
         }
         Ok(outcome)
     }
-    fn host_facts(&self) -> std::result::Result<HostFacts, ExecError> {
-        self.rec.host_facts()
+    fn host_facts(&self, only: Option<&LinkQuery>) -> std::result::Result<HostFacts, ExecError> {
+        self.rec.host_facts(only)
     }
     fn create_netns(&self, dir: &Path, name: &str) -> std::result::Result<PathBuf, ExecError> {
         self.rec.create_netns(dir, name)

@@ -9,7 +9,7 @@
 //! [`Restoring`]), one per key at most. Only the engine's plan runner touches this table.
 
 use crate::error::{Error, Result};
-use crate::executor::{ExecError, Executor, Outcome};
+use crate::executor::{ExecError, Executor, LinkQuery, Outcome};
 use crate::store::{Store, Table, Txn};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -116,8 +116,8 @@ impl Executor for Restoring<'_> {
         }
     }
 
-    fn host_facts(&self) -> std::result::Result<HostFacts, ExecError> {
-        self.exec.host_facts()
+    fn host_facts(&self, only: Option<&LinkQuery>) -> std::result::Result<HostFacts, ExecError> {
+        self.exec.host_facts(only)
     }
 
     fn create_netns(&self, dir: &Path, name: &str) -> std::result::Result<PathBuf, ExecError> {

@@ -9,11 +9,38 @@
 
 mod ports;
 
+use ipnet::IpNet;
 pub use ports::{HostPort, PortState};
 use std::collections::BTreeSet;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use wharf_sdk::{FirewallFact, HostFacts, Netns, Op, Plan};
+use wharf_sdk::{FirewallFact, HostFacts, HostLink, Netns, Op, Plan};
+
+/// The host links a network call concerns (see [`wharf_sdk::FactsScope::Concerned`]): those
+/// named, those holding one of the addresses, and the default-route interfaces.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LinkQuery {
+    /// Link names.
+    pub names: BTreeSet<String>,
+    /// Addresses whose links are wanted.
+    pub addresses: BTreeSet<IpAddr>,
+}
+
+impl LinkQuery {
+    /// Whether `link` is selected by name or address (the default-route interfaces are
+    /// selected apart, by [`LinkQuery::narrow`]).
+    pub fn wants(&self, name: &str, addresses: &[IpNet]) -> bool {
+        self.names.contains(name) || addresses.iter().any(|a| self.addresses.contains(&a.addr()))
+    }
+
+    /// Leave in `facts` only the links selected, the default-route interfaces among them.
+    pub fn narrow(&self, facts: &mut HostFacts) {
+        let defaults = [facts.default_route_v4.take(), facts.default_route_v6.take()];
+        facts.links.retain(|l| self.wants(&l.name, &l.addresses) || defaults.iter().flatten().any(|d| *d == l.name));
+        [facts.default_route_v4, facts.default_route_v6] = defaults;
+    }
+}
 
 /// Why one operation failed: what was being done, naming the object; whose fault it is; and
 /// the system error it came from when there is one (kept as the source, so its errno is not
@@ -125,8 +152,9 @@ pub trait Executor: Send + Sync {
     fn apply(&self, op: &Op) -> Result<Outcome, ExecError>;
 
     /// Read the host facts drivers get: links with their addresses, default-route
-    /// interfaces and route destinations, in the daemon's own namespace.
-    fn host_facts(&self) -> Result<HostFacts, ExecError>;
+    /// interfaces and route destinations, in the daemon's own namespace. With `only`, the
+    /// links are those it selects (see [`LinkQuery`]); the routes are all of them either way.
+    fn host_facts(&self, only: Option<&LinkQuery>) -> Result<HostFacts, ExecError>;
 
     /// Make a persistent named network namespace `dir/name` with loopback up; returns its path.
     fn create_netns(&self, dir: &Path, name: &str) -> Result<PathBuf, ExecError>;
@@ -318,7 +346,7 @@ pub struct Recording {
     existing: Mutex<BTreeSet<String>>,
     taken: Mutex<BTreeSet<String>>,
     marked: Mutex<BTreeSet<String>>,
-    facts: HostFacts,
+    facts: Mutex<HostFacts>,
     reloads: Mutex<Vec<Vec<FirewallFact>>>,
     busy_ports: Mutex<Vec<HostPort>>,
     sysctls: Mutex<std::collections::HashMap<(Netns, String), String>>,
@@ -332,7 +360,14 @@ pub struct Recording {
 impl Recording {
     /// A recorder that reports `facts` as the host's.
     pub fn with_facts(facts: HostFacts) -> Self {
-        Recording { facts, ..Default::default() }
+        Recording { facts: Mutex::new(facts), ..Default::default() }
+    }
+
+    /// Report `link` as a host link from now on, and the route of each of its addresses.
+    pub fn add_link(&self, link: HostLink) {
+        let mut facts = self.facts.lock().unwrap();
+        facts.routes.extend(link.addresses.iter().map(IpNet::trunc));
+        facts.links.push(link);
     }
 
     /// Fail operations whose description contains `text`.
@@ -449,8 +484,12 @@ impl Executor for Recording {
         })
     }
 
-    fn host_facts(&self) -> Result<HostFacts, ExecError> {
-        Ok(self.facts.clone())
+    fn host_facts(&self, only: Option<&LinkQuery>) -> Result<HostFacts, ExecError> {
+        let mut facts = self.facts.lock().unwrap().clone();
+        if let Some(q) = only {
+            q.narrow(&mut facts);
+        }
+        Ok(facts)
     }
 
     fn create_netns(&self, dir: &Path, name: &str) -> Result<PathBuf, ExecError> {

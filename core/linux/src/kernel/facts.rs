@@ -34,7 +34,7 @@ use rtnetlink::Handle;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Mutex;
-use wharf_engine::executor::ExecError;
+use wharf_engine::executor::{ExecError, LinkQuery};
 use wharf_sdk::{HostFacts, HostLink};
 
 /// The multicast groups followed: `RTNLGRP_LINK`, `RTNLGRP_IPV4_IFADDR`,
@@ -106,8 +106,9 @@ impl Mirror {
     }
 
     /// The facts as they are now, read through `ctx` (a socket in the same namespace) when
-    /// the mirror must be dumped. Links carrying `mark` are this daemon's own.
-    pub fn facts(&self, ctx: &Ctx<'_>, mark: &Mark) -> Result<HostFacts, ExecError> {
+    /// the mirror must be dumped. Links carrying `mark` are this daemon's own. With `only`,
+    /// the links it selects and the default-route interfaces; nothing is copied of the rest.
+    pub fn facts(&self, ctx: &Ctx<'_>, mark: &Mark, only: Option<&LinkQuery>) -> Result<HostFacts, ExecError> {
         let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
         let inner = &mut *inner;
         let mut tries = 0;
@@ -127,7 +128,7 @@ impl Mirror {
             inner.state = ctx.block_on(dump(&ctx.handle))?;
             inner.stale = false;
         }
-        Ok(inner.state.facts(mark))
+        Ok(inner.state.facts(mark, only))
     }
 }
 
@@ -305,38 +306,45 @@ impl State {
         self.routes.insert(key, src);
     }
 
-    /// The facts of this state; the sysctls of bridges not carrying `mark` are read now.
-    fn facts(&self, mark: &Mark) -> HostFacts {
+    /// The facts of this state, with every link or only those `only` selects (and the
+    /// default-route interfaces); the sysctls of bridges not carrying `mark` are read now.
+    fn facts(&self, mark: &Mark, only: Option<&LinkQuery>) -> HostFacts {
         let name = |i: &u32| self.links.get(i).map(|l| l.fact.name.clone());
         let mut facts = HostFacts::default();
-        for l in self.links.values() {
-            let mut link = l.fact.clone();
-            link.master = l.master.as_ref().and_then(name);
-            link.addresses = self.addresses.get(&link.index).cloned().unwrap_or_default();
-            if link.kind == "bridge" && !mark.on(l.alias.as_deref(), l.group) {
-                link.sysctls = bridge_sysctls(&link.name);
-            }
-            facts.links.push(link);
-        }
         // The default route the kernel uses: the lowest metric.
-        let mut defaults: [Option<(u32, String)>; 2] = [None, None];
+        let mut defaults: [Option<(u32, u32)>; 2] = [None, None];
         for k in self.routes.keys() {
             match k.dest {
                 None if k.prefix_len == 0 => {
                     let slot = &mut defaults[k.v6 as usize];
-                    if let Some(n) = name(&k.oif) {
-                        if slot.as_ref().is_none_or(|(p, _)| k.priority < *p) {
-                            *slot = Some((k.priority, n));
-                        }
+                    if self.links.contains_key(&k.oif) && slot.is_none_or(|(p, _)| k.priority < p) {
+                        *slot = Some((k.priority, k.oif));
                     }
                 }
                 Some(d) if d.prefix_len() > 0 && !d.addr().is_multicast() && !is_link_local(&d) => facts.routes.push(d),
                 _ => {}
             }
         }
-        let [v4, v6] = defaults;
-        facts.default_route_v4 = v4.map(|(_, n)| n);
-        facts.default_route_v6 = v6.map(|(_, n)| n);
+        let default_links = defaults.map(|d| d.map(|(_, oif)| oif));
+        let no_addresses = Vec::new();
+        for l in self.links.values() {
+            let addresses = self.addresses.get(&l.fact.index).unwrap_or(&no_addresses);
+            let wanted =
+                only.is_none_or(|q| q.wants(&l.fact.name, addresses)) || default_links.contains(&Some(l.fact.index));
+            if !wanted {
+                continue;
+            }
+            let mut link = l.fact.clone();
+            link.master = l.master.as_ref().and_then(name);
+            link.addresses = addresses.clone();
+            if link.kind == "bridge" && !mark.on(l.alias.as_deref(), l.group) {
+                link.sysctls = bridge_sysctls(&link.name);
+            }
+            facts.links.push(link);
+        }
+        let [v4, v6] = default_links;
+        facts.default_route_v4 = v4.as_ref().and_then(name);
+        facts.default_route_v6 = v6.as_ref().and_then(name);
         facts
     }
 }
@@ -440,7 +448,7 @@ mod tests {
     }
 
     fn routes(s: &State) -> Vec<String> {
-        s.facts(&Mark::new("00")).routes.iter().map(|r| r.to_string()).collect()
+        s.facts(&Mark::new("00"), None).routes.iter().map(|r| r.to_string()).collect()
     }
 
     #[test]
@@ -464,7 +472,27 @@ mod tests {
         let RouteNetlinkMessage::NewLink(gone) = link(3, "b2", false) else { unreachable!() };
         s.apply(RouteNetlinkMessage::DelLink(gone), false);
         assert!(routes(&s).is_empty());
-        assert_eq!(s.facts(&Mark::new("00")).links.len(), 1);
+        assert_eq!(s.facts(&Mark::new("00"), None).links.len(), 1);
+    }
+
+    #[test]
+    fn a_query_gets_the_links_it_names_or_addresses_and_the_default_route_link_only() {
+        let mut s = State::default();
+        for i in 2..502 {
+            s.apply(link(i, &format!("br{i}"), true), false);
+            s.apply(RouteNetlinkMessage::NewAddress(address(i, &format!("10.{}.{}.1/24", i / 256, i % 256))), false);
+        }
+        s.apply(RouteNetlinkMessage::NewRoute(route("0.0.0.0/0", 7, 0, None)), false);
+        let q = LinkQuery {
+            names: ["br3".to_string(), "absent".to_string()].into(),
+            addresses: ["10.1.244.1".parse().unwrap()].into(),
+        };
+        let f = s.facts(&Mark::new("00"), Some(&q));
+        let names: Vec<&str> = f.links.iter().map(|l| l.name.as_str()).collect();
+        assert_eq!(names, ["br3", "br7", "br500"]);
+        assert_eq!(f.default_route_v4.as_deref(), Some("br7"));
+        assert_eq!(f.links[2].addresses, ["10.1.244.1/24".parse::<IpNet>().unwrap()]);
+        assert_eq!(s.facts(&Mark::new("00"), None).links.len(), 500);
     }
 
     #[test]
@@ -479,7 +507,7 @@ mod tests {
         assert!(s.routes.is_empty());
         s.apply(RouteNetlinkMessage::NewRoute(route("0.0.0.0/0", 2, 200, None)), false);
         s.apply(RouteNetlinkMessage::NewRoute(route("0.0.0.0/0", 3, 100, None)), false);
-        let f = s.facts(&Mark::new("00"));
+        let f = s.facts(&Mark::new("00"), None);
         assert_eq!(f.default_route_v4.as_deref(), Some("b"));
         assert!(f.routes.is_empty());
     }

@@ -42,7 +42,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
-use wharf_engine::executor::{ExecError, Executor, Outcome, PendingSockets};
+use wharf_engine::executor::{ExecError, Executor, LinkQuery, Outcome, PendingSockets};
 use wharf_sdk::{FirewallFact, HostFacts, LinkChange, LinkKind, Netns, Op};
 
 /// How long the socket of an idle sandbox namespace stays open.
@@ -415,8 +415,8 @@ impl Executor for Kernel {
         }
     }
 
-    fn host_facts(&self) -> Result<HostFacts, ExecError> {
-        self.facts.facts(&self.netlink.host(), &self.mark)
+    fn host_facts(&self, only: Option<&LinkQuery>) -> Result<HostFacts, ExecError> {
+        self.facts.facts(&self.netlink.host(), &self.mark, only)
     }
 
     fn create_netns(&self, dir: &Path, name: &str) -> Result<PathBuf, ExecError> {

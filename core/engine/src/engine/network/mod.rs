@@ -3,6 +3,7 @@
 
 use super::{new_id, now, Author, Engine, State};
 use crate::error::{Error, Result};
+use crate::executor::LinkQuery;
 use crate::ipam::{overlaps, pick_subnet};
 use crate::model::{Network, Pool};
 use crate::store::Table;
@@ -10,9 +11,14 @@ use ipnet::IpNet;
 use std::collections::BTreeMap;
 use std::net::IpAddr;
 use std::sync::Arc;
-use wharf_sdk::{CreateNetwork, DeleteNetwork, HostFacts, NetworkDriver, NetworkPeer, NetworkSpec, Subnet, MTU};
+use wharf_sdk::{
+    CreateNetwork, DeleteNetwork, FactsScope, HostFacts, Netns, NetworkDriver, NetworkPeer, NetworkSpec, Op, Plan,
+    Subnet, MTU,
+};
 
 mod connect;
+#[cfg(test)]
+mod facts_tests;
 
 pub use connect::ConnectRequest;
 
@@ -83,17 +89,70 @@ pub(super) fn spec(n: &Network) -> NetworkSpec {
     }
 }
 
-/// The other networks of `driver`, for conflict checks.
-fn peers(state: &State, driver: &str, except: &str) -> Vec<NetworkPeer> {
-    state
-        .networks
-        .values()
-        .filter(|n| n.driver == driver && n.id != except)
-        .map(|n| NetworkPeer { network: spec(n), state: n.state.clone() })
-        .collect()
+/// What a network call concerns, for a driver that gets only that (see
+/// [`FactsScope::Concerned`]): the links named by option values (each comma-separated part;
+/// for `BASE.N`, `BASE` too), the links holding an address given as an option value or the
+/// cluster VTEP, and the host links `plan` made.
+fn concern(options: &BTreeMap<String, String>, plan: &Plan, vtep: Option<IpAddr>) -> LinkQuery {
+    let mut q = LinkQuery::default();
+    for part in options.values().flat_map(|v| v.split(',')).map(str::trim).filter(|p| !p.is_empty()) {
+        if let Ok(ip) = part.parse::<IpAddr>() {
+            q.addresses.insert(ip);
+        }
+        if let Some((base, _)) = part.rsplit_once('.') {
+            q.names.insert(base.to_string());
+        }
+        q.names.insert(part.to_string());
+    }
+    q.addresses.extend(vtep);
+    for op in plan.ops() {
+        if let Op::LinkAdd { netns: Netns::Host, link } = op {
+            q.names.insert(link.name.clone());
+        }
+    }
+    q
 }
 
 impl Engine {
+    /// The other networks of `driver`, for conflict checks; none for a driver that says it
+    /// never looks at them.
+    fn peers(&self, state: &State, driver: &str, except: &str) -> Vec<NetworkPeer> {
+        if self.capabilities.get(driver).is_some_and(|c| !c.other_networks) {
+            return Vec::new();
+        }
+        state
+            .networks
+            .values()
+            .filter(|n| n.driver == driver && n.id != except)
+            .map(|n| NetworkPeer { network: spec(n), state: n.state.clone() })
+            .collect()
+    }
+
+    /// For a driver that gets only what a call concerns, leave in `facts` only the host
+    /// routes that overlap one of `network`'s subnets: all it could conflict with (core has
+    /// checked the pools it picked against every route).
+    pub(super) fn narrow_routes(&self, facts: &mut HostFacts, network: &Network) {
+        if self.capabilities.get(&network.driver).is_some_and(|c| c.host_facts == FactsScope::Concerned) {
+            let subnets: Vec<IpNet> = network.ipv4.iter().chain(&network.ipv6).filter_map(|p| p.subnet).collect();
+            facts.routes.retain(|r| subnets.iter().any(|s| overlaps(r, s)));
+        }
+    }
+
+    /// The host facts for a network call of `driver` on a network with `options` and
+    /// `plan` (empty before it is made): all of them, or only what the call concerns when
+    /// the driver asks for that.
+    pub(super) fn network_facts(
+        &self,
+        state: &State,
+        driver: &str,
+        options: &BTreeMap<String, String>,
+        plan: &Plan,
+    ) -> Result<HostFacts> {
+        let concerned = self.capabilities.get(driver).is_some_and(|c| c.host_facts == FactsScope::Concerned);
+        let only = concerned.then(|| concern(options, plan, self.cluster_vtep()));
+        self.facts(state, only.as_ref())
+    }
+
     fn network_driver(&self, name: &str) -> Result<std::sync::Arc<dyn NetworkDriver>> {
         self.registry.network(name).ok_or_else(|| Error::NotFound(format!("plugin {name:?} not found")))
     }
@@ -125,9 +184,9 @@ impl Engine {
         }
         check_ipv6_mtu(&req)?;
         super::dns::check_options(&req.options)?;
-        let caps = driver.capabilities();
+        let caps = self.capabilities.get(&driver_name).cloned().unwrap_or_else(|| driver.capabilities());
         let (options, unused_options) = self.split_unused_options(&driver_name, &req.options, |c| &c.options);
-        let facts = self.facts(state)?;
+        let mut facts = self.network_facts(state, &driver_name, &req.options, &Plan::new())?;
         let mut network = Network {
             id: new_id(),
             name: req.name.clone(),
@@ -153,6 +212,7 @@ impl Engine {
         } else if !req.pools.is_empty() {
             return Err(Error::InvalidArgument(format!("driver {driver_name:?} does not use IPAM; give no subnets")));
         }
+        self.narrow_routes(&mut facts, &network);
         if self.global(&network).is_none() {
             return self.realize_network(state, network, facts);
         }
@@ -173,7 +233,7 @@ impl Engine {
         let driver = self.network_driver(&driver_name)?;
         let spec = spec(&network);
         driver.validate(&spec, &facts).map_err(|e| Error::driver(&driver_name, e))?;
-        let others = peers(state, &driver_name, &network.id);
+        let others = self.peers(state, &driver_name, &network.id);
         let out = driver
             .create_network(CreateNetwork { network: spec, facts, others })
             .map_err(|e| Error::driver(&driver_name, e))?;
@@ -284,8 +344,9 @@ impl Engine {
         }
         self.unpublish_network(network)?;
         let driver = self.network_driver(&network.driver)?;
-        let facts = self.facts(state)?;
-        let others = peers(state, &network.driver, &network.id);
+        let mut facts = self.network_facts(state, &network.driver, &network.options, &network.plan)?;
+        self.narrow_routes(&mut facts, network);
+        let others = self.peers(state, &network.driver, &network.id);
         let out = driver
             .delete_network(DeleteNetwork { network: spec(network), state: network.state.clone(), facts, others })
             .map_err(|e| Error::driver(&network.driver, e))?;

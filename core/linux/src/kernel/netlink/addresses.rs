@@ -11,7 +11,7 @@ use rtnetlink::packet_route::neighbour::{NeighbourAttribute, NeighbourFlags, Nei
 use rtnetlink::packet_route::route::{RouteMessage, RouteScope};
 use rtnetlink::packet_route::AddressFamily;
 use rtnetlink::packet_route::RouteNetlinkMessage;
-use rtnetlink::{Handle, RouteMessageBuilder};
+use rtnetlink::{AddressGetRequest, Handle, RouteMessageBuilder};
 use std::net::IpAddr;
 use wharf_engine::executor::{ExecError, Outcome};
 use wharf_sdk::RouteSpec;
@@ -30,12 +30,25 @@ pub async fn addr_add(h: &Handle, name: &str, address: IpNet) -> Result<Outcome,
     }
 }
 
+/// A dump of the addresses of link `idx` (of one family, or of all with `None`) that the
+/// kernel filters itself: the request names the link, which the socket's strict checking
+/// makes it honour. (rtnetlink's own link filter, which callers add all the same, only
+/// sorts out what the kernel sent, which without this was every address of every link in
+/// the namespace: a cost that grew with the links.)
+pub fn addresses_of(h: &Handle, idx: u32, family: Option<AddressFamily>) -> AddressGetRequest {
+    let mut req = h.address().get();
+    req.message_mut().header.index = idx;
+    if let Some(family) = family {
+        req.message_mut().header.family = family;
+    }
+    req
+}
+
 /// Ensure `address` is not on link `name`.
 pub async fn addr_del(h: &Handle, name: &str, address: IpNet) -> Result<(), ExecError> {
     let Some(idx) = index(h, name).await? else { return Ok(()) };
-    let found: Vec<AddressMessage> = h
-        .address()
-        .get()
+    let family = if address.addr().is_ipv6() { AddressFamily::Inet6 } else { AddressFamily::Inet };
+    let found: Vec<AddressMessage> = addresses_of(h, idx, Some(family))
         .set_link_index_filter(idx)
         .set_address_filter(address.addr())
         .set_prefix_length_filter(address.prefix_len())

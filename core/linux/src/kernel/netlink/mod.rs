@@ -22,7 +22,8 @@ use wharf_sdk::{LinkChange, LinkKind, LinkSpec, MacvlanMode};
 mod addresses;
 
 pub use addresses::{
-    addr_add, addr_del, fdb_add, fdb_del, neigh_add, neigh_del, neigh_proxy_add, neigh_proxy_del, route_add, route_del,
+    addr_add, addr_del, addresses_of, fdb_add, fdb_del, neigh_add, neigh_del, neigh_proxy_add, neigh_proxy_del,
+    route_add, route_del,
 };
 
 /// The errno of a netlink error, if it is one.
@@ -384,8 +385,12 @@ pub async fn link_retire(h: &Handle, name: &str, to: &str) -> Result<bool, ExecE
 pub async fn link_retire_live(h: &Handle, name: &str, to: &str) -> Result<bool, ExecError> {
     let Some(idx) = index(h, name).await? else { return Ok(false) };
     let what = format!("retire link {name:?}");
-    let addrs: Vec<AddressMessage> =
-        h.address().get().set_link_index_filter(idx).execute().try_collect().await.map_err(|e| fail(&what, &e))?;
+    let addrs: Vec<AddressMessage> = addresses_of(h, idx, None)
+        .set_link_index_filter(idx)
+        .execute()
+        .try_collect()
+        .await
+        .map_err(|e| fail(&what, &e))?;
     addresses::delete(h, addrs, || what.clone()).await?;
     let msg = LinkUnspec::new_with_index(idx).name(to.to_string()).arp(false).build();
     h.link().set(msg).execute().await.map_err(|e| fail(&what, &e))?;
