@@ -44,6 +44,19 @@ pub fn disk_usage(path: &Path) -> u64 {
     meta.blocks() * 512 + children.map(|e| disk_usage(&e.path())).sum::<u64>()
 }
 
+/// The largest file the filesystem holding `dir` can hold: ext2/3/4 address at most 2^32
+/// blocks in a file; other Linux filesystems reach the VFS limit, `i64::MAX` bytes.
+pub fn max_file_size(dir: &Path) -> Option<u64> {
+    const EXT4_SUPER_MAGIC: i64 = 0xEF53;
+    let st = nix::sys::statfs::statfs(dir).ok()?;
+    let vfs_limit = i64::MAX as u64;
+    if st.filesystem_type().0 as i64 == EXT4_SUPER_MAGIC {
+        let block = u64::try_from(st.block_size()).ok()?;
+        return Some(((1u64 << 32) - 1).saturating_mul(block).min(vfs_limit));
+    }
+    Some(vfs_limit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

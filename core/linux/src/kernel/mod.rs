@@ -29,13 +29,15 @@
 pub mod facts;
 pub mod files;
 pub mod mount;
+pub mod named;
 pub mod netlink;
 pub mod netns_socket;
 pub mod sockets;
 
+pub use files::max_file_size;
+use named::{create_named, remove_named};
+
 use crate::firewall::{Firewall, HostPort, PortState};
-use nix::mount::{mount as sys_mount, umount2, MntFlags, MsFlags};
-use nix::sched::{unshare, CloneFlags};
 use sockets::{Ctx, Sockets};
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -546,60 +548,6 @@ impl Executor for Kernel {
 impl Drop for Kernel {
     fn drop(&mut self) {
         self.drain();
-    }
-}
-
-/// The largest file the filesystem holding `dir` can hold: ext2/3/4 address at most 2^32
-/// blocks in a file; other Linux filesystems reach the VFS limit, `i64::MAX` bytes.
-pub fn max_file_size(dir: &Path) -> Option<u64> {
-    const EXT4_SUPER_MAGIC: i64 = 0xEF53;
-    let st = nix::sys::statfs::statfs(dir).ok()?;
-    let vfs_limit = i64::MAX as u64;
-    if st.filesystem_type().0 as i64 == EXT4_SUPER_MAGIC {
-        let block = u64::try_from(st.block_size()).ok()?;
-        return Some(((1u64 << 32) - 1).saturating_mul(block).min(vfs_limit));
-    }
-    Some(vfs_limit)
-}
-
-/// Make a persistent named network namespace at `dir/name`, as `ip netns add` does: a new
-/// namespace made on a short-lived thread, bind-mounted onto an empty file.
-pub fn create_named(dir: &Path, name: &str) -> Result<(), ExecError> {
-    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
-        return Err(ExecError::new(format!("invalid namespace name {name:?}")));
-    }
-    std::fs::create_dir_all(dir).map_err(|e| ExecError::new(format!("{}: {e}", dir.display())))?;
-    let path = dir.join(name);
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| ExecError::new(format!("namespace file {}: {e}", path.display())))?;
-    let target = path.clone();
-    let made = std::thread::spawn(move || -> Result<(), ExecError> {
-        unshare(CloneFlags::CLONE_NEWNET).map_err(|e| ExecError::os("new network namespace", e))?;
-        sys_mount(Some("/proc/thread-self/ns/net"), &target, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-            .map_err(|e| ExecError::new(format!("bind namespace to {}: {e}", target.display())))
-    })
-    .join()
-    .map_err(|_| ExecError::new("namespace thread panicked"))?;
-    if let Err(e) = made {
-        let _ = std::fs::remove_file(&path);
-        return Err(e);
-    }
-    Ok(())
-}
-
-/// Remove a named namespace: detach its bind mount and delete the file. Absent is fine.
-pub fn remove_named(path: &Path) -> Result<(), ExecError> {
-    if !path.exists() {
-        return Ok(());
-    }
-    let _ = umount2(path, MntFlags::MNT_DETACH);
-    match std::fs::remove_file(path) {
-        Ok(()) => Ok(()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(ExecError::new(format!("remove namespace {}: {e}", path.display()))),
     }
 }
 
