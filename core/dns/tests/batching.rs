@@ -15,8 +15,10 @@ const NAMES: usize = 40;
 const ASKERS: usize = 4;
 /// Queries each asker sends.
 const QUERIES: usize = 2000;
-/// Queries each asker has outstanding at once.
-const OUTSTANDING: usize = 50;
+/// Queries each asker has outstanding at once. All askers' queries together stay well inside
+/// the server socket's receive buffer (each small datagram costs about a kilobyte of it), so
+/// a query lost to a full buffer, which UDP allows under load, cannot pass for a wrong answer.
+const OUTSTANDING: usize = 16;
 
 fn address(i: usize) -> Ipv4Addr {
     Ipv4Addr::new(10, 77, (i / 250) as u8, (i % 250) as u8 + 1)
@@ -44,7 +46,8 @@ fn ask(server: SocketAddr, asker: usize) {
         }
         let n = socket.recv(&mut buf).unwrap_or_else(|e| panic!("asker {asker}: answer {answered}: {e}"));
         let m = Message::from_vec(&buf[..n]).unwrap();
-        assert_eq!(m.id(), answered as u16, "asker {asker}: answers out of order");
+        assert!(m.id() >= answered as u16, "asker {asker}: answer {} came after {answered}", m.id());
+        assert_eq!(m.id(), answered as u16, "asker {asker}: no answer to query {answered}");
         let got: Vec<_> = m
             .answers()
             .iter()
