@@ -66,7 +66,10 @@ pub enum FactsScope {
 ///   plan made (at delete). `routes` holds the routes that overlap one of the network's
 ///   subnets; `wharf_bridges` the bridges of wharf networks among the names the call
 ///   concerns. A link that is absent from `links` is absent from the host, for every name
-///   the call concerns.
+///   the call concerns. When a network's plan makes a host link of a name no option gives
+///   (one the driver chose) and a link of that name is there, core calls `validate` and
+///   `create_network` again with that link in `links`, so a driver never plans as new a
+///   link that exists.
 ///
 /// Endpoint calls (`create_endpoint`, `join`, `leave`, `delete_endpoint`) get the operator
 /// settings only: `links`, `routes` and `wharf_bridges` are empty, so the cost of a connect

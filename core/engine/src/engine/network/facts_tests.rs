@@ -136,3 +136,59 @@ fn a_call_concerns_the_links_its_options_name_or_address_and_its_plan_made() {
     assert!(!q.wants("eth3", &[]));
     assert!(q.wants("lo", &["10.0.0.1/8".parse().unwrap()]));
 }
+
+/// A driver that names its bridge after the network (no option names it) and records
+/// whether each create saw a host link of that name.
+#[derive(Debug)]
+struct SelfNamed {
+    saw: Arc<Mutex<Vec<bool>>>,
+}
+
+impl NetworkDriver for SelfNamed {
+    fn name(&self) -> &str {
+        "selfnamed"
+    }
+    fn capabilities(&self) -> wharf_sdk::NetworkCapabilities {
+        wharf_sdk::NetworkCapabilities {
+            host_facts: FactsScope::Concerned,
+            other_networks: false,
+            ..Default::default()
+        }
+    }
+    fn create_network(&self, r: CreateNetwork) -> DriverResult<Outcome<()>> {
+        let name = format!("lk-{}", r.network.name);
+        self.saw.lock().unwrap().push(r.facts.link(&name).is_some());
+        let plan = [Step::link_add(Netns::Host, LinkSpec::new(&name, LinkKind::Bridge))].into_iter().collect();
+        Ok(Outcome::new((), plan, Value::Null))
+    }
+    fn delete_network(&self, _: DeleteNetwork) -> DriverResult<Outcome<()>> {
+        Ok(Outcome::default())
+    }
+    fn join(&self, _: EndpointRequest) -> DriverResult<Outcome<JoinInfo>> {
+        Ok(Outcome::default())
+    }
+}
+
+#[test]
+fn a_link_of_a_name_the_driver_chose_is_shown_to_it_when_it_is_there() {
+    let f = Fixture::new();
+    let saw = Arc::new(Mutex::new(Vec::new()));
+    let mut reg = Registry::new();
+    reg.add_network(Arc::new(SelfNamed { saw: saw.clone() }), Source::Builtin).unwrap();
+    let rec = Arc::new(Recording::with_facts(HostFacts::default()));
+    rec.add_link(HostLink { name: "lk-taken".into(), index: 7, kind: "bridge".into(), ..Default::default() });
+    let store = Store::open(&f.dir.path().join("state.redb")).unwrap();
+    let e = Engine::start(store, reg, rec.clone(), f.settings()).unwrap();
+    let create = |name: &str, subnet: &str| {
+        let req = NetworkCreateRequest {
+            name: name.into(),
+            driver: "selfnamed".into(),
+            pools: pool(subnet),
+            ..Default::default()
+        };
+        e.network_create(req).unwrap();
+        std::mem::take(&mut *saw.lock().unwrap())
+    };
+    assert_eq!(create("free", "10.98.0.0/24"), [false], "a name nobody holds: asked once");
+    assert_eq!(create("taken", "10.98.1.0/24"), [false, true], "asked again, with the link");
+}

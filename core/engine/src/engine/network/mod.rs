@@ -8,7 +8,7 @@ use crate::ipam::{overlaps, pick_subnet};
 use crate::model::{Network, Pool};
 use crate::store::Table;
 use ipnet::IpNet;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
 use std::sync::Arc;
 use wharf_sdk::{
@@ -232,11 +232,15 @@ impl Engine {
         let driver_name = network.driver.clone();
         let driver = self.network_driver(&driver_name)?;
         let spec = spec(&network);
-        driver.validate(&spec, &facts).map_err(|e| Error::driver(&driver_name, e))?;
         let others = self.peers(state, &driver_name, &network.id);
-        let out = driver
-            .create_network(CreateNetwork { network: spec, facts, others })
-            .map_err(|e| Error::driver(&driver_name, e))?;
+        let ask = |facts: &HostFacts| {
+            driver.validate(&spec, facts)?;
+            driver.create_network(CreateNetwork { network: spec.clone(), facts: facts.clone(), others: others.clone() })
+        };
+        let mut out = ask(&facts).map_err(|e| Error::driver(&driver_name, e))?;
+        if let Some(facts) = self.with_plan_links(state, &driver_name, &out.plan, facts)? {
+            out = ask(&facts).map_err(|e| Error::driver(&driver_name, e))?;
+        }
         network.state = out.state;
         network.plan = out.plan;
         let object = format!("network {}", network.name);
@@ -252,6 +256,42 @@ impl Engine {
         }
         state.networks.insert(network.id.clone(), Arc::new(network.clone()));
         Ok(network)
+    }
+
+    /// For a driver that gets only the links a call concerns: `facts` with the host links
+    /// that `plan` makes and that exist already, when there are any, so the driver is asked
+    /// again. A name of the driver's own choosing (a bridge named after the network's id)
+    /// is in no option, so the first call could not show that a link of that name is
+    /// there; planned as new, the link would be taken over with the driver's settings.
+    fn with_plan_links(
+        &self,
+        state: &State,
+        driver: &str,
+        plan: &Plan,
+        mut facts: HostFacts,
+    ) -> Result<Option<HostFacts>> {
+        if !self.capabilities.get(driver).is_some_and(|c| c.host_facts == FactsScope::Concerned) {
+            return Ok(None);
+        }
+        let names: BTreeSet<String> = plan
+            .ops()
+            .filter_map(|op| match op {
+                Op::LinkAdd { netns: Netns::Host, link } if facts.link(&link.name).is_none() => Some(link.name.clone()),
+                _ => None,
+            })
+            .collect();
+        if names.is_empty() {
+            return Ok(None);
+        }
+        let query = LinkQuery { names, ..Default::default() };
+        let found = self.facts(state, Some(&query))?;
+        let links: Vec<_> = found.links.into_iter().filter(|l| query.names.contains(&l.name)).collect();
+        if links.is_empty() && found.wharf_bridges.is_empty() {
+            return Ok(None);
+        }
+        facts.links.extend(links);
+        facts.wharf_bridges.extend(found.wharf_bridges);
+        Ok(Some(facts))
     }
 
     /// Split `options` into those some loaded driver or core itself reads and those none
