@@ -35,9 +35,9 @@ pub enum Reply {
 /// offers) or be truncated.
 pub fn answer(table: &Table, asker: &str, packet: &[u8], udp: bool) -> Reply {
     let mut out = Vec::new();
-    match direct(table, asker, packet, udp, &mut out) {
-        Some(()) => Reply::Answer(out),
-        None => through_message(table, asker, packet, udp),
+    match answer_into(table, asker, packet, udp, &mut out) {
+        None => Reply::Answer(out),
+        Some(other) => other,
     }
 }
 
@@ -49,10 +49,9 @@ pub fn answer_into(table: &Table, asker: &str, packet: &[u8], udp: bool, out: &m
     if direct(table, asker, packet, udp, out).is_some() {
         return None;
     }
-    out.clear();
     match through_message(table, asker, packet, udp) {
         Reply::Answer(bytes) => {
-            out.extend_from_slice(&bytes);
+            *out = bytes;
             None
         }
         other => Some(other),

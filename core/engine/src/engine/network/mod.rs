@@ -128,11 +128,16 @@ impl Engine {
             .collect()
     }
 
+    /// Whether `driver` gets only the host facts a network call concerns.
+    fn concerned(&self, driver: &str) -> bool {
+        self.capabilities.get(driver).is_some_and(|c| c.host_facts == FactsScope::Concerned)
+    }
+
     /// For a driver that gets only what a call concerns, leave in `facts` only the host
     /// routes that overlap one of `network`'s subnets: all it could conflict with (core has
     /// checked the pools it picked against every route).
     pub(super) fn narrow_routes(&self, facts: &mut HostFacts, network: &Network) {
-        if self.capabilities.get(&network.driver).is_some_and(|c| c.host_facts == FactsScope::Concerned) {
+        if self.concerned(&network.driver) {
             let subnets: Vec<IpNet> = network.ipv4.iter().chain(&network.ipv6).filter_map(|p| p.subnet).collect();
             facts.routes.retain(|r| subnets.iter().any(|s| overlaps(r, s)));
         }
@@ -148,8 +153,7 @@ impl Engine {
         options: &BTreeMap<String, String>,
         plan: &Plan,
     ) -> Result<HostFacts> {
-        let concerned = self.capabilities.get(driver).is_some_and(|c| c.host_facts == FactsScope::Concerned);
-        let only = concerned.then(|| concern(options, plan, self.cluster_vtep()));
+        let only = self.concerned(driver).then(|| concern(options, plan, self.cluster_vtep()));
         self.facts(state, only.as_ref())
     }
 
@@ -270,7 +274,7 @@ impl Engine {
         plan: &Plan,
         mut facts: HostFacts,
     ) -> Result<Option<HostFacts>> {
-        if !self.capabilities.get(driver).is_some_and(|c| c.host_facts == FactsScope::Concerned) {
+        if !self.concerned(driver) {
             return Ok(None);
         }
         let names: BTreeSet<String> = plan
