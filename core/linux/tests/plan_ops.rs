@@ -148,3 +148,22 @@ fn one_links_addresses_are_listed_by_the_kernel_for_that_link_alone() {
     });
     assert_eq!(listed, [idx], "only the one address of wd7, sent by the kernel");
 }
+
+#[test]
+fn a_few_sandbox_sockets_stay_open_and_only_while_in_use() {
+    require_root!();
+    let spaces = Spaces::new(&["k0", "k1", "k2", "k3", "k4", "k5"]);
+    let idle = std::time::Duration::from_millis(300);
+    let sockets = wharf_linux::kernel::sockets::Sockets::new("idle-test", idle).unwrap();
+    for name in &spaces.0 {
+        let ctx = sockets.sandbox(&format!("/run/netns/{name}")).unwrap();
+        let links = ctx.block_on(wharf_linux::kernel::netlink::link_names(&ctx.handle)).unwrap();
+        assert!(links.iter().any(|l| l == "lo"), "{name}: {links:?}");
+    }
+    // Each connection holds netlink-proto's 72 KiB of buffers, and keeps its namespace alive.
+    assert!(sockets.open_sandboxes() <= 4, "{} sandbox sockets open", sockets.open_sandboxes());
+    std::thread::sleep(idle * 3);
+    assert_eq!(sockets.open_sandboxes(), 0, "sockets idle for longer than {idle:?} are closed");
+    let ctx = sockets.sandbox(&format!("/run/netns/{}", spaces.0[0])).unwrap();
+    assert!(ctx.block_on(wharf_linux::kernel::netlink::link_names(&ctx.handle)).is_ok(), "and opened again");
+}

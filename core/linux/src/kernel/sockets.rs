@@ -25,10 +25,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use wharf_engine::executor::ExecError;
 
-/// How many sandbox namespaces keep a socket open at most: a restart that revives a
-/// thousand sandboxes goes through them in turn instead of holding a thousand connections,
-/// each with its buffers.
-const MAX_SANDBOX_SOCKETS: usize = 32;
+/// How many sandbox namespaces keep a socket open at most. Each connection holds 72 KiB of
+/// buffers (netlink-proto's), and an operation works in one sandbox at a time: a restart that
+/// revives a thousand sandboxes goes through them in turn, so a few are enough.
+const MAX_SANDBOX_SOCKETS: usize = 4;
 
 /// One namespace's socket.
 #[derive(Debug)]
@@ -47,6 +47,8 @@ pub struct Sockets {
     /// The socket in the namespace the executor was made in.
     host: Handle,
     sandboxes: Arc<Mutex<HashMap<String, Entry>>>,
+    /// Wakes the sweeper when a sandbox socket is opened.
+    opened: Arc<tokio::sync::Notify>,
 }
 
 /// What a call gets: the runtime to wait on and the namespace's netlink handle.
@@ -82,16 +84,9 @@ impl Sockets {
             .map_err(|e| ExecError::os("netlink runtime", e))?;
         let host = open(rt.handle(), None)?;
         let sandboxes: Arc<Mutex<HashMap<String, Entry>>> = Arc::default();
-        let swept = Arc::downgrade(&sandboxes);
-        rt.spawn(async move {
-            let mut tick = tokio::time::interval(idle);
-            loop {
-                tick.tick().await;
-                let Some(sandboxes) = swept.upgrade() else { return };
-                sandboxes.lock().unwrap_or_else(|p| p.into_inner()).retain(|_, e| e.used.elapsed() < idle);
-            }
-        });
-        Ok(Sockets { rt: Some(rt), host, sandboxes })
+        let opened = Arc::new(tokio::sync::Notify::new());
+        rt.spawn(sweep(Arc::downgrade(&sandboxes), opened.clone(), idle));
+        Ok(Sockets { rt: Some(rt), host, sandboxes, opened })
     }
 
     fn rt(&self) -> &tokio::runtime::Handle {
@@ -118,7 +113,13 @@ impl Sockets {
             }
         }
         map.insert(path.to_string(), Entry { handle: handle.clone(), inode, used: Instant::now() });
+        self.opened.notify_one();
         Ok(Ctx { rt: self.rt(), handle })
+    }
+
+    /// How many sandbox namespaces have a socket open now.
+    pub fn open_sandboxes(&self) -> usize {
+        self.sandboxes.lock().unwrap_or_else(|p| p.into_inner()).len()
     }
 
     /// Close the socket of namespace file `path`, if one is open.
@@ -139,6 +140,37 @@ impl Drop for Sockets {
     fn drop(&mut self) {
         if let Some(rt) = self.rt.take() {
             rt.shutdown_background();
+        }
+    }
+}
+
+/// Close the sandbox sockets of `sandboxes` once idle for `idle`, and hand their buffers back
+/// to the kernel. While none is open it waits for `opened` without a timer, so an idle daemon
+/// is not woken; it ends with the [`Sockets`] it sweeps for.
+async fn sweep(
+    sandboxes: std::sync::Weak<Mutex<HashMap<String, Entry>>>,
+    opened: Arc<tokio::sync::Notify>,
+    idle: Duration,
+) {
+    loop {
+        let oldest = {
+            let Some(sandboxes) = sandboxes.upgrade() else { return };
+            let map = sandboxes.lock().unwrap_or_else(|p| p.into_inner());
+            map.values().map(|e| e.used).min()
+        };
+        match oldest {
+            None => opened.notified().await,
+            Some(used) => tokio::time::sleep_until((used + idle).into()).await,
+        }
+        let Some(sandboxes) = sandboxes.upgrade() else { return };
+        let closed = {
+            let mut map = sandboxes.lock().unwrap_or_else(|p| p.into_inner());
+            let before = map.len();
+            map.retain(|_, e| e.used.elapsed() < idle);
+            before - map.len()
+        };
+        if closed > 0 {
+            crate::alloc::trim();
         }
     }
 }
