@@ -50,6 +50,25 @@ fn masquerade_isolation_and_internal_networks() {
 }
 
 #[test]
+fn a_firewall_idle_long_enough_to_give_back_its_context_still_applies_and_removes() {
+    require_root!();
+    let t = topology();
+    let fw = t.firewall();
+    let n0 = nat("br-test0", &["10.77.0.0/24"]);
+    fw.add(&n0).unwrap();
+    assert!(ping(&t.a, "192.0.2.2"), "masquerade gives A egress");
+    // Longer than the worker keeps libnftables' context with no job (2 s): the next
+    // commands run on a context opened again, in the firewall's namespace.
+    std::thread::sleep(Duration::from_millis(2500));
+    fw.remove(&n0).unwrap();
+    assert!(!ping(&t.a, "192.0.2.2"), "the fact is gone after the context was opened again");
+    std::thread::sleep(Duration::from_millis(2500));
+    fw.add(&n0).unwrap();
+    assert!(ping(&t.a, "192.0.2.2"), "and added again");
+    drop(fw);
+}
+
+#[test]
 fn icc_off_blocks_traffic_between_endpoints_of_one_bridge() {
     require_root!();
     let t = topology();

@@ -95,10 +95,13 @@ impl Api {
     }
 }
 
-/// A libnftables context, opened on (and never leaving) the worker thread.
+/// A libnftables context, opened on (and never leaving) the worker thread. libnftables
+/// keeps a cache of the ruleset in it, with a 128 KiB hash table per table listed; an idle
+/// firewall [releases](Context::release) it, and the next command opens another.
 pub struct Context {
     api: &'static Api,
-    ctx: NonNull<c_void>,
+    /// `None` once released, until the next command.
+    ctx: Option<NonNull<c_void>>,
 }
 
 /// The function `name` of `lib`, as a `T`.
@@ -127,23 +130,33 @@ impl Context {
     /// Open a context whose netlink socket is bound to the calling thread's namespace.
     pub fn open() -> Result<Context, ExecError> {
         let api = Api::get()?;
-        let (raw, buffered) = {
-            let _guard = api.lock();
-            // SAFETY: nft_ctx_new(NFT_CTX_DEFAULT) has no preconditions; it returns null on failure.
-            let raw = unsafe { (api.ctx_new)(0) };
-            let buffered = !raw.is_null()
-                // SAFETY: a non-null `raw` is a live context from nft_ctx_new.
-                && unsafe { (api.buffer_output)(raw) } == 0
-                // SAFETY: as above.
-                && unsafe { (api.buffer_error)(raw) } == 0;
-            (raw, buffered)
-        };
-        let ctx = NonNull::new(raw).ok_or_else(|| ExecError::new("nftables: nft_ctx_new failed"))?;
-        let context = Context { api, ctx };
+        Ok(Context { api, ctx: Some(Self::new_raw(api).map_err(ExecError::new)?) })
+    }
+
+    fn new_raw(api: &'static Api) -> Result<NonNull<c_void>, String> {
+        let _guard = api.lock();
+        // SAFETY: nft_ctx_new(NFT_CTX_DEFAULT) has no preconditions; it returns null on failure.
+        let raw = NonNull::new(unsafe { (api.ctx_new)(0) }).ok_or("nftables: nft_ctx_new failed")?;
+        // SAFETY: a live context from nft_ctx_new.
+        let buffered = unsafe { (api.buffer_output)(raw.as_ptr()) } == 0
+            // SAFETY: as above.
+            && unsafe { (api.buffer_error)(raw.as_ptr()) } == 0;
         if !buffered {
-            return Err(ExecError::new("nftables: cannot buffer libnftables output"));
+            // SAFETY: a live context from nft_ctx_new, freed once, here.
+            unsafe { (api.ctx_free)(raw.as_ptr()) };
+            return Err("nftables: cannot buffer libnftables output".into());
         }
-        Ok(context)
+        Ok(raw)
+    }
+
+    /// Free the context and the ruleset cache it holds; the next command opens another, in
+    /// the calling thread's namespace (the worker never leaves its own). Whether there was one.
+    pub fn release(&mut self) -> bool {
+        let Some(raw) = self.ctx.take() else { return false };
+        let _guard = self.api.lock();
+        // SAFETY: `raw` came from nft_ctx_new and is freed once, here.
+        unsafe { (self.api.ctx_free)(raw.as_ptr()) };
+        true
     }
 
     /// Run `script` as one transaction (or, with `dry`, only check it against the kernel).
@@ -151,7 +164,11 @@ impl Context {
     pub fn run(&mut self, script: &str, dry: bool) -> Result<String, String> {
         let text = CString::new(script).map_err(|_| "nftables: command holds a NUL byte".to_string())?;
         let api = self.api;
-        let ctx = self.ctx.as_ptr();
+        let ctx = match self.ctx {
+            Some(raw) => raw,
+            None => *self.ctx.insert(Self::new_raw(api)?),
+        }
+        .as_ptr();
         let _guard = api.lock();
         // `ctx` is a live context owned by this thread; `text` outlives the calls; the buffers
         // returned by get_output/get_error are copied before the next libnftables call.
@@ -190,9 +207,7 @@ impl Context {
 
 impl Drop for Context {
     fn drop(&mut self) {
-        let _guard = self.api.lock();
-        // SAFETY: `ctx` came from nft_ctx_new and is freed once, here.
-        unsafe { (self.api.ctx_free)(self.ctx.as_ptr()) }
+        self.release();
     }
 }
 

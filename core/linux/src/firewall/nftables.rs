@@ -33,7 +33,7 @@ use nix::errno::Errno;
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{channel, sync_channel, Sender};
+use std::sync::mpsc::{channel, sync_channel, RecvTimeoutError, Sender};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
@@ -42,6 +42,9 @@ use wharf_sdk::{FirewallFact, Protocol};
 
 /// How often the watch thread looks up from its socket to see whether it should stop.
 const WATCH_TICK: Duration = Duration::from_millis(200);
+
+/// How long the worker keeps libnftables' context, with its ruleset cache, once no job comes.
+const IDLE: Duration = Duration::from_secs(2);
 
 /// An element's identity in the kernel: its table, set and key (a map's value aside).
 type ElemKey = (Family, &'static str, String);
@@ -364,7 +367,20 @@ impl Nftables {
                         return;
                     }
                 };
-                while let Ok(job) = rx.recv() {
+                loop {
+                    let job = match rx.recv_timeout(IDLE) {
+                        Ok(job) => job,
+                        Err(RecvTimeoutError::Timeout) => {
+                            if backend.nft.release() {
+                                crate::alloc::trim();
+                            }
+                            match rx.recv() {
+                                Ok(job) => job,
+                                Err(_) => break,
+                            }
+                        }
+                        Err(RecvTimeoutError::Disconnected) => break,
+                    };
                     job(&mut backend);
                 }
             })
