@@ -72,7 +72,10 @@ const PROGRESS_LIMIT: u64 = 64 * 1024;
 
 /// The store's page cache: redb's default (1 GiB) keeps every page read or written in the
 /// daemon's memory, a restart reads them all, and the kernel's page cache holds them anyway.
-const CACHE_BYTES: usize = 1 << 20;
+/// The engine reads the store only at start (it keeps its state in memory), so the cache
+/// mostly holds the tree's upper pages that a write goes through: 256 KiB holds those of a
+/// store with thousands of endpoints.
+const CACHE_BYTES: usize = 256 << 10;
 
 /// The store.
 #[derive(Debug)]
