@@ -350,6 +350,12 @@ impl Table {
         self.inner.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The table's own copy of sandbox id `sandbox`, for those that keep it beside the
+    /// table; a new one when the table has none.
+    pub(crate) fn sandbox_id(&self, sandbox: &str) -> Arc<str> {
+        self.read().sandbox_id(sandbox, None)
+    }
+
     /// Put `entry` on `network`, replacing the entry its sandbox had there.
     pub fn insert(&self, network: &str, entry: Entry) {
         let mut inner = self.write();
