@@ -58,79 +58,8 @@ type Slot = u32;
 /// No slot: the end of a list.
 const NONE: Slot = Slot::MAX;
 
-/// The entries holding a name, an address or a sandbox id on one network, in the order
-/// they came. Most are held by one entry, which needs no room of its own.
-#[derive(Debug)]
-enum Holders {
-    One(Slot),
-    Many(Vec<Slot>),
-}
-
-impl Holders {
-    fn as_slice(&self) -> &[Slot] {
-        match self {
-            Holders::One(s) => std::slice::from_ref(s),
-            Holders::Many(v) => v,
-        }
-    }
-
-    /// Add `slot` at the end, unless it is there already.
-    fn push(&mut self, slot: Slot) {
-        match self {
-            Holders::One(s) if *s == slot => {}
-            Holders::One(s) => *self = Holders::Many(vec![*s, slot]),
-            Holders::Many(v) if v.contains(&slot) => {}
-            Holders::Many(v) => {
-                v.reserve_exact(1);
-                v.push(slot);
-            }
-        }
-    }
-
-    /// Take `slot` out; whether none is left.
-    fn remove(&mut self, slot: Slot) -> bool {
-        match self {
-            Holders::One(s) => *s == slot,
-            Holders::Many(v) => {
-                v.retain(|&s| s != slot);
-                match v[..] {
-                    [] => true,
-                    [only] => {
-                        *self = Holders::One(only);
-                        false
-                    }
-                    _ => false,
-                }
-            }
-        }
-    }
-}
-
-/// Add `slot` to the holders of `key` in `index`.
-fn hold<K: std::hash::Hash + Eq + std::borrow::Borrow<Q>, Q: std::hash::Hash + Eq + ?Sized>(
-    index: &mut HashMap<K, Holders>,
-    key: &Q,
-    owned: impl FnOnce() -> K,
-    slot: Slot,
-) {
-    match index.get_mut(key) {
-        Some(holders) => holders.push(slot),
-        None => {
-            index.insert(owned(), Holders::One(slot));
-        }
-    }
-}
-
-/// Take `slot` out of the holders of `key` in `index`, and the key when none is left.
-fn release<K: std::hash::Hash + Eq + std::borrow::Borrow<Q>, Q: std::hash::Hash + Eq + ?Sized>(
-    index: &mut HashMap<K, Holders>,
-    key: &Q,
-    slot: Slot,
-) {
-    if index.get_mut(key).is_some_and(|holders| holders.remove(slot)) {
-        index.remove(key);
-    }
-}
+mod holders;
+use holders::{hold, release, Holders};
 
 /// An entry as the table keeps it.
 struct Record {
@@ -178,7 +107,8 @@ struct Network {
     names: HashMap<Box<str>, Holders>,
     /// Address -> its holders; the first answers for it.
     addrs: HashMap<IpAddr, Holders>,
-    /// Every origin with entries here since the network came, in the order they came.
+    /// The origins with entries here. The list of one that has none left is taken over by
+    /// the next new origin, so hosts that come and go leave nothing behind.
     origins: Vec<List>,
 }
 
@@ -200,8 +130,17 @@ impl Network {
         let origin = match self.origins.iter().position(|l| l.origin == entry.origin) {
             Some(i) => i,
             None => {
-                self.origins.push(List { origin: entry.origin, first: NONE, last: NONE });
-                self.origins.len() - 1
+                let list = List { origin: entry.origin, first: NONE, last: NONE };
+                match self.origins.iter().position(|l| l.first == NONE) {
+                    Some(i) => {
+                        self.origins[i] = list;
+                        i
+                    }
+                    None => {
+                        self.origins.push(list);
+                        self.origins.len() - 1
+                    }
+                }
             }
         };
         let record = Record {
@@ -580,6 +519,21 @@ mod tests {
         assert_eq!(t.resolve(A, "beta"), None);
         assert!(t.resolve(A, "gamma").is_some());
         assert!(t.resolve(A, "alpha").is_some(), "local entries stay");
+    }
+
+    #[test]
+    fn hosts_that_come_and_go_leave_nothing_behind() {
+        let t = Table::new();
+        t.insert("ov", entry(A, "alpha", &[], "10.0.0.2", None));
+        for i in 0..50 {
+            let origin = Origin::Cluster(format!("host{i}"));
+            let remote = Entry { origin: origin.clone(), ..entry(B, "beta", &[], "10.0.0.130", None) };
+            t.replace("ov", &origin, vec![remote]);
+            assert!(t.resolve(A, "beta").is_some());
+            t.replace("ov", &origin, Vec::new());
+        }
+        assert_eq!(t.read().networks.get("ov").map(|n| n.origins.len()), Some(2));
+        assert_eq!(t.entries("ov").len(), 1);
     }
 
     #[test]

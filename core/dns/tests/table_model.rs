@@ -12,7 +12,7 @@ use wharf_dns::{Addresses, Entry, Origin, Table};
 
 const NETWORKS: [&str; 3] = ["n1", "n2", "n3"];
 const NAMES: [&str; 6] = ["alpha", "Beta", "web", "db", "", "CACHE"];
-const HOSTS: [&str; 2] = ["host2", "host3"];
+const HOSTS: [&str; 3] = ["host2", "host3", "host4"];
 
 fn sandbox(i: usize) -> String {
     format!("{:012x}{}", 0xabc000 + i, "0".repeat(52))
@@ -139,7 +139,7 @@ fn random_entry(rng: &mut StdRng, origin: Origin) -> Entry {
 }
 
 fn random_origin(rng: &mut StdRng) -> Origin {
-    match rng.random_range(0..4) {
+    match rng.random_range(0..5) {
         0 | 1 => Origin::Local,
         i => Origin::Cluster(HOSTS[i - 2].to_string()),
     }
