@@ -179,7 +179,9 @@ impl Channels {
 
 /// One sandbox's forwarding.
 pub(crate) struct Forwarder {
-    upstreams: Upstreams,
+    /// Its upstream servers, shared with the sandboxes that have the same.
+    servers: Arc<[SocketAddr]>,
+    opener: Opener,
     /// Channels in the sandbox's namespace.
     own: Channels,
     /// Channels in the daemon's namespace, shared by every sandbox.
@@ -187,13 +189,13 @@ pub(crate) struct Forwarder {
 }
 
 impl Forwarder {
-    pub(crate) fn new(upstreams: Upstreams, host: Arc<Channels>) -> Forwarder {
-        Forwarder { upstreams, own: Channels::default(), host }
+    pub(crate) fn new(servers: Arc<[SocketAddr]>, opener: Opener, host: Arc<Channels>) -> Forwarder {
+        Forwarder { servers, opener, own: Channels::default(), host }
     }
 
     /// The answer to `packet` (parsed: `query`) from the first server that gives one.
     pub(crate) async fn forward(&self, packet: &[u8], query: &Message, transport: Transport) -> Vec<u8> {
-        for server in &self.upstreams.servers {
+        for server in self.servers.iter() {
             let asked = match transport {
                 Transport::Udp => tokio::time::timeout(PER_SERVER, self.udp(*server, packet)).await,
                 Transport::Tcp => tokio::time::timeout(PER_SERVER, self.tcp(*server, packet)).await,
@@ -243,7 +245,7 @@ impl Forwarder {
     /// A socket opened by the opener, which may block (it enters a namespace), off the
     /// runtime's worker threads.
     async fn open(&self, server: SocketAddr, transport: Transport) -> io::Result<OwnedFd> {
-        let opener = self.upstreams.opener.clone();
+        let opener = self.opener.clone();
         tokio::task::spawn_blocking(move || opener(server, transport)).await.map_err(io::Error::other)?
     }
 

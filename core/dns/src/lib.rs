@@ -9,6 +9,7 @@
 
 pub mod answer;
 mod forward;
+mod listen;
 mod server;
 pub mod table;
 

@@ -1,25 +1,30 @@
 //! Serving: each sandbox's UDP socket and TCP listener (opened at 127.0.0.11:53 in its
-//! namespace by the daemon and handed over here) served by one task on the daemon's runtime.
-//! A sandbox costs one task and its sockets' registrations; datagrams are read in batches
-//! into buffers each runtime thread keeps, answered into buffers kept there too, and sent
-//! with one system call per batch, so the task holds no buffer between queries and a query
-//! for a name of the table allocates nothing.
+//! namespace by the daemon and handed over here) served on the daemon's runtime: the UDP
+//! socket by a small task of the sandbox's own, the listener by the task that accepts on
+//! every sandbox's (see [`crate::listen`]). A sandbox costs that task, its UDP socket's
+//! registration and its record, a few hundred bytes; datagrams are read in batches into
+//! buffers each runtime thread keeps, answered into buffers kept there too, and sent with
+//! one system call per batch, so the task holds no buffer between queries and a query for a
+//! name of the table allocates nothing.
 
 use crate::answer::{answer, answer_into, Reply, UDP_PLAIN};
 use crate::forward::{Channels, Forwarder, Transport, Upstreams};
+use crate::listen::Listeners;
 use crate::table::Table;
 use hickory_proto::op::Message;
 use nix::sys::socket::{recvmmsg, sendmmsg, ControlMessage, MsgFlags, MultiHeaders, SockaddrStorage};
 use std::cell::RefCell;
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::{self, IoSlice, IoSliceMut};
 use std::net::SocketAddr;
-use std::os::fd::AsRawFd;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::os::fd::{AsRawFd, RawFd};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest};
-use tokio::net::{TcpListener, TcpStream, UdpSocket};
+use tokio::net::{TcpStream, UdpSocket};
 use tokio::runtime::Handle;
 use tokio::task::AbortHandle;
 
@@ -31,7 +36,7 @@ const BATCH: usize = 32;
 
 /// How many forwarded queries one sandbox may have under way; more are dropped, and the
 /// asker retries.
-const FORWARDS: usize = 256;
+const FORWARDS: u32 = 256;
 
 /// How long a TCP connection may sit idle.
 const TCP_IDLE: Duration = Duration::from_secs(10);
@@ -45,11 +50,19 @@ pub struct Sockets {
 }
 
 /// One served sandbox.
-struct Served {
-    id: Box<str>,
+pub(crate) struct Served {
+    /// Its id, the name table's own copy.
+    id: Arc<str>,
     table: Arc<Table>,
     forwarder: Forwarder,
-    forwarding: AtomicUsize,
+    forwarding: AtomicU32,
+    udp: UdpSocket,
+}
+
+/// What to stop when a sandbox is no longer served: its UDP task and its listener.
+struct Serving {
+    task: AbortHandle,
+    listener: RawFd,
 }
 
 /// The resolver: the name table and the sandboxes it serves.
@@ -57,13 +70,25 @@ pub struct Resolver {
     table: Arc<Table>,
     rt: Handle,
     host: Arc<Channels>,
-    served: Mutex<HashMap<String, AbortHandle>>,
+    /// Made at the first sandbox served.
+    listeners: OnceLock<Listeners>,
+    /// The upstream servers the last sandbox served got, kept for the next one: sandboxes
+    /// mostly have the host's, and share them.
+    servers: Mutex<Arc<[SocketAddr]>>,
+    served: Mutex<HashMap<Arc<str>, Serving>>,
 }
 
 impl Resolver {
     /// A resolver serving on runtime `rt`.
     pub fn new(rt: Handle) -> Resolver {
-        Resolver { table: Arc::new(Table::new()), rt, host: Arc::default(), served: Mutex::default() }
+        Resolver {
+            table: Arc::new(Table::new()),
+            rt,
+            host: Arc::default(),
+            listeners: OnceLock::new(),
+            servers: Mutex::new(Arc::new([])),
+            served: Mutex::default(),
+        }
     }
 
     /// The name table.
@@ -77,25 +102,50 @@ impl Resolver {
         let _rt = self.rt.enter();
         sockets.udp.set_nonblocking(true)?;
         sockets.tcp.set_nonblocking(true)?;
-        let udp = Arc::new(UdpSocket::from_std(sockets.udp)?);
-        let tcp = TcpListener::from_std(sockets.tcp)?;
+        let listeners = match self.listeners.get() {
+            Some(l) => l,
+            None => {
+                let made = Listeners::new()?;
+                self.listeners.get_or_init(|| made)
+            }
+        };
         let served = Arc::new(Served {
-            id: sandbox.into(),
+            id: self.table.sandbox_id(sandbox),
             table: self.table.clone(),
-            forwarder: Forwarder::new(upstreams, self.host.clone()),
-            forwarding: AtomicUsize::new(0),
+            forwarder: Forwarder::new(self.shared_servers(upstreams.servers), upstreams.opener, self.host.clone()),
+            forwarding: AtomicU32::new(0),
+            udp: UdpSocket::from_std(sockets.udp)?,
         });
-        let task = self.rt.spawn(run(served, udp, tcp)).abort_handle();
-        if let Some(old) = self.lock().insert(sandbox.to_string(), task) {
-            old.abort();
+        let listener = listeners.add(sockets.tcp, served.clone())?;
+        let id = served.id.clone();
+        let task = self.rt.spawn(run(served)).abort_handle();
+        if let Some(old) = self.lock().insert(id, Serving { task, listener }) {
+            self.end(old);
         }
         Ok(())
     }
 
+    /// `servers` as the last sandbox served has them, when they are the same.
+    fn shared_servers(&self, servers: Vec<SocketAddr>) -> Arc<[SocketAddr]> {
+        let mut last = self.servers.lock().unwrap_or_else(|p| p.into_inner());
+        if *last.as_ref() != servers[..] {
+            *last = servers.into();
+        }
+        last.clone()
+    }
+
     /// Stop serving sandbox `sandbox`; its sockets close.
     pub fn stop(&self, sandbox: &str) {
-        if let Some(task) = self.lock().remove(sandbox) {
-            task.abort();
+        let serving = self.lock().remove(sandbox);
+        if let Some(serving) = serving {
+            self.end(serving);
+        }
+    }
+
+    fn end(&self, serving: Serving) {
+        serving.task.abort();
+        if let Some(listeners) = self.listeners.get() {
+            listeners.remove(serving.listener);
         }
     }
 
@@ -109,31 +159,28 @@ impl Resolver {
         self.lock().len()
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, AbortHandle>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<Arc<str>, Serving>> {
         self.served.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
-async fn run(served: Arc<Served>, udp: Arc<UdpSocket>, tcp: TcpListener) {
-    loop {
-        tokio::select! {
-            ready = udp.readable() => {
-                if ready.is_err() {
-                    return;
+/// Answer the datagrams of `served`'s UDP socket as they come. The task is a bare poll
+/// function: while it waits it holds nothing but `served`, its waker being kept in the
+/// socket's registration.
+fn run(served: Arc<Served>) -> impl Future<Output = ()> {
+    std::future::poll_fn(move |cx| loop {
+        match served.udp.poll_recv_ready(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Err(_)) => return Poll::Ready(()),
+            Poll::Ready(Ok(())) => {
+                if drain(&served) {
+                    // More may be waiting: the thread's other tasks go first.
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
                 }
-                drain(&served, &udp);
             }
-            conn = tcp.accept() => match conn {
-                Ok((stream, _)) => {
-                    tokio::spawn(serve_tcp(served.clone(), stream));
-                }
-                Err(e) => {
-                    tracing::debug!(error = %e, "accepting a DNS connection");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            },
         }
-    }
+    })
 }
 
 /// How many batches one wake-up reads at most before the task lets others run.
@@ -157,10 +204,11 @@ thread_local! {
     static SCRATCH: RefCell<Option<Scratch>> = const { RefCell::new(None) };
 }
 
-/// Answer the datagrams waiting on `udp`: batch after batch until none is left (which
-/// clears the socket's readiness, so the task waits for the next datagram without another
-/// wake-up to find the socket empty) or [`ROUNDS`] batches were answered.
-fn drain(served: &Arc<Served>, udp: &Arc<UdpSocket>) {
+/// Answer the datagrams waiting on the sandbox's UDP socket: batch after batch until none
+/// is left (which clears the socket's readiness, so the task waits for the next datagram
+/// without another wake-up to find the socket empty) or [`ROUNDS`] batches were answered.
+/// Whether it stopped at [`ROUNDS`], with more perhaps waiting.
+fn drain(served: &Arc<Served>) -> bool {
     SCRATCH.with(|scratch| {
         let mut scratch = scratch.borrow_mut();
         let scratch = scratch.get_or_insert_with(|| Scratch {
@@ -171,16 +219,13 @@ fn drain(served: &Arc<Served>, udp: &Arc<UdpSocket>) {
             recv: MultiHeaders::preallocate(BATCH, None),
             send: MultiHeaders::preallocate(BATCH, None),
         });
-        for _ in 0..ROUNDS {
-            if !batch(served, udp, scratch) {
-                return;
-            }
-        }
-    });
+        (0..ROUNDS).all(|_| batch(served, scratch))
+    })
 }
 
 /// Read and answer one batch; whether the socket may hold more.
-fn batch(served: &Arc<Served>, udp: &Arc<UdpSocket>, scratch: &mut Scratch) -> bool {
+fn batch(served: &Arc<Served>, scratch: &mut Scratch) -> bool {
+    let udp = &served.udp;
     let fd = udp.as_raw_fd();
     let Scratch { bufs, got, answers, to, recv, send } = scratch;
     got.clear();
@@ -204,7 +249,7 @@ fn batch(served: &Arc<Served>, udp: &Arc<UdpSocket>, scratch: &mut Scratch) -> b
         let packet = &bufs[i][..n];
         match answer_into(&served.table, &served.id, packet, true, &mut answers[to.len()]) {
             None => to.push(Some(from)),
-            Some(Reply::Forward(query)) => forward(served, udp, packet, query, &from),
+            Some(Reply::Forward(query)) => forward(served, packet, query, &from),
             Some(_) => {}
         }
     }
@@ -222,17 +267,17 @@ fn batch(served: &Arc<Served>, udp: &Arc<UdpSocket>, scratch: &mut Scratch) -> b
 }
 
 /// Forward `query` (`packet` as it came) from `from` upstream, on a task of its own; the
-/// answer goes back on `udp`.
-fn forward(served: &Arc<Served>, udp: &Arc<UdpSocket>, packet: &[u8], query: Box<Message>, from: &SockaddrStorage) {
+/// answer goes back on the sandbox's UDP socket.
+fn forward(served: &Arc<Served>, packet: &[u8], query: Box<Message>, from: &SockaddrStorage) {
     let Some(asker) = socket_addr(from) else { return };
     if served.forwarding.fetch_add(1, Ordering::Relaxed) >= FORWARDS {
         served.forwarding.fetch_sub(1, Ordering::Relaxed);
         return;
     }
-    let (served, udp, packet) = (served.clone(), udp.clone(), packet.to_vec());
+    let (served, packet) = (served.clone(), packet.to_vec());
     tokio::spawn(async move {
         let bytes = served.forwarder.forward(&packet, &query, Transport::Udp).await;
-        let _ = udp.send_to(&bytes, asker).await;
+        let _ = served.udp.send_to(&bytes, asker).await;
         served.forwarding.fetch_sub(1, Ordering::Relaxed);
     });
 }
@@ -246,7 +291,7 @@ fn socket_addr(a: &SockaddrStorage) -> Option<SocketAddr> {
 }
 
 /// Answer the queries of one TCP connection until it closes or idles.
-async fn serve_tcp(served: Arc<Served>, mut stream: TcpStream) {
+pub(crate) async fn serve_tcp(served: Arc<Served>, mut stream: TcpStream) {
     loop {
         let Ok(Ok(len)) = tokio::time::timeout(TCP_IDLE, stream.read_u16()).await else { return };
         let mut packet = vec![0u8; len.into()];

@@ -9,10 +9,11 @@
 //! whichever sandbox happens to match, and the full 64-character id is longer than a DNS
 //! label may be. Names are compared without case.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 
 /// The length of a short sandbox id.
 pub const SHORT_ID: usize = 12;
@@ -43,51 +44,218 @@ pub struct Entry {
     pub origin: Origin,
 }
 
-impl Entry {
-    /// The names the entry answers to, lower-cased.
-    fn keys(&self) -> impl Iterator<Item = String> + '_ {
-        let short = self.sandbox.get(..SHORT_ID);
-        std::iter::once(self.name.as_str())
-            .chain(self.aliases.iter().map(String::as_str))
-            .chain(short)
-            .filter(|k| !k.is_empty())
-            .map(str::to_ascii_lowercase)
+/// `name` without case: borrowed when it has none to lose.
+fn lower(name: &str) -> Cow<'_, str> {
+    match name.bytes().any(|b| b.is_ascii_uppercase()) {
+        true => Cow::Owned(name.to_ascii_lowercase()),
+        false => Cow::Borrowed(name),
     }
 }
 
-/// One network's entries and their indices.
+/// An entry's place in its network's slots.
+type Slot = u32;
+
+/// No slot: the end of a list.
+const NONE: Slot = Slot::MAX;
+
+mod holders;
+use holders::{hold, release, Holders};
+
+/// An entry as the table keeps it.
+struct Record {
+    sandbox: Arc<str>,
+    name: Box<str>,
+    aliases: Box<[Box<str>]>,
+    ipv4: Option<Ipv4Addr>,
+    ipv6: Option<Ipv6Addr>,
+    /// Index into its network's origins.
+    origin: u32,
+    /// Its neighbours in the list of its origin's entries.
+    prev: Slot,
+    next: Slot,
+}
+
+impl Record {
+    /// The names it answers to, as given (compared without case).
+    fn keys(&self) -> impl Iterator<Item = &str> {
+        let short = self.sandbox.get(..SHORT_ID);
+        std::iter::once(&*self.name).chain(self.aliases.iter().map(|a| &**a)).chain(short).filter(|k| !k.is_empty())
+    }
+
+    fn addrs(&self) -> impl Iterator<Item = IpAddr> {
+        self.ipv4.map(IpAddr::V4).into_iter().chain(self.ipv6.map(IpAddr::V6))
+    }
+}
+
+/// The entries of one origin on a network, first to last.
+struct List {
+    origin: Origin,
+    first: Slot,
+    last: Slot,
+}
+
+/// One network's entries and their indices. Every change costs what the entry's own
+/// names and addresses cost, whatever else is on the network.
 #[derive(Default)]
 struct Network {
-    entries: Vec<Entry>,
-    /// Lower-cased name -> indices into `entries`.
-    names: HashMap<String, Vec<usize>>,
-    /// Address -> index into `entries`.
-    addrs: HashMap<IpAddr, usize>,
+    slots: Vec<Option<Record>>,
+    /// Slots free for the next entry.
+    free: Vec<Slot>,
+    /// Sandbox id -> its entries (one, but for a sandbox that two origins both name).
+    sandboxes: HashMap<Arc<str>, Holders>,
+    /// Lower-cased name -> its holders.
+    names: HashMap<Box<str>, Holders>,
+    /// Address -> its holders; the first answers for it.
+    addrs: HashMap<IpAddr, Holders>,
+    /// The origins with entries here. The list of one that has none left is taken over by
+    /// the next new origin, so hosts that come and go leave nothing behind.
+    origins: Vec<List>,
 }
 
 impl Network {
-    fn reindex(&mut self) {
-        self.names.clear();
-        self.addrs.clear();
-        for (i, e) in self.entries.iter().enumerate() {
-            for k in e.keys() {
-                let holders = self.names.entry(k).or_default();
-                if !holders.contains(&i) {
-                    holders.push(i);
+    fn record(&self, slot: Slot) -> &Record {
+        self.slots[slot as usize].as_ref().expect("an indexed slot holds a record")
+    }
+
+    fn record_mut(&mut self, slot: Slot) -> &mut Record {
+        self.slots[slot as usize].as_mut().expect("an indexed slot holds a record")
+    }
+
+    fn is_empty(&self) -> bool {
+        self.sandboxes.is_empty()
+    }
+
+    /// Add `entry`, its sandbox id being `sandbox`, after every other.
+    fn add(&mut self, entry: Entry, sandbox: Arc<str>) {
+        let origin = match self.origins.iter().position(|l| l.origin == entry.origin) {
+            Some(i) => i,
+            None => {
+                let list = List { origin: entry.origin, first: NONE, last: NONE };
+                match self.origins.iter().position(|l| l.first == NONE) {
+                    Some(i) => {
+                        self.origins[i] = list;
+                        i
+                    }
+                    None => {
+                        self.origins.push(list);
+                        self.origins.len() - 1
+                    }
                 }
             }
-            for ip in e.ipv4.map(IpAddr::V4).into_iter().chain(e.ipv6.map(IpAddr::V6)) {
-                self.addrs.entry(ip).or_insert(i);
+        };
+        let record = Record {
+            sandbox,
+            name: entry.name.into(),
+            aliases: entry.aliases.into_iter().map(String::into_boxed_str).collect(),
+            ipv4: entry.ipv4,
+            ipv6: entry.ipv6,
+            origin: origin as u32,
+            prev: self.origins[origin].last,
+            next: NONE,
+        };
+        let slot = match self.free.pop() {
+            Some(slot) => slot,
+            None => {
+                self.slots.push(None);
+                Slot::try_from(self.slots.len() - 1).expect("fewer entries on a network than slots")
+            }
+        };
+        let list = &mut self.origins[origin];
+        match list.last {
+            NONE => list.first = slot,
+            last => self.slots[last as usize].as_mut().expect("a listed slot holds a record").next = slot,
+        }
+        self.origins[origin].last = slot;
+        for key in record.keys() {
+            hold(&mut self.names, &*lower(key), || key.to_ascii_lowercase().into(), slot);
+        }
+        for ip in record.addrs() {
+            hold(&mut self.addrs, &ip, || ip, slot);
+        }
+        hold(&mut self.sandboxes, &*record.sandbox, || record.sandbox.clone(), slot);
+        self.slots[slot as usize] = Some(record);
+    }
+
+    /// Take the entry in `slot` out.
+    fn take(&mut self, slot: Slot) {
+        let record = self.slots[slot as usize].take().expect("a taken slot holds a record");
+        self.free.push(slot);
+        for key in record.keys() {
+            release(&mut self.names, &*lower(key), slot);
+        }
+        for ip in record.addrs() {
+            release(&mut self.addrs, &ip, slot);
+        }
+        release(&mut self.sandboxes, &*record.sandbox, slot);
+        let list = &mut self.origins[record.origin as usize];
+        match record.prev {
+            NONE => list.first = record.next,
+            prev => self.record_mut(prev).next = record.next,
+        }
+        let list = &mut self.origins[record.origin as usize];
+        match record.next {
+            NONE => list.last = record.prev,
+            next => self.record_mut(next).prev = record.prev,
+        }
+    }
+
+    /// Take every entry of sandbox `sandbox` out.
+    fn take_sandbox(&mut self, sandbox: &str) {
+        while let Some(&slot) = self.sandboxes.get(sandbox).and_then(|h| h.as_slice().first()) {
+            self.take(slot);
+        }
+    }
+
+    /// Take every entry of `origin` out.
+    fn take_origin(&mut self, origin: &Origin) {
+        let Some(i) = self.origins.iter().position(|l| &l.origin == origin) else { return };
+        while self.origins[i].first != NONE {
+            self.take(self.origins[i].first);
+        }
+    }
+
+    /// Every entry: origin by origin, each origin's in the order they came.
+    fn entries(&self) -> Vec<Entry> {
+        let mut out = Vec::new();
+        for list in &self.origins {
+            let mut slot = list.first;
+            while slot != NONE {
+                let r = self.record(slot);
+                out.push(Entry {
+                    sandbox: r.sandbox.to_string(),
+                    name: r.name.to_string(),
+                    aliases: r.aliases.iter().map(|a| a.to_string()).collect(),
+                    ipv4: r.ipv4,
+                    ipv6: r.ipv6,
+                    origin: list.origin.clone(),
+                });
+                slot = r.next;
             }
         }
+        out
     }
 }
 
 #[derive(Default)]
 struct Inner {
-    networks: HashMap<String, Network>,
-    /// Local sandbox id -> the networks it has an entry on.
-    attached: HashMap<String, Vec<String>>,
+    networks: HashMap<Arc<str>, Network>,
+    /// Local sandbox id -> the networks it has an entry on. Ids and network ids are
+    /// shared with the networks' own, not copied per entry.
+    attached: HashMap<Arc<str>, Vec<Arc<str>>>,
+}
+
+impl Inner {
+    /// The table's own copy of network id `network`, made when it has none.
+    fn network_id(&self, network: &str) -> Arc<str> {
+        self.networks.get_key_value(network).map_or_else(|| network.into(), |(k, _)| k.clone())
+    }
+
+    /// The table's own copy of sandbox id `sandbox`, made when it has none.
+    fn sandbox_id(&self, sandbox: &str, net: Option<&Network>) -> Arc<str> {
+        let known = self.attached.get_key_value(sandbox).map(|(k, _)| k);
+        let known = known.or_else(|| net?.sandboxes.get_key_value(sandbox).map(|(k, _)| k));
+        known.map_or_else(|| sandbox.into(), Arc::clone)
+    }
 }
 
 /// The addresses a name has on the networks the asker shares with its holders.
@@ -121,36 +289,42 @@ impl Table {
         self.inner.read().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// The table's own copy of sandbox id `sandbox`, for those that keep it beside the
+    /// table; a new one when the table has none.
+    pub(crate) fn sandbox_id(&self, sandbox: &str) -> Arc<str> {
+        self.read().sandbox_id(sandbox, None)
+    }
+
     /// Put `entry` on `network`, replacing the entry its sandbox had there.
     pub fn insert(&self, network: &str, entry: Entry) {
         let mut inner = self.write();
+        let network = inner.network_id(network);
+        let sandbox = inner.sandbox_id(&entry.sandbox, inner.networks.get(&network));
         if entry.origin == Origin::Local {
-            let nets = inner.attached.entry(entry.sandbox.clone()).or_default();
-            if !nets.iter().any(|n| n == network) {
-                nets.push(network.to_string());
+            let nets = inner.attached.entry(sandbox.clone()).or_default();
+            if !nets.contains(&network) {
+                nets.reserve_exact(1);
+                nets.push(network.clone());
             }
         }
-        let net = inner.networks.entry(network.to_string()).or_default();
-        net.entries.retain(|e| e.sandbox != entry.sandbox);
-        net.entries.push(entry);
-        net.reindex();
+        let net = inner.networks.entry(network).or_default();
+        net.take_sandbox(&sandbox);
+        net.add(entry, sandbox);
     }
 
     /// Take sandbox `sandbox`'s entry off `network`; absent is fine.
     pub fn remove(&self, network: &str, sandbox: &str) {
         let mut inner = self.write();
         if let Some(nets) = inner.attached.get_mut(sandbox) {
-            nets.retain(|n| n != network);
+            nets.retain(|n| &**n != network);
             if nets.is_empty() {
                 inner.attached.remove(sandbox);
             }
         }
         if let Some(net) = inner.networks.get_mut(network) {
-            net.entries.retain(|e| e.sandbox != sandbox);
-            if net.entries.is_empty() {
+            net.take_sandbox(sandbox);
+            if net.is_empty() {
                 inner.networks.remove(network);
-            } else {
-                net.reindex();
             }
         }
     }
@@ -159,24 +333,27 @@ impl Table {
     /// hands over the remote sandboxes of a network it watched change.
     pub fn replace(&self, network: &str, origin: &Origin, entries: Vec<Entry>) {
         let mut inner = self.write();
-        let net = inner.networks.entry(network.to_string()).or_default();
-        net.entries.retain(|e| &e.origin != origin);
-        net.entries.extend(entries.into_iter().filter(|e| &e.origin == origin));
-        if net.entries.is_empty() {
-            inner.networks.remove(network);
-        } else {
-            net.reindex();
+        let network = inner.network_id(network);
+        let mut net = inner.networks.remove(&network).unwrap_or_default();
+        net.take_origin(origin);
+        for e in entries.into_iter().filter(|e| &e.origin == origin) {
+            let sandbox = inner.sandbox_id(&e.sandbox, Some(&net));
+            net.add(e, sandbox);
+        }
+        if !net.is_empty() {
+            inner.networks.insert(network, net);
         }
     }
 
     /// The networks local sandbox `sandbox` has an entry on.
     pub fn networks_of(&self, sandbox: &str) -> Vec<String> {
-        self.read().attached.get(sandbox).cloned().unwrap_or_default()
+        let inner = self.read();
+        inner.attached.get(sandbox).map(|nets| nets.iter().map(|n| n.to_string()).collect()).unwrap_or_default()
     }
 
-    /// The entries of `network`.
+    /// The entries of `network`: origin by origin, each origin's in the order they came.
     pub fn entries(&self, network: &str) -> Vec<Entry> {
-        self.read().networks.get(network).map(|n| n.entries.clone()).unwrap_or_default()
+        self.read().networks.get(network).map(Network::entries).unwrap_or_default()
     }
 
     /// What `name` resolves to for sandbox `asker`: `None` when no network the asker is on
@@ -191,11 +368,7 @@ impl Table {
     pub fn resolve_into(&self, asker: &str, name: &str, out: &mut Addresses) -> bool {
         out.ipv4.clear();
         out.ipv6.clear();
-        let name = name.strip_suffix('.').unwrap_or(name);
-        let key = match name.bytes().any(|b| b.is_ascii_uppercase()) {
-            true => std::borrow::Cow::Owned(name.to_ascii_lowercase()),
-            false => std::borrow::Cow::Borrowed(name),
-        };
+        let key = lower(name.strip_suffix('.').unwrap_or(name));
         let inner = self.read();
         let mut found = false;
         let Some(attached) = inner.attached.get(asker) else { return false };
@@ -203,7 +376,7 @@ impl Table {
             let Some(net) = inner.networks.get(network) else { continue };
             let Some(holders) = net.names.get(&*key) else { continue };
             found = true;
-            for e in holders.iter().map(|&i| &net.entries[i]) {
+            for e in holders.as_slice().iter().map(|&s| net.record(s)) {
                 out.ipv4.extend(e.ipv4.filter(|ip| !out.ipv4.contains(ip)));
                 out.ipv6.extend(e.ipv6.filter(|ip| !out.ipv6.contains(ip)));
             }
@@ -228,7 +401,8 @@ impl Table {
         let inner = self.read();
         inner.attached.get(asker)?.iter().find_map(|network| {
             let net = inner.networks.get(network)?;
-            net.addrs.get(&ip).map(|&i| net.entries[i].name.clone())
+            let &first = net.addrs.get(&ip)?.as_slice().first()?;
+            Some(net.record(first).name.to_string())
         })
     }
 }
@@ -345,6 +519,21 @@ mod tests {
         assert_eq!(t.resolve(A, "beta"), None);
         assert!(t.resolve(A, "gamma").is_some());
         assert!(t.resolve(A, "alpha").is_some(), "local entries stay");
+    }
+
+    #[test]
+    fn hosts_that_come_and_go_leave_nothing_behind() {
+        let t = Table::new();
+        t.insert("ov", entry(A, "alpha", &[], "10.0.0.2", None));
+        for i in 0..50 {
+            let origin = Origin::Cluster(format!("host{i}"));
+            let remote = Entry { origin: origin.clone(), ..entry(B, "beta", &[], "10.0.0.130", None) };
+            t.replace("ov", &origin, vec![remote]);
+            assert!(t.resolve(A, "beta").is_some());
+            t.replace("ov", &origin, Vec::new());
+        }
+        assert_eq!(t.read().networks.get("ov").map(|n| n.origins.len()), Some(2));
+        assert_eq!(t.entries("ov").len(), 1);
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! What serving one sandbox costs in the daemon's memory, besides the kernel's socket
-//! buffers: the bytes allocated and still held per served sandbox, measured with a counting
-//! allocator over many sandboxes. The sockets are bound to ephemeral loopback ports and no
-//! packet is sent.
+//! buffers: the bytes allocated and still held per served sandbox, its entry in the name
+//! table included, measured with a counting allocator over many sandboxes. The sockets are
+//! bound to ephemeral loopback ports and no packet is sent.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, Ordering};
@@ -30,11 +30,12 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// The budget per sandbox.
-const BUDGET: isize = 4096;
+/// The budget per sandbox: its UDP task (128 bytes) and registration (256), its record
+/// (about 150), its table entry and the maps' room for them.
+const BUDGET: isize = 1536;
 
 #[test]
-fn a_served_sandbox_costs_less_than_4_kib() {
+fn a_served_sandbox_costs_at_most_1_5_kib() {
     const N: usize = 500;
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
     let resolver = Resolver::new(rt.handle().clone());
