@@ -47,6 +47,49 @@ fn the_example_plugin_loads_from_a_plugin_directory() {
     std::fs::remove_dir_all(dir).unwrap();
 }
 
+/// Resident KiB of the executable mappings of the library at `path` in this process.
+fn resident_code_kib(path: &Path) -> u64 {
+    let smaps = std::fs::read_to_string("/proc/self/smaps").unwrap();
+    let mut kib = 0;
+    let mut ours = false;
+    for line in smaps.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() >= 5 && fields[0].contains('-') && fields[0].len() > 8 {
+            ours = fields[1] == "r-xp" && fields.get(5).is_some_and(|p| Path::new(p) == path);
+        } else if let (true, Some(rss)) = (ours, line.strip_prefix("Rss:")) {
+            kib += rss.trim().trim_end_matches("kB").trim().parse::<u64>().unwrap();
+        }
+    }
+    kib
+}
+
+#[test]
+fn a_plugin_whose_drivers_nothing_uses_gives_back_its_code_pages_and_still_works() {
+    wharf_tests::require_root!();
+    let dir = tempfile_dir("pages");
+    let file = install(&dir, &example("wharf_example_driver"), "libptp.so", 0o755);
+    let mut r = Registry::new();
+    assert!(plugins::load_dir(&mut r, &dir).is_empty());
+    let file = file.canonicalize().unwrap();
+    let d = r.network("ptp").expect("ptp registered");
+    assert!(d.capabilities().uses_ipam);
+    let loaded = resident_code_kib(&file);
+    assert!(loaded > 0, "the plugin's first calls faulted code in");
+
+    let in_use = ["ptp".to_string()].into();
+    assert!(plugins::release_unused(&r, &in_use).is_empty(), "a plugin in use keeps its pages");
+    assert_eq!(resident_code_kib(&file), loaded);
+
+    assert_eq!(plugins::release_unused(&r, &Default::default()), std::slice::from_ref(&file));
+    assert_eq!(resident_code_kib(&file), 0, "none of its code is resident ({loaded} KiB were)");
+    let mut spec = NetworkSpec::default();
+    spec.options.insert("com.docker.network.driver.mtu".into(), "nope".into());
+    let err = d.validate(&spec, &Default::default()).unwrap_err();
+    assert_eq!(err.option.as_deref(), Some("com.docker.network.driver.mtu"), "the plugin answers as before");
+    assert!(resident_code_kib(&file) > 0, "its call faulted back what it needed");
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
 #[test]
 fn another_abi_version_is_refused_naming_both_versions() {
     wharf_tests::require_root!();

@@ -245,6 +245,12 @@ fn run(flags: Flags) -> Result<(), String> {
     let engine = Engine::start_with_dns(store, registry, exec, settings, Some(dns))
         .map_err(|e| format!("start: {}", e.message()))?;
     let engine = Arc::new(engine);
+    // Plugins whose drivers have no network or volume give back the code their first calls
+    // faulted in; a later call brings back what it needs.
+    let in_use = engine.networks().into_iter().map(|n| n.driver).chain(engine.volumes().into_iter().map(|v| v.driver));
+    for file in wharf_linux::plugins::release_unused(engine.registry(), &in_use.collect()) {
+        tracing::debug!(file = %file.display(), "unused plugin's code pages given back");
+    }
     // Starting went through every endpoint and sandbox: hand back what that left free, and
     // again whenever the API goes quiet after requests.
     wharf_linux::alloc::trim();

@@ -11,6 +11,9 @@
 //! its own. Libraries are never unloaded: a loaded table stays valid for the process' life.
 
 mod elf;
+mod pages;
+
+pub use pages::release_unused;
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
