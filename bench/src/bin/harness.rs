@@ -395,9 +395,11 @@ fn daemon(o: &Opts, report: &mut Report) {
     let section = "daemon";
     let n = if o.smoke { 10 } else { 1000 };
     let spec = spec(Kind::Bridge, 2);
-    // wharfd hands freed memory back once its API has been quiet for a moment (250 ms), so
-    // each reading waits for that: it is what the daemon holds at rest.
-    let settle = || std::thread::sleep(Duration::from_millis(600));
+    // wharfd hands freed memory back once its API has been quiet for a moment (250 ms), and
+    // closes what it keeps open between operations (netlink sockets of sandboxes,
+    // libnftables' context) after two idle seconds, so each reading waits for that: it is
+    // what the daemon holds at rest.
+    let settle = || std::thread::sleep(Duration::from_millis(3000));
     let mut w = Wharf::new(Via::Api, &o.bin_dir, &spec, &o.work).unwrap_or_else(|e| panic!("{e}"));
     settle();
     report.value(section, "wharfd RSS, idle", wharf_bench::rss_kib(w.daemon.dir()) as f64 / 1024.0, "MiB");
