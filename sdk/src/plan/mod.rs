@@ -355,3 +355,6 @@ mod tests {
         assert_eq!(plan.steps.len(), 1);
     }
 }
+
+#[cfg(test)]
+mod wire_tests;
