@@ -56,7 +56,7 @@ fn every_op() -> Vec<Op> {
         port: 53,
         bridge: "br0".into(),
     };
-    let mut ops = vec![Op::Noop, Op::LinkAdd { netns: host(), link: full_link }];
+    let mut ops = vec![Op::Noop, Op::link_add(host(), full_link)];
     for kind in [
         LinkKind::Bridge,
         LinkKind::Veth { peer: "eth0".into(), peer_netns: Netns::Host, peer_mac: None },
@@ -67,7 +67,7 @@ fn every_op() -> Vec<Op> {
         LinkKind::Vlan { parent: "eth1".into(), id: 42 },
         LinkKind::Dummy,
     ] {
-        ops.push(Op::LinkAdd { netns: sb(), link: LinkSpec::new("l0", kind) });
+        ops.push(Op::link_add(sb(), LinkSpec::new("l0", kind)));
     }
     ops.push(Op::LinkDel { netns: sb(), name: "eth0".into() });
     for change in [
@@ -85,10 +85,10 @@ fn every_op() -> Vec<Op> {
     ops.extend([
         Op::AddrAdd { netns: sb(), link: "eth0".into(), address: "10.0.0.2/24".parse().unwrap() },
         Op::AddrDel { netns: sb(), link: "eth0".into(), address: "fd00::2/64".parse().unwrap() },
-        Op::RouteAdd { netns: sb(), route: full_route.clone() },
-        Op::RouteAdd { netns: sb(), route: RouteSpec::default_via(ip4, "eth0", false) },
-        Op::RouteDel { netns: host(), route: full_route },
-        Op::RouteDel { netns: host(), route: RouteSpec::host(ip6, "eth0") },
+        Op::route_add(sb(), full_route.clone()),
+        Op::route_add(sb(), RouteSpec::default_via(ip4, "eth0", false)),
+        Op::route_del(host(), full_route),
+        Op::route_del(host(), RouteSpec::host(ip6, "eth0")),
         Op::NeighAdd { netns: host(), device: "vx0".into(), address: ip4, mac: "02:00:00:00:00:02".into() },
         Op::NeighDel { netns: host(), device: "vx0".into(), address: ip6 },
         Op::NeighProxyAdd { netns: host(), device: "eth1".into(), address: ip4 },
@@ -99,17 +99,12 @@ fn every_op() -> Vec<Op> {
         Op::FdbDel { netns: sb(), device: "vx0".into(), mac: "02:00:00:00:00:04".into(), destination: None },
         Op::Sysctl { netns: host(), key: "net.ipv4.ip_forward".into(), value: "1".into() },
         Op::SysctlRestore { netns: sb(), key: "net.ipv4.conf.all.proxy_arp".into() },
-        Op::FirewallAdd { fact: network.clone() },
-        Op::FirewallAdd { fact: port.clone() },
-        Op::FirewallDel { fact: network },
-        Op::FirewallDel { fact: port },
-        Op::Mount {
-            source: "/dev/sdb1".into(),
-            target: "/var/lib/wharf/volumes/v/_data".into(),
-            fstype: "ext4".into(),
-            options: "ro,noexec".into(),
-        },
-        Op::Mount { source: "/srv".into(), target: "/v".into(), fstype: "none".into(), options: String::new() },
+        Op::firewall_add(network.clone()),
+        Op::firewall_add(port.clone()),
+        Op::firewall_del(network),
+        Op::firewall_del(port),
+        Op::mount("/dev/sdb1", "/var/lib/wharf/volumes/v/_data", "ext4", "ro,noexec"),
+        Op::mount("/srv", "/v", "none", ""),
         Op::Unmount { target: "/v".into() },
         Op::DirCreate { path: "/v".into(), mode: Some(0o755), uid: Some(1000), gid: Some(1000) },
         Op::DirCreate { path: "/v".into(), mode: None, uid: None, gid: None },
