@@ -269,7 +269,17 @@ impl Step {
 #[serde(default)]
 pub struct Plan {
     /// The steps, in order.
+    #[serde(deserialize_with = "exact_steps")]
     pub steps: Vec<Step>,
+}
+
+/// The steps of a plan read from JSON, holding no room for more: a plan read from a driver or
+/// the store is kept as long as its object, and a list that grew by doubling would keep up to
+/// half as many steps again unused.
+fn exact_steps<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Step>, D::Error> {
+    let mut steps = Vec::<Step>::deserialize(deserializer)?;
+    steps.shrink_to_fit();
+    Ok(steps)
 }
 
 impl Plan {
@@ -440,6 +450,13 @@ mod tests {
         assert_eq!(step, plain);
         let other = Op::LinkDel { netns: Netns::Host, name: "x".into() };
         assert_eq!(Step::new(add.clone(), other.clone()).into_parts(), (add, other));
+    }
+
+    #[test]
+    fn a_plan_read_from_json_holds_no_room_for_more_steps() {
+        let plan: Plan = (0..5).map(|i| Step::dir_create(format!("/v/{i}"), None, None, None)).collect();
+        let back: Plan = serde_json::from_str(&serde_json::to_string(&plan.compact()).unwrap()).unwrap();
+        assert_eq!((back.steps.len(), back.steps.capacity()), (5, 5));
     }
 
     #[test]
