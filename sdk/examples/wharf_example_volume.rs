@@ -156,7 +156,7 @@ mod tests {
     fn a_capped_volume_is_an_image_mounted_while_in_use() {
         let report = VolumeLifecycle::new(&Quota, fixtures::volume("v", &[("size", "64m")])).run().unwrap();
         assert!(report.create.plan.ops().any(|op| matches!(op, Op::ImageCreate { size, .. } if *size == 64 << 20)));
-        assert!(matches!(report.mount.plan.steps[0].op, Op::Mount { ref options, .. } if options == "loop"));
+        assert!(matches!(report.mount.plan.steps[0].op(), Op::Mount(m) if m.options == "loop"));
         assert_eq!(report.get.status.get("size"), Some(&Value::from(64u64 << 20)));
         assert_eq!(report.unmount.plan, report.mount.plan.inverse());
     }

@@ -845,7 +845,7 @@ mod tests {
         assert_eq!(undos(1), [true, true]);
         assert_eq!(undos(MESSAGE_VERSION), [false, true]);
         let out = NetworkDriver::join(&c, EndpointRequest::default()).unwrap();
-        assert_eq!(out.plan.steps[0].undo, Op::LinkDel { netns: Netns::Host, name: String::new() });
+        assert_eq!(*out.plan.steps[0].undo(), Op::LinkDel { netns: Netns::Host, name: String::new() });
     }
 
     #[test]

@@ -42,8 +42,8 @@ pub use network::{
     NetworkDriver, NetworkPeer, NetworkSpec, Outcome, PortBinding, SandboxSpec, Scope, Subnet,
 };
 pub use plan::{
-    link_sysctl_key, sysctl_path, FirewallFact, GatewayMode, LinkChange, LinkKind, LinkSpec, MacvlanMode, Netns, Op,
-    Plan, Protocol, RouteScope, RouteSpec, Step,
+    link_sysctl_key, sysctl_path, FirewallFact, GatewayMode, LinkChange, LinkKind, LinkSpec, MacvlanMode, MountSpec,
+    Netns, Op, Plan, Protocol, RouteScope, RouteSpec, Step,
 };
 pub use state::DriverState;
 pub use volume::{VolumeCapabilities, VolumeDriver, VolumeInfo, VolumeRequest, VolumeSpec};

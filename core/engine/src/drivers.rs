@@ -109,10 +109,10 @@ mod tests {
         let join = Null.join(req()).unwrap().plan;
         assert_eq!(join.steps.len(), 1);
         assert_eq!(
-            join.steps[0].op,
+            *join.steps[0].op(),
             Op::LinkSet { netns: Netns::Path("/run/netns/sb".into()), name: "lo".into(), change: LinkChange::Up }
         );
-        assert_eq!(join.steps[0].undo, Op::Noop);
+        assert_eq!(*join.steps[0].undo(), Op::Noop);
         assert!(Null.leave(req()).unwrap().plan.is_empty());
     }
 

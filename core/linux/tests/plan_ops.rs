@@ -62,9 +62,9 @@ fn a_point_to_point_link_with_onlink_routes_source_table_and_proxy_entries() {
         let k = Kernel::new(Arc::new(NoFirewall), "plan-ops-test").unwrap();
         let veth = LinkKind::Veth { peer: "eth0".into(), peer_netns: b.clone(), peer_mac: None };
         let link = LinkSpec { up: true, ..LinkSpec::new("wsp0", veth) };
-        k.apply(&Step::link_add(a.clone(), link).op).unwrap();
-        k.apply(&Step::addr_add(a.clone(), "wsp0", "10.77.0.1/32".parse().unwrap()).op).unwrap();
-        k.apply(&Step::addr_add(b.clone(), "eth0", "10.77.0.2/32".parse().unwrap()).op).unwrap();
+        k.apply(Step::link_add(a.clone(), link).op()).unwrap();
+        k.apply(Step::addr_add(a.clone(), "wsp0", "10.77.0.1/32".parse().unwrap()).op()).unwrap();
+        k.apply(Step::addr_add(b.clone(), "eth0", "10.77.0.2/32".parse().unwrap()).op()).unwrap();
 
         // /32 on both ends: a host route one way, an onlink default route the other.
         let to_b = RouteSpec {
@@ -72,9 +72,9 @@ fn a_point_to_point_link_with_onlink_routes_source_table_and_proxy_entries() {
             ..RouteSpec::host("10.77.0.2".parse().unwrap(), "wsp0")
         };
         let to_a = RouteSpec::default_via("10.77.0.1".parse().unwrap(), "eth0", true);
-        assert_eq!(k.apply(&Step::route_add(a.clone(), to_b.clone()).op).unwrap(), Outcome::Created);
-        assert_eq!(k.apply(&Step::route_add(a.clone(), to_b.clone()).op).unwrap(), Outcome::Found);
-        k.apply(&Step::route_add(b.clone(), to_a.clone()).op).unwrap();
+        assert_eq!(k.apply(Step::route_add(a.clone(), to_b.clone()).op()).unwrap(), Outcome::Created);
+        assert_eq!(k.apply(Step::route_add(a.clone(), to_b.clone()).op()).unwrap(), Outcome::Found);
+        k.apply(Step::route_add(b.clone(), to_a.clone()).op()).unwrap();
         let routes = ok(&["ip", "-n", &na, "route", "show", "10.77.0.2"]);
         assert!(routes.contains("scope link") && routes.contains("src 10.77.0.1"), "{routes}");
         let routes = ok(&["ip", "-n", &nb, "route", "show", "default"]);
@@ -84,7 +84,7 @@ fn a_point_to_point_link_with_onlink_routes_source_table_and_proxy_entries() {
         // Without onlink the kernel refuses a gateway no prefix of the device covers.
         let mut plain = RouteSpec::default_via("10.77.0.1".parse().unwrap(), "eth0", false);
         plain.metric = Some(50);
-        assert!(k.apply(&Step::route_add(b.clone(), plain).op).is_err());
+        assert!(k.apply(Step::route_add(b.clone(), plain).op()).is_err());
 
         // A route in a table of its own, and its removal from that table only.
         let tabled = RouteSpec {
@@ -93,28 +93,28 @@ fn a_point_to_point_link_with_onlink_routes_source_table_and_proxy_entries() {
             ..RouteSpec::new("10.99.0.0/24".parse().unwrap())
         };
         let tabled = RouteSpec { device: Some("wsp0".into()), ..tabled };
-        k.apply(&Step::route_add(a.clone(), tabled.clone()).op).unwrap();
+        k.apply(Step::route_add(a.clone(), tabled.clone()).op()).unwrap();
         assert!(ok(&["ip", "-n", &na, "route", "show", "table", "100"]).contains("10.99.0.0/24 dev wsp0"));
         assert!(!ok(&["ip", "-n", &na, "route", "show"]).contains("10.99.0.0"), "not in the main table");
-        k.apply(&Op::RouteDel { netns: a.clone(), route: tabled }).unwrap();
+        k.apply(&Op::route_del(a.clone(), tabled)).unwrap();
         assert!(!ok(&["ip", "-n", &na, "route", "show", "table", "100"]).contains("10.99.0.0"));
 
         // Proxy neighbour entries, IPv4 and IPv6: found the second time, gone after the undo.
         for addr in ["10.77.0.9", "fd00:77::9"] {
             let step = Step::neigh_proxy(a.clone(), "wsp0", addr.parse().unwrap());
-            assert_eq!(k.apply(&step.op).unwrap(), Outcome::Created);
-            assert_eq!(k.apply(&step.op).unwrap(), Outcome::Found);
+            assert_eq!(k.apply(step.op()).unwrap(), Outcome::Created);
+            assert_eq!(k.apply(step.op()).unwrap(), Outcome::Found);
             let shown = ok(&["ip", "-n", &na, "neigh", "show", "proxy"]);
             assert!(shown.contains(&format!("{addr} dev wsp0")), "{shown}");
-            k.apply(&step.undo).unwrap();
-            k.apply(&step.undo).unwrap();
+            k.apply(&step.undo()).unwrap();
+            k.apply(&step.undo()).unwrap();
             assert!(!ok(&["ip", "-n", &na, "neigh", "show", "proxy"]).contains(addr));
         }
 
         // Sysctls are read in the step's namespace; a key of a missing link reads as absent.
         let key = "net.ipv4.conf.wsp0.proxy_arp";
         assert_eq!(k.sysctl_read(&a, key).unwrap().as_deref(), Some("0"));
-        k.apply(&Step::sysctl_restoring(a.clone(), key, "1").op).unwrap();
+        k.apply(Step::sysctl_restoring(a.clone(), key, "1").op()).unwrap();
         assert_eq!(k.sysctl_read(&a, key).unwrap().as_deref(), Some("1"));
         assert_eq!(ok(&["ip", "netns", "exec", &na, "sysctl", "-n", key]).trim(), "1");
         assert_eq!(k.sysctl_read(&a, "net.ipv4.conf.nosuch0.proxy_arp").unwrap(), None);

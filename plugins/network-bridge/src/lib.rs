@@ -266,7 +266,7 @@ impl NetworkDriver for BridgeDriver {
             .inverse()
             .steps
             .into_iter()
-            .filter(|st| !matches!(st.op, Op::AddrDel { .. } | Op::RouteDel { .. }))
+            .filter(|st| !matches!(st.op(), Op::AddrDel { .. } | Op::RouteDel { .. }))
             .collect();
         Ok(Outcome::new((), plan, req.endpoint_state))
     }

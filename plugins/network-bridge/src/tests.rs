@@ -86,7 +86,7 @@ fn a_default_network_is_a_bridge_with_its_gateway_forwarding_and_nat() {
     );
     assert!(ops.contains(&&Op::Sysctl { netns: Netns::Host, key: "net.ipv4.ip_forward".into(), value: "1".into() }));
     let fact = plan.ops().find_map(|o| match o {
-        Op::FirewallAdd { fact } => Some(fact.clone()),
+        Op::FirewallAdd { fact } => Some((**fact).clone()),
         _ => None,
     });
     assert_eq!(
@@ -114,9 +114,12 @@ fn gateway_modes_and_trusted_interfaces_have_dockers_meanings() {
     ]);
     let plan = create(&n).plan;
     let fact = plan.ops().find_map(|o| match o {
-        Op::FirewallAdd { fact: FirewallFact::Network { gateway_mode_v4, gateway_mode_v6, trusted, .. } } => {
-            Some((*gateway_mode_v4, *gateway_mode_v6, trusted.clone()))
-        }
+        Op::FirewallAdd { fact } => match &**fact {
+            FirewallFact::Network { gateway_mode_v4, gateway_mode_v6, trusted, .. } => {
+                Some((*gateway_mode_v4, *gateway_mode_v6, trusted.clone()))
+            }
+            FirewallFact::Port { .. } => None,
+        },
         _ => None,
     });
     assert_eq!(
@@ -154,12 +157,13 @@ fn options_shape_the_network() {
         (options::GATEWAY_MODE_V4, "routed"),
     ]);
     let plan = create(&n).plan;
-    let Op::LinkAdd { link, .. } = &plan.steps[0].op else { panic!() };
+    let Op::LinkAdd { link, .. } = plan.steps[0].op() else { panic!() };
     assert_eq!((link.name.as_str(), link.mtu), ("mybr0", Some(1400)));
     let fact = plan.ops().find_map(|o| match o {
-        Op::FirewallAdd { fact: FirewallFact::Network { icc, masquerade, gateway_mode_v4, .. } } => {
-            Some((*icc, *masquerade, *gateway_mode_v4))
-        }
+        Op::FirewallAdd { fact } => match **fact {
+            FirewallFact::Network { icc, masquerade, gateway_mode_v4, .. } => Some((icc, masquerade, gateway_mode_v4)),
+            FirewallFact::Port { .. } => None,
+        },
         _ => None,
     });
     assert_eq!(fact, Some((false, false, GatewayMode::Routed)));
@@ -198,7 +202,9 @@ fn internal_networks_have_no_forwarding_and_no_default_route() {
     n.internal = true;
     let plan = create(&n).plan;
     assert!(!plan.ops().any(|o| matches!(o, Op::Sysctl { .. })));
-    assert!(plan.ops().any(|o| matches!(o, Op::FirewallAdd { fact: FirewallFact::Network { internal: true, .. } })));
+    assert!(plan.ops().any(
+        |o| matches!(o, Op::FirewallAdd { fact } if matches!(**fact, FirewallFact::Network { internal: true, .. }))
+    ));
     let (_, out) = joined(endpoint_req(&n, &[]));
     assert!(!out.plan.ops().any(|o| matches!(o, Op::RouteAdd { .. })));
     assert_eq!(out.response.gateway_v4, None);
@@ -242,16 +248,16 @@ fn join_creates_the_veth_peer_inside_the_sandbox() {
     assert_eq!(*ops[2], Op::AddrAdd { netns: sandbox(), link: "eth0".into(), address: "10.1.0.2/24".parse().unwrap() });
     assert_eq!(
         *ops[3],
-        Op::RouteAdd {
-            netns: sandbox(),
-            route: RouteSpec {
+        Op::route_add(
+            sandbox(),
+            RouteSpec {
                 destination: "0.0.0.0/0".parse().unwrap(),
                 gateway: Some("10.1.0.1".parse().unwrap()),
                 device: Some("eth0".into()),
                 metric: None,
                 ..Default::default()
             }
-        }
+        )
     );
     assert_eq!(out.response.interface.as_deref(), Some("eth0"));
 }
@@ -295,9 +301,12 @@ fn published_ports_become_port_facts() {
         .plan
         .ops()
         .filter_map(|o| match o {
-            Op::FirewallAdd { fact: FirewallFact::Port { protocol, host_ip, host_port, port, .. } } => {
-                Some((*protocol, *host_ip, *host_port, *port))
-            }
+            Op::FirewallAdd { fact } => match **fact {
+                FirewallFact::Port { protocol, host_ip, host_port, port, .. } => {
+                    Some((protocol, host_ip, host_port, port))
+                }
+                FirewallFact::Network { .. } => None,
+            },
             _ => None,
         })
         .collect();
@@ -395,8 +404,8 @@ fn an_adopted_bridge_is_changed_by_steps_that_put_back_what_was_found() {
     let set = |change| Op::LinkSet { netns: Netns::Host, name: "opbr0".into(), change };
     assert_eq!(out.plan.steps[1], Step::new(set(LinkChange::Mtu(1450)), set(LinkChange::Mtu(1400))));
     assert_eq!(out.plan.steps[2], Step::new(set(LinkChange::Up), set(LinkChange::Down)));
-    let localnet = out.plan.steps.iter().find(|s| matches!(&s.op, Op::Sysctl { key: k, .. } if k == key)).unwrap();
-    assert_eq!(localnet.undo, Op::Sysctl { netns: Netns::Host, key: key.into(), value: "0".into() });
+    let localnet = out.plan.steps.iter().find(|s| matches!(s.op(), Op::Sysctl { key: k, .. } if k == key)).unwrap();
+    assert_eq!(*localnet.undo(), Op::Sysctl { netns: Netns::Host, key: key.into(), value: "0".into() });
 
     // The removal, from the state alone, puts each back.
     let removal =

@@ -161,7 +161,7 @@ fn join_plan(req: &EndpointRequest, s: &NetworkState, ep: &EndpointState) -> (Pl
     link.up = true;
     let mut plan = Plan::new();
     let remove = Op::LinkDel { netns: sandbox.clone(), name: ep.ifname.clone() };
-    plan.push(Step::new(Op::LinkAdd { netns: Netns::Host, link }, remove));
+    plan.push(Step::new(Op::link_add(Netns::Host, link), remove));
     let mut info = JoinInfo { interface: Some(ep.ifname.clone()), ..Default::default() };
     join_addresses(req, &sandbox, &ep.ifname, s.internal, &mut plan, &mut info);
     (plan, info)
@@ -232,7 +232,7 @@ impl NetworkDriver for MacvlanDriver {
         let ep: EndpointState = state_from_value(DRIVER, &req.endpoint_state, "endpoint")?;
         let (plan, _) = join_plan(&req, &s, &ep);
         // Deleting the link takes its addresses and routes with it.
-        let plan = plan.inverse().steps.into_iter().filter(|st| matches!(st.op, Op::LinkDel { .. })).collect();
+        let plan = plan.inverse().steps.into_iter().filter(|st| matches!(st.op(), Op::LinkDel { .. })).collect();
         Ok(Outcome::new((), plan, req.endpoint_state))
     }
 }

@@ -57,14 +57,14 @@ fn the_default_parent_is_the_default_route_interface() {
 fn a_vlan_parent_is_created_and_removed_with_its_network() {
     let n = network("10.7.0.0/24", &[(PARENT, "up0.42")]);
     let out = create(&n, vec![]).unwrap();
-    let Op::LinkAdd { link, .. } = &out.plan.steps[0].op else { panic!() };
+    let Op::LinkAdd { link, .. } = out.plan.steps[0].op() else { panic!() };
     assert_eq!(link.name, "up0.42");
     assert_eq!(link.kind, LinkKind::Vlan { parent: "up0".into(), id: 42 });
     assert_eq!(out.state.to_value()["mtu"], 9000, "MTU follows the base link");
     let del = MacvlanDriver
         .delete_network(DeleteNetwork { network: n.clone(), state: out.state.clone(), facts: facts(), others: vec![] })
         .unwrap();
-    assert_eq!(del.plan.steps[0].op, Op::LinkDel { netns: Netns::Host, name: "up0.42".into() });
+    assert_eq!(*del.plan.steps[0].op(), Op::LinkDel { netns: Netns::Host, name: "up0.42".into() });
     let still_used = NetworkPeer { network: network("10.8.0.0/24", &[]), state: out.state.clone() };
     let del = MacvlanDriver
         .delete_network(DeleteNetwork { network: n, state: out.state, facts: facts(), others: vec![still_used] })
@@ -79,7 +79,7 @@ fn no_parent_and_no_default_route_means_an_internal_dummy() {
     let out = MacvlanDriver
         .create_network(CreateNetwork { network: network("10.7.0.0/24", &[]), facts: f, others: vec![] })
         .unwrap();
-    let Op::LinkAdd { link, .. } = &out.plan.steps[0].op else { panic!() };
+    let Op::LinkAdd { link, .. } = out.plan.steps[0].op() else { panic!() };
     assert_eq!((link.name.as_str(), &link.kind), ("dm-aaaabbbbcccc", &LinkKind::Dummy));
     assert_eq!(out.state.to_value()["internal"], true);
 }
@@ -137,7 +137,7 @@ fn join_makes_the_macvlan_inside_the_sandbox_and_leave_deletes_it_there() {
     req.endpoint_state = MacvlanDriver.create_endpoint(req.clone()).unwrap().state;
     let out = MacvlanDriver.join(req.clone()).unwrap();
     let sandbox = Netns::Path("/run/netns/sb".into());
-    let Op::LinkAdd { netns: Netns::Host, link } = &out.plan.steps[0].op else { panic!() };
+    let Op::LinkAdd { netns: Netns::Host, link } = out.plan.steps[0].op() else { panic!() };
     assert_eq!(link.name, "eth1");
     assert_eq!(
         link.kind,
@@ -145,7 +145,7 @@ fn join_makes_the_macvlan_inside_the_sandbox_and_leave_deletes_it_there() {
     );
     assert_eq!(link.mac.as_deref(), Some(mac_from_seed(ID).as_str()));
     assert_eq!(link.mtu, Some(9000));
-    assert_eq!(out.plan.steps[0].undo, Op::LinkDel { netns: sandbox.clone(), name: "eth1".into() });
+    assert_eq!(*out.plan.steps[0].undo(), Op::LinkDel { netns: sandbox.clone(), name: "eth1".into() });
     assert_eq!(out.response.gateway_v4, Some("10.7.0.1".parse().unwrap()));
     let leave = MacvlanDriver.leave(req).unwrap().plan;
     assert_eq!(leave.ops().collect::<Vec<_>>(), vec![&Op::LinkDel { netns: sandbox, name: "eth1".into() }]);

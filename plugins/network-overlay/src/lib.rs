@@ -341,7 +341,7 @@ impl NetworkDriver for OverlayDriver {
             .inverse()
             .steps
             .into_iter()
-            .filter(|st| matches!(st.op, Op::LinkDel { .. }))
+            .filter(|st| matches!(st.op(), Op::LinkDel { .. }))
             .collect();
         Ok(Outcome::new((), plan, req.endpoint_state))
     }

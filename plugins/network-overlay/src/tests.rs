@@ -245,7 +245,7 @@ fn on_a_cluster_overlay_a_sandbox_asks_again_for_a_neighbour_every_tenth_of_a_se
         .plan
         .steps
         .iter()
-        .filter_map(|s| match (&s.op, &s.undo) {
+        .filter_map(|s| match (s.op(), &*s.undo()) {
             (Op::Sysctl { netns: Netns::Path(p), key, value }, Op::Noop) if p == "/run/netns/s" => {
                 Some((key.clone(), value.clone()))
             }

@@ -151,7 +151,7 @@ impl LocalState {
             plan.push(Step::new(Op::Unmount { target: self.data_dir.clone() }, Op::Noop));
         }
         for made in self.create_plan().steps.into_iter().rev() {
-            plan.push(Step::new(made.undo, Op::Noop));
+            plan.push(Step::new(made.into_parts().1, Op::Noop));
         }
         plan
     }
@@ -345,12 +345,7 @@ mod tests {
     }
 
     fn mount(source: &str, fstype: &str, options: &str) -> Op {
-        Op::Mount {
-            source: source.into(),
-            target: format!("{VOLUMES}/v/_data"),
-            fstype: fstype.into(),
-            options: options.into(),
-        }
+        Op::mount(source, format!("{VOLUMES}/v/_data"), fstype, options)
     }
 
     fn unmount() -> Op {
@@ -386,7 +381,7 @@ mod tests {
     fn uid_gid_and_mode_apply_to_the_data_directory() {
         for mode in ["0750", "750"] {
             let (out, req) = created("v", &[("uid", "1000"), ("gid", "100"), ("mode", mode)]);
-            assert_eq!(out.plan.steps[1].op, dir(&format!("{VOLUMES}/v/_data"), 0o750, Some(1000), Some(100)));
+            assert_eq!(*out.plan.steps[1].op(), dir(&format!("{VOLUMES}/v/_data"), 0o750, Some(1000), Some(100)));
             assert!(LocalDriver.mount(req).unwrap().plan.is_empty());
         }
         assert_eq!(rejected(&[("mode", "0999")]).option.as_deref(), Some("mode"));
@@ -412,19 +407,19 @@ mod tests {
         );
         let removed = LocalDriver.remove(req).unwrap();
         assert_eq!(removed.plan.steps[0], Step::new(unmount(), Op::Noop), "never remove into a mounted filesystem");
-        assert_eq!(removed.plan.steps[1].op, Op::DirRemove { path: format!("{VOLUMES}/v/_data") });
-        assert_eq!(removed.plan.steps[2].op, Op::DirRemove { path: format!("{VOLUMES}/v") });
+        assert_eq!(*removed.plan.steps[1].op(), Op::DirRemove { path: format!("{VOLUMES}/v/_data") });
+        assert_eq!(*removed.plan.steps[2].op(), Op::DirRemove { path: format!("{VOLUMES}/v") });
     }
 
     #[test]
     fn tmpfs_needs_no_device_and_takes_size_as_an_option() {
         let (_, req) = created("v", &[("type", "tmpfs"), ("size", "64M")]);
         let plan = LocalDriver.mount(req).unwrap().plan;
-        assert_eq!(plan.steps[0].op, mount("tmpfs", "tmpfs", "size=67108864"));
+        assert_eq!(*plan.steps[0].op(), mount("tmpfs", "tmpfs", "size=67108864"));
 
         let (_, req) = created("v", &[("type", "tmpfs"), ("o", "mode=1777"), ("size", "1g")]);
         let plan = LocalDriver.mount(req).unwrap().plan;
-        assert_eq!(plan.steps[0].op, mount("tmpfs", "tmpfs", "mode=1777,size=1073741824"));
+        assert_eq!(*plan.steps[0].op(), mount("tmpfs", "tmpfs", "mode=1777,size=1073741824"));
 
         let err = rejected(&[("type", "tmpfs"), ("o", "size=1g"), ("size", "1g")]);
         assert_eq!(err.option.as_deref(), Some("size"));
@@ -433,10 +428,10 @@ mod tests {
     #[test]
     fn uid_gid_and_mode_apply_to_a_mounted_root_after_mounting() {
         let (out, req) = created("v", &[("type", "tmpfs"), ("uid", "1000"), ("mode", "0700")]);
-        assert_eq!(out.plan.steps[1].op, dir(&format!("{VOLUMES}/v/_data"), 0o700, Some(1000), None));
+        assert_eq!(*out.plan.steps[1].op(), dir(&format!("{VOLUMES}/v/_data"), 0o700, Some(1000), None));
         let plan = LocalDriver.mount(req).unwrap().plan;
         assert_eq!(plan.steps.len(), 2);
-        assert_eq!(plan.steps[0].op, mount("tmpfs", "tmpfs", ""));
+        assert_eq!(*plan.steps[0].op(), mount("tmpfs", "tmpfs", ""));
         assert_eq!(plan.steps[1], Step::new(dir(&format!("{VOLUMES}/v/_data"), 0o700, Some(1000), None), Op::Noop));
     }
 
@@ -458,23 +453,26 @@ mod tests {
     #[test]
     fn ext4_mounts_a_device_or_an_image() {
         let (_, req) = created("v", &[("type", "ext4"), ("device", "/dev/sdb1")]);
-        assert_eq!(LocalDriver.mount(req).unwrap().plan.steps[0].op, mount("/dev/sdb1", "ext4", ""));
+        assert_eq!(*LocalDriver.mount(req).unwrap().plan.steps[0].op(), mount("/dev/sdb1", "ext4", ""));
 
         let (out, req) = created("v", &[("type", "ext4"), ("device", "/srv/img/v.img"), ("o", "loop,noatime")]);
         assert_eq!(out.plan.steps.len(), 2, "a user's image is theirs, not made here");
-        assert_eq!(LocalDriver.mount(req).unwrap().plan.steps[0].op, mount("/srv/img/v.img", "ext4", "loop,noatime"));
+        assert_eq!(
+            *LocalDriver.mount(req).unwrap().plan.steps[0].op(),
+            mount("/srv/img/v.img", "ext4", "loop,noatime")
+        );
     }
 
     #[test]
     fn network_filesystem_options_pass_through_as_given() {
         let nfs = "addr=10.0.0.1,rw,nfsvers=4,soft";
         let (out, req) = created("v", &[("type", "nfs"), ("device", ":/export/v"), ("o", nfs)]);
-        assert_eq!(LocalDriver.mount(req).unwrap().plan.steps[0].op, mount(":/export/v", "nfs", nfs));
+        assert_eq!(*LocalDriver.mount(req).unwrap().plan.steps[0].op(), mount(":/export/v", "nfs", nfs));
         assert!(!out.response.status.contains_key("o"));
 
         let cifs = "addr=10.0.0.2,username=bob,password=hunter2,vers=3.0";
         let (out, req) = created("v", &[("type", "cifs"), ("device", "//10.0.0.2/share"), ("o", cifs)]);
-        assert_eq!(LocalDriver.mount(req).unwrap().plan.steps[0].op, mount("//10.0.0.2/share", "cifs", cifs));
+        assert_eq!(*LocalDriver.mount(req).unwrap().plan.steps[0].op(), mount("//10.0.0.2/share", "cifs", cifs));
         assert!(!serde_json::to_string(&out.response).unwrap().contains("hunter2"), "inspect shows no password");
     }
 
@@ -508,7 +506,7 @@ mod tests {
         let plan = LocalDriver.unmount(req.clone()).unwrap().plan;
         assert_eq!(plan.steps, vec![Step::new(unmount(), mount(&image, "ext4", "loop"))]);
         let plan = LocalDriver.remove(req).unwrap().plan;
-        assert_eq!(plan.steps[1].op, Op::FileRemove { path: image });
+        assert_eq!(*plan.steps[1].op(), Op::FileRemove { path: image });
         assert_eq!(plan.ops().last(), Some(&Op::DirRemove { path: format!("{VOLUMES}/v") }));
     }
 
@@ -570,7 +568,7 @@ mod tests {
         req.volume.options.clear();
         req.facts.volumes_dir = "/elsewhere".into();
         let mounted = LocalDriver.mount(req.clone()).unwrap();
-        assert_eq!(mounted.plan.steps[0].op, mount("tmpfs", "tmpfs", "size=1m"));
+        assert_eq!(*mounted.plan.steps[0].op(), mount("tmpfs", "tmpfs", "size=1m"));
         assert_eq!(mounted.state, req.state);
         assert_eq!(LocalDriver.path(req).unwrap(), format!("{VOLUMES}/v/_data"));
 

@@ -13,27 +13,64 @@ mod spec;
 
 pub use op::{link_sysctl_key, sysctl_path, Op};
 pub use spec::{
-    FirewallFact, GatewayMode, LinkChange, LinkKind, LinkSpec, MacvlanMode, Netns, Protocol, RouteScope, RouteSpec,
+    FirewallFact, GatewayMode, LinkChange, LinkKind, LinkSpec, MacvlanMode, MountSpec, Netns, Protocol, RouteScope,
+    RouteSpec,
 };
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
 use std::net::IpAddr;
 
-/// One step of a plan: an operation and the operation that undoes it.
+/// One step of a plan: an operation ([`Step::op`]) and the operation that undoes it
+/// ([`Step::undo`]).
 ///
-/// In JSON, `undo` may be left out when it is the op's [`Op::plain_undo`]: a reader fills it
-/// in. Writers that do so are the plugin side of the ABI, and only for a core that speaks
-/// message version 2 or later (see [`Plan::compact`]); a step's own `Serialize` always
-/// writes both, so stored plans stay readable by older versions.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// Every endpoint and network keeps its plan in memory, so a step is kept small: an undo
+/// that is the op's [`Op::plain_undo`] (a create's delete, an add's remove: most of them) is
+/// not kept but made again when asked for, and an undo that does nothing takes no room
+/// either. A step is made with [`Step::new`] or one of the constructors below, and read
+/// through its methods.
+///
+/// In JSON a step is `{"do": OP, "undo": OP}`. `undo` may be left out when it is the op's
+/// plain undo: a reader fills it in. Writers that do so are the plugin side of the ABI, and
+/// only for a core that speaks message version 2 or later (see [`Plan::compact`]); a step's
+/// own `Serialize` always writes both, so stored plans stay readable by older versions.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "StepMessage")]
 pub struct Step {
-    /// What to do.
-    #[serde(rename = "do")]
-    pub op: Op,
-    /// What undoes it.
-    pub undo: Op,
+    op: Op,
+    undo: Undo,
+}
+
+/// How a step keeps its undo. [`Step::new`] picks the variant, so two steps with the same op
+/// and undo are kept alike and compare equal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Undo {
+    /// The op's [`Op::plain_undo`].
+    Plain,
+    /// [`Op::Noop`].
+    Noop,
+    /// Any other operation.
+    Other(Box<Op>),
+}
+
+/// The undo of a step that undoes nothing, lent out by [`Step::undo`].
+static NOOP: Op = Op::Noop;
+
+impl std::fmt::Debug for Step {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Step").field("op", &self.op).field("undo", &self.undo()).finish()
+    }
+}
+
+impl Serialize for Step {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut s = serializer.serialize_struct("Step", 2)?;
+        s.serialize_field("do", &self.op)?;
+        s.serialize_field("undo", &self.undo())?;
+        s.end()
+    }
 }
 
 /// A step as read from JSON, before a left-out `undo` is filled in.
@@ -49,11 +86,11 @@ impl TryFrom<StepMessage> for Step {
     type Error = String;
 
     fn try_from(m: StepMessage) -> Result<Step, String> {
-        let undo = match m.undo {
-            Some(undo) => undo,
-            None => m.op.plain_undo().ok_or_else(|| format!("step to {} lacks its undo", m.op.describe()))?,
-        };
-        Ok(Step { op: m.op, undo })
+        match m.undo {
+            Some(undo) => Ok(Step::new(m.op, undo)),
+            None if m.op.plain_undo().is_some() => Ok(Step::plain(m.op)),
+            None => Err(format!("step to {} lacks its undo", m.op.describe())),
+        }
     }
 }
 
@@ -63,11 +100,11 @@ struct CompactStep<'a>(&'a Step);
 impl Serialize for CompactStep<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeStruct;
-        let plain = self.0.op.is_plain_undo(&self.0.undo);
+        let plain = self.0.undo == Undo::Plain;
         let mut s = serializer.serialize_struct("Step", if plain { 1 } else { 2 })?;
         s.serialize_field("do", &self.0.op)?;
         if !plain {
-            s.serialize_field("undo", &self.0.undo)?;
+            s.serialize_field("undo", &self.0.undo())?;
         }
         s.end()
     }
@@ -95,45 +132,77 @@ impl Serialize for CompactPlan<'_> {
 impl Step {
     /// A step with an explicit inverse.
     pub fn new(op: Op, undo: Op) -> Self {
+        let undo = if op.is_plain_undo(&undo) {
+            Undo::Plain
+        } else if undo == Op::Noop {
+            Undo::Noop
+        } else {
+            Undo::Other(Box::new(undo))
+        };
         Step { op, undo }
+    }
+
+    /// A step undone by the plain undo of `op`, which has one.
+    fn plain(op: Op) -> Self {
+        debug_assert!(op.plain_undo().is_some(), "{} has no plain undo", op.describe());
+        Step { op, undo: Undo::Plain }
+    }
+
+    /// What to do.
+    pub fn op(&self) -> &Op {
+        &self.op
+    }
+
+    /// What undoes it: borrowed when the step keeps it, made afresh when it is the op's
+    /// plain undo.
+    pub fn undo(&self) -> Cow<'_, Op> {
+        match &self.undo {
+            Undo::Plain => Cow::Owned(self.op.plain_undo().unwrap_or(Op::Noop)),
+            Undo::Noop => Cow::Borrowed(&NOOP),
+            Undo::Other(undo) => Cow::Borrowed(undo),
+        }
+    }
+
+    /// The op and its undo, taken apart.
+    pub fn into_parts(self) -> (Op, Op) {
+        let undo = self.undo().into_owned();
+        (self.op, undo)
+    }
+
+    /// Have `undo` undo the step instead.
+    pub fn set_undo(&mut self, undo: Op) {
+        let op = std::mem::replace(&mut self.op, Op::Noop);
+        *self = Step::new(op, undo);
     }
 
     /// The same step run backwards: undo becomes do.
     pub fn inverse(&self) -> Step {
-        Step { op: self.undo.clone(), undo: self.op.clone() }
+        Step::new(self.undo().into_owned(), self.op.clone())
     }
 
     /// Create a link; undo deletes it.
     pub fn link_add(netns: Netns, link: LinkSpec) -> Self {
-        let undo = Op::LinkDel { netns: netns.clone(), name: link.name.clone() };
-        Step::new(Op::LinkAdd { netns, link }, undo)
+        Step::plain(Op::link_add(netns, link))
     }
 
     /// Add an address; undo removes it.
     pub fn addr_add(netns: Netns, link: impl Into<String>, address: IpNet) -> Self {
-        let link = link.into();
-        let undo = Op::AddrDel { netns: netns.clone(), link: link.clone(), address };
-        Step::new(Op::AddrAdd { netns, link, address }, undo)
+        Step::plain(Op::AddrAdd { netns, link: link.into(), address })
     }
 
     /// Add a route; undo deletes it.
     pub fn route_add(netns: Netns, route: RouteSpec) -> Self {
-        let undo = Op::RouteDel { netns: netns.clone(), route: route.clone() };
-        Step::new(Op::RouteAdd { netns, route }, undo)
+        Step::plain(Op::route_add(netns, route))
     }
 
     /// Bring a link up; undo brings it down.
     pub fn link_up(netns: Netns, name: impl Into<String>) -> Self {
-        let name = name.into();
-        let undo = Op::LinkSet { netns: netns.clone(), name: name.clone(), change: LinkChange::Down };
-        Step::new(Op::LinkSet { netns, name, change: LinkChange::Up }, undo)
+        Step::plain(Op::LinkSet { netns, name: name.into(), change: LinkChange::Up })
     }
 
     /// Turn on hairpin mode on bridge port `name`; undo turns it off.
     pub fn hairpin(netns: Netns, name: impl Into<String>) -> Self {
-        let name = name.into();
-        let undo = Op::LinkSet { netns: netns.clone(), name: name.clone(), change: LinkChange::Hairpin(false) };
-        Step::new(Op::LinkSet { netns, name, change: LinkChange::Hairpin(true) }, undo)
+        Step::plain(Op::LinkSet { netns, name: name.into(), change: LinkChange::Hairpin(true) })
     }
 
     /// Add a forwarding-database entry (for a VXLAN device: `mac` reaches the remote VTEP
@@ -144,9 +213,7 @@ impl Step {
         mac: impl Into<String>,
         destination: Option<IpAddr>,
     ) -> Self {
-        let (device, mac) = (device.into(), mac.into());
-        let undo = Op::FdbDel { netns: netns.clone(), device: device.clone(), mac: mac.clone(), destination };
-        Step::new(Op::FdbAdd { netns, device, mac, destination }, undo)
+        Step::plain(Op::FdbAdd { netns, device: device.into(), mac: mac.into(), destination })
     }
 
     /// Set a sysctl; undo writes `previous`, or does nothing when `previous` is `None`.
@@ -171,20 +238,17 @@ impl Step {
 
     /// Answer ARP or neighbour solicitations for `address` on `device`; undo stops it.
     pub fn neigh_proxy(netns: Netns, device: impl Into<String>, address: IpAddr) -> Self {
-        let device = device.into();
-        let undo = Op::NeighProxyDel { netns: netns.clone(), device: device.clone(), address };
-        Step::new(Op::NeighProxyAdd { netns, device, address }, undo)
+        Step::plain(Op::NeighProxyAdd { netns, device: device.into(), address })
     }
 
     /// Add a firewall fact; undo removes it.
     pub fn firewall_add(fact: FirewallFact) -> Self {
-        Step::new(Op::FirewallAdd { fact: fact.clone() }, Op::FirewallDel { fact })
+        Step::plain(Op::firewall_add(fact))
     }
 
     /// Create a directory; undo removes it.
     pub fn dir_create(path: impl Into<String>, mode: Option<u32>, uid: Option<u32>, gid: Option<u32>) -> Self {
-        let path = path.into();
-        Step::new(Op::DirCreate { path: path.clone(), mode, uid, gid }, Op::DirRemove { path })
+        Step::plain(Op::DirCreate { path: path.into(), mode, uid, gid })
     }
 
     /// Mount a filesystem; undo unmounts it.
@@ -194,9 +258,7 @@ impl Step {
         fstype: impl Into<String>,
         options: impl Into<String>,
     ) -> Self {
-        let target = target.into();
-        let undo = Op::Unmount { target: target.clone() };
-        Step::new(Op::Mount { source: source.into(), target, fstype: fstype.into(), options: options.into() }, undo)
+        Step::plain(Op::mount(source, target, fstype, options))
     }
 }
 
@@ -207,7 +269,17 @@ impl Step {
 #[serde(default)]
 pub struct Plan {
     /// The steps, in order.
+    #[serde(deserialize_with = "exact_steps")]
     pub steps: Vec<Step>,
+}
+
+/// The steps of a plan read from JSON, holding no room for more: a plan read from a driver or
+/// the store is kept as long as its object, and a list that grew by doubling would keep up to
+/// half as many steps again unused.
+fn exact_steps<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Vec<Step>, D::Error> {
+    let mut steps = Vec::<Step>::deserialize(deserializer)?;
+    steps.shrink_to_fit();
+    Ok(steps)
 }
 
 impl Plan {
@@ -340,12 +412,51 @@ mod tests {
     #[test]
     fn a_restoring_sysctl_and_a_proxy_entry_undo_themselves() {
         let step = Step::sysctl_restoring(Netns::Host, "net.ipv4.conf.all.proxy_arp", "1");
-        assert_eq!(step.undo, Op::SysctlRestore { netns: Netns::Host, key: "net.ipv4.conf.all.proxy_arp".into() });
+        assert_eq!(*step.undo(), Op::SysctlRestore { netns: Netns::Host, key: "net.ipv4.conf.all.proxy_arp".into() });
         let proxy = Step::neigh_proxy(Netns::Host, "v0", "10.0.0.9".parse().unwrap());
-        assert_eq!(proxy.op.plain_undo(), Some(proxy.undo.clone()));
+        assert_eq!(proxy.op().plain_undo(), Some(proxy.undo().into_owned()));
         let plan: Plan = [step, proxy].into_iter().collect();
         let back: Plan = serde_json::from_value(serde_json::to_value(plan.compact()).unwrap()).unwrap();
         assert_eq!(back, plan);
+    }
+
+    #[test]
+    fn a_step_stays_small() {
+        // Every network and endpoint keeps the plan that made it in memory for as long as it
+        // exists, so each byte of a step is paid once per step of every object on the host.
+        let (step, op) = (std::mem::size_of::<Step>(), std::mem::size_of::<Op>());
+        assert!(
+            step <= 128,
+            "a Step is {step} bytes (an Op {op}): box the payload of the operation that grew, \
+             as LinkAdd, RouteAdd, FirewallAdd and Mount do"
+        );
+    }
+
+    #[test]
+    fn a_step_gives_back_the_undo_it_was_made_with() {
+        let route = RouteSpec::host("10.0.0.9".parse().unwrap(), "eth0");
+        let add = Op::route_add(Netns::Host, route.clone());
+        let del = Op::route_del(Netns::Host, route);
+        let plain = Step::new(add.clone(), del.clone());
+        assert_eq!(plain, Step::route_add(Netns::Host, RouteSpec::host("10.0.0.9".parse().unwrap(), "eth0")));
+        assert_eq!((plain.op(), &*plain.undo()), (&add, &del));
+        assert_eq!(plain.inverse(), Step::new(del.clone(), add.clone()));
+        assert_eq!(format!("{plain:?}"), format!("Step {{ op: {add:?}, undo: {del:?} }}"));
+        let mut step = plain.clone();
+        step.set_undo(Op::Noop);
+        assert_eq!(*step.undo(), Op::Noop);
+        assert_ne!(step, plain);
+        step.set_undo(del.clone());
+        assert_eq!(step, plain);
+        let other = Op::LinkDel { netns: Netns::Host, name: "x".into() };
+        assert_eq!(Step::new(add.clone(), other.clone()).into_parts(), (add, other));
+    }
+
+    #[test]
+    fn a_plan_read_from_json_holds_no_room_for_more_steps() {
+        let plan: Plan = (0..5).map(|i| Step::dir_create(format!("/v/{i}"), None, None, None)).collect();
+        let back: Plan = serde_json::from_str(&serde_json::to_string(&plan.compact()).unwrap()).unwrap();
+        assert_eq!((back.steps.len(), back.steps.capacity()), (5, 5));
     }
 
     #[test]
@@ -355,3 +466,6 @@ mod tests {
         assert_eq!(plan.steps.len(), 1);
     }
 }
+
+#[cfg(test)]
+mod wire_tests;

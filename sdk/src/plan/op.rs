@@ -1,13 +1,19 @@
 //! The operations: one typed, idempotent kernel operation each, with its description, its
 //! plain undo and the rules core checks it against.
 
-use super::spec::{FirewallFact, LinkChange, LinkKind, LinkSpec, Netns, RouteSpec};
+use super::spec::{FirewallFact, LinkChange, LinkKind, LinkSpec, MountSpec, Netns, RouteSpec};
 use crate::mount_options::{IMAGE_FSTYPES, MOUNT_FSTYPES};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use std::net::IpAddr;
 
 /// One kernel operation. Every operation is idempotent.
+///
+/// Every endpoint and network keeps the plan that made it, so an operation is kept small: the
+/// payloads that are large and seldom many in a plan (a link's spec, a route, a firewall fact, a
+/// mount) are boxed, and the constructors below ([`Op::link_add`], [`Op::route_add`], ...) and
+/// [`Step`]'s do the boxing. Boxing does not show in the JSON: a boxed payload is written and
+/// read exactly as it was inline.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Op {
@@ -18,7 +24,7 @@ pub enum Op {
         /// Namespace of the link.
         netns: Netns,
         /// The link.
-        link: LinkSpec,
+        link: Box<LinkSpec>,
     },
     /// Ensure a link is absent (a veth peer goes with it).
     LinkDel {
@@ -61,14 +67,14 @@ pub enum Op {
         /// Namespace of the route.
         netns: Netns,
         /// The route.
-        route: RouteSpec,
+        route: Box<RouteSpec>,
     },
     /// Ensure a route is absent.
     RouteDel {
         /// Namespace of the route.
         netns: Netns,
         /// The route.
-        route: RouteSpec,
+        route: Box<RouteSpec>,
     },
     /// Ensure a permanent neighbour entry.
     NeighAdd {
@@ -155,25 +161,16 @@ pub enum Op {
     /// Ensure a firewall fact is present.
     FirewallAdd {
         /// The fact.
-        fact: FirewallFact,
+        fact: Box<FirewallFact>,
     },
     /// Ensure a firewall fact is absent.
     FirewallDel {
         /// The fact.
-        fact: FirewallFact,
+        fact: Box<FirewallFact>,
     },
-    /// Ensure a filesystem is mounted at `target`.
-    Mount {
-        /// Source device, directory or remote share.
-        source: String,
-        /// Mount point.
-        target: String,
-        /// Filesystem type; `none` with `bind` in `options` for a bind mount.
-        fstype: String,
-        /// Comma-separated mount options as `mount -o` takes them.
-        #[serde(default)]
-        options: String,
-    },
+    /// Ensure a filesystem is mounted as [`MountSpec`] says (in JSON an object with its
+    /// fields, as any other operation).
+    Mount(Box<MountSpec>),
     /// Ensure nothing is mounted at `target`.
     Unmount {
         /// Mount point.
@@ -234,6 +231,42 @@ pub enum Op {
 }
 
 impl Op {
+    /// Ensure link `link` exists in `netns`.
+    pub fn link_add(netns: Netns, link: LinkSpec) -> Op {
+        Op::LinkAdd { netns, link: Box::new(link) }
+    }
+
+    /// Ensure route `route` exists in `netns`.
+    pub fn route_add(netns: Netns, route: RouteSpec) -> Op {
+        Op::RouteAdd { netns, route: Box::new(route) }
+    }
+
+    /// Ensure route `route` is absent from `netns`.
+    pub fn route_del(netns: Netns, route: RouteSpec) -> Op {
+        Op::RouteDel { netns, route: Box::new(route) }
+    }
+
+    /// Ensure firewall fact `fact` is present.
+    pub fn firewall_add(fact: FirewallFact) -> Op {
+        Op::FirewallAdd { fact: Box::new(fact) }
+    }
+
+    /// Ensure firewall fact `fact` is absent.
+    pub fn firewall_del(fact: FirewallFact) -> Op {
+        Op::FirewallDel { fact: Box::new(fact) }
+    }
+
+    /// Ensure `source` of `fstype` is mounted at `target` with `options` (see [`MountSpec`]).
+    pub fn mount(
+        source: impl Into<String>,
+        target: impl Into<String>,
+        fstype: impl Into<String>,
+        options: impl Into<String>,
+    ) -> Op {
+        let (source, target, fstype, options) = (source.into(), target.into(), fstype.into(), options.into());
+        Op::Mount(Box::new(MountSpec { source, target, fstype, options }))
+    }
+
     /// The namespace the operation runs in, for operations that have one.
     pub fn netns(&self) -> Option<&Netns> {
         match self {
@@ -308,7 +341,7 @@ impl Op {
             Op::SysctlRestore { netns, key } => format!("restore sysctl {key}{}", ns(netns)),
             Op::FirewallAdd { fact } => format!("add firewall fact {}", fact_name(fact)),
             Op::FirewallDel { fact } => format!("remove firewall fact {}", fact_name(fact)),
-            Op::Mount { target, fstype, .. } => format!("mount {fstype} at {target}"),
+            Op::Mount(m) => format!("mount {} at {}", m.fstype, m.target),
             Op::Unmount { target } => format!("unmount {target}"),
             Op::DirCreate { path, .. } => format!("create directory {path}"),
             Op::DirRemove { path } => format!("remove directory {path}"),
@@ -341,8 +374,8 @@ impl Op {
                 }
                 _ => None,
             },
-            Op::Mount { fstype, .. } if !MOUNT_FSTYPES.contains(&fstype.as_str()) => {
-                Some(format!("filesystem type {fstype:?} is not one of {}", MOUNT_FSTYPES.join(", ")))
+            Op::Mount(m) if !MOUNT_FSTYPES.contains(&m.fstype.as_str()) => {
+                Some(format!("filesystem type {:?} is not one of {}", m.fstype, MOUNT_FSTYPES.join(", ")))
             }
             Op::ImageCreate { fstype, .. } if !IMAGE_FSTYPES.contains(&fstype.as_str()) => {
                 Some(format!("image filesystem type {fstype:?} is not one of {}", IMAGE_FSTYPES.join(", ")))
@@ -379,7 +412,7 @@ impl Op {
                 Op::NeighProxyDel { netns: netns.clone(), device: device.clone(), address: *address }
             }
             Op::FirewallAdd { fact } => Op::FirewallDel { fact: fact.clone() },
-            Op::Mount { target, .. } => Op::Unmount { target: target.clone() },
+            Op::Mount(m) => Op::Unmount { target: m.target.clone() },
             Op::DirCreate { path, .. } => Op::DirRemove { path: path.clone() },
             _ => return None,
         })
@@ -412,7 +445,7 @@ impl Op {
                 netns == n && device == d && address == a
             }
             (Op::FirewallAdd { fact }, Op::FirewallDel { fact: f }) => fact == f,
-            (Op::Mount { target, .. }, Op::Unmount { target: t }) => target == t,
+            (Op::Mount(m), Op::Unmount { target: t }) => m.target == *t,
             (Op::DirCreate { path, .. }, Op::DirRemove { path: p }) => path == p,
             _ => false,
         }

@@ -1,5 +1,5 @@
 //! What operations name: namespaces, links and their kinds and changes, routes, ports' protocols,
-//! gateway modes and firewall facts.
+//! gateway modes, firewall facts and mounts.
 
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
@@ -319,4 +319,18 @@ pub enum FirewallFact {
         /// Bridge the endpoint sits on.
         bridge: String,
     },
+}
+
+/// A filesystem to mount.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MountSpec {
+    /// Source device, directory or remote share.
+    pub source: String,
+    /// Mount point.
+    pub target: String,
+    /// Filesystem type; `none` with `bind` in `options` for a bind mount.
+    pub fstype: String,
+    /// Comma-separated mount options as `mount -o` takes them.
+    #[serde(default)]
+    pub options: String,
 }

@@ -395,12 +395,8 @@ mod tests {
             plan.push(Step::link_add(Netns::Host, LinkSpec::new(format!("v{}", &req.endpoint.id[..8]), kind)));
             plan.push(Step::addr_add(sandbox.clone(), "eth0", req.endpoint.ipv4.expect("an address")));
             let route = RouteSpec::default_via("10.10.0.1".parse().expect("ip"), "eth0", true);
-            let undo = if self.forget_the_route {
-                Op::Noop
-            } else {
-                Op::RouteDel { netns: sandbox.clone(), route: route.clone() }
-            };
-            plan.push(Step::new(Op::RouteAdd { netns: sandbox, route }, undo));
+            let undo = if self.forget_the_route { Op::Noop } else { Op::route_del(sandbox.clone(), route.clone()) };
+            plan.push(Step::new(Op::route_add(sandbox, route), undo));
             Ok(Outcome::new(JoinInfo::default(), plan, req.endpoint_state))
         }
     }
@@ -431,7 +427,7 @@ mod tests {
         plan.push(Step::sysctl(Netns::Host, "kernel.panic", "1", None));
         plan.push(Step::dir_create("/etc/x", None, None, None));
         plan.push(Step::new(
-            Op::LinkAdd { netns: Netns::Host, link: LinkSpec::new("d0", LinkKind::Dummy) },
+            Op::link_add(Netns::Host, LinkSpec::new("d0", LinkKind::Dummy)),
             Op::LinkDel { netns: Netns::Host, name: "d1".into() },
         ));
         let found: Vec<String> = lint(&plan, &reach).iter().map(Finding::to_string).collect();
@@ -449,8 +445,8 @@ mod tests {
         let mut r = Recorder::new();
         let sandbox = Netns::Path("/run/netns/s".into());
         let kind = LinkKind::Veth { peer: "eth0".into(), peer_netns: sandbox.clone(), peer_mac: None };
-        r.apply(&Step::link_add(Netns::Host, LinkSpec::new("v0", kind)).op);
-        r.apply(&Step::addr_add(sandbox.clone(), "eth0", "10.0.0.2/24".parse().unwrap()).op);
+        r.apply(Step::link_add(Netns::Host, LinkSpec::new("v0", kind)).op());
+        r.apply(Step::addr_add(sandbox.clone(), "eth0", "10.0.0.2/24".parse().unwrap()).op());
         assert!(r.has("address /run/netns/s eth0"));
         r.apply(&Op::LinkDel { netns: Netns::Host, name: "v0".into() });
         assert!(r.objects().is_empty(), "{:?}", r.objects());

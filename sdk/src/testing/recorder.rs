@@ -140,7 +140,7 @@ impl Recorder {
                     self.remove(&key);
                 }
             }
-            Op::Mount { target, .. } => self.add(format!("mount {target}"), vec![]),
+            Op::Mount(m) => self.add(format!("mount {}", m.target), vec![]),
             Op::Unmount { target } => self.remove(&format!("mount {target}")),
             Op::DirCreate { path, .. } => self.add(format!("path {path}"), vec![]),
             Op::ImageCreate { path, .. } | Op::FileWrite { path, .. } => self.add(format!("path {path}"), vec![]),
@@ -155,8 +155,8 @@ impl Recorder {
     /// that undo runs.
     pub fn apply_plan(&mut self, plan: &Plan) {
         for step in &plan.steps {
-            self.apply(&step.op);
-            if let (Op::Sysctl { netns, key, .. }, Op::SysctlRestore { .. }) = (&step.op, &step.undo) {
+            self.apply(step.op());
+            if let (Op::Sysctl { netns, key, .. }, Op::SysctlRestore { .. }) = (step.op(), &*step.undo()) {
                 self.add(format!("sysctl {} {key}", ns(netns)), vec![]);
             }
         }
@@ -168,9 +168,9 @@ impl Recorder {
         let mut copy = self.clone();
         copy.apply_plan(plan);
         for step in plan.steps.iter().rev() {
-            copy.apply(&step.undo);
+            copy.apply(&step.undo());
             // Undoing a restore sets the key again, and core restores it at the next removal.
-            if let (Op::SysctlRestore { netns, key }, Op::Sysctl { .. }) = (&step.op, &step.undo) {
+            if let (Op::SysctlRestore { netns, key }, Op::Sysctl { .. }) = (step.op(), &*step.undo()) {
                 copy.add(format!("sysctl {} {key}", ns(netns)), vec![]);
             }
         }

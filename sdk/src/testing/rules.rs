@@ -125,8 +125,8 @@ fn op_problem(op: &Op, reach: &Reach) -> Option<String> {
         {
             Some(format!("{m:?} is not a MAC address"))
         }
-        Op::Mount { target: path, .. }
-        | Op::Unmount { target: path }
+        Op::Mount(m) => path_problem(&m.target),
+        Op::Unmount { target: path }
         | Op::DirCreate { path, .. }
         | Op::DirRemove { path }
         | Op::ImageCreate { path, .. }
@@ -144,12 +144,13 @@ fn op_problem(op: &Op, reach: &Reach) -> Option<String> {
 pub fn lint(plan: &Plan, reach: &Reach) -> Vec<Finding> {
     let mut findings = Vec::new();
     for (i, step) in plan.steps.iter().enumerate() {
-        let problems = [op_problem(&step.op, reach), op_problem(&step.undo, reach), undo_problem(&step.op, &step.undo)];
+        let (op, undo) = (step.op(), step.undo());
+        let problems = [op_problem(op, reach), op_problem(&undo, reach), undo_problem(op, &undo)];
         let mut seen: Vec<String> = Vec::new();
         for problem in problems.into_iter().flatten() {
             if !seen.contains(&problem) {
                 seen.push(problem.clone());
-                findings.push(Finding { step: i + 1, op: step.op.describe(), problem });
+                findings.push(Finding { step: i + 1, op: op.describe(), problem });
             }
         }
     }

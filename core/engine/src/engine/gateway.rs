@@ -24,9 +24,9 @@ pub(super) fn gateway_plan(sandbox: &Sandbox, endpoints: &[(&Endpoint, &Network)
             defaults.iter().max_by(|a, b| a.0.gw_priority.cmp(&b.0.gw_priority).then_with(|| b.1.name.cmp(&a.1.name)));
         let Some((_, _, chosen)) = best else { continue };
         for (_, _, route) in defaults.iter().filter(|(_, _, r)| r != chosen) {
-            plan.push(Step::new(Op::RouteDel { netns: netns.clone(), route: (*route).clone() }, Op::Noop));
+            plan.push(Step::new(Op::route_del(netns.clone(), (*route).clone()), Op::Noop));
         }
-        plan.push(Step::new(Op::RouteAdd { netns: netns.clone(), route: (*chosen).clone() }, Op::Noop));
+        plan.push(Step::new(Op::route_add(netns.clone(), (*chosen).clone()), Op::Noop));
     }
     plan
 }

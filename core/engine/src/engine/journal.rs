@@ -35,9 +35,9 @@ fn checked_and_joined<'a>(
 /// nothing: a directory wharf did not make is adopted, and a later failure never removes it.
 pub(super) fn adopt_existing_directories(exec: &dyn Executor, mut plan: Plan) -> Plan {
     for step in &mut plan.steps {
-        if let Op::DirCreate { path, .. } = &step.op {
+        if let Op::DirCreate { path, .. } = step.op() {
             if exec.path_exists(Path::new(path)) {
-                step.undo = Op::Noop;
+                step.set_undo(Op::Noop);
             }
         }
     }
@@ -226,8 +226,9 @@ impl Engine {
                 tracing::warn!(object = %entry.object, steps, ran = done.len(), "rolling back an interrupted plan");
                 if let Some(step) = entry.plan.steps.get(done.len()) {
                     if self.made_in_flight(step) {
-                        if let Err(e) = exec.apply(&step.undo) {
-                            failures.push(format!("{}: {}", crate::executor::report(&e), step.undo.describe()));
+                        let undo = step.undo();
+                        if let Err(e) = exec.apply(&undo) {
+                            failures.push(format!("{}: {}", crate::executor::report(&e), undo.describe()));
                         }
                     }
                 }
@@ -250,12 +251,12 @@ impl Engine {
     /// [`adopt_existing_directories`]); or a sysctl or MTU change whose undo puts back the
     /// value core kept or found.
     pub(super) fn made_in_flight(&self, step: &Step) -> bool {
-        match &step.op {
+        match step.op() {
             Op::NetnsCreate { .. } | Op::FileWrite { .. } => true,
-            Op::DirCreate { .. } => step.undo != Op::Noop,
+            Op::DirCreate { .. } => *step.undo() != Op::Noop,
             // A change whose undo writes back the value kept or found: right whether it ran or not.
-            Op::Sysctl { .. } => matches!(step.undo, Op::SysctlRestore { .. } | Op::Sysctl { .. }),
-            Op::LinkSet { change: wharf_sdk::LinkChange::Mtu(_), .. } => step.undo != Op::Noop,
+            Op::Sysctl { .. } => matches!(*step.undo(), Op::SysctlRestore { .. } | Op::Sysctl { .. }),
+            Op::LinkSet { change: wharf_sdk::LinkChange::Mtu(_), .. } => *step.undo() != Op::Noop,
             op => self.ours_alone(&self.lock(), op, ""),
         }
     }

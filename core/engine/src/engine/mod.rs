@@ -385,7 +385,7 @@ impl Engine {
         let foreign: Vec<usize> = found
             .iter()
             .copied()
-            .filter(|&i| !made.steps.get(i).is_some_and(|s| self.ours_alone(state, &s.op, id)))
+            .filter(|&i| !made.steps.get(i).is_some_and(|s| self.ours_alone(state, s.op(), id)))
             .collect();
         without_found(removal, made, &foreign)
     }

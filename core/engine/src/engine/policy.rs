@@ -95,7 +95,8 @@ fn violation(op: &Op, roots: &Roots<'_>, exec: &dyn Executor, author: Author<'_>
         return Some(breach);
     }
     match op {
-        Op::Mount { target, .. } | Op::Unmount { target } => under(target, &[roots.volumes]),
+        Op::Mount(m) => under(&m.target, &[roots.volumes]),
+        Op::Unmount { target } => under(target, &[roots.volumes]),
         Op::DirCreate { path, .. }
         | Op::DirRemove { path }
         | Op::ImageCreate { path, .. }
@@ -112,7 +113,7 @@ fn violation(op: &Op, roots: &Roots<'_>, exec: &dyn Executor, author: Author<'_>
 pub fn check(plan: &Plan, settings: &Settings, exec: &dyn Executor, author: Author<'_>, object: &str) -> Result<()> {
     let roots = Roots::of(settings);
     for (i, step) in plan.steps.iter().enumerate() {
-        for op in [&step.op, &step.undo] {
+        for op in [step.op(), &step.undo()] {
             if let Some(reason) = violation(op, &roots, exec, author) {
                 return Err(Error::Forbidden(format!(
                     "{object}: the plan from {} is refused at step {} ({}): {reason}",

@@ -39,7 +39,7 @@ pub(super) fn firewall_facts<'a>(plans: impl Iterator<Item = &'a Plan>) -> Vec<F
     plans
         .flat_map(|p| p.ops())
         .filter_map(|op| match op {
-            Op::FirewallAdd { fact } => Some(fact.clone()),
+            Op::FirewallAdd { fact } => Some((**fact).clone()),
             _ => None,
         })
         .collect()
@@ -188,7 +188,7 @@ impl Engine {
                     .removal_plan(state, e.plan.inverse(), &e.plan, &e.found, &e.id)
                     .steps
                     .into_iter()
-                    .filter(|s| s.op.netns() != Some(&Netns::Path(sb.netns.clone())))
+                    .filter(|s| s.op().netns() != Some(&Netns::Path(sb.netns.clone())))
                     .collect();
                 for op in host_side.ops() {
                     if let Err(err) = self.exec.apply(op) {
@@ -304,8 +304,7 @@ mod tests {
     #[test]
     fn missing_detects_absent_links_and_addresses() {
         let facts = HostFacts::default();
-        let op =
-            Op::LinkAdd { netns: Netns::Host, link: wharf_sdk::LinkSpec::new("br-x", wharf_sdk::LinkKind::Bridge) };
+        let op = Op::link_add(Netns::Host, wharf_sdk::LinkSpec::new("br-x", wharf_sdk::LinkKind::Bridge));
         assert_eq!(missing(&op, &facts).as_deref(), Some("re-created link br-x"));
     }
 }

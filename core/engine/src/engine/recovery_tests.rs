@@ -189,8 +189,8 @@ fn directories_that_existed_are_adopted_not_undone() {
         .into_iter()
         .collect();
     let plan = adopt_existing_directories(&*f.rec, plan);
-    assert_eq!(plan.steps[0].undo, Op::Noop);
-    assert_eq!(plan.steps[1].undo, Op::DirRemove { path: fresh });
+    assert_eq!(*plan.steps[0].undo(), Op::Noop);
+    assert_eq!(*plan.steps[1].undo(), Op::DirRemove { path: fresh });
 }
 
 #[test]

@@ -37,7 +37,8 @@ fn record_key(netns: &Netns, key: &str) -> String {
 /// holds it already, whose value is the one to go back to) and that `object` holds it.
 pub(super) fn remember(t: &mut Txn<'_>, exec: &dyn Executor, plan: &Plan, object: &str) -> Result<()> {
     for step in &plan.steps {
-        let (Op::Sysctl { netns, key, .. }, Op::SysctlRestore { netns: n, key: k }) = (&step.op, &step.undo) else {
+        let undo = step.undo();
+        let (Op::Sysctl { netns, key, .. }, Op::SysctlRestore { netns: n, key: k }) = (step.op(), &*undo) else {
             continue;
         };
         if netns != n || key != k {
@@ -214,7 +215,7 @@ mod tests {
         {
             let store = Store::open(&path).unwrap();
             store.write(|t| remember(t, &rec, &plan(), "network a")).unwrap();
-            rec.apply(&plan().steps[0].op).unwrap();
+            rec.apply(plan().steps[0].op()).unwrap();
         }
         let store = Store::open(&path).unwrap();
         undo(&store, &rec, "network a");

@@ -475,7 +475,7 @@ fn recovery_undoes_only_the_steps_that_ran() {
         let f = Fixture::new();
         let ran = vec![Created; k + 1];
         let undone = crash_and_recover(&f, &plan, &ran);
-        let want: Vec<Op> = plan.steps[..=k].iter().rev().map(|s| s.undo.clone()).collect();
+        let want: Vec<Op> = plan.steps[..=k].iter().rev().map(|s| s.undo().into_owned()).collect();
         assert_eq!(undone, want, "crash after step {k}");
     }
 }
@@ -486,7 +486,7 @@ fn recovery_leaves_what_a_step_found() {
     let f = Fixture::new();
     let plan = three_steps();
     let undone = crash_and_recover(&f, &plan, &[Found, Created]);
-    assert_eq!(undone, [plan.steps[1].undo.clone()]);
+    assert_eq!(undone, [plan.steps[1].undo().into_owned()]);
 }
 
 #[test]
@@ -496,7 +496,7 @@ fn a_link_under_way_at_the_crash_is_undone_only_if_it_carries_our_mark() {
     assert_eq!(crash_and_recover(&f, &plan, &[]), []);
     let f = Fixture::new();
     f.rec.marked("br-0123456789ab");
-    assert_eq!(crash_and_recover(&f, &plan, &[]), [plan.steps[0].undo.clone()]);
+    assert_eq!(crash_and_recover(&f, &plan, &[]), [plan.steps[0].undo().into_owned()]);
 }
 
 #[test]

@@ -15,7 +15,7 @@ use std::collections::BTreeSet;
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use wharf_sdk::{FirewallFact, HostFacts, HostLink, Netns, Op, Plan};
+use wharf_sdk::{FirewallFact, HostFacts, HostLink, Netns, Op, Plan, Step};
 
 /// The host links a network call concerns (see [`wharf_sdk::FactsScope::Concerned`]): those
 /// named, those holding one of the addresses, and the default-route interfaces.
@@ -277,12 +277,14 @@ pub fn run_plan(
     let mut outcomes = Vec::with_capacity(plan.steps.len());
     for (i, step) in plan.steps.iter().enumerate() {
         let started = std::time::Instant::now();
-        let done = exec.apply(&step.op);
+        let done = exec.apply(step.op());
         let micros = started.elapsed().as_micros() as u64;
         match &done {
-            Ok(outcome) => tracing::debug!(step = i + 1, op = %step.op.describe(), ?outcome, micros, "plan step done"),
+            Ok(outcome) => {
+                tracing::debug!(step = i + 1, op = %step.op().describe(), ?outcome, micros, "plan step done")
+            }
             Err(e) => {
-                tracing::debug!(step = i + 1, op = %step.op.describe(), error = %report(e), micros, "plan step failed")
+                tracing::debug!(step = i + 1, op = %step.op().describe(), error = %report(e), micros, "plan step failed")
             }
         }
         match done {
@@ -292,7 +294,7 @@ pub fn run_plan(
             }
             Err(e) => {
                 let rollback_failures = undo_steps(exec, plan, &outcomes);
-                return Err(PlanError { step: step.op.describe(), cause: e, rollback_failures });
+                return Err(PlanError { step: step.op().describe(), cause: e, rollback_failures });
             }
         }
     }
@@ -306,9 +308,10 @@ pub fn undo_steps(exec: &dyn Executor, plan: &Plan, outcomes: &[Outcome]) -> Vec
     crate::metrics::global().plan_rolled_back();
     let mut failures = Vec::new();
     for (step, _) in plan.steps.iter().zip(outcomes).filter(|(_, o)| **o == Outcome::Created).rev() {
-        if let Err(e) = exec.apply(&step.undo) {
-            tracing::warn!(step = %step.undo.describe(), error = %e, "rollback step failed");
-            failures.push(format!("{}: {}", step.undo.describe(), report(&e)));
+        let undo = step.undo();
+        if let Err(e) = exec.apply(&undo) {
+            tracing::warn!(step = %undo.describe(), error = %e, "rollback step failed");
+            failures.push(format!("{}: {}", undo.describe(), report(&e)));
         }
     }
     failures
@@ -327,8 +330,8 @@ pub fn without_found(plan: Plan, made: &Plan, found: &[usize]) -> Plan {
     if found.is_empty() {
         return plan;
     }
-    let adopted: Vec<&Op> = found.iter().filter_map(|&i| made.steps.get(i)).map(|s| &s.undo).collect();
-    plan.steps.into_iter().filter(|s| !adopted.contains(&&s.op)).collect()
+    let adopted: Vec<_> = found.iter().filter_map(|&i| made.steps.get(i)).map(Step::undo).collect();
+    plan.steps.into_iter().filter(|s| !adopted.iter().any(|a| **a == *s.op())).collect()
 }
 
 /// An executor that records operations instead of carrying them out. `fail_on` makes the
@@ -592,7 +595,7 @@ mod tests {
     #[test]
     fn a_failed_rollback_is_in_the_error_a_user_sees_and_the_errno_is_kept() {
         let rec = Recording::default();
-        let del_addr = plan().steps[1].undo.describe();
+        let del_addr = plan().steps[1].undo().describe();
         rec.fail_on_any(&["set link br0 Up", &del_addr]);
         let err = run_plan(&rec, &plan(), &mut |_, _| {}).unwrap_err();
         assert_eq!(err.cause.errno(), Some(5), "the errno stays with the error");

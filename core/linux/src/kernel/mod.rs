@@ -198,7 +198,7 @@ impl Kernel {
         let netns = op.netns().cloned().unwrap_or_default();
         if let Op::LinkAdd { link, .. } = op {
             if let Some(target) = link_target(&link.kind) {
-                return self.link_add_across(&netns, target, link.clone());
+                return self.link_add_across(&netns, target, (**link).clone());
             }
             let (l, mark) = (link.clone(), self.mark.clone());
             let (outcome, ours) =
@@ -338,7 +338,7 @@ impl Kernel {
             Op::Noop => Ok(Outcome::Created),
             Op::FirewallAdd { fact } => created(self.firewall.add(fact)),
             Op::FirewallDel { fact } => created(self.firewall.remove(fact)),
-            Op::Mount { source, target, fstype, options } => created(mount::mount_fs(source, target, fstype, options)),
+            Op::Mount(m) => created(mount::mount_fs(&m.source, &m.target, &m.fstype, &m.options)),
             Op::Unmount { target } => created(mount::unmount_fs(target)),
             Op::DirCreate { path, mode, uid, gid } => {
                 let existed = Path::new(path).exists();

@@ -447,9 +447,9 @@ impl Engine {
         plan.steps
             .into_iter()
             .filter(|step| {
-                let moot = step.op.namespaces().any(|n| *n == gone);
+                let moot = step.op().namespaces().any(|n| *n == gone);
                 if moot {
-                    tracing::debug!(step = %step.op.describe(), "moot: the sandbox's namespace is gone");
+                    tracing::debug!(step = %step.op().describe(), "moot: the sandbox's namespace is gone");
                 }
                 !moot
             })
