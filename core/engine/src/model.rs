@@ -19,8 +19,9 @@ pub struct Pool {
     pub gateway: Option<IpAddr>,
     /// Auxiliary addresses, reserved by name.
     pub aux: BTreeMap<String, IpAddr>,
-    /// Addresses handed out.
-    pub allocated: BTreeSet<IpAddr>,
+    /// Addresses handed out. A persistent set: a network's record is copied on every connect
+    /// and disconnect, and a copy shares the set instead of cloning an address per endpoint.
+    pub allocated: imbl::OrdSet<IpAddr>,
     /// Where the next dynamic search starts, so a freed address is not reused at once.
     pub cursor: Option<IpAddr>,
 }
