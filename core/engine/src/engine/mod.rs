@@ -177,6 +177,26 @@ pub fn instance_id(store: &Store) -> Result<String> {
     Ok(id)
 }
 
+/// Each pool's allocated addresses, from the endpoints that hold them (see
+/// [`crate::model::Pool::allocated`]); a record from before they were left out of it is
+/// read the same way.
+fn restore_allocations(networks: &mut BTreeMap<String, Network>, endpoints: &[Endpoint]) {
+    fn pools(n: &mut Network) -> impl Iterator<Item = &mut crate::model::Pool> {
+        n.ipv4.iter_mut().chain(n.ipv6.iter_mut())
+    }
+    for n in networks.values_mut() {
+        pools(n).for_each(|p| p.allocated.clear());
+    }
+    for e in endpoints {
+        let Some(n) = networks.get_mut(&e.network_id) else { continue };
+        for ip in e.ipv4.iter().chain(&e.ipv6).map(IpNet::addr) {
+            for pool in pools(n).filter(|p| p.contains(&ip)) {
+                pool.allocated.insert(ip);
+            }
+        }
+    }
+}
+
 /// The links a plan creates, with their kinds.
 fn plan_links(plan: &Plan) -> impl Iterator<Item = (&LinkKind, &str)> {
     plan.ops().filter_map(|op| match op {
@@ -205,10 +225,14 @@ impl Engine {
             settings.pools_v6.push(crate::ipam::ula_pool(ula_global_id(&store)?));
         }
         let mut state = State::default();
-        for (_, n) in store.list::<Network>(Table::Networks)? {
+        let endpoints: Vec<Endpoint> = store.list(Table::Endpoints)?.into_iter().map(|(_, e)| e).collect();
+        let mut networks: BTreeMap<String, Network> =
+            store.list::<Network>(Table::Networks)?.into_iter().map(|(_, n)| (n.id.clone(), n)).collect();
+        restore_allocations(&mut networks, &endpoints);
+        for n in networks.into_values() {
             state.put_network(n);
         }
-        for (_, e) in store.list::<Endpoint>(Table::Endpoints)? {
+        for e in endpoints {
             state.put_endpoint(e);
         }
         for (_, s) in store.list::<Sandbox>(Table::Sandboxes)? {
