@@ -232,11 +232,11 @@ impl Engine {
         for n in networks.into_values() {
             state.put_network(n);
         }
-        for e in endpoints {
-            state.put_endpoint(e);
-        }
         for (_, s) in store.list::<Sandbox>(Table::Sandboxes)? {
             state.put_sandbox(s);
+        }
+        for e in endpoints {
+            state.put_endpoint(e);
         }
         for (_, v) in store.list::<Volume>(Table::Volumes)? {
             state.put_volume(v);

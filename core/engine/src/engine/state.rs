@@ -11,8 +11,10 @@
 use super::plan_links;
 use crate::error::{Error, Result};
 use crate::model::{Endpoint, Network, Sandbox, Volume};
+use equivalent::{Comparable, Equivalent};
 use imbl::{OrdMap, OrdSet};
 use std::borrow::Borrow;
+use std::cmp::Ordering;
 use std::ops::Bound;
 use std::sync::Arc;
 use wharf_sdk::{LinkKind, PortBinding};
@@ -61,6 +63,11 @@ impl<T> Objects<T> {
         self.0.range::<_, str>(from).take_while(move |(k, _)| k.starts_with(prefix)).map(|(_, v)| v)
     }
 
+    /// The key `key` is stored under, shared; a new one when there is no such object.
+    fn shared_key(&self, key: &str) -> Key {
+        self.0.get_key_value(key).map_or_else(|| Key::from(key), |(k, _)| k.clone())
+    }
+
     fn insert(&mut self, key: Key, value: Arc<T>) -> Option<Arc<T>> {
         self.0.insert(key, value)
     }
@@ -70,38 +77,51 @@ impl<T> Objects<T> {
     }
 }
 
-/// The keys of the objects that have a `K` (a name, a network, a link they make), each
-/// set in key order.
+/// The keys of the objects that have a `B` (a name, a network, a link they make, a host
+/// port), as pairs in one ordered set: an object's entry costs a pair, not a set of its
+/// own, and the keys of one `B` are a range, in key order.
 #[derive(Debug, Clone)]
-struct Index<K: Ord + Clone>(OrdMap<K, OrdSet<Key>>);
+struct Index<B: Ord + Clone>(OrdSet<(B, Key)>);
 
-impl<K: Ord + Clone> Default for Index<K> {
+impl<B: Ord + Clone> Default for Index<B> {
     fn default() -> Self {
-        Index(OrdMap::new())
+        Index(OrdSet::new())
     }
 }
 
-impl<K: Ord + Clone> Index<K> {
-    fn add(&mut self, by: K, key: &Key) {
-        self.0.entry(by).or_default().insert(key.clone());
+/// A pair of an index looked for by borrowed parts, so a look-up makes no `Arc`.
+struct Pair<'a, Q: ?Sized>(&'a Q, &'a str);
+
+impl<Q: Ord + ?Sized, B: Borrow<Q>> Equivalent<(B, Key)> for Pair<'_, Q> {
+    fn equivalent(&self, pair: &(B, Key)) -> bool {
+        self.0 == pair.0.borrow() && self.1 == &*pair.1
+    }
+}
+
+impl<Q: Ord + ?Sized, B: Borrow<Q>> Comparable<(B, Key)> for Pair<'_, Q> {
+    fn compare(&self, pair: &(B, Key)) -> Ordering {
+        (self.0, self.1).cmp(&(pair.0.borrow(), &*pair.1))
+    }
+}
+
+impl<B: Ord + Clone> Index<B> {
+    fn add(&mut self, by: B, key: &Key) {
+        self.0.insert((by, key.clone()));
     }
 
     fn remove<Q: Ord + ?Sized>(&mut self, by: &Q, key: &str)
     where
-        K: Borrow<Q>,
+        B: Borrow<Q>,
     {
-        let Some(keys) = self.0.get_mut(by) else { return };
-        keys.remove(key);
-        if keys.is_empty() {
-            self.0.remove(by);
-        }
+        self.0.remove(&Pair(by, key));
     }
 
-    fn keys<Q: Ord + ?Sized>(&self, by: &Q) -> impl Iterator<Item = &Key>
+    fn keys<'a, 'b, Q: Ord + ?Sized>(&'a self, by: &'b Q) -> impl Iterator<Item = &'a Key> + use<'a, 'b, B, Q>
     where
-        K: Borrow<Q>,
+        B: Borrow<Q>,
     {
-        self.0.get(by).into_iter().flat_map(OrdSet::iter)
+        let from = (Bound::Included(Pair(by, "")), Bound::Unbounded);
+        self.0.range(from).take_while(move |(b, _)| b.borrow() == by).map(|(_, key)| key)
     }
 }
 
@@ -186,19 +206,25 @@ impl State {
     }
 
     /// The endpoints on network `id`, by id.
-    pub(super) fn endpoints_of_network<'a>(&'a self, id: &str) -> impl Iterator<Item = &'a Endpoint> + 'a {
+    pub(super) fn endpoints_of_network<'a, 'b>(
+        &'a self,
+        id: &'b str,
+    ) -> impl Iterator<Item = &'a Endpoint> + use<'a, 'b> {
         self.endpoints_by_network.keys(id).filter_map(|k| self.endpoints.get(k)).map(|e| &**e)
     }
 
     /// The endpoints of sandbox `id`, by id.
-    pub(super) fn endpoints_of_sandbox<'a>(&'a self, id: &str) -> impl Iterator<Item = &'a Endpoint> + 'a {
+    pub(super) fn endpoints_of_sandbox<'a, 'b>(
+        &'a self,
+        id: &'b str,
+    ) -> impl Iterator<Item = &'a Endpoint> + use<'a, 'b> {
         self.endpoints_by_sandbox.keys(id).filter_map(|k| self.endpoints.get(k)).map(|e| &**e)
     }
 
     /// The bindings of every endpoint that publish host port `port`.
-    pub(super) fn bindings_on(&self, port: u16) -> impl Iterator<Item = &PortBinding> {
-        let endpoints = self.endpoints_by_port.keys(&port).filter_map(|k| self.endpoints.get(k));
-        endpoints.flat_map(|e| &e.join.ports).filter(move |b| b.host_port == port)
+    pub(super) fn bindings_on<'a, 'b>(&'a self, port: &'b u16) -> impl Iterator<Item = &'a PortBinding> + use<'a, 'b> {
+        let endpoints = self.endpoints_by_port.keys(port).filter_map(|k| self.endpoints.get(k));
+        endpoints.flat_map(|e| &e.join.ports).filter(move |b| b.host_port == *port)
     }
 
     /// Whether the plan of a network or endpoint other than the one with id `except` makes
@@ -252,8 +278,8 @@ impl State {
         let endpoint = endpoint.into();
         self.remove_endpoint(&endpoint.id);
         let key = Key::from(endpoint.id.as_str());
-        self.endpoints_by_network.add(Key::from(endpoint.network_id.as_str()), &key);
-        self.endpoints_by_sandbox.add(Key::from(endpoint.sandbox_id.as_str()), &key);
+        self.endpoints_by_network.add(self.networks.shared_key(&endpoint.network_id), &key);
+        self.endpoints_by_sandbox.add(self.sandboxes.shared_key(&endpoint.sandbox_id), &key);
         for (_, link) in plan_links(&endpoint.plan) {
             self.endpoint_links.add(Key::from(link), &key);
         }
@@ -344,9 +370,11 @@ mod tests {
         s.put_network(network("n1", "a", &["br-a"]));
         s.put_endpoint(endpoint("e1", "n1", "s1", "veth1"));
         s.put_endpoint(endpoint("e2", "n1", "s2", "veth2"));
+        s.put_endpoint(endpoint("e0", "n0", "s10", "veth0"));
         let copy = s.clone();
         let ids = |i: Vec<&Endpoint>| i.into_iter().map(|e| e.id.clone()).collect::<Vec<_>>();
         assert_eq!(ids(s.endpoints_of_network("n1").collect()), ["e1", "e2"]);
+        assert_eq!(ids(s.endpoints_of_sandbox("s1").collect()), ["e1"], "not those of s10");
         assert!(s.link_named_by_other("br-a", "e1") && !s.link_named_by_other("br-a", "n1"));
         // The endpoint moves to another sandbox and another link.
         s.put_endpoint(endpoint("e1", "n1", "s3", "veth3"));

@@ -79,7 +79,7 @@ fn settle_host_ports(
     for i in 0..ports.len() {
         let (settled, rest) = ports.split_at_mut(i);
         let p = &mut rest[0];
-        let published = |port: u16| state.bindings_on(port).chain(settled.iter()).any(|o| clash(p, port, o));
+        let published = |port: u16| state.bindings_on(&port).chain(settled.iter()).any(|o| clash(p, port, o));
         let what = format!("{}/{}", p.port, p.protocol.as_str());
         let on_host = |port: u16| -> Result<bool> {
             match host(p, port)? {
@@ -315,7 +315,7 @@ impl Engine {
 
     fn check_ports(&self, state: &State, endpoint: &Endpoint) -> Result<()> {
         for new in &endpoint.join.ports {
-            for other in state.bindings_on(new.host_port) {
+            for other in state.bindings_on(&new.host_port) {
                 if clash(new, new.host_port, other) {
                     return Err(Error::Conflict(format!(
                         "host port {}/{} is already published by another endpoint",
