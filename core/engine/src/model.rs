@@ -19,8 +19,12 @@ pub struct Pool {
     pub gateway: Option<IpAddr>,
     /// Auxiliary addresses, reserved by name.
     pub aux: BTreeMap<String, IpAddr>,
-    /// Addresses handed out.
-    pub allocated: BTreeSet<IpAddr>,
+    /// Addresses handed out: those of the network's endpoints. Not stored with the network,
+    /// whose record is written on every connect and disconnect and would grow with each
+    /// endpoint: the engine rebuilds it from the endpoints' records at start. A persistent
+    /// set, so the copy of a network a connect makes shares it.
+    #[serde(skip_serializing)]
+    pub allocated: imbl::OrdSet<IpAddr>,
     /// Where the next dynamic search starts, so a freed address is not reused at once.
     pub cursor: Option<IpAddr>,
 }

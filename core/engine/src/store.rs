@@ -185,6 +185,22 @@ impl Store {
         Ok(out)
     }
 
+    /// The keys of `table` that begin with `prefix`, in order: a range of the table, not a
+    /// walk of it.
+    pub fn keys_with_prefix(&self, table: Table, prefix: &str) -> Result<Vec<String>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(table.def())?;
+        let mut out = Vec::new();
+        for row in t.range(prefix..)? {
+            let key = row?.0.value().to_string();
+            if !key.starts_with(prefix) {
+                break;
+            }
+            out.push(key);
+        }
+        Ok(out)
+    }
+
     /// The value at `key` in `table`.
     pub fn get<T: DeserializeOwned>(&self, table: Table, key: &str) -> Result<Option<T>> {
         let txn = self.db.begin_read()?;

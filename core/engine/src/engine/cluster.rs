@@ -261,7 +261,7 @@ impl Engine {
         endpoint.static_ipv4 = static_v4;
         endpoint.static_ipv6 = static_v6;
         self.store.write(|t| t.put(Table::Endpoints, &endpoint.id, &endpoint))?;
-        state.endpoints.insert(endpoint.id.clone(), Arc::new(endpoint.clone()));
+        state.put_endpoint(Arc::new(endpoint.clone()));
         if let Err(e) = cluster.store.publish_endpoint(&self.endpoint_record(cluster, &sandbox, &endpoint)) {
             // Not published, so not reachable from other hosts: take it away again.
             if let Err(undo) = self.disconnect_locked(state, &endpoint, true) {
@@ -314,12 +314,12 @@ impl Engine {
     fn register(&self, cluster: &Cluster) -> wharf_cluster::Result<()> {
         cluster.store.join(&cluster.host)?;
         let state = self.read();
-        for e in state.endpoints.values() {
-            let Some(network) = state.networks.get(&e.network_id).filter(|n| self.global(n).is_some()) else {
+        for e in state.endpoints().values() {
+            let Some(network) = state.networks().get(&e.network_id).filter(|n| self.global(n).is_some()) else {
                 continue;
             };
             let none = Sandbox::default();
-            let sandbox = state.sandboxes.get(&e.sandbox_id).map_or(&none, |s| s);
+            let sandbox = state.sandboxes().get(&e.sandbox_id).map_or(&none, |s| s);
             match cluster.store.publish_endpoint(&self.endpoint_record(cluster, sandbox, e)) {
                 Ok(()) => {}
                 Err(wharf_cluster::Error::NotFound(_)) => {
@@ -343,7 +343,7 @@ impl Engine {
         }
         let gone: Vec<Network> = self
             .read()
-            .networks
+            .networks()
             .values()
             .filter(|n| self.global(n).is_some() && !view.networks.contains_key(&n.id))
             .map(|n| Network::clone(n))
@@ -377,7 +377,7 @@ impl Engine {
         let mut want: BTreeMap<String, BTreeMap<String, Vec<Entry>>> = BTreeMap::new();
         {
             let state = self.read();
-            for network in state.networks.values().filter(|n| self.global(n).is_some() && super::dns::has_dns(n)) {
+            for network in state.networks().values().filter(|n| self.global(n).is_some() && super::dns::has_dns(n)) {
                 let hosts = want.entry(network.id.clone()).or_default();
                 for e in view.endpoints_of(&network.id).filter(|e| e.host != cluster.host.id) {
                     hosts.entry(e.host.clone()).or_default().push(remote_entry(e));
@@ -416,10 +416,10 @@ impl Engine {
     /// Create a network another host put in the cluster, with its id, unless it is here.
     fn adopt_network(&self, record: &NetworkRecord) -> Result<()> {
         let mut state = self.lock();
-        if state.networks.contains_key(&record.id) {
+        if state.networks().contains_key(&record.id) {
             return Ok(());
         }
-        if state.networks.values().any(|n| n.name == record.name) {
+        if state.network_named(&record.name) {
             return Err(Error::Conflict(format!("a local network is named {} too", record.name)));
         }
         let mut network: Network = serde_json::from_value(record.definition.clone())
@@ -443,7 +443,7 @@ impl Engine {
         let state: &State = &guard;
         let mut want: BTreeMap<String, Programmed> = BTreeMap::new();
         for e in view.endpoints.values().filter(|e| e.host != cluster.host.id) {
-            let Some(network) = state.networks.get(&e.network_id).filter(|n| self.global(n).is_some()) else {
+            let Some(network) = state.networks().get(&e.network_id).filter(|n| self.global(n).is_some()) else {
                 continue;
             };
             let Some(device) = vxlan_device(network) else { continue };
@@ -460,7 +460,7 @@ impl Engine {
         // Entries of a network that went went with its device.
         let mut done: BTreeMap<String, Programmed> = have
             .iter()
-            .filter(|(_, e)| state.networks.contains_key(&e.network_id))
+            .filter(|(_, e)| state.networks().contains_key(&e.network_id))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         if done != have {
@@ -479,7 +479,7 @@ impl Engine {
             }
         }
         for (network_id, batch) in changes {
-            let network = &state.networks[&network_id];
+            let Some(network) = state.networks().get(&network_id) else { continue };
             if let Err(e) = self.apply_changes(network, &batch, &mut done) {
                 // One bad entry must not hold the others back: one at a time, then.
                 tracing::warn!(network = %network.name, error = %e.message(), "programming remote endpoints one by one");

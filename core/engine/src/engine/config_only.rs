@@ -49,7 +49,10 @@ pub(super) fn with_config_from(state: &State, mut req: NetworkCreateRequest) -> 
 
 /// Refuse to remove configuration network `network` while a network made from it exists.
 pub(super) fn check_unused(state: &State, network: &Network) -> Result<()> {
-    match state.networks.values().find(|n| network.config_only && n.config_from == network.name) {
+    if !network.config_only {
+        return Ok(());
+    }
+    match state.networks().values().find(|n| n.config_from == network.name) {
         Some(user) => {
             Err(Error::Forbidden(format!("configuration network {} is in use by network {}", network.name, user.name)))
         }
@@ -94,7 +97,7 @@ impl Engine {
             t.put(Table::Networks, &network.id, &network)
         })?;
         tracing::info!(network = %network.name, id = %network.id, "configuration-only network created");
-        state.networks.insert(network.id.clone(), Arc::new(network.clone()));
+        state.put_network(Arc::new(network.clone()));
         Ok(network)
     }
 }

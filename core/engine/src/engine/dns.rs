@@ -149,7 +149,7 @@ fn entry(e: &Endpoint, sandbox: &Sandbox) -> Entry {
 impl State {
     /// Whether sandbox `id` is on a network with DNS.
     fn wants_resolver(&self, id: &str) -> bool {
-        self.endpoints_of_sandbox(id).any(|e| self.networks.get(&e.network_id).is_some_and(|n| has_dns(n)))
+        self.endpoints_of_sandbox(id).any(|e| self.networks().get(&e.network_id).is_some_and(|n| has_dns(n)))
     }
 }
 
@@ -227,7 +227,7 @@ impl Engine {
     /// Whether `sandbox`'s resolver still serves once `endpoint` is gone.
     pub(super) fn serves_after_disconnect(&self, state: &State, endpoint: &Endpoint, sandbox: &Sandbox) -> bool {
         let others = state.endpoints_of_sandbox(&sandbox.id).filter(|e| e.id != endpoint.id);
-        let mut others = others.filter(|e| state.networks.get(&e.network_id).is_some_and(|n| has_dns(n)));
+        let mut others = others.filter(|e| state.networks().get(&e.network_id).is_some_and(|n| has_dns(n)));
         self.dns.as_ref().is_some_and(|r| r.serving(&sandbox.id)) && others.next().is_some()
     }
 
@@ -254,10 +254,10 @@ impl Engine {
     pub(super) fn dns_restore(&self) {
         let state = self.lock();
         let host = self.host_resolv();
-        for sandbox in state.sandboxes.values() {
+        for sandbox in state.sandboxes().values() {
             if let Some(resolver) = &self.dns {
                 for e in state.endpoints_of_sandbox(&sandbox.id) {
-                    if state.networks.get(&e.network_id).is_some_and(|n| has_dns(n)) {
+                    if state.networks().get(&e.network_id).is_some_and(|n| has_dns(n)) {
                         resolver.table().insert(&e.network_id, entry(e, sandbox));
                     }
                 }

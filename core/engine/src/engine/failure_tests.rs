@@ -65,7 +65,7 @@ fn connecting_a_runtime_sandbox_whose_namespace_is_gone_is_a_conflict_and_makes_
     assert!(message.contains(&format!("its namespace {netns} is gone")), "{message}");
     assert!(message.contains("remove the sandbox"), "it says what to do: {message}");
     assert!(f.rec.log().is_empty(), "nothing was made: {:?}", f.rec.log());
-    assert_eq!(e.lock().endpoints.len(), 0);
+    assert_eq!(e.lock().endpoints().len(), 0);
     assert!(e.store.list::<JournalEntry>(Table::Journal).unwrap().is_empty());
     e.sandbox_remove("rt", false).unwrap();
     e.network_remove("n").unwrap();
@@ -83,7 +83,7 @@ fn reconcile_drops_the_endpoints_of_a_runtime_sandbox_whose_namespace_is_gone() 
     f.rec.vanish(Path::new(netns));
     f.rec.clear();
     let e = f.engine();
-    assert_eq!(e.lock().endpoints.len(), 0, "the endpoint is dropped");
+    assert_eq!(e.lock().endpoints().len(), 0, "the endpoint is dropped");
     assert!(e.store.list::<Endpoint>(Table::Endpoints).unwrap().is_empty(), "and forgotten by the store");
     let log = f.rec.log();
     assert!(log.iter().all(|op| !op.namespaces().any(|n| *n == Netns::Path(netns.into()))), "{log:?}");

@@ -62,8 +62,8 @@ impl Engine {
         let internal =
             |e: crate::executor::ExecError| Error::Internal(format!("firewall: {}", crate::executor::report(&e)));
         let mut networks = Vec::new();
-        for n in state.networks.values() {
-            let endpoints: Vec<_> = state.endpoints.values().filter(|e| e.network_id == n.id).collect();
+        for n in state.networks().values() {
+            let endpoints: Vec<_> = state.endpoints_of_network(&n.id).collect();
             let groups: Vec<Vec<FirewallFact>> =
                 once(&n.plan).chain(endpoints.iter().map(|e| &e.plan)).map(|p| firewall_facts(once(p))).collect();
             if groups.iter().all(Vec::is_empty) {
@@ -92,7 +92,7 @@ impl Engine {
                 .filter(|(_, facts)| !facts.is_empty())
                 .map(|(e, facts)| EndpointReport {
                     id: e.id.clone(),
-                    sandbox: state.sandboxes.get(&e.sandbox_id).map(|s| s.name.clone()).unwrap_or_default(),
+                    sandbox: state.sandboxes().get(&e.sandbox_id).map(|s| s.name.clone()).unwrap_or_default(),
                     facts,
                 })
                 .collect();

@@ -38,7 +38,7 @@ impl Engine {
     pub(super) fn settle_gateway(&self, state: &State, sandbox: &Sandbox) {
         let endpoints: Vec<(&Endpoint, &Network)> = state
             .endpoints_of_sandbox(&sandbox.id)
-            .filter_map(|e| state.networks.get(&e.network_id).map(|n| (e, &**n)))
+            .filter_map(|e| state.networks().get(&e.network_id).map(|n| (e, &**n)))
             .collect();
         let plan = gateway_plan(sandbox, &endpoints);
         let object = format!("default route of sandbox {}", sandbox.name);

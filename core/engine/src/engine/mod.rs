@@ -18,6 +18,7 @@ mod network;
 mod policy;
 mod reconcile;
 mod sandbox;
+mod state;
 mod sysctls;
 mod volume;
 
@@ -28,6 +29,7 @@ pub use network::{ConnectRequest, NetworkCreateRequest, PoolRequest};
 pub use volume::{PruneReport, VolumeCreateRequest};
 
 use journal::adopt_existing_directories;
+use state::State;
 
 use crate::error::{Error, Result};
 use crate::executor::{without_found, Executor, LinkQuery};
@@ -74,19 +76,6 @@ pub struct DefaultBridge {
     pub device: String,
     /// Subnet.
     pub subnet: IpNet,
-}
-
-/// The in-memory mirror of the store. Its objects are shared between the state and its
-/// published copies: a copy costs a pointer per object, and a change replaces only the
-/// objects it touches.
-#[derive(Default, Clone)]
-struct State {
-    networks: BTreeMap<String, Arc<Network>>,
-    endpoints: BTreeMap<String, Arc<Endpoint>>,
-    sandboxes: BTreeMap<String, Arc<Sandbox>>,
-    volumes: BTreeMap<String, Arc<Volume>>,
-    /// The host port picked last for a binding that left it to wharf.
-    port_cursor: u16,
 }
 
 /// The engine.
@@ -167,49 +156,6 @@ pub fn valid_name(name: &str) -> bool {
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-/// Find an object by exact id, then exact name, then unique id prefix.
-fn lookup<'a, T>(
-    kind: &str,
-    key: &str,
-    items: impl Iterator<Item = &'a T> + Clone,
-    id: impl Fn(&T) -> &str,
-    name: impl Fn(&T) -> &str,
-) -> Result<&'a T> {
-    if key.is_empty() {
-        return Err(Error::InvalidArgument(format!("{kind} name or id is empty")));
-    }
-    if let Some(t) = items.clone().find(|t| id(t) == key) {
-        return Ok(t);
-    }
-    if let Some(t) = items.clone().find(|t| name(t) == key) {
-        return Ok(t);
-    }
-    let mut prefixed = items.filter(|t| id(t).starts_with(key));
-    match (prefixed.next(), prefixed.next()) {
-        (Some(t), None) => Ok(t),
-        (Some(_), Some(_)) => Err(Error::InvalidArgument(format!("{kind} id prefix {key:?} is ambiguous"))),
-        _ => Err(Error::NotFound(format!("{kind} {key} not found"))),
-    }
-}
-
-impl State {
-    fn network(&self, key: &str) -> Result<&Network> {
-        lookup("network", key, self.networks.values().map(|n| &**n), |n| &n.id, |n| &n.name)
-    }
-
-    fn sandbox(&self, key: &str) -> Result<&Sandbox> {
-        lookup("sandbox", key, self.sandboxes.values().map(|s| &**s), |s| &s.id, |s| &s.name)
-    }
-
-    fn endpoints_of_network<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Endpoint> + 'a {
-        self.endpoints.values().map(|e| &**e).filter(move |e| e.network_id == id)
-    }
-
-    fn endpoints_of_sandbox<'a>(&'a self, id: &'a str) -> impl Iterator<Item = &'a Endpoint> + 'a {
-        self.endpoints.values().map(|e| &**e).filter(move |e| e.sandbox_id == id)
-    }
-}
-
 /// The installation's random ULA global id (RFC 4193), made at first start.
 fn ula_global_id(store: &Store) -> Result<[u8; 5]> {
     if let Some(id) = store.get::<[u8; 5]>(Table::Meta, "ula_global_id")? {
@@ -229,6 +175,26 @@ pub fn instance_id(store: &Store) -> Result<String> {
     let id = hex::encode(rand::random::<[u8; 8]>());
     store.write(|t| t.put(Table::Meta, "instance_id", &id))?;
     Ok(id)
+}
+
+/// Each pool's allocated addresses, from the endpoints that hold them (see
+/// [`crate::model::Pool::allocated`]); a record from before they were left out of it is
+/// read the same way.
+fn restore_allocations(networks: &mut BTreeMap<String, Network>, endpoints: &[Endpoint]) {
+    fn pools(n: &mut Network) -> impl Iterator<Item = &mut crate::model::Pool> {
+        n.ipv4.iter_mut().chain(n.ipv6.iter_mut())
+    }
+    for n in networks.values_mut() {
+        pools(n).for_each(|p| p.allocated.clear());
+    }
+    for e in endpoints {
+        let Some(n) = networks.get_mut(&e.network_id) else { continue };
+        for ip in e.ipv4.iter().chain(&e.ipv6).map(IpNet::addr) {
+            for pool in pools(n).filter(|p| p.contains(&ip)) {
+                pool.allocated.insert(ip);
+            }
+        }
+    }
 }
 
 /// The links a plan creates, with their kinds.
@@ -259,17 +225,21 @@ impl Engine {
             settings.pools_v6.push(crate::ipam::ula_pool(ula_global_id(&store)?));
         }
         let mut state = State::default();
-        for (_, n) in store.list::<Network>(Table::Networks)? {
-            state.networks.insert(n.id.clone(), Arc::new(n));
-        }
-        for (_, e) in store.list::<Endpoint>(Table::Endpoints)? {
-            state.endpoints.insert(e.id.clone(), Arc::new(e));
+        let endpoints: Vec<Endpoint> = store.list(Table::Endpoints)?.into_iter().map(|(_, e)| e).collect();
+        let mut networks: BTreeMap<String, Network> =
+            store.list::<Network>(Table::Networks)?.into_iter().map(|(_, n)| (n.id.clone(), n)).collect();
+        restore_allocations(&mut networks, &endpoints);
+        for n in networks.into_values() {
+            state.put_network(n);
         }
         for (_, s) in store.list::<Sandbox>(Table::Sandboxes)? {
-            state.sandboxes.insert(s.id.clone(), Arc::new(s));
+            state.put_sandbox(s);
+        }
+        for e in endpoints {
+            state.put_endpoint(e);
         }
         for (_, v) in store.list::<Volume>(Table::Volumes)? {
-            state.volumes.insert(v.name.clone(), Arc::new(v));
+            state.put_volume(v);
         }
         let published = RwLock::new(Arc::new(state.clone()));
         let events = events::Events::default();
@@ -344,13 +314,7 @@ impl Engine {
         f.volumes_max_file_size = self.settings.volumes_max_file_size;
         f.bind_allowed_bases = self.settings.bind_allowed_bases.clone();
         f.cluster_vtep = self.cluster_vtep();
-        f.wharf_bridges = state
-            .networks
-            .values()
-            .flat_map(|n| plan_links(&n.plan))
-            .filter(|(k, name)| matches!(k, LinkKind::Bridge) && only.is_none_or(|q| q.names.contains(*name)))
-            .map(|(_, name)| name.to_string())
-            .collect();
+        f.wharf_bridges = state.bridges(only.map(|q| &q.names));
         Ok(f)
     }
 
@@ -370,10 +334,7 @@ impl Engine {
     /// or endpoint but the one with id `except` names.
     fn ours_alone(&self, state: &State, op: &Op, except: &str) -> bool {
         let Op::LinkAdd { link, .. } = op else { return false };
-        let networks = state.networks.values().filter(|n| n.id != except).map(|n| &n.plan);
-        let endpoints = state.endpoints.values().filter(|e| e.id != except).map(|e| &e.plan);
-        let mut named = networks.chain(endpoints).flat_map(plan_links);
-        !named.any(|(_, name)| name == link.name) && self.exec.owns(op)
+        !state.link_named_by_other(&link.name, except) && self.exec.owns(op)
     }
 
     /// `removal`, a driver's plan to remove the object with id `id` that `made` made, less
@@ -392,7 +353,7 @@ impl Engine {
 
     /// Every network.
     pub fn networks(&self) -> Vec<Network> {
-        self.read().networks.values().map(|n| Network::clone(n)).collect()
+        self.read().networks().values().map(|n| Network::clone(n)).collect()
     }
 
     /// One network by id, name or id prefix.
@@ -404,13 +365,13 @@ impl Engine {
     pub fn network_endpoints(&self, id: &str) -> Vec<(Endpoint, Sandbox)> {
         let s = self.read();
         s.endpoints_of_network(id)
-            .filter_map(|e| s.sandboxes.get(&e.sandbox_id).map(|sb| (e.clone(), Sandbox::clone(sb))))
+            .filter_map(|e| s.sandboxes().get(&e.sandbox_id).map(|sb| (e.clone(), Sandbox::clone(sb))))
             .collect()
     }
 
     /// Every sandbox.
     pub fn sandboxes(&self) -> Vec<Sandbox> {
-        self.read().sandboxes.values().map(|s| Sandbox::clone(s)).collect()
+        self.read().sandboxes().values().map(|s| Sandbox::clone(s)).collect()
     }
 
     /// One sandbox by id, name or id prefix.
@@ -422,7 +383,7 @@ impl Engine {
     pub fn sandbox_endpoints(&self, id: &str) -> Vec<(Endpoint, Network)> {
         let s = self.read();
         s.endpoints_of_sandbox(id)
-            .filter_map(|e| s.networks.get(&e.network_id).map(|n| (e.clone(), Network::clone(n))))
+            .filter_map(|e| s.networks().get(&e.network_id).map(|n| (e.clone(), Network::clone(n))))
             .collect()
     }
 }

@@ -9,11 +9,10 @@
 
 use super::{network::PoolRequest, policy, Author, Engine, NetworkCreateRequest, State};
 use crate::error::Result;
-use crate::model::Endpoint;
+use crate::model::{Endpoint, Network};
 use crate::store::Table;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::sync::Arc;
 use wharf_sdk::{FirewallFact, HostFacts, LinkKind, Netns, Op, Plan};
 
 /// The names of the links a plan makes that live in namespace `ns`: links made there,
@@ -84,18 +83,18 @@ impl Engine {
             crate::error::Error::Internal(format!("reading host facts: {}", crate::executor::report(&e)))
         })?;
         self.revive_sandboxes(&mut state, touched)?;
-        for n in state.networks.values() {
+        for n in state.networks().values() {
             self.reapply(&format!("network {}", n.name), &n.plan, &facts);
         }
-        for e in state.endpoints.values() {
-            let sandbox = state.sandboxes.get(&e.sandbox_id).map(|s| s.name.as_str()).unwrap_or("?");
+        for e in state.endpoints().values() {
+            let sandbox = state.sandboxes().get(&e.sandbox_id).map(|s| s.name.as_str()).unwrap_or("?");
             self.reapply(&format!("endpoint of {sandbox}"), &e.plan, &facts);
         }
         let known: BTreeSet<&str> = state
-            .networks
+            .networks()
             .values()
             .map(|n| &n.plan)
-            .chain(state.endpoints.values().map(|e| &e.plan))
+            .chain(state.endpoints().values().map(|e| &e.plan))
             .flat_map(|p| links_in(p, &Netns::Host))
             .collect();
         match self.exec.sweep(&Netns::Host, &known) {
@@ -107,7 +106,7 @@ impl Engine {
         }
         // Each endpoint's plan added its own default route, and the first one re-applied kept
         // it: settle which one a sandbox on several networks goes out through.
-        for s in state.sandboxes.values().filter(|s| state.endpoints_of_sandbox(&s.id).nth(1).is_some()) {
+        for s in state.sandboxes().values().filter(|s| state.endpoints_of_sandbox(&s.id).nth(1).is_some()) {
             self.settle_gateway(&state, s);
         }
         self.remount_volumes(&state);
@@ -118,7 +117,7 @@ impl Engine {
     /// Volumes that hold mount references keep them across a restart: their mount plan is
     /// re-applied (a no-op when the mount survived, a fresh mount after a reboot).
     fn remount_volumes(&self, state: &State) {
-        let mounted: Vec<_> = state.volumes.values().filter(|v| !v.mounts.is_empty()).cloned().collect();
+        let mounted: Vec<_> = state.volumes().values().filter(|v| !v.mounts.is_empty()).cloned().collect();
         for v in mounted {
             let Some(driver) = self.registry.volume(&v.driver) else {
                 tracing::warn!("reconcile: volume {} uses driver {} which is not loaded", v.name, v.driver);
@@ -149,7 +148,7 @@ impl Engine {
     /// Owned sandboxes whose namespace is gone (after a reboot) get a new one; endpoints of
     /// a runtime's sandbox whose namespace is gone are dropped with their host-side state.
     fn revive_sandboxes(&self, state: &mut State, touched: &BTreeSet<String>) -> Result<()> {
-        let sandboxes: Vec<_> = state.sandboxes.values().cloned().collect();
+        let sandboxes: Vec<_> = state.sandboxes().values().cloned().collect();
         for sb in sandboxes {
             if self.exec.check_netns(Path::new(&sb.netns)).is_ok() {
                 // Links are retired inside a sandbox only for its macvlan endpoints; a crash
@@ -195,19 +194,19 @@ impl Engine {
                         tracing::warn!("reconcile: {} failed: {err}", op.describe());
                     }
                 }
-                if let Some(net) = state.networks.get_mut(&e.network_id).map(Arc::make_mut) {
+                if let Some(mut net) = state.networks().get(&e.network_id).map(|n| Network::clone(n)) {
                     for (ip, pools) in [(e.ipv4, &mut net.ipv4), (e.ipv6, &mut net.ipv6)] {
                         if let Some(ip) = ip {
                             pools.iter_mut().for_each(|p| p.release(ip.addr()));
                         }
                     }
-                    let net = net.clone();
                     self.store.write(|t| {
                         t.put(Table::Networks, &net.id, &net)?;
                         t.delete(Table::Endpoints, &e.id)
                     })?;
+                    state.put_network(net);
                 }
-                state.endpoints.remove(&e.id);
+                state.remove_endpoint(&e.id);
                 tracing::info!(
                     "reconcile: dropped endpoint of sandbox {} whose namespace {} is gone",
                     sb.name,
@@ -219,7 +218,7 @@ impl Engine {
     }
 
     fn firewall_reload_locked(&self, state: &State) -> Result<()> {
-        let plans = state.networks.values().map(|n| &n.plan).chain(state.endpoints.values().map(|e| &e.plan));
+        let plans = state.networks().values().map(|n| &n.plan).chain(state.endpoints().values().map(|e| &e.plan));
         let facts = firewall_facts(plans);
         self.exec
             .firewall_reload(&facts)
@@ -230,7 +229,7 @@ impl Engine {
     pub fn firewall_reload(&self) -> Result<usize> {
         let state = self.lock();
         self.firewall_reload_locked(&state)?;
-        let plans = state.networks.values().map(|n| &n.plan).chain(state.endpoints.values().map(|e| &e.plan));
+        let plans = state.networks().values().map(|n| &n.plan).chain(state.endpoints().values().map(|e| &e.plan));
         Ok(firewall_facts(plans).len())
     }
 
@@ -267,7 +266,7 @@ impl Engine {
             }
         }
         for req in wanted {
-            if state.networks.values().any(|n| n.name == req.name) {
+            if state.network_named(&req.name) {
                 continue;
             }
             let name = req.name.clone();

@@ -204,3 +204,35 @@ fn a_plan_breaking_the_policy_is_refused_before_the_journal() {
     assert!(f.rec.log().iter().all(|op| !matches!(op, Op::Sysctl { .. })));
     assert!(e.store.list::<JournalEntry>(Table::Journal).unwrap().is_empty());
 }
+
+#[test]
+fn addresses_in_use_stay_taken_across_a_restart_and_freed_ones_stay_free() {
+    let f = Fixture::new();
+    let (first, second) = {
+        let e = f.engine();
+        e.network_create(net("n")).unwrap();
+        for s in ["s1", "s2", "s3"] {
+            e.sandbox_create(s, None, Default::default()).unwrap();
+        }
+        let first = e.connect(connect("n", "s1")).unwrap().ipv4.unwrap();
+        let second = e.connect(connect("n", "s2")).unwrap().ipv4.unwrap();
+        e.disconnect("n", "s1", false).unwrap();
+        (first, second)
+    };
+    let stored = stored_network(&f, "n");
+    assert!(stored.ipv4[0].allocated.is_empty(), "the network's record lists no addresses");
+    let e = f.engine();
+    let pool = &e.network("n").unwrap().ipv4[0];
+    assert_eq!(pool.allocated.iter().copied().collect::<Vec<_>>(), [second.addr()], "rebuilt from the endpoints");
+    let third = e.connect(connect("n", "s3")).unwrap().ipv4.unwrap();
+    assert!(third != second && third != first, "neither the address in use nor the one just freed: {third}");
+    let again = e.connect(ConnectRequest { ipv4: Some(second.addr()), ..connect("n", "s1") });
+    assert_eq!(again.unwrap_err().status(), 409, "a static address another endpoint holds is refused");
+}
+
+/// Network `name` as its record in the store has it.
+fn stored_network(f: &Fixture, name: &str) -> Network {
+    let store = Store::open(&f.dir.path().join("state.redb")).unwrap();
+    let networks = store.list::<Network>(Table::Networks).unwrap();
+    networks.into_iter().map(|(_, n)| n).find(|n| n.name == name).unwrap()
+}

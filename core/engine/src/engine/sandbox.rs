@@ -33,7 +33,7 @@ impl Engine {
             )));
         }
         super::dns::check_config(name, &dns)?;
-        if state.sandboxes.values().any(|s| s.name == name) {
+        if state.sandbox_named(name) {
             return Err(Error::Conflict(format!("sandbox with name {name} already exists")));
         }
         let mut plan = Plan::new();
@@ -73,7 +73,7 @@ impl Engine {
         self.apply(Author::Core, &format!("sandbox {name}"), &plan, |t| {
             t.put(Table::Sandboxes, &sandbox.id, &sandbox)
         })?;
-        state.sandboxes.insert(sandbox.id.clone(), Arc::new(sandbox.clone()));
+        state.put_sandbox(Arc::new(sandbox.clone()));
         tracing::info!(sandbox = %sandbox.name, netns = %sandbox.netns, "sandbox created");
         Ok(sandbox)
     }
@@ -119,7 +119,7 @@ impl Engine {
             },
             |t| t.put(Table::Sandboxes, &sandbox.id, &sandbox),
         )?;
-        state.sandboxes.remove(&sandbox.id);
+        state.remove_sandbox(&sandbox.id);
         tracing::info!(sandbox = %sandbox.name, "sandbox removed");
         Ok(())
     }

@@ -66,7 +66,7 @@ pub(super) fn remember(t: &mut Txn<'_>, exec: &dyn Executor, plan: &Plan, object
 /// namespace goes with every sysctl in it, so nothing is left to restore.
 pub(super) fn records_of(store: &Store, netns: &str) -> Result<Vec<String>> {
     let prefix = record_key(&Netns::Path(netns.to_string()), "");
-    Ok(store.list::<Saved>(Table::Sysctls)?.into_iter().map(|(k, _)| k).filter(|k| k.starts_with(&prefix)).collect())
+    store.keys_with_prefix(Table::Sysctls, &prefix)
 }
 
 /// An executor that carries out [`Op::SysctlRestore`] for `object` from what [`remember`]

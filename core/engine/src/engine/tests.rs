@@ -191,7 +191,7 @@ pub fn connect(network: &str, sandbox: &str) -> ConnectRequest {
 
 #[cfg(test)]
 fn snapshot(e: &Engine) -> (Vec<Network>, Vec<Sandbox>, Vec<Volume>, usize) {
-    let endpoints = e.lock().endpoints.len();
+    let endpoints = e.lock().endpoints().len();
     (e.networks(), e.sandboxes(), e.volumes(), endpoints)
 }
 
@@ -676,13 +676,15 @@ fn a_published_state_shares_the_objects_a_change_did_not_touch() {
     e.connect(connect("n", "s2")).unwrap();
     let after = e.read();
     assert!(!Arc::ptr_eq(&before, &after), "the change is published");
-    assert!(Arc::ptr_eq(&before.endpoints[&first.id], &after.endpoints[&first.id]), "an endpoint it did not touch");
+    let (b, a) = (before.endpoints().get(&first.id).unwrap(), after.endpoints().get(&first.id).unwrap());
+    assert!(Arc::ptr_eq(b, a), "an endpoint it did not touch");
     let m = e.network("m").unwrap().id;
-    assert!(Arc::ptr_eq(&before.networks[&m], &after.networks[&m]), "a network it did not touch");
-    assert!(Arc::ptr_eq(&before.volumes["v1"], &after.volumes["v1"]));
+    let (b, a) = (before.networks().get(&m).unwrap(), after.networks().get(&m).unwrap());
+    assert!(Arc::ptr_eq(b, a), "a network it did not touch");
+    assert!(Arc::ptr_eq(before.volumes().get("v1").unwrap(), after.volumes().get("v1").unwrap()));
     let s1 = e.sandbox("s1").unwrap().id;
-    assert!(Arc::ptr_eq(&before.sandboxes[&s1], &after.sandboxes[&s1]));
-    assert_eq!(after.endpoints.len(), 2);
+    assert!(Arc::ptr_eq(before.sandboxes().get(&s1).unwrap(), after.sandboxes().get(&s1).unwrap()));
+    assert_eq!(after.endpoints().len(), 2);
 }
 
 /// How long publishing the state after a change takes, with 2 endpoints publishing 100

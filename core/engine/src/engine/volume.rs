@@ -74,7 +74,7 @@ impl Engine {
                 "invalid volume name {name:?}: it must match [a-zA-Z0-9][a-zA-Z0-9_.-]+"
             )));
         }
-        if let Some(existing) = state.volumes.get(&name) {
+        if let Some(existing) = state.volumes().get(&name) {
             if existing.driver != driver_name {
                 return Err(Error::Conflict(format!(
                     "volume {name} already exists with driver {}, not {driver_name}",
@@ -117,19 +117,19 @@ impl Engine {
             t.put(Table::Volumes, &name, &volume)
         })?;
         self.events.record("volume", "create", &name, &[("driver", &volume.driver)]);
-        state.volumes.insert(name, Arc::new(volume.clone()));
+        state.put_volume(Arc::new(volume.clone()));
         Ok(volume)
     }
 
     /// Every volume.
     pub fn volumes(&self) -> Vec<Volume> {
-        self.read().volumes.values().map(|v| Volume::clone(v)).collect()
+        self.read().volumes().values().map(|v| Volume::clone(v)).collect()
     }
 
     /// One volume by name.
     pub fn volume(&self, name: &str) -> Result<Volume> {
         self.read()
-            .volumes
+            .volumes()
             .get(name)
             .map(|v| Volume::clone(v))
             .ok_or_else(|| Error::NotFound(format!("volume {name} not found")))
@@ -139,7 +139,7 @@ impl Engine {
     /// absent volume no error.
     pub fn volume_remove(&self, name: &str, force: bool) -> Result<()> {
         let mut state = self.lock();
-        let volume = match state.volumes.get(name) {
+        let volume = match state.volumes().get(name) {
             Some(v) => Volume::clone(v),
             None if force => return Ok(()),
             None => return Err(Error::NotFound(format!("volume {name} not found"))),
@@ -168,7 +168,7 @@ impl Engine {
             |t| t.delete(Table::Volumes, &volume.name),
             |t| t.put(Table::Volumes, &volume.name, &volume),
         )?;
-        state.volumes.remove(&volume.name);
+        state.remove_volume(&volume.name);
         tracing::info!(volume = %volume.name, "volume removed");
         self.events.record("volume", "destroy", &volume.name, &[("driver", &volume.driver)]);
         Ok(())
@@ -182,7 +182,7 @@ impl Engine {
             return Err(Error::InvalidArgument("mount needs a non-empty ID".into()));
         }
         let mut volume = state
-            .volumes
+            .volumes()
             .get(name)
             .map(|v| Volume::clone(v))
             .ok_or_else(|| Error::NotFound(format!("volume {name} not found")))?;
@@ -206,7 +206,7 @@ impl Engine {
         let mountpoint = volume.mountpoint.clone();
         let attributes = [("container", id), ("destination", mountpoint.as_str()), ("driver", &volume.driver)];
         self.events.record("volume", "mount", name, &attributes);
-        state.volumes.insert(name.to_string(), Arc::new(volume));
+        state.put_volume(Arc::new(volume));
         Ok(mountpoint)
     }
 
@@ -214,7 +214,7 @@ impl Engine {
     pub fn volume_unmount(&self, name: &str, id: &str) -> Result<()> {
         let mut state = self.lock();
         let mut volume = state
-            .volumes
+            .volumes()
             .get(name)
             .map(|v| Volume::clone(v))
             .ok_or_else(|| Error::NotFound(format!("volume {name} not found")))?;
@@ -232,7 +232,7 @@ impl Engine {
             t.put(Table::Volumes, name, &volume)
         })?;
         self.events.record("volume", "unmount", name, &[("container", id), ("driver", &volume.driver)]);
-        state.volumes.insert(name.to_string(), Arc::new(volume));
+        state.put_volume(Arc::new(volume));
         Ok(())
     }
 
@@ -241,7 +241,7 @@ impl Engine {
     pub fn volume_prune(&self, all: bool, keep: impl Fn(&Volume) -> bool) -> Result<PruneReport> {
         let mut state = self.lock();
         let candidates: Vec<Volume> = state
-            .volumes
+            .volumes()
             .values()
             .filter(|v| v.mounts.is_empty() && (all || v.anonymous()) && keep(v))
             .map(|v| Volume::clone(v))

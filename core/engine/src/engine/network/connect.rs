@@ -79,9 +79,7 @@ fn settle_host_ports(
     for i in 0..ports.len() {
         let (settled, rest) = ports.split_at_mut(i);
         let p = &mut rest[0];
-        let published = |port: u16| {
-            state.endpoints.values().flat_map(|e| &e.join.ports).chain(settled.iter()).any(|o| clash(p, port, o))
-        };
+        let published = |port: u16| state.bindings_on(&port).chain(settled.iter()).any(|o| clash(p, port, o));
         let what = format!("{}/{}", p.port, p.protocol.as_str());
         let on_host = |port: u16| -> Result<bool> {
             match host(p, port)? {
@@ -191,7 +189,7 @@ impl Engine {
         }
         let exclusive = |n: &str| SINGLETON_DRIVERS.contains(&n) || n == "none";
         let others_exclusive =
-            existing.iter().any(|e| state.networks.get(&e.network_id).is_some_and(|n| exclusive(&n.driver)));
+            existing.iter().any(|e| state.networks().get(&e.network_id).is_some_and(|n| exclusive(&n.driver)));
         if !existing.is_empty() && (exclusive(&network.driver) || others_exclusive) {
             return Err(Error::Forbidden(format!(
                 "sandbox {} cannot be connected to network {}: the host and none networks cannot be combined with others",
@@ -287,8 +285,8 @@ impl Engine {
         })?;
         self.network_event("connect", &net, Some(&sandbox.id));
         let shared = !existing.is_empty();
-        state.networks.insert(net.id.clone(), Arc::new(net));
-        state.endpoints.insert(endpoint.id.clone(), Arc::new(endpoint.clone()));
+        state.put_network(Arc::new(net));
+        state.put_endpoint(Arc::new(endpoint.clone()));
         state.port_cursor = port_cursor;
         self.dns_connected(&host, &network, &endpoint, &sandbox, sockets);
         if shared {
@@ -317,7 +315,7 @@ impl Engine {
 
     fn check_ports(&self, state: &State, endpoint: &Endpoint) -> Result<()> {
         for new in &endpoint.join.ports {
-            for other in state.endpoints.values().flat_map(|e| &e.join.ports) {
+            for other in state.bindings_on(&new.host_port) {
                 if clash(new, new.host_port, other) {
                     return Err(Error::Conflict(format!(
                         "host port {}/{} is already published by another endpoint",
@@ -351,11 +349,11 @@ impl Engine {
         force: bool,
     ) -> Result<()> {
         let network = state
-            .networks
+            .networks()
             .get(&endpoint.network_id)
             .cloned()
             .ok_or_else(|| Error::Internal(format!("endpoint {} has no network", endpoint.id)))?;
-        let sandbox = state.sandboxes.get(&endpoint.sandbox_id).map(|s| Sandbox::clone(s)).unwrap_or_default();
+        let sandbox = state.sandboxes().get(&endpoint.sandbox_id).map(|s| Sandbox::clone(s)).unwrap_or_default();
         self.withdraw_endpoint(&network, endpoint)?;
         let request = EndpointRequest {
             network: spec(&network),
@@ -412,8 +410,8 @@ impl Engine {
             },
         )?;
         self.network_event("disconnect", &net, Some(&sandbox.id));
-        state.networks.insert(net.id.clone(), Arc::new(net));
-        state.endpoints.remove(&endpoint.id);
+        state.put_network(Arc::new(net));
+        state.remove_endpoint(&endpoint.id);
         self.release_endpoint(&network, endpoint);
         if state.endpoints_of_sandbox(&sandbox.id).next().is_some() {
             self.settle_gateway(state, &sandbox);

@@ -121,7 +121,7 @@ impl Engine {
             return Vec::new();
         }
         state
-            .networks
+            .networks()
             .values()
             .filter(|n| n.driver == driver && n.id != except)
             .map(|n| NetworkPeer { network: spec(n), state: n.state.clone() })
@@ -174,7 +174,7 @@ impl Engine {
         predefined: bool,
     ) -> Result<Network> {
         check_network_name(&req.name)?;
-        if state.networks.values().any(|n| n.name == req.name) {
+        if state.network_named(&req.name) {
             return Err(Error::Conflict(format!("network with name {} already exists", req.name)));
         }
         if req.config_only {
@@ -258,7 +258,7 @@ impl Engine {
         if !network.predefined {
             self.network_event("create", &network, None);
         }
-        state.networks.insert(network.id.clone(), Arc::new(network.clone()));
+        state.put_network(Arc::new(network.clone()));
         Ok(network)
     }
 
@@ -323,7 +323,7 @@ impl Engine {
         host_routes: &[IpNet],
     ) -> Result<()> {
         let mut used: Vec<IpNet> = state
-            .networks
+            .networks()
             .values()
             .filter(|n| !n.config_only)
             .flat_map(|n| n.ipv4.iter().chain(&n.ipv6))
@@ -403,7 +403,7 @@ impl Engine {
             |t| t.delete(Table::Networks, &network.id),
             |t| t.put(Table::Networks, &network.id, network),
         )?;
-        state.networks.remove(&network.id);
+        state.remove_network(&network.id);
         tracing::info!(network = %network.name, "network removed");
         self.network_event("destroy", network, None);
         Ok(())
@@ -414,7 +414,7 @@ impl Engine {
     pub fn network_prune(&self, keep: impl Fn(&Network) -> bool) -> Result<Vec<String>> {
         let mut state = self.lock();
         let candidates: Vec<Network> = state
-            .networks
+            .networks()
             .values()
             .filter(|n| !n.predefined && keep(n))
             .filter(|n| state.endpoints_of_network(&n.id).next().is_none())
