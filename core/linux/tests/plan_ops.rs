@@ -167,3 +167,39 @@ fn a_few_sandbox_sockets_stay_open_and_only_while_in_use() {
     let ctx = sockets.sandbox(&format!("/run/netns/{}", spaces.0[0])).unwrap();
     assert!(ctx.block_on(wharf_linux::kernel::netlink::link_names(&ctx.handle)).is_ok(), "and opened again");
 }
+
+#[test]
+fn the_mirror_reads_a_namespace_of_many_links_and_names_the_marked_ones() {
+    require_root!();
+    let spaces = Spaces::new(&["m"]);
+    let ns = spaces.0[0].clone();
+    let script = std::env::temp_dir().join(format!("{ns}.ip"));
+    // Enough links that the dump spans many datagrams; every tenth carries a mark.
+    let links: String = (0..400)
+        .map(|i| {
+            let alias = if i % 10 == 0 { format!("link set wm{i} alias wharf:0123abcd\n") } else { String::new() };
+            format!(
+                "link add wm{i} type bridge\naddr add 10.{}.{}.1/24 dev wm{i}\nlink set wm{i} up\n{alias}",
+                i / 200,
+                i % 200
+            )
+        })
+        .collect();
+    std::fs::write(&script, links).unwrap();
+    ok(&["ip", "-n", &ns, "-batch", script.to_str().unwrap()]);
+    std::fs::remove_file(&script).unwrap();
+    let (facts, mut marked) = inside(&ns, || {
+        let mirror = wharf_linux::kernel::facts::Mirror::new().unwrap();
+        let mark = wharf_linux::kernel::netlink::Mark::new("0123abcd");
+        (mirror.facts(&mark, None).unwrap(), mirror.marked(&mark).unwrap())
+    });
+    let bridges: Vec<_> = facts.links.iter().filter(|l| l.name.starts_with("wm")).collect();
+    assert_eq!(bridges.len(), 400, "every link is read");
+    let wm123 = bridges.iter().find(|l| l.name == "wm123").unwrap();
+    assert!(wm123.addresses.contains(&"10.0.123.1/24".parse().unwrap()), "{:?}", wm123.addresses);
+    assert!(facts.routes.contains(&"10.1.199.0/24".parse().unwrap()), "and every main-table route");
+    marked.sort();
+    let mut want: Vec<String> = (0..400).step_by(10).map(|i| format!("wm{i}")).collect();
+    want.sort();
+    assert_eq!(marked, want);
+}

@@ -21,16 +21,13 @@
 //! adopts, and so the only ones whose values it records).
 
 use super::netlink::{self, Mark};
-use super::sockets::Ctx;
-use futures::TryStreamExt;
 use ipnet::IpNet;
 use netlink_packet_core::{NetlinkMessage, NetlinkPayload, NLM_F_REPLACE};
 use rtnetlink::packet_route::address::{AddressAttribute, AddressMessage};
-use rtnetlink::packet_route::link::{LinkAttribute, LinkFlags, LinkInfo, LinkMessage};
+use rtnetlink::packet_route::link::{LinkAttribute, LinkExtentMask, LinkFlags, LinkInfo, LinkMessage};
 use rtnetlink::packet_route::route::{RouteAddress, RouteAttribute, RouteMessage};
 use rtnetlink::packet_route::{AddressFamily, RouteNetlinkMessage};
 use rtnetlink::sys::{protocols::NETLINK_ROUTE, Socket, SocketAddr};
-use rtnetlink::Handle;
 use std::collections::{BTreeMap, HashMap};
 use std::net::IpAddr;
 use std::sync::Mutex;
@@ -85,6 +82,8 @@ pub struct Mirror {
 #[derive(Debug)]
 struct Inner {
     socket: Socket,
+    /// Where dumps are asked for and read, one datagram at a time.
+    dumper: Socket,
     state: State,
     /// The state must be dumped before it is used (at first, and after an overflow).
     stale: bool,
@@ -102,14 +101,28 @@ impl Mirror {
         // Best effort: the kernel caps it at net.core.rmem_max.
         let _ = socket.set_rx_buf_sz(RCVBUF);
         socket.set_non_blocking(true).map_err(fail)?;
-        Ok(Mirror { inner: Mutex::new(Inner { socket, state: State::default(), stale: true }) })
+        let dumper = super::dump::socket()?;
+        Ok(Mirror { inner: Mutex::new(Inner { socket, dumper, state: State::default(), stale: true }) })
     }
 
-    /// The facts as they are now, read through `ctx` (a socket in the same namespace) when
-    /// the mirror must be dumped. Links carrying `mark` are this daemon's own. With `only`,
+    /// The facts as they are now. Links carrying `mark` are this daemon's own. With `only`,
     /// the links it selects and the default-route interfaces; nothing is copied of the rest.
-    pub fn facts(&self, ctx: &Ctx<'_>, mark: &Mark, only: Option<&LinkQuery>) -> Result<HostFacts, ExecError> {
-        let mut inner = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+    pub fn facts(&self, mark: &Mark, only: Option<&LinkQuery>) -> Result<HostFacts, ExecError> {
+        Ok(self.current()?.state.facts(mark, only))
+    }
+
+    /// The names of the links carrying `mark`, as they are now.
+    pub fn marked(&self, mark: &Mark) -> Result<Vec<String>, ExecError> {
+        let inner = self.current()?;
+        let marked = inner.state.links.values().filter(|l| mark.on(l.alias.as_deref(), l.group));
+        Ok(marked.map(|l| l.fact.name.clone()).collect())
+    }
+
+    /// The state brought up to date: queued notifications applied, dumped again if some
+    /// were lost.
+    fn current(&self) -> Result<std::sync::MutexGuard<'_, Inner>, ExecError> {
+        let mut guard = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        let inner = &mut *guard;
         let inner = &mut *inner;
         let mut tries = 0;
         loop {
@@ -125,10 +138,10 @@ impl Mirror {
             }
             // Whatever is queued now predates the dump or races with it; it is applied by
             // the next drain, on top of the dump.
-            inner.state = ctx.block_on(dump(&ctx.handle))?;
+            inner.state = dump(&inner.dumper)?;
             inner.stale = false;
         }
-        Ok(inner.state.facts(mark, only))
+        Ok(guard)
     }
 }
 
@@ -156,28 +169,29 @@ fn drain(socket: &Socket, state: &mut State) -> Result<bool, ExecError> {
     }
 }
 
-/// A full dump of the namespace `h` talks to.
-async fn dump(h: &Handle) -> Result<State, ExecError> {
+/// A full dump of the namespace `socket` is in, each message applied as it is read (see
+/// [`super::dump`]).
+fn dump(socket: &Socket) -> Result<State, ExecError> {
     let mut state = State::default();
-    for l in netlink::dump_links(h).await? {
-        state.link(&l);
-    }
-    let addrs: Vec<AddressMessage> =
-        h.address().get().execute().try_collect().await.map_err(|e| netlink::fail("list addresses", &e))?;
-    for a in &addrs {
-        state.address(a, true);
-    }
-    for v6 in [false, true] {
-        let routes: Vec<RouteMessage> = h
-            .route()
-            .get(route_query(v6))
-            .execute()
-            .try_collect()
-            .await
-            .map_err(|e| netlink::fail("list routes", &e))?;
-        for r in &routes {
-            state.route(r, true, false);
+    let mut links = LinkMessage::default();
+    links.attributes.push(LinkAttribute::ExtMask(vec![LinkExtentMask::SkipStats]));
+    super::dump::each(socket, RouteNetlinkMessage::GetLink(links), "list links", |m| {
+        if let RouteNetlinkMessage::NewLink(l) = m {
+            state.link(&l);
         }
+    })?;
+    let addresses = RouteNetlinkMessage::GetAddress(AddressMessage::default());
+    super::dump::each(socket, addresses, "list addresses", |m| {
+        if let RouteNetlinkMessage::NewAddress(a) = m {
+            state.address(&a, true);
+        }
+    })?;
+    for v6 in [false, true] {
+        super::dump::each(socket, RouteNetlinkMessage::GetRoute(route_query(v6)), "list routes", |m| {
+            if let RouteNetlinkMessage::NewRoute(r) = m {
+                state.route(&r, true, false);
+            }
+        })?;
     }
     Ok(state)
 }

@@ -26,6 +26,7 @@
 //! itself, both kept through renames and moves between namespaces. A link that was there
 //! before is found, never marked, and never retired.
 
+mod dump;
 pub mod facts;
 pub mod files;
 pub mod mount;
@@ -418,7 +419,7 @@ impl Executor for Kernel {
     }
 
     fn host_facts(&self, only: Option<&LinkQuery>) -> Result<HostFacts, ExecError> {
-        self.facts.facts(&self.netlink.host(), &self.mark, only)
+        self.facts.facts(&self.mark, only)
     }
 
     fn create_netns(&self, dir: &Path, name: &str) -> Result<PathBuf, ExecError> {
@@ -499,10 +500,19 @@ impl Executor for Kernel {
     fn sweep(&self, netns: &Netns, known: &BTreeSet<&str>) -> Result<Vec<String>, ExecError> {
         let known: HashSet<String> = known.iter().map(|k| k.to_string()).collect();
         let mark = self.mark.clone();
+        // The host's links are in the mirror, without a dump of a thousand ports.
+        let host_marked = match netns {
+            Netns::Host => Some(self.facts.marked(&mark)?),
+            Netns::Path(_) => None,
+        };
         self.on(netns, move |ctx| {
             ctx.block_on(async {
                 let mut swept = Vec::new();
-                for name in netlink::marked_links(&ctx.handle, &mark).await? {
+                let marked = match host_marked {
+                    Some(names) => names,
+                    None => netlink::marked_links(&ctx.handle, &mark).await?,
+                };
+                for name in marked {
                     if !known.contains(&name) {
                         netlink::link_del(&ctx.handle, &name).await?;
                         swept.push(name);

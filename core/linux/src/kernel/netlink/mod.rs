@@ -65,16 +65,12 @@ pub async fn index(h: &Handle, name: &str) -> Result<Option<u32>, ExecError> {
     }
 }
 
-/// Every link in this namespace. Without counters the kernel writes (and we parse) about
-/// half as much per link, which counts once a host has hundreds of bridges and veths.
-pub(super) async fn dump_links(h: &Handle) -> Result<Vec<LinkMessage>, ExecError> {
-    h.link()
-        .get()
-        .set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats])
-        .execute()
-        .try_collect()
-        .await
-        .map_err(|e| fail("list links", &e))
+/// Every link of the namespace `h` talks to, one message at a time as the kernel sends them:
+/// a reader that keeps a little of each need not hold them all. Without counters the kernel
+/// writes (and we parse) about half as much per link, which counts once a host has hundreds
+/// of bridges and veths.
+pub(super) fn link_stream(h: &Handle) -> impl futures::TryStream<Ok = LinkMessage, Error = rtnetlink::Error> + Unpin {
+    h.link().get().set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats]).execute()
 }
 
 /// What marks a link as made by one wharfd: its alias, `wharf:<instance id>`, set right
@@ -123,21 +119,30 @@ fn identity(l: &LinkMessage) -> (Option<&str>, Option<&str>, u32) {
     (name, alias, group)
 }
 
-/// The names of the links in this namespace that carry `mark`.
 /// The names of every link in the namespace `h` talks to.
 pub async fn link_names(h: &Handle) -> Result<Vec<String>, ExecError> {
-    let links = dump_links(h).await?;
-    Ok(links.iter().filter_map(|l| identity(l).0.map(str::to_string)).collect())
+    names_where(h, |_, _| true).await
 }
 
+/// The names of the links in the namespace `h` talks to that carry `mark`.
 pub async fn marked_links(h: &Handle, mark: &Mark) -> Result<Vec<String>, ExecError> {
-    let links = dump_links(h).await?;
-    Ok(links
-        .iter()
-        .map(identity)
-        .filter(|(_, alias, group)| mark.on(*alias, *group))
-        .filter_map(|(name, _, _)| name.map(str::to_string))
-        .collect())
+    names_where(h, |alias, group| mark.on(alias, group)).await
+}
+
+/// The names of the links whose alias and group `keep` accepts, read one message at a time:
+/// a host with a thousand ports sends megabytes of link attributes, of which this keeps a
+/// name.
+async fn names_where(h: &Handle, keep: impl Fn(Option<&str>, u32) -> bool) -> Result<Vec<String>, ExecError> {
+    let mut links = link_stream(h);
+    let mut names = Vec::new();
+    while let Some(l) = links.try_next().await.map_err(|e| fail("list links", &e))? {
+        if let (Some(name), alias, group) = identity(&l) {
+            if keep(alias, group) {
+                names.push(name.to_string());
+            }
+        }
+    }
+    Ok(names)
 }
 
 async fn need_index(h: &Handle, name: &str) -> Result<u32, ExecError> {
