@@ -29,22 +29,27 @@ struct Mapping {
     anonymous_kib: u64,
 }
 
-/// The mappings `smaps` lists.
+/// The file mappings `smaps` lists (an anonymous mapping, or a path with spaces, is left
+/// out, and so are the lines that follow it).
 fn mappings(smaps: &str) -> Vec<Mapping> {
     let mut out: Vec<Mapping> = Vec::new();
+    // Whether the last header read is `out`'s last mapping.
+    let mut current = false;
     for line in smaps.lines() {
-        let fields: Vec<&str> = line.split_whitespace().collect();
         if let Some(kib) = line.strip_prefix("Anonymous:") {
-            if let Some(m) = out.last_mut() {
+            if let Some(m) = out.last_mut().filter(|_| current) {
                 m.anonymous_kib = kib.trim().trim_end_matches("kB").trim().parse().unwrap_or(u64::MAX);
             }
             continue;
         }
-        let [range, perms, _offset, _device, inode, path] = fields[..] else { continue };
-        let Some((start, end)) = range.split_once('-') else { continue };
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let Some((start, end)) = fields.first().and_then(|range| range.split_once('-')) else { continue };
         let (Ok(start), Ok(end)) = (usize::from_str_radix(start, 16), usize::from_str_radix(end, 16)) else {
             continue;
         };
+        // A header line from here on: the lines up to the next one are its own.
+        current = false;
+        let [_, perms, _offset, _device, inode, path] = fields[..] else { continue };
         let Ok(inode) = inode.parse() else { continue };
         out.push(Mapping {
             start,
@@ -55,6 +60,7 @@ fn mappings(smaps: &str) -> Vec<Mapping> {
             // Unknown until its `Anonymous:` line: not droppable.
             anonymous_kib: u64::MAX,
         });
+        current = true;
     }
     out
 }
@@ -113,6 +119,19 @@ Anonymous:            12 kB
         assert_eq!((m[1].start, m[1].end), (0x7f0000010000, 0x7f0000090000));
         assert!(!m[0].executable && !m[2].executable);
         assert_eq!(m[2].anonymous_kib, 12);
+    }
+
+    #[test]
+    fn the_lines_of_an_anonymous_mapping_are_not_taken_for_the_file_mapping_before_it() {
+        let smaps = "\
+7f0000010000-7f0000090000 r-xp 00010000 fe:01 1234 /lib/libwharf_x.so
+Anonymous:             8 kB
+7f00000a0000-7f00000b0000 rw-p 00000000 00:00 0
+Anonymous:             0 kB
+";
+        let m = mappings(smaps);
+        assert_eq!(m.len(), 1);
+        assert_eq!(m[0].anonymous_kib, 8, "the code mapping keeps its own count");
     }
 
     #[test]
