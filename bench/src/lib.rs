@@ -14,6 +14,23 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+/// Where the focused benchmarks write what they measured: `bench/results/`.
+pub fn results_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results")
+}
+
+/// Write a benchmark's report and its figures: `bench/results/NAME.md` and `NAME.csv`. A
+/// report that cannot be written is said on stderr; the figures were printed anyway.
+pub fn save_results(name: &str, md: &str, csv: &str) {
+    let out = results_dir();
+    let written = std::fs::create_dir_all(&out)
+        .and_then(|()| std::fs::write(out.join(format!("{name}.md")), md))
+        .and_then(|()| std::fs::write(out.join(format!("{name}.csv")), csv));
+    if let Err(e) = written {
+        eprintln!("{name}: cannot write {}: {e}", out.display());
+    }
+}
+
 /// Median and spread of repeated timings.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {

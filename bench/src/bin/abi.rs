@@ -8,7 +8,6 @@
 //! instruction count: run it under `valgrind --tool=callgrind` with N = 0 and N = 1000; the
 //! difference of the totals over 1000 is the instructions per call.
 
-use std::io::Write;
 use std::path::PathBuf;
 use wharf_bench::{abi::join_request, measure, micros};
 use wharf_engine::registry::Registry;
@@ -81,13 +80,9 @@ fn main() {
     );
     print!("{report}");
     if !smoke {
-        let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");
-        let _ = std::fs::create_dir_all(&out);
-        let _ = std::fs::write(out.join("abi.md"), &report);
-        if let Ok(mut f) = std::fs::File::create(out.join("abi.csv")) {
-            let _ = writeln!(f, "path,median_us,p10_us,p90_us");
-            let _ = writeln!(f, "static,{:.3},{:.3},{:.3}", micros(s.median), micros(s.p10), micros(s.p90));
-            let _ = writeln!(f, "plugin,{:.3},{:.3},{:.3}", micros(p.median), micros(p.p10), micros(p.p90));
-        }
+        let row =
+            |s: wharf_bench::Summary| format!("{:.3},{:.3},{:.3}", micros(s.median), micros(s.p10), micros(s.p90));
+        let csv = format!("path,median_us,p10_us,p90_us\nstatic,{}\nplugin,{}\n", row(s), row(p));
+        wharf_bench::save_results("abi", &report, &csv);
     }
 }

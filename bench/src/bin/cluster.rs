@@ -13,7 +13,6 @@
 //! [--endpoints 50] [--joins 50] [--ttl 5]`. Writes `bench/results/cluster.md` and
 //! `cluster.png` (convergence against the number of hosts).
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 use wharf_tests::{Host, Underlay};
 
@@ -282,7 +281,7 @@ fn main() {
             r.overlay_gbps / r.underlay_gbps
         ));
     }
-    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("results");
+    let out = wharf_bench::results_dir();
     std::fs::write(out.join("cluster.md"), &md).expect("write cluster.md");
     let series = vec![
         ("median".to_string(), rows.iter().map(|r| (r.hosts as f64, ms(r.median) * 1e3)).collect()),

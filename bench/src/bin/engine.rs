@@ -11,7 +11,6 @@
 //! Writes `bench/results/engine.md` and `engine.csv`.
 
 use std::collections::BTreeSet;
-use std::io::Write;
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -104,6 +103,13 @@ struct Row {
     disconnect: (Duration, Duration),
 }
 
+impl Row {
+    /// Connect wall, connect CPU, disconnect wall, disconnect CPU, in µs.
+    fn micros(&self) -> [f64; 4] {
+        [self.connect.0, self.connect.1, self.disconnect.0, self.disconnect.1].map(micros)
+    }
+}
+
 fn main() {
     let smoke = std::env::args().any(|a| a == "--smoke");
     let (scales, rounds): (&[usize], usize) = if smoke { (&[1, 10], 5) } else { (&[1, 10, 100, 1000], 41) };
@@ -180,23 +186,12 @@ fn main() {
     let report = render(&rows, rounds);
     print!("{report}");
     if !smoke {
-        let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");
-        let _ = std::fs::create_dir_all(&out);
-        let _ = std::fs::write(out.join("engine.md"), &report);
-        if let Ok(mut f) = std::fs::File::create(out.join("engine.csv")) {
-            let _ = writeln!(f, "endpoints,connect_wall_us,connect_cpu_us,disconnect_wall_us,disconnect_cpu_us");
-            for r in &rows {
-                let _ = writeln!(
-                    f,
-                    "{},{:.1},{:.1},{:.1},{:.1}",
-                    r.endpoints,
-                    micros(r.connect.0),
-                    micros(r.connect.1),
-                    micros(r.disconnect.0),
-                    micros(r.disconnect.1)
-                );
-            }
+        let mut csv = String::from("endpoints,connect_wall_us,connect_cpu_us,disconnect_wall_us,disconnect_cpu_us\n");
+        for r in &rows {
+            let [a, b, c, d] = r.micros();
+            csv += &format!("{},{a:.1},{b:.1},{c:.1},{d:.1}\n", r.endpoints);
         }
+        wharf_bench::save_results("engine", &report, &csv);
     }
     drop(engine);
     let _ = std::fs::remove_dir_all(&dir);
@@ -220,14 +215,8 @@ fn render(rows: &[Row], rounds: usize) -> String {
          |---|---|---|---|---|\n"
     );
     for r in rows {
-        s += &format!(
-            "| {} | {:.0} | {:.0} | {:.0} | {:.0} |\n",
-            r.endpoints,
-            micros(r.connect.0),
-            micros(r.connect.1),
-            micros(r.disconnect.0),
-            micros(r.disconnect.1)
-        );
+        let [a, b, c, d] = r.micros();
+        s += &format!("| {} | {a:.0} | {b:.0} | {c:.0} | {d:.0} |\n", r.endpoints);
     }
     if let (Some(first), Some(last)) = (rows.first(), rows.last()) {
         let ratio = |a: Duration, b: Duration| b.as_secs_f64() / a.as_secs_f64().max(1e-9);

@@ -74,7 +74,7 @@ impl Opts {
             rounds: 0,
             bin_dir,
             baseline: None,
-            out: PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results"),
+            out: wharf_bench::results_dir(),
             work,
         };
         while let Some(a) = args.next() {

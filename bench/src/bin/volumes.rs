@@ -8,7 +8,6 @@
 
 use serde_json::json;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 use wharf_bench::daemons::Daemon;
@@ -121,12 +120,7 @@ fn main() {
     );
     print!("{md}");
     if !smoke {
-        let out = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("results");
-        let _ = std::fs::create_dir_all(&out);
-        let _ = std::fs::write(out.join("volumes.md"), &md);
-        if let Ok(mut f) = std::fs::File::create(out.join("volumes.csv")) {
-            let _ = f.write_all(csv.as_bytes());
-        }
+        wharf_bench::save_results("volumes", &md, &csv);
     }
     drop(daemons);
     let _ = std::fs::remove_dir_all(&dir);

@@ -65,14 +65,6 @@ pub async fn index(h: &Handle, name: &str) -> Result<Option<u32>, ExecError> {
     }
 }
 
-/// Every link of the namespace `h` talks to, one message at a time as the kernel sends them:
-/// a reader that keeps a little of each need not hold them all. Without counters the kernel
-/// writes (and we parse) about half as much per link, which counts once a host has hundreds
-/// of bridges and veths.
-pub(super) fn link_stream(h: &Handle) -> impl futures::TryStream<Ok = LinkMessage, Error = rtnetlink::Error> + Unpin {
-    h.link().get().set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats]).execute()
-}
-
 /// What marks a link as made by one wharfd: its alias, `wharf:<instance id>`, set right
 /// after creation (the kernel ignores an alias in the creation message), and its link
 /// group, a number taken from the instance id and set in the creation message itself. The
@@ -129,11 +121,12 @@ pub async fn marked_links(h: &Handle, mark: &Mark) -> Result<Vec<String>, ExecEr
     names_where(h, |alias, group| mark.on(alias, group)).await
 }
 
-/// The names of the links whose alias and group `keep` accepts, read one message at a time:
-/// a host with a thousand ports sends megabytes of link attributes, of which this keeps a
-/// name.
+/// The names of the links whose alias and group `keep` accepts, of each link message only
+/// its name kept. Statistics are left out of the dump (the kernel writes, and we parse, about
+/// half as much per link). rtnetlink reads a whole dump before handing it over, which suits
+/// a sandbox's few links; the host's many are read through its facts mirror (`dump.rs`).
 async fn names_where(h: &Handle, keep: impl Fn(Option<&str>, u32) -> bool) -> Result<Vec<String>, ExecError> {
-    let mut links = link_stream(h);
+    let mut links = h.link().get().set_filter_mask(AddressFamily::Unspec, vec![LinkExtentMask::SkipStats]).execute();
     let mut names = Vec::new();
     while let Some(l) = links.try_next().await.map_err(|e| fail("list links", &e))? {
         if let (Some(name), alias, group) = identity(&l) {
